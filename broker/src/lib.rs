@@ -1,0 +1,21 @@
+//! Sluice: a Kafka-protocol broker on a durable segmented log.
+//!
+//! Data flows down; a module calls only the ones below it:
+//!
+//! - [`server`]: the Kafka listener, one task per connection, graceful shutdown.
+//! - [`protocol`]: framing, request headers, version negotiation, dispatch by API key.
+//! - [`api`]: one file per Kafka API family; request in, response out.
+//! - [`http`]: the HTTP listener (`/health`, later admin and Connect REST).
+//! - [`catalog`]: topics, partitions and topic configs, durable across restarts.
+//! - [`log`]: storage; a partition is a list of segments with offset and time indexes.
+//! - [`records`]: v2 record batches: header, validation, compression.
+//! - [`config`]: the broker's settings from flags, `SLUICE_*` env vars and a TOML file.
+
+pub mod api;
+pub mod catalog;
+pub mod config;
+pub mod http;
+pub mod log;
+pub mod protocol;
+pub mod records;
+pub mod server;
