@@ -1,1 +1,342 @@
-//! config
+//! The broker's settings: command-line flags, then `SLUICE_*` environment variables, then a TOML
+//! file, then defaults (in that order of precedence).
+//!
+//! The TOML file uses Kafka's broker config names where Kafka has one (`num.partitions`,
+//! `log.segment.bytes`, ...) so an operator can carry settings over from `server.properties`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use crate::catalog::TopicDefaults;
+use crate::log::{FlushPolicy, LogConfig, TimestampType};
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// A settings problem, named precisely enough for the operator to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config file {path}: unknown setting '{key}'")]
+    UnknownKey { path: PathBuf, key: String },
+    #[error("setting '{key}': {message}")]
+    Invalid { key: String, message: String },
+}
+
+/// Values given on the command line or in the environment; `None` falls through to the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub kafka_listen: Option<SocketAddr>,
+    pub http_listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub log_format: Option<LogFormat>,
+    pub flush: Option<FlushPolicy>,
+    pub advertised_host: Option<String>,
+}
+
+/// Everything `sluice serve` runs with.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Where the Kafka protocol listener binds.
+    pub kafka_listen: SocketAddr,
+    /// Where the HTTP listener (health, admin, Connect REST) binds.
+    pub http_listen: SocketAddr,
+    /// Root of all durable state.
+    pub data_dir: PathBuf,
+    pub log_format: LogFormat,
+    /// Host named to clients in Metadata; defaults to the Kafka listener's IP.
+    pub advertised_host: Option<String>,
+    /// `socket.request.max.bytes`: the largest request frame accepted.
+    pub max_request_bytes: usize,
+    /// `log.retention.check.interval.ms`.
+    pub retention_check_interval_ms: u64,
+    /// Topic defaults: `num.partitions`, `auto.create.topics.enable` and the `log.*` settings.
+    pub topics: TopicDefaults,
+}
+
+impl BrokerConfig {
+    /// Kafka's defaults, except listeners on loopback and the fsync-on-ack durability policy.
+    pub fn defaults() -> BrokerConfig {
+        BrokerConfig {
+            kafka_listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 8083)),
+            data_dir: PathBuf::from("data"),
+            log_format: LogFormat::Text,
+            advertised_host: None,
+            max_request_bytes: 100 * 1024 * 1024,
+            retention_check_interval_ms: 300_000,
+            topics: TopicDefaults {
+                num_partitions: 1,
+                auto_create_topics: true,
+                log: LogConfig {
+                    segment_bytes: 1024 * 1024 * 1024,
+                    segment_ms: 7 * 24 * 3600 * 1000,
+                    retention_ms: 7 * 24 * 3600 * 1000,
+                    retention_bytes: -1,
+                    index_interval_bytes: 4096,
+                    segment_index_bytes: 10 * 1024 * 1024,
+                    max_message_bytes: 1_048_588,
+                    timestamp_type: TimestampType::CreateTime,
+                    flush: FlushPolicy::Fsync,
+                },
+            },
+        }
+    }
+
+    /// Defaults, overlaid by the TOML file (if any), overlaid by flags and environment.
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<BrokerConfig, ConfigError> {
+        let mut config = BrokerConfig::defaults();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            config.apply_toml(path, &text)?;
+        }
+        if let Some(v) = overrides.kafka_listen {
+            config.kafka_listen = v;
+        }
+        if let Some(v) = overrides.http_listen {
+            config.http_listen = v;
+        }
+        if let Some(v) = overrides.data_dir {
+            config.data_dir = v;
+        }
+        if let Some(v) = overrides.log_format {
+            config.log_format = v;
+        }
+        if let Some(v) = overrides.flush {
+            config.topics.log.flush = v;
+        }
+        if let Some(v) = overrides.advertised_host {
+            config.advertised_host = Some(v);
+        }
+        Ok(config)
+    }
+
+    fn apply_toml(&mut self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: e.message().to_string(),
+            })?;
+        for (key, value) in &table {
+            self.apply_setting(key, value).map_err(|e| match e {
+                ConfigError::UnknownKey { key, .. } => ConfigError::UnknownKey {
+                    path: path.to_path_buf(),
+                    key,
+                },
+                other => other,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Applies one `key = value` of the file.
+    fn apply_setting(&mut self, key: &str, value: &toml::Value) -> Result<(), ConfigError> {
+        let log = &mut self.topics.log;
+        match key {
+            "kafka.listen" => self.kafka_listen = parse_str(key, value)?,
+            "http.listen" => self.http_listen = parse_str(key, value)?,
+            "data.dir" => self.data_dir = PathBuf::from(string(key, value)?),
+            "advertised.host" => self.advertised_host = Some(string(key, value)?.to_string()),
+            "log.format" => {
+                self.log_format = match string(key, value)? {
+                    "text" => LogFormat::Text,
+                    "json" => LogFormat::Json,
+                    other => return Err(invalid(key, format!("'{other}' is not text or json"))),
+                }
+            }
+            "flush" => {
+                log.flush = match string(key, value)? {
+                    "fsync" => FlushPolicy::Fsync,
+                    "page-cache" => FlushPolicy::PageCache,
+                    other => {
+                        return Err(invalid(
+                            key,
+                            format!("'{other}' is not fsync or page-cache"),
+                        ))
+                    }
+                }
+            }
+            "num.partitions" => self.topics.num_partitions = int_in(key, value, 1, 100_000)? as i32,
+            "auto.create.topics.enable" => self.topics.auto_create_topics = boolean(key, value)?,
+            "socket.request.max.bytes" => {
+                self.max_request_bytes = int_in(key, value, 1024, i32::MAX as i64)? as usize
+            }
+            "log.retention.check.interval.ms" => {
+                self.retention_check_interval_ms = int_in(key, value, 1, i64::MAX)? as u64
+            }
+            "log.segment.bytes" => {
+                log.segment_bytes = int_in(key, value, 14, i32::MAX as i64)? as u64
+            }
+            "log.roll.ms" => log.segment_ms = int_in(key, value, 1, i64::MAX)?,
+            "log.roll.hours" => {
+                log.segment_ms = int_in(key, value, 1, i32::MAX as i64)? * 3_600_000
+            }
+            "log.retention.ms" => log.retention_ms = int_in(key, value, -1, i64::MAX)?,
+            "log.retention.minutes" => {
+                log.retention_ms = int_in(key, value, -1, i32::MAX as i64)?.saturating_mul(60_000)
+            }
+            "log.retention.hours" => {
+                log.retention_ms =
+                    int_in(key, value, -1, i32::MAX as i64)?.saturating_mul(3_600_000)
+            }
+            "log.retention.bytes" => log.retention_bytes = int_in(key, value, -1, i64::MAX)?,
+            "log.index.interval.bytes" => {
+                log.index_interval_bytes = int_in(key, value, 0, i32::MAX as i64)? as u32
+            }
+            "log.index.size.max.bytes" => {
+                log.segment_index_bytes = int_in(key, value, 4, i32::MAX as i64)? as u32
+            }
+            "message.max.bytes" => {
+                log.max_message_bytes = int_in(key, value, 0, i32::MAX as i64)? as u32
+            }
+            "log.message.timestamp.type" => {
+                log.timestamp_type = match string(key, value)? {
+                    "CreateTime" => TimestampType::CreateTime,
+                    "LogAppendTime" => TimestampType::LogAppendTime,
+                    other => {
+                        return Err(invalid(
+                            key,
+                            format!("'{other}' is not CreateTime or LogAppendTime"),
+                        ))
+                    }
+                }
+            }
+            _ => {
+                return Err(ConfigError::UnknownKey {
+                    path: PathBuf::new(),
+                    key: key.to_string(),
+                })
+            }
+        }
+        Ok(())
+    }
+
+    /// The host clients are told to connect to.
+    pub fn advertised_host(&self) -> String {
+        match &self.advertised_host {
+            Some(host) => host.clone(),
+            None if self.kafka_listen.ip().is_unspecified() => "127.0.0.1".to_string(),
+            None => self.kafka_listen.ip().to_string(),
+        }
+    }
+}
+
+fn invalid(key: &str, message: String) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        message,
+    }
+}
+
+fn string<'a>(key: &str, value: &'a toml::Value) -> Result<&'a str, ConfigError> {
+    value
+        .as_str()
+        .ok_or_else(|| invalid(key, format!("expected a string, got {value}")))
+}
+
+fn parse_str<T: std::str::FromStr>(key: &str, value: &toml::Value) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    let text = string(key, value)?;
+    text.parse()
+        .map_err(|e| invalid(key, format!("'{text}': {e}")))
+}
+
+fn boolean(key: &str, value: &toml::Value) -> Result<bool, ConfigError> {
+    match value {
+        toml::Value::Boolean(b) => Ok(*b),
+        toml::Value::String(s) if s == "true" => Ok(true),
+        toml::Value::String(s) if s == "false" => Ok(false),
+        other => Err(invalid(key, format!("expected true or false, got {other}"))),
+    }
+}
+
+/// An integer (or a string holding one, as in `server.properties`) within `[min, max]`.
+fn int_in(key: &str, value: &toml::Value, min: i64, max: i64) -> Result<i64, ConfigError> {
+    let n = match value {
+        toml::Value::Integer(n) => *n,
+        toml::Value::String(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| invalid(key, format!("'{s}' is not an integer")))?,
+        other => return Err(invalid(key, format!("expected an integer, got {other}"))),
+    };
+    if n < min || n > max {
+        return Err(invalid(key, format!("{n} is outside [{min}, {max}]")));
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str) -> Result<BrokerConfig, ConfigError> {
+        let mut config = BrokerConfig::defaults();
+        config.apply_toml(Path::new("sluice.toml"), text)?;
+        Ok(config)
+    }
+
+    #[test]
+    fn toml_uses_kafka_broker_names() {
+        let config = load_text(
+            "\"num.partitions\" = 3\n\"log.segment.bytes\" = \"1048576\"\n\"auto.create.topics.enable\" = false\n\"log.retention.hours\" = 1\n",
+        )
+        .unwrap();
+        assert_eq!(config.topics.num_partitions, 3);
+        assert_eq!(config.topics.log.segment_bytes, 1_048_576);
+        assert!(!config.topics.auto_create_topics);
+        assert_eq!(config.topics.log.retention_ms, 3_600_000);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = load_text("\"num.partitons\" = 3\n").unwrap_err();
+        assert!(err.to_string().contains("num.partitons"), "{err}");
+        assert!(err.to_string().contains("sluice.toml"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_value_is_refused() {
+        let err = load_text("\"num.partitions\" = 0\n").unwrap_err();
+        assert!(err.to_string().contains("num.partitions"), "{err}");
+    }
+
+    #[test]
+    fn flags_win_over_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.toml");
+        std::fs::write(
+            &file,
+            "\"kafka.listen\" = \"127.0.0.1:1111\"\n\"flush\" = \"page-cache\"\n",
+        )
+        .unwrap();
+        let config = BrokerConfig::load(
+            Some(&file),
+            Overrides {
+                kafka_listen: Some("127.0.0.1:2222".parse().unwrap()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(config.kafka_listen.port(), 2222);
+        assert_eq!(config.topics.log.flush, FlushPolicy::PageCache);
+    }
+}

@@ -2,6 +2,7 @@
 //!
 //! Data flows down; a module calls only the ones below it:
 //!
+//! - [`cli`]: the `sluice` command line.
 //! - [`server`]: the Kafka listener, one task per connection, graceful shutdown.
 //! - [`protocol`]: framing, request headers, version negotiation, dispatch by API key.
 //! - [`api`]: one file per Kafka API family; request in, response out.
@@ -9,13 +10,18 @@
 //! - [`catalog`]: topics, partitions and topic configs, durable across restarts.
 //! - [`log`]: storage; a partition is a list of segments with offset and time indexes.
 //! - [`records`]: v2 record batches: header, validation, compression.
+//! - [`producer_ids`]: durable producer id allocation for idempotent producers.
+//! - [`alloc`]: the process allocator, which keeps hostile element counts from aborting.
 //! - [`config`]: the broker's settings from flags, `SLUICE_*` env vars and a TOML file.
 
+pub mod alloc;
 pub mod api;
 pub mod catalog;
+pub mod cli;
 pub mod config;
 pub mod http;
 pub mod log;
+pub mod producer_ids;
 pub mod protocol;
 pub mod records;
 pub mod server;

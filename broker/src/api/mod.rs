@@ -18,4 +18,52 @@ pub struct Broker {
     /// Host and port clients are told to connect to (Metadata brokers).
     pub advertised_host: String,
     pub advertised_port: i32,
+    /// Producer ids for idempotent producers.
+    pub producer_ids: crate::producer_ids::ProducerIds,
+}
+
+pub(crate) mod api_versions;
+pub(crate) mod configs;
+pub(crate) mod delete_records;
+pub(crate) mod fetch;
+pub(crate) mod init_producer_id;
+pub(crate) mod list_offsets;
+pub(crate) mod metadata;
+pub(crate) mod produce;
+pub(crate) mod topics;
+
+use kafka_protocol::error::ResponseError;
+
+use crate::catalog::TopicError;
+use crate::log::LogError;
+
+/// The Kafka error code for a catalog failure.
+pub(crate) fn topic_error_code(error: &TopicError) -> i16 {
+    match error {
+        TopicError::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists,
+        TopicError::UnknownTopicOrPartition(_) => ResponseError::UnknownTopicOrPartition,
+        TopicError::InvalidTopic(_) => ResponseError::InvalidTopicException,
+        TopicError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+        TopicError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+        TopicError::InvalidConfig(_) => ResponseError::InvalidConfig,
+        TopicError::Io(_) | TopicError::Log(_) => ResponseError::KafkaStorageError,
+    }
+    .code()
+}
+
+/// The Kafka error code for a storage failure on a read.
+pub(crate) fn log_error_code(error: &LogError) -> i16 {
+    match error {
+        LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        LogError::Io(_) | LogError::Corrupt(_) => ResponseError::KafkaStorageError,
+    }
+    .code()
+}
+
+/// Milliseconds since the Unix epoch, the clock Kafka timestamps use.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }

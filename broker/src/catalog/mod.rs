@@ -127,29 +127,54 @@ impl Catalog {
         configs: &[(String, Option<String>)],
         validate_only: bool,
     ) -> Result<Arc<Topic>, TopicError> {
-        let _ = (name, num_partitions, replication_factor, configs, validate_only);
+        let _ = (
+            name,
+            num_partitions,
+            replication_factor,
+            configs,
+            validate_only,
+        );
         todo!()
     }
     pub fn delete_topic(&self, name: &str) -> Result<(), TopicError> {
         let _ = name;
         todo!()
     }
-    pub fn create_partitions(&self, name: &str, total: i32, validate_only: bool) -> Result<(), TopicError> {
+    pub fn create_partitions(
+        &self,
+        name: &str,
+        total: i32,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
         let _ = (name, total, validate_only);
         todo!()
     }
     /// Every config of the topic (or only `names`), with where its value came from.
-    pub fn describe_configs(&self, topic: &str, names: Option<&[String]>) -> Result<Vec<ConfigEntry>, TopicError> {
+    pub fn describe_configs(
+        &self,
+        topic: &str,
+        names: Option<&[String]>,
+    ) -> Result<Vec<ConfigEntry>, TopicError> {
         let _ = (topic, names);
         todo!()
     }
     /// AlterConfigs: replaces the topic's whole set of dynamic configs.
-    pub fn replace_configs(&self, topic: &str, configs: &[(String, Option<String>)], validate_only: bool) -> Result<(), TopicError> {
+    pub fn replace_configs(
+        &self,
+        topic: &str,
+        configs: &[(String, Option<String>)],
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
         let _ = (topic, configs, validate_only);
         todo!()
     }
     /// IncrementalAlterConfigs.
-    pub fn alter_configs(&self, topic: &str, ops: &[ConfigOp], validate_only: bool) -> Result<(), TopicError> {
+    pub fn alter_configs(
+        &self,
+        topic: &str,
+        ops: &[ConfigOp],
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
         let _ = (topic, ops, validate_only);
         todo!()
     }

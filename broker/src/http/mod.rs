@@ -1,1 +1,31 @@
-//! http
+//! The HTTP listener: `/health` now; the admin API (`/v1/...`) and the Kafka Connect REST API
+//! (`/connectors...`) are mounted here as they arrive.
+
+use std::sync::Arc;
+
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::api::Broker;
+
+/// Serves HTTP until `shutdown` turns true.
+pub async fn run(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/health", get(health))
+        .with_state(broker);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        })
+        .await
+}
+
+async fn health() -> &'static str {
+    "ok\n"
+}

@@ -69,10 +69,20 @@ pub enum AppendError {
     InvalidRecord(String),
     #[error("batch of {size} bytes is larger than max.message.bytes {max}")]
     MessageTooLarge { size: usize, max: u32 },
-    #[error("out of order sequence number for producer {producer_id}: expected {expected}, got {got}")]
-    OutOfOrderSequence { producer_id: i64, expected: i32, got: i32 },
+    #[error(
+        "out of order sequence number for producer {producer_id}: expected {expected}, got {got}"
+    )]
+    OutOfOrderSequence {
+        producer_id: i64,
+        expected: i32,
+        got: i32,
+    },
     #[error("producer {producer_id} epoch {epoch} is older than the current {current}")]
-    InvalidProducerEpoch { producer_id: i64, epoch: i16, current: i16 },
+    InvalidProducerEpoch {
+        producer_id: i64,
+        epoch: i16,
+        current: i16,
+    },
     #[error("unsupported record batch: {0}")]
     Unsupported(String),
     #[error("storage error: {0}")]
@@ -92,7 +102,11 @@ pub struct ReadSlice {
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
     #[error("offset {offset} is out of range [{log_start_offset}, {high_watermark}]")]
-    OffsetOutOfRange { offset: i64, log_start_offset: i64, high_watermark: i64 },
+    OffsetOutOfRange {
+        offset: i64,
+        log_start_offset: i64,
+        high_watermark: i64,
+    },
     #[error("storage error: {0}")]
     Io(#[from] std::io::Error),
     #[error("corrupt log: {0}")]
@@ -123,7 +137,12 @@ impl PartitionLog {
     }
     /// Whole batches from the one holding `offset`, up to `max_bytes` (at least one batch when
     /// `min_one_batch`, even if larger).
-    pub fn read(&self, offset: i64, max_bytes: usize, min_one_batch: bool) -> Result<ReadSlice, LogError> {
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+    ) -> Result<ReadSlice, LogError> {
         let _ = (offset, max_bytes, min_one_batch);
         todo!()
     }

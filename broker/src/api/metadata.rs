@@ -1,0 +1,87 @@
+//! Metadata: the single broker, and the topics asked for (auto-creating them when allowed).
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{topic_error_code, Broker};
+use crate::catalog::Topic;
+
+/// Kafka's "authorized operations not requested" marker.
+const OPERATIONS_OMITTED: i32 = i32::MIN;
+
+pub(crate) fn handle(broker: &Broker, version: i16, request: MetadataRequest) -> MetadataResponse {
+    // v0 has no null: an empty list means every topic. From v1 null means all, empty means none.
+    let requested: Option<Vec<String>> = match request.topics {
+        None => None,
+        Some(list) if list.is_empty() && version == 0 => None,
+        Some(list) => Some(
+            list.into_iter()
+                .filter_map(|t| t.name.map(|n| n.0.to_string()))
+                .collect(),
+        ),
+    };
+    // Before v4 there is no flag and Kafka auto-creates.
+    let auto_create = version < 4 || request.allow_auto_topic_creation;
+    let topics = match requested {
+        None => broker
+            .catalog
+            .list()
+            .iter()
+            .map(|t| describe(broker, t))
+            .collect(),
+        Some(names) => names
+            .iter()
+            .map(|name| {
+                let found = if auto_create {
+                    broker.catalog.get_or_auto_create(name)
+                } else {
+                    broker.catalog.get(name).ok_or_else(|| {
+                        crate::catalog::TopicError::UnknownTopicOrPartition(name.clone())
+                    })
+                };
+                match found {
+                    Ok(topic) => describe(broker, &topic),
+                    Err(e) => MetadataResponseTopic::default()
+                        .with_name(Some(TopicName(StrBytes::from_string(name.clone()))))
+                        .with_error_code(topic_error_code(&e))
+                        .with_topic_authorized_operations(OPERATIONS_OMITTED),
+                }
+            })
+            .collect(),
+    };
+    MetadataResponse::default()
+        .with_brokers(vec![MetadataResponseBroker::default()
+            .with_node_id(BrokerId(broker.node_id))
+            .with_host(StrBytes::from_string(broker.advertised_host.clone()))
+            .with_port(broker.advertised_port)])
+        .with_cluster_id(Some(StrBytes::from_string(broker.cluster_id.clone())))
+        .with_controller_id(BrokerId(broker.node_id))
+        .with_topics(topics)
+        .with_cluster_authorized_operations(OPERATIONS_OMITTED)
+}
+
+fn describe(broker: &Broker, topic: &Topic) -> MetadataResponseTopic {
+    let node = BrokerId(broker.node_id);
+    let partitions = (0..topic.partition_count())
+        .map(|index| {
+            MetadataResponsePartition::default()
+                .with_error_code(0)
+                .with_partition_index(index)
+                .with_leader_id(node)
+                .with_leader_epoch(0)
+                .with_replica_nodes(vec![node])
+                .with_isr_nodes(vec![node])
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(
+            topic.name().to_string(),
+        ))))
+        .with_topic_id(uuid::Uuid::from_bytes(topic.id()))
+        .with_is_internal(false)
+        .with_partitions(partitions)
+        .with_topic_authorized_operations(OPERATIONS_OMITTED)
+}

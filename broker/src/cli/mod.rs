@@ -1,0 +1,77 @@
+//! The `sluice` command line: `serve` runs the broker; more commands (topics, transforms,
+//! connectors) join here.
+
+mod serve;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{LogFormat, Overrides};
+use crate::log::FlushPolicy;
+
+/// Sluice: a Kafka-protocol broker that runs WebAssembly transforms and sinks inline.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the broker.
+    Serve(ServeArgs),
+}
+
+/// `sluice serve` flags; each also reads a `SLUICE_*` environment variable.
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// TOML file with settings (Kafka broker names, e.g. "num.partitions" = 3).
+    #[arg(long, env = "SLUICE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Kafka protocol listener [default: 127.0.0.1:9092].
+    #[arg(long, env = "SLUICE_KAFKA_LISTEN")]
+    kafka_listen: Option<SocketAddr>,
+    /// HTTP listener (health, admin, Connect REST) [default: 127.0.0.1:8083].
+    #[arg(long, env = "SLUICE_HTTP_LISTEN")]
+    http_listen: Option<SocketAddr>,
+    /// Data directory [default: ./data].
+    #[arg(long, env = "SLUICE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Log line format on stderr [default: text].
+    #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
+    /// When an acks=-1 produce is answered: after fsync (default) or once in the page cache.
+    #[arg(long, env = "SLUICE_FLUSH", value_parser = parse_flush)]
+    flush: Option<FlushPolicy>,
+    /// Host name given to clients in Metadata [default: the Kafka listener's address].
+    #[arg(long, env = "SLUICE_ADVERTISED_HOST")]
+    advertised_host: Option<String>,
+}
+
+fn parse_flush(text: &str) -> Result<FlushPolicy, String> {
+    match text {
+        "fsync" => Ok(FlushPolicy::Fsync),
+        "page-cache" => Ok(FlushPolicy::PageCache),
+        other => Err(format!("'{other}' is not fsync or page-cache")),
+    }
+}
+
+/// Runs the parsed command; the error is printed by `main` as one line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            let overrides = Overrides {
+                kafka_listen: args.kafka_listen,
+                http_listen: args.http_listen,
+                data_dir: args.data_dir,
+                log_format: args.log_format,
+                flush: args.flush,
+                advertised_host: args.advertised_host,
+            };
+            serve::serve(args.config.as_deref(), overrides)
+        }
+    }
+}

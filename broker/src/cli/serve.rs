@@ -1,0 +1,172 @@
+//! `sluice serve`: open the data dir, start the Kafka and HTTP listeners, run until Ctrl-C or
+//! SIGTERM, then finish in-flight requests and close every partition cleanly.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::api::{now_ms, Broker};
+use crate::catalog::Catalog;
+use crate::config::{BrokerConfig, LogFormat, Overrides};
+use crate::producer_ids::{write_atomically, ProducerIds};
+
+/// Directory under the data dir for broker-level state (cluster id, producer ids, lock).
+const META_DIR: &str = "__sluice";
+
+pub(super) fn serve(config_file: Option<&Path>, overrides: Overrides) -> anyhow::Result<()> {
+    let config = BrokerConfig::load(config_file, overrides)?;
+    init_tracing(config.log_format);
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("sluice")
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(run(config))
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(config: BrokerConfig) -> anyhow::Result<()> {
+    let meta = config.data_dir.join(META_DIR);
+    std::fs::create_dir_all(&meta)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    // Two brokers on one data dir would interleave writes; the lock is released when the process
+    // ends, however it ends.
+    let lock = std::fs::File::create(meta.join("lock"))?;
+    lock.try_lock().map_err(|_| {
+        anyhow::anyhow!(
+            "data dir {} is in use by another sluice process",
+            config.data_dir.display()
+        )
+    })?;
+    let cluster_id = cluster_id(&meta)?;
+    let producer_ids = ProducerIds::open(&meta.join("producer-ids"))?;
+    let started = std::time::Instant::now();
+    let catalog = Catalog::open(config.data_dir.clone(), config.topics.clone())
+        .with_context(|| format!("cannot open data dir {}", config.data_dir.display()))?;
+    tracing::info!(
+        topics = catalog.list().len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "log loaded"
+    );
+
+    let kafka = TcpListener::bind(config.kafka_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.kafka_listen))?;
+    let http = TcpListener::bind(config.http_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.http_listen))?;
+    let kafka_addr = kafka.local_addr()?;
+    let http_addr = http.local_addr()?;
+    let broker = Arc::new(Broker {
+        catalog,
+        node_id: 1,
+        cluster_id,
+        advertised_host: config.advertised_host(),
+        advertised_port: i32::from(kafka_addr.port()),
+        producer_ids,
+    });
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let kafka_task = tokio::spawn(crate::server::run(
+        kafka,
+        broker.clone(),
+        config.max_request_bytes,
+        stop_rx.clone(),
+    ));
+    let http_task = tokio::spawn(crate::http::run(http, broker.clone(), stop_rx.clone()));
+    let retention_task = tokio::spawn(retention_loop(
+        broker.clone(),
+        Duration::from_millis(config.retention_check_interval_ms),
+        stop_rx.clone(),
+    ));
+    tracing::info!(kafka = %kafka_addr, http = %http_addr, data_dir = %config.data_dir.display(), "sluice started");
+    // The one line on stdout: tests and scripts read the bound ports from it.
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "sluice listening kafka={kafka_addr} http={http_addr}")?;
+        out.flush()?;
+    }
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    let _ = stop_tx.send(true);
+    let _ = kafka_task.await;
+    match http_task.await {
+        Ok(Err(e)) => tracing::warn!("http listener: {e}"),
+        Err(e) => tracing::warn!("http listener: {e}"),
+        Ok(Ok(())) => {}
+    }
+    let _ = retention_task.await;
+    let closing = broker.clone();
+    tokio::task::spawn_blocking(move || closing.catalog.close()).await?;
+    tracing::info!("shutdown complete");
+    drop(lock);
+    Ok(())
+}
+
+/// The cluster id, made once and kept in the data dir (clients compare it across reconnects).
+fn cluster_id(meta: &Path) -> anyhow::Result<String> {
+    let path = meta.join("cluster-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_string()),
+        Ok(_) => anyhow::bail!("{} is empty", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            write_atomically(&path, id.as_bytes())?;
+            Ok(id)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM: {e}");
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Applies `retention.ms` / `retention.bytes` every `log.retention.check.interval.ms`.
+async fn retention_loop(broker: Arc<Broker>, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let broker = broker.clone();
+        let _ =
+            tokio::task::spawn_blocking(move || broker.catalog.enforce_retention(now_ms())).await;
+    }
+}
