@@ -19,3 +19,6 @@ pub struct Broker {
     pub advertised_host: String,
     pub advertised_port: i32,
 }
+
+pub(crate) mod configs;
+pub(crate) mod topics;
