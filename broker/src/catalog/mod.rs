@@ -42,7 +42,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::log::{LogConfig, PartitionLog};
 
 pub use topic_config::kafka_default_log_config;
-pub(crate) use topic_config::{config_def, ConfigType};
+pub(crate) use topic_config::{broker_config_type, config_def};
 
 /// The most partitions a topic may have; far beyond what one node serves well, low enough that
 /// a typo cannot create a million directories.

@@ -408,6 +408,17 @@ pub(crate) fn describe(
         .collect()
 }
 
+/// The type of a broker-level config listed by [`describe_broker`].
+pub(crate) fn broker_config_type(name: &str) -> ConfigType {
+    match name {
+        "auto.create.topics.enable" | "unclean.leader.election.enable" | "delete.topic.enable" => ConfigType::Boolean,
+        "log.retention.ms" | "log.retention.bytes" | "log.roll.ms" => ConfigType::Long,
+        "log.message.timestamp.type" | "sluice.flush.policy" | "compression.type" => ConfigType::String,
+        "log.cleanup.policy" => ConfigType::List,
+        _ => ConfigType::Int,
+    }
+}
+
 /// Broker-level configs a client may describe (resource type BROKER); all read-only.
 pub(crate) fn describe_broker(defaults: &TopicDefaults, names: Option<&[String]>) -> Vec<ConfigEntry> {
     let log = &defaults.log;
