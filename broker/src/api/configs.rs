@@ -10,14 +10,17 @@ use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::{
-    alter_configs_response, incremental_alter_configs_response, AlterConfigsRequest, AlterConfigsResponse,
-    DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    alter_configs_response, incremental_alter_configs_response, AlterConfigsRequest,
+    AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 
 use super::topics::{failure, invalid_request, occurrences, Failure};
 use super::Broker;
-use crate::catalog::{broker_config_type, config_def, validate_topic_name, ConfigEntry, ConfigOp, ConfigSource};
+use crate::catalog::{
+    broker_config_type, config_def, validate_topic_name, ConfigEntry, ConfigOp, ConfigSource,
+};
 
 /// Kafka's `ConfigResource.Type` codes.
 const RESOURCE_TOPIC: i8 = 2;
@@ -62,17 +65,27 @@ fn topic_name(name: &str) -> Result<&str, Failure> {
 }
 
 /// DescribeConfigs (v1–4 as decoded by kafka-protocol).
-pub(crate) fn describe_configs(broker: &Broker, version: i16, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
+pub(crate) fn describe_configs(
+    broker: &Broker,
+    version: i16,
+    req: DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
     let results = req
         .resources
         .iter()
         .map(|r| {
-            let names: Option<Vec<String>> =
-                r.configuration_keys.as_ref().map(|keys| keys.iter().map(|k| k.to_string()).collect());
+            let names: Option<Vec<String>> = r
+                .configuration_keys
+                .as_ref()
+                .map(|keys| keys.iter().map(|k| k.to_string()).collect());
             let names = names.as_deref();
             let entries = match r.resource_type {
-                RESOURCE_TOPIC => topic_name(r.resource_name.as_str())
-                    .and_then(|name| broker.catalog.describe_configs(name, names).map_err(|e| failure(&e))),
+                RESOURCE_TOPIC => topic_name(r.resource_name.as_str()).and_then(|name| {
+                    broker
+                        .catalog
+                        .describe_configs(name, names)
+                        .map_err(|e| failure(&e))
+                }),
                 RESOURCE_BROKER => check_broker_name(broker, r.resource_name.as_str())
                     .map(|()| broker.catalog.describe_broker_configs(names)),
                 t => Err(unsupported_resource(t, "Describing")),
@@ -88,11 +101,15 @@ pub(crate) fn describe_configs(broker: &Broker, version: i16, req: DescribeConfi
                         .map(|e| describe_entry(broker, r.resource_type, e, version, &req))
                         .collect(),
                 ),
-                Err((code, msg)) => result.with_error_code(code).with_error_message(Some(str_bytes(msg))),
+                Err((code, msg)) => result
+                    .with_error_code(code)
+                    .with_error_message(Some(str_bytes(msg))),
             }
         })
         .collect();
-    DescribeConfigsResponse::default().with_throttle_time_ms(0).with_results(results)
+    DescribeConfigsResponse::default()
+        .with_throttle_time_ms(0)
+        .with_results(results)
 }
 
 fn describe_entry(
@@ -102,7 +119,11 @@ fn describe_entry(
     version: i16,
     req: &DescribeConfigsRequest,
 ) -> DescribeConfigsResourceResult {
-    let def = if resource_type == RESOURCE_TOPIC { config_def(&e.name) } else { None };
+    let def = if resource_type == RESOURCE_TOPIC {
+        config_def(&e.name)
+    } else {
+        None
+    };
     let config_type = match def {
         Some(d) => d.config_type,
         None => broker_config_type(&e.name),
@@ -127,7 +148,9 @@ fn describe_entry(
         }
     }
     let documentation = match def {
-        Some(d) if version >= 3 && req.include_documentation => Some(StrBytes::from_static_str(d.doc)),
+        Some(d) if version >= 3 && req.include_documentation => {
+            Some(StrBytes::from_static_str(d.doc))
+        }
         _ => None,
     };
     DescribeConfigsResourceResult::default()
@@ -148,15 +171,25 @@ fn broker_configs_are_static() -> Failure {
 }
 
 /// Kafka refuses every copy of a resource named twice in one request.
-fn duplicate_resources<'a>(resources: impl Iterator<Item = (i8, &'a str)>) -> impl Fn(i8, &str) -> bool {
+fn duplicate_resources<'a>(
+    resources: impl Iterator<Item = (i8, &'a str)>,
+) -> impl Fn(i8, &str) -> bool {
     let counts = occurrences(resources.map(|(t, n)| (t, n.to_owned())));
     move |t, n| counts.get(&(t, n.to_owned())).copied().unwrap_or(0) > 1
 }
 
 /// AlterConfigs (v0–2): replaces a topic's whole set of dynamic configs.
-pub(crate) fn alter_configs(broker: &Broker, version: i16, req: AlterConfigsRequest) -> AlterConfigsResponse {
+pub(crate) fn alter_configs(
+    broker: &Broker,
+    version: i16,
+    req: AlterConfigsRequest,
+) -> AlterConfigsResponse {
     let _ = version;
-    let is_dup = duplicate_resources(req.resources.iter().map(|r| (r.resource_type, r.resource_name.as_str())));
+    let is_dup = duplicate_resources(
+        req.resources
+            .iter()
+            .map(|r| (r.resource_type, r.resource_name.as_str())),
+    );
     let responses = req
         .resources
         .iter()
@@ -170,13 +203,19 @@ pub(crate) fn alter_configs(broker: &Broker, version: i16, req: AlterConfigsRequ
                         let configs: Vec<(String, Option<String>)> = r
                             .configs
                             .iter()
-                            .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), Some(v.to_string()))))
+                            .filter_map(|c| {
+                                c.value
+                                    .as_ref()
+                                    .map(|v| (c.name.to_string(), Some(v.to_string())))
+                            })
                             .collect();
-                        broker.catalog.replace_configs(name, &configs, req.validate_only).map_err(|e| failure(&e))
+                        broker
+                            .catalog
+                            .replace_configs(name, &configs, req.validate_only)
+                            .map_err(|e| failure(&e))
                     }),
-                    RESOURCE_BROKER => {
-                        check_broker_name(broker, r.resource_name.as_str()).and_then(|()| Err(broker_configs_are_static()))
-                    }
+                    RESOURCE_BROKER => check_broker_name(broker, r.resource_name.as_str())
+                        .and_then(|()| Err(broker_configs_are_static())),
                     t => Err(unsupported_resource(t, "Altering")),
                 }
             };
@@ -188,7 +227,9 @@ pub(crate) fn alter_configs(broker: &Broker, version: i16, req: AlterConfigsRequ
                 .with_resource_name(r.resource_name.clone())
         })
         .collect();
-    AlterConfigsResponse::default().with_throttle_time_ms(0).with_responses(responses)
+    AlterConfigsResponse::default()
+        .with_throttle_time_ms(0)
+        .with_responses(responses)
 }
 
 fn split(outcome: Result<(), Failure>) -> (i16, Option<StrBytes>) {
@@ -211,7 +252,9 @@ fn config_op(name: &str, op: i8, value: Option<&str>) -> Result<ConfigOp, Failur
         1 => Ok(ConfigOp::Delete(name.to_owned())),
         2 => Ok(ConfigOp::Append(name.to_owned(), value()?)),
         3 => Ok(ConfigOp::Subtract(name.to_owned(), value()?)),
-        other => Err(invalid_request(format!("Unknown config operation {other} for config {name}"))),
+        other => Err(invalid_request(format!(
+            "Unknown config operation {other} for config {name}"
+        ))),
     }
 }
 
@@ -222,7 +265,11 @@ pub(crate) fn incremental_alter_configs(
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     let _ = version;
-    let is_dup = duplicate_resources(req.resources.iter().map(|r| (r.resource_type, r.resource_name.as_str())));
+    let is_dup = duplicate_resources(
+        req.resources
+            .iter()
+            .map(|r| (r.resource_type, r.resource_name.as_str())),
+    );
     let responses = req
         .resources
         .iter()
@@ -239,13 +286,17 @@ pub(crate) fn incremental_alter_configs(
                         let ops = r
                             .configs
                             .iter()
-                            .map(|c| config_op(c.name.as_str(), c.config_operation, c.value.as_deref()))
+                            .map(|c| {
+                                config_op(c.name.as_str(), c.config_operation, c.value.as_deref())
+                            })
                             .collect::<Result<Vec<_>, _>>()?;
-                        broker.catalog.alter_configs(name, &ops, req.validate_only).map_err(|e| failure(&e))
+                        broker
+                            .catalog
+                            .alter_configs(name, &ops, req.validate_only)
+                            .map_err(|e| failure(&e))
                     }),
-                    RESOURCE_BROKER => {
-                        check_broker_name(broker, r.resource_name.as_str()).and_then(|()| Err(broker_configs_are_static()))
-                    }
+                    RESOURCE_BROKER => check_broker_name(broker, r.resource_name.as_str())
+                        .and_then(|()| Err(broker_configs_are_static())),
                     t => Err(unsupported_resource(t, "Altering")),
                 }
             };
@@ -257,7 +308,9 @@ pub(crate) fn incremental_alter_configs(
                 .with_resource_name(r.resource_name.clone())
         })
         .collect();
-    IncrementalAlterConfigsResponse::default().with_throttle_time_ms(0).with_responses(responses)
+    IncrementalAlterConfigsResponse::default()
+        .with_throttle_time_ms(0)
+        .with_responses(responses)
 }
 
 #[cfg(test)]
@@ -286,7 +339,8 @@ mod tests {
     fn encodes_at(msg: &impl Encodable, versions: std::ops::RangeInclusive<i16>) {
         for v in versions {
             let mut buf = bytes::BytesMut::new();
-            msg.encode(&mut buf, v).unwrap_or_else(|e| panic!("v{v}: {e}"));
+            msg.encode(&mut buf, v)
+                .unwrap_or_else(|e| panic!("v{v}: {e}"));
         }
     }
 
@@ -301,7 +355,11 @@ mod tests {
             assert_eq!(resp.results.len(), 2);
             for r in &resp.results {
                 assert_eq!(r.error_code, 0);
-                let np = r.configs.iter().find(|c| c.name.as_str() == "num.partitions").unwrap();
+                let np = r
+                    .configs
+                    .iter()
+                    .find(|c| c.name.as_str() == "num.partitions")
+                    .unwrap();
                 assert_eq!(np.value.as_deref(), Some("1"));
                 assert_eq!(np.config_source, 4);
                 assert!(np.read_only);
@@ -335,22 +393,35 @@ mod tests {
                 ResponseError::InvalidRequest.code(),
             ]
         );
-        assert!(resp.results[3].error_message.as_ref().unwrap().contains("BROKER_LOGGER"));
+        assert!(resp.results[3]
+            .error_message
+            .as_ref()
+            .unwrap()
+            .contains("BROKER_LOGGER"));
         encodes_at(&resp, 1..=4);
     }
 
     #[test]
     fn altering_broker_configs_is_refused_as_static() {
         let (_dir, b) = broker();
-        let req = AlterConfigsRequest::default().with_resources(vec![alter_configs_request::AlterConfigsResource::default()
-            .with_resource_type(RESOURCE_BROKER)
-            .with_resource_name("1".into())
-            .with_configs(vec![alter_configs_request::AlterableConfig::default()
-                .with_name("num.partitions".into())
-                .with_value(Some("3".into()))])]);
+        let req = AlterConfigsRequest::default().with_resources(vec![
+            alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(RESOURCE_BROKER)
+                .with_resource_name("1".into())
+                .with_configs(vec![alter_configs_request::AlterableConfig::default()
+                    .with_name("num.partitions".into())
+                    .with_value(Some("3".into()))]),
+        ]);
         let resp = alter_configs(&b, 2, req);
-        assert_eq!(resp.responses[0].error_code, ResponseError::InvalidRequest.code());
-        assert!(resp.responses[0].error_message.as_ref().unwrap().contains("static"));
+        assert_eq!(
+            resp.responses[0].error_code,
+            ResponseError::InvalidRequest.code()
+        );
+        assert!(resp.responses[0]
+            .error_message
+            .as_ref()
+            .unwrap()
+            .contains("static"));
         encodes_at(&resp, 0..=2);
 
         let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
@@ -363,18 +434,42 @@ mod tests {
         ]);
         let resp = incremental_alter_configs(&b, 1, req);
         let got: Vec<i16> = resp.responses.iter().map(|r| r.error_code).collect();
-        assert_eq!(got, [ResponseError::InvalidRequest.code(), ResponseError::UnknownTopicOrPartition.code()]);
+        assert_eq!(
+            got,
+            [
+                ResponseError::InvalidRequest.code(),
+                ResponseError::UnknownTopicOrPartition.code()
+            ]
+        );
         encodes_at(&resp, 0..=1);
     }
 
     #[test]
     fn incremental_ops_are_decoded_and_bad_ones_refused() {
-        assert_eq!(config_op("a", 0, Some("1")).unwrap(), ConfigOp::Set("a".into(), "1".into()));
-        assert_eq!(config_op("a", 1, None).unwrap(), ConfigOp::Delete("a".into()));
-        assert_eq!(config_op("a", 2, Some("x")).unwrap(), ConfigOp::Append("a".into(), "x".into()));
-        assert_eq!(config_op("a", 3, Some("x")).unwrap(), ConfigOp::Subtract("a".into(), "x".into()));
-        assert_eq!(config_op("a", 4, Some("x")).unwrap_err().0, ResponseError::InvalidRequest.code());
-        assert_eq!(config_op("a", 0, None).unwrap_err().0, ResponseError::InvalidRequest.code());
+        assert_eq!(
+            config_op("a", 0, Some("1")).unwrap(),
+            ConfigOp::Set("a".into(), "1".into())
+        );
+        assert_eq!(
+            config_op("a", 1, None).unwrap(),
+            ConfigOp::Delete("a".into())
+        );
+        assert_eq!(
+            config_op("a", 2, Some("x")).unwrap(),
+            ConfigOp::Append("a".into(), "x".into())
+        );
+        assert_eq!(
+            config_op("a", 3, Some("x")).unwrap(),
+            ConfigOp::Subtract("a".into(), "x".into())
+        );
+        assert_eq!(
+            config_op("a", 4, Some("x")).unwrap_err().0,
+            ResponseError::InvalidRequest.code()
+        );
+        assert_eq!(
+            config_op("a", 0, None).unwrap_err().0,
+            ResponseError::InvalidRequest.code()
+        );
     }
 
     #[test]
@@ -397,26 +492,44 @@ mod tests {
         let bad = incremental_alter_configs(
             &b,
             1,
-            IncrementalAlterConfigsRequest::default().with_resources(vec![resource(vec![set("cleanup.policy", "compact")])]),
+            IncrementalAlterConfigsRequest::default()
+                .with_resources(vec![resource(vec![set("cleanup.policy", "compact")])]),
         );
-        assert_eq!(bad.responses[0].error_code, ResponseError::InvalidConfig.code());
+        assert_eq!(
+            bad.responses[0].error_code,
+            ResponseError::InvalidConfig.code()
+        );
         let ok = incremental_alter_configs(
             &b,
             1,
-            IncrementalAlterConfigsRequest::default().with_resources(vec![resource(vec![set("retention.ms", "1234")])]),
+            IncrementalAlterConfigsRequest::default()
+                .with_resources(vec![resource(vec![set("retention.ms", "1234")])]),
         );
         assert_eq!(ok.responses[0].error_code, 0);
 
-        let req = describe_req(vec![(RESOURCE_TOPIC, "t")]).with_include_synonyms(true).with_include_documentation(true);
+        let req = describe_req(vec![(RESOURCE_TOPIC, "t")])
+            .with_include_synonyms(true)
+            .with_include_documentation(true);
         let resp = describe_configs(&b, 4, req);
         let r = &resp.results[0];
         assert_eq!(r.error_code, 0);
-        let retention = r.configs.iter().find(|c| c.name.as_str() == "retention.ms").unwrap();
-        assert_eq!((retention.value.as_deref(), retention.config_source), (Some("1234"), 1));
+        let retention = r
+            .configs
+            .iter()
+            .find(|c| c.name.as_str() == "retention.ms")
+            .unwrap();
+        assert_eq!(
+            (retention.value.as_deref(), retention.config_source),
+            (Some("1234"), 1)
+        );
         assert_eq!(retention.synonyms.len(), 2);
         assert_eq!(retention.config_type, 5);
         assert!(retention.documentation.is_some());
-        let segment = r.configs.iter().find(|c| c.name.as_str() == "segment.bytes").unwrap();
+        let segment = r
+            .configs
+            .iter()
+            .find(|c| c.name.as_str() == "segment.bytes")
+            .unwrap();
         assert_eq!(segment.config_source, 5);
         assert!(!segment.read_only);
         encodes_at(&resp, 1..=4);

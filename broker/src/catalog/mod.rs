@@ -66,7 +66,11 @@ pub struct TopicDefaults {
 impl Default for TopicDefaults {
     /// Kafka's own defaults.
     fn default() -> Self {
-        TopicDefaults { num_partitions: 1, auto_create_topics: true, log: kafka_default_log_config() }
+        TopicDefaults {
+            num_partitions: 1,
+            auto_create_topics: true,
+            log: kafka_default_log_config(),
+        }
     }
 }
 
@@ -124,17 +128,24 @@ pub enum TopicError {
 /// Kafka's topic name rules: 1–249 characters of `[a-zA-Z0-9._-]`, and not `.` or `..`.
 pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
     if name.is_empty() {
-        return Err(TopicError::InvalidTopic("Topic name is illegal, it can't be empty".into()));
+        return Err(TopicError::InvalidTopic(
+            "Topic name is illegal, it can't be empty".into(),
+        ));
     }
     if name == "." || name == ".." {
-        return Err(TopicError::InvalidTopic("Topic name cannot be \".\" or \"..\"".into()));
+        return Err(TopicError::InvalidTopic(
+            "Topic name cannot be \".\" or \"..\"".into(),
+        ));
     }
     if name.len() > MAX_TOPIC_NAME_LEN {
         return Err(TopicError::InvalidTopic(format!(
             "Topic name is illegal, it can't be longer than {MAX_TOPIC_NAME_LEN} characters"
         )));
     }
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
         return Err(TopicError::InvalidTopic(format!(
             "Topic name \"{name}\" is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'"
         )));
@@ -253,12 +264,21 @@ impl Catalog {
             let topic = Topic {
                 name: r.name.clone(),
                 id: *r.id.as_bytes(),
-                state: RwLock::new(TopicState { partitions, partition_count: r.partitions, configs: r.configs }),
+                state: RwLock::new(TopicState {
+                    partitions,
+                    partition_count: r.partitions,
+                    configs: r.configs,
+                }),
             };
             topics.insert(r.name, Arc::new(topic));
         }
         tracing::info!(topics = topics.len(), dir = %data_dir.display(), "topic catalog loaded");
-        Ok(Catalog { data_dir, defaults, topics: RwLock::new(topics), admin: Mutex::new(()) })
+        Ok(Catalog {
+            data_dir,
+            defaults,
+            topics: RwLock::new(topics),
+            admin: Mutex::new(()),
+        })
     }
 
     /// The broker-wide defaults the catalog was opened with.
@@ -289,9 +309,9 @@ impl Catalog {
                 Ok(t)
             }
             // Another connection created it between our lookup and our create.
-            Err(TopicError::TopicAlreadyExists(_)) => {
-                self.get(name).ok_or_else(|| TopicError::UnknownTopicOrPartition(name.to_owned()))
-            }
+            Err(TopicError::TopicAlreadyExists(_)) => self
+                .get(name)
+                .ok_or_else(|| TopicError::UnknownTopicOrPartition(name.to_owned())),
             Err(e) => Err(e),
         }
     }
@@ -301,9 +321,17 @@ impl Catalog {
     }
 
     /// Every topic as it would be stored, with `change` applied to the named one (or removed).
-    fn records_with(&self, name: &str, change: Option<store::TopicRecord>) -> Vec<store::TopicRecord> {
+    fn records_with(
+        &self,
+        name: &str,
+        change: Option<store::TopicRecord>,
+    ) -> Vec<store::TopicRecord> {
         let topics = self.topics.read();
-        let mut out: Vec<_> = topics.values().filter(|t| t.name != name).map(|t| t.record()).collect();
+        let mut out: Vec<_> = topics
+            .values()
+            .filter(|t| t.name != name)
+            .map(|t| t.record())
+            .collect();
         out.extend(change);
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
@@ -359,8 +387,16 @@ impl Catalog {
         }
         let id = *uuid::Uuid::new_v4().as_bytes();
         if validate_only {
-            let state = TopicState { partitions: Vec::new(), partition_count: count, configs };
-            return Ok(Arc::new(Topic { name: name.to_owned(), id, state: RwLock::new(state) }));
+            let state = TopicState {
+                partitions: Vec::new(),
+                partition_count: count,
+                configs,
+            };
+            return Ok(Arc::new(Topic {
+                name: name.to_owned(),
+                id,
+                state: RwLock::new(state),
+            }));
         }
 
         for p in 0..count {
@@ -388,9 +424,15 @@ impl Catalog {
         let topic = Arc::new(Topic {
             name: name.to_owned(),
             id,
-            state: RwLock::new(TopicState { partitions, partition_count: count, configs }),
+            state: RwLock::new(TopicState {
+                partitions,
+                partition_count: count,
+                configs,
+            }),
         });
-        self.topics.write().insert(name.to_owned(), Arc::clone(&topic));
+        self.topics
+            .write()
+            .insert(name.to_owned(), Arc::clone(&topic));
         tracing::info!(topic = name, partitions = count, "created topic");
         Ok(topic)
     }
@@ -402,13 +444,23 @@ impl Catalog {
         log: &LogConfig,
     ) -> Result<Vec<Arc<PartitionLog>>, TopicError> {
         range
-            .map(|p| Ok(Arc::new(PartitionLog::open(&partition_dir(&self.data_dir, name, p), log.clone())?)))
+            .map(|p| {
+                Ok(Arc::new(PartitionLog::open(
+                    &partition_dir(&self.data_dir, name, p),
+                    log.clone(),
+                )?))
+            })
             .collect()
     }
 
     /// A directory left by something that is not in the catalog must neither be adopted as
     /// the new topic's data nor destroyed.
-    fn move_stray_aside(&self, name: &str, partition: i32, id: &[u8; 16]) -> Result<(), TopicError> {
+    fn move_stray_aside(
+        &self,
+        name: &str,
+        partition: i32,
+        id: &[u8; 16],
+    ) -> Result<(), TopicError> {
         let dir = partition_dir(&self.data_dir, name, partition);
         if dir.exists() {
             let aside = self.data_dir.join(format!(
@@ -424,8 +476,12 @@ impl Catalog {
     fn remove_partition_dirs(&self, name: &str, range: std::ops::Range<i32>, id: &[u8; 16]) {
         for p in range {
             let dir = partition_dir(&self.data_dir, name, p);
-            let doomed = self.data_dir.join(format!("{name}-{p}{}", delete_suffix(id)));
-            if let Err(e) = std::fs::rename(&dir, &doomed).and_then(|()| std::fs::remove_dir_all(&doomed)) {
+            let doomed = self
+                .data_dir
+                .join(format!("{name}-{p}{}", delete_suffix(id)));
+            if let Err(e) =
+                std::fs::rename(&dir, &doomed).and_then(|()| std::fs::remove_dir_all(&doomed))
+            {
                 if e.kind() != std::io::ErrorKind::NotFound {
                     tracing::warn!(dir = %dir.display(), error = %e, "could not remove partition directory");
                 }
@@ -435,11 +491,14 @@ impl Catalog {
 
     pub fn delete_topic(&self, name: &str) -> Result<(), TopicError> {
         let _admin = self.admin.lock();
-        let topic = self.get(name).ok_or_else(|| TopicError::UnknownTopicOrPartition(name.to_owned()))?;
+        let topic = self
+            .get(name)
+            .ok_or_else(|| TopicError::UnknownTopicOrPartition(name.to_owned()))?;
         let count = topic.partition_count();
         let suffix = delete_suffix(&topic.id);
-        let doomed: Vec<PathBuf> =
-            (0..count).map(|p| self.data_dir.join(format!("{name}-{p}{suffix}"))).collect();
+        let doomed: Vec<PathBuf> = (0..count)
+            .map(|p| self.data_dir.join(format!("{name}-{p}{suffix}")))
+            .collect();
         for (p, to) in (0..count).zip(&doomed) {
             match std::fs::rename(partition_dir(&self.data_dir, name, p), to) {
                 Ok(()) => {}
@@ -463,12 +522,21 @@ impl Catalog {
         Ok(())
     }
 
-    pub fn create_partitions(&self, name: &str, total: i32, validate_only: bool) -> Result<(), TopicError> {
+    pub fn create_partitions(
+        &self,
+        name: &str,
+        total: i32,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
         let _admin = self.admin.lock();
-        let topic = self.get(name).ok_or_else(|| TopicError::UnknownTopicOrPartition(name.to_owned()))?;
+        let topic = self
+            .get(name)
+            .ok_or_else(|| TopicError::UnknownTopicOrPartition(name.to_owned()))?;
         let current = topic.partition_count();
         if total == current {
-            return Err(TopicError::InvalidPartitions(format!("Topic already has {current} partitions.")));
+            return Err(TopicError::InvalidPartitions(format!(
+                "Topic already has {current} partitions."
+            )));
         }
         if total < current {
             return Err(TopicError::InvalidPartitions(format!(
@@ -493,7 +561,10 @@ impl Catalog {
         let added = match self.open_partitions(name, current..total, &log) {
             Ok(p) => p,
             Err(e) => {
-                if let Err(undo) = store::save(&self.data_dir, &self.records_with(name, Some(topic.record()))) {
+                if let Err(undo) = store::save(
+                    &self.data_dir,
+                    &self.records_with(name, Some(topic.record())),
+                ) {
                     tracing::error!(topic = name, error = %undo, "could not roll back a failed partition creation");
                 }
                 self.remove_partition_dirs(name, current..total, &topic.id);
@@ -508,8 +579,14 @@ impl Catalog {
     }
 
     /// Every config of the topic (or only `names`), with where its value came from.
-    pub fn describe_configs(&self, topic: &str, names: Option<&[String]>) -> Result<Vec<ConfigEntry>, TopicError> {
-        let t = self.get(topic).ok_or_else(|| TopicError::UnknownTopicOrPartition(topic.to_owned()))?;
+    pub fn describe_configs(
+        &self,
+        topic: &str,
+        names: Option<&[String]>,
+    ) -> Result<Vec<ConfigEntry>, TopicError> {
+        let t = self
+            .get(topic)
+            .ok_or_else(|| TopicError::UnknownTopicOrPartition(topic.to_owned()))?;
         Ok(self.describe_topic(&t, names))
     }
 
@@ -541,9 +618,16 @@ impl Catalog {
     }
 
     /// IncrementalAlterConfigs.
-    pub fn alter_configs(&self, topic: &str, ops: &[ConfigOp], validate_only: bool) -> Result<(), TopicError> {
+    pub fn alter_configs(
+        &self,
+        topic: &str,
+        ops: &[ConfigOp],
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
         let log = &self.defaults.log;
-        self.change_configs(topic, validate_only, |current| topic_config::apply_ops(current, ops, log))
+        self.change_configs(topic, validate_only, |current| {
+            topic_config::apply_ops(current, ops, log)
+        })
     }
 
     fn change_configs(
@@ -553,7 +637,9 @@ impl Catalog {
         change: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, TopicError>,
     ) -> Result<(), TopicError> {
         let _admin = self.admin.lock();
-        let topic = self.get(name).ok_or_else(|| TopicError::UnknownTopicOrPartition(name.to_owned()))?;
+        let topic = self
+            .get(name)
+            .ok_or_else(|| TopicError::UnknownTopicOrPartition(name.to_owned()))?;
         let next = change(&topic.dynamic_configs())?;
         let log = topic_config::effective_log_config(&self.defaults.log, &next)?;
         if validate_only {
@@ -580,8 +666,15 @@ impl Catalog {
             for (i, p) in topic.partitions().iter().enumerate() {
                 match p.enforce_retention(now_ms) {
                     Ok(0) => {}
-                    Ok(n) => tracing::debug!(topic = topic.name(), partition = i, segments = n, "retention deleted segments"),
-                    Err(e) => tracing::error!(topic = topic.name(), partition = i, error = %e, "retention failed"),
+                    Ok(n) => tracing::debug!(
+                        topic = topic.name(),
+                        partition = i,
+                        segments = n,
+                        "retention deleted segments"
+                    ),
+                    Err(e) => {
+                        tracing::error!(topic = topic.name(), partition = i, error = %e, "retention failed")
+                    }
                 }
             }
         }
@@ -604,13 +697,21 @@ fn finish_deletes(data_dir: &Path, records: &[store::TopicRecord]) -> Result<(),
     for entry in std::fs::read_dir(data_dir)? {
         let entry = entry?;
         let file_name = entry.file_name();
-        let Some(name) = file_name.to_str() else { continue };
-        let Some(rest) = name.strip_suffix("-delete") else { continue };
-        let Some((dir_name, id_hex)) = rest.rsplit_once('.') else { continue };
-        let Some((topic, p)) = parse_partition_dir(dir_name) else { continue };
-        let live = records.iter().any(|r| {
-            r.name == topic && r.id.simple().to_string() == id_hex && p < r.partitions
-        });
+        let Some(name) = file_name.to_str() else {
+            continue;
+        };
+        let Some(rest) = name.strip_suffix("-delete") else {
+            continue;
+        };
+        let Some((dir_name, id_hex)) = rest.rsplit_once('.') else {
+            continue;
+        };
+        let Some((topic, p)) = parse_partition_dir(dir_name) else {
+            continue;
+        };
+        let live = records
+            .iter()
+            .any(|r| r.name == topic && r.id.simple().to_string() == id_hex && p < r.partitions);
         let original = partition_dir(data_dir, topic, p);
         if live && !original.exists() {
             tracing::warn!(dir = %entry.path().display(), "restoring a partition whose deletion was not committed");
@@ -631,7 +732,9 @@ fn warn_stray_dirs(data_dir: &Path, records: &[store::TopicRecord]) -> Result<()
             continue;
         }
         let file_name = entry.file_name();
-        let Some((topic, p)) = file_name.to_str().and_then(parse_partition_dir) else { continue };
+        let Some((topic, p)) = file_name.to_str().and_then(parse_partition_dir) else {
+            continue;
+        };
         if !records.iter().any(|r| r.name == topic && p < r.partitions) {
             tracing::warn!(dir = %entry.path().display(), "partition directory not in the topic catalog; leaving it alone");
         }
@@ -648,7 +751,10 @@ mod tests {
     }
 
     fn cfg(pairs: &[(&str, &str)]) -> Vec<(String, Option<String>)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), Some(v.to_string()))).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), Some(v.to_string())))
+            .collect()
     }
 
     #[test]
@@ -657,7 +763,10 @@ mod tests {
             validate_topic_name(ok).unwrap();
         }
         for bad in ["", ".", "..", "a b", "a/b", "ü", "a:b", &"x".repeat(250)] {
-            assert!(matches!(validate_topic_name(bad), Err(TopicError::InvalidTopic(_))), "{bad:?}");
+            assert!(
+                matches!(validate_topic_name(bad), Err(TopicError::InvalidTopic(_))),
+                "{bad:?}"
+            );
         }
     }
 
@@ -666,7 +775,8 @@ mod tests {
         assert_eq!(parse_partition_dir("my-topic-12"), Some(("my-topic", 12)));
         assert_eq!(parse_partition_dir("__sluice"), None);
         assert_eq!(parse_partition_dir("t-0.abc-delete"), None);
-        assert_eq!(parse_partition_dir("t--1"), None);
+        assert_eq!(parse_partition_dir("t--1"), Some(("t-", 1)));
+        assert_eq!(parse_partition_dir("t-x"), None);
     }
 
     #[test]
@@ -690,18 +800,29 @@ mod tests {
     fn create_refuses_bad_names_partitions_replication_and_configs() {
         let dir = tempfile::tempdir().unwrap();
         let c = open(dir.path());
-        assert!(matches!(c.create_topic("a/b", 1, 1, &[], false), Err(TopicError::InvalidTopic(_))));
+        assert!(matches!(
+            c.create_topic("a/b", 1, 1, &[], false),
+            Err(TopicError::InvalidTopic(_))
+        ));
         for n in [0, -2, MAX_PARTITIONS + 1] {
-            assert!(matches!(c.create_topic("t", n, 1, &[], false), Err(TopicError::InvalidPartitions(_))));
+            assert!(matches!(
+                c.create_topic("t", n, 1, &[], false),
+                Err(TopicError::InvalidPartitions(_))
+            ));
         }
         for rf in [0, 2, 3, -2] {
             match c.create_topic("t", 1, rf, &[], false) {
-                Err(TopicError::InvalidReplicationFactor(m)) => assert!(m.contains("1 broker"), "{m}"),
+                Err(TopicError::InvalidReplicationFactor(m)) => {
+                    assert!(m.contains("1 broker"), "{m}")
+                }
                 other => panic!("{other:?}"),
             }
         }
         let compact = cfg(&[("cleanup.policy", "compact")]);
-        assert!(matches!(c.create_topic("t", 1, 1, &compact, false), Err(TopicError::InvalidConfig(_))));
+        assert!(matches!(
+            c.create_topic("t", 1, 1, &compact, false),
+            Err(TopicError::InvalidConfig(_))
+        ));
         assert!(c.list().is_empty());
         assert!(store::load(dir.path()).unwrap().is_empty());
     }
@@ -710,9 +831,14 @@ mod tests {
     fn validate_only_create_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let c = open(dir.path());
-        let t = c.create_topic("t", -1, -1, &cfg(&[("retention.ms", "5")]), true).unwrap();
+        let t = c
+            .create_topic("t", -1, -1, &cfg(&[("retention.ms", "5")]), true)
+            .unwrap();
         assert_eq!(t.partition_count(), 1);
-        assert_eq!(t.dynamic_configs().get("retention.ms").map(String::as_str), Some("5"));
+        assert_eq!(
+            t.dynamic_configs().get("retention.ms").map(String::as_str),
+            Some("5")
+        );
         assert!(c.get("t").is_none());
         assert!(!dir.path().join("t-0").exists());
         assert!(!store::catalog_path(dir.path()).exists());
@@ -721,22 +847,46 @@ mod tests {
     #[test]
     fn auto_create_off_or_invalid_name_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let defaults = TopicDefaults { auto_create_topics: false, ..TopicDefaults::default() };
+        let defaults = TopicDefaults {
+            auto_create_topics: false,
+            ..TopicDefaults::default()
+        };
         let c = Catalog::open(dir.path().to_path_buf(), defaults).unwrap();
-        assert!(matches!(c.get_or_auto_create("t"), Err(TopicError::UnknownTopicOrPartition(_))));
+        assert!(matches!(
+            c.get_or_auto_create("t"),
+            Err(TopicError::UnknownTopicOrPartition(_))
+        ));
         let c = open(dir.path());
-        assert!(matches!(c.get_or_auto_create("bad name"), Err(TopicError::InvalidTopic(_))));
+        assert!(matches!(
+            c.get_or_auto_create("bad name"),
+            Err(TopicError::InvalidTopic(_))
+        ));
     }
 
     #[test]
     fn unknown_topic_operations_report_unknown_topic() {
         let dir = tempfile::tempdir().unwrap();
         let c = open(dir.path());
-        assert!(matches!(c.delete_topic("t"), Err(TopicError::UnknownTopicOrPartition(_))));
-        assert!(matches!(c.create_partitions("t", 2, false), Err(TopicError::UnknownTopicOrPartition(_))));
-        assert!(matches!(c.describe_configs("t", None), Err(TopicError::UnknownTopicOrPartition(_))));
-        assert!(matches!(c.replace_configs("t", &[], false), Err(TopicError::UnknownTopicOrPartition(_))));
-        assert!(matches!(c.alter_configs("t", &[], false), Err(TopicError::UnknownTopicOrPartition(_))));
+        assert!(matches!(
+            c.delete_topic("t"),
+            Err(TopicError::UnknownTopicOrPartition(_))
+        ));
+        assert!(matches!(
+            c.create_partitions("t", 2, false),
+            Err(TopicError::UnknownTopicOrPartition(_))
+        ));
+        assert!(matches!(
+            c.describe_configs("t", None),
+            Err(TopicError::UnknownTopicOrPartition(_))
+        ));
+        assert!(matches!(
+            c.replace_configs("t", &[], false),
+            Err(TopicError::UnknownTopicOrPartition(_))
+        ));
+        assert!(matches!(
+            c.alter_configs("t", &[], false),
+            Err(TopicError::UnknownTopicOrPartition(_))
+        ));
     }
 
     #[test]
@@ -756,7 +906,10 @@ mod tests {
     #[test]
     fn broker_configs_are_read_only_and_reflect_defaults() {
         let dir = tempfile::tempdir().unwrap();
-        let defaults = TopicDefaults { num_partitions: 3, ..TopicDefaults::default() };
+        let defaults = TopicDefaults {
+            num_partitions: 3,
+            ..TopicDefaults::default()
+        };
         let c = Catalog::open(dir.path().to_path_buf(), defaults).unwrap();
         let all = c.describe_broker_configs(None);
         assert!(all.iter().all(|e| e.read_only));
@@ -774,10 +927,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (a_id, b_id) = {
             let c = open(dir.path());
-            let a = c.create_topic("a", 3, 1, &cfg(&[("retention.ms", "1000")]), false).unwrap();
+            let a = c
+                .create_topic("a", 3, 1, &cfg(&[("retention.ms", "1000")]), false)
+                .unwrap();
             let b = c.create_topic("b", -1, -1, &[], false).unwrap();
             c.create_partitions("b", 2, false).unwrap();
-            c.alter_configs("b", &[ConfigOp::Set("segment.bytes".into(), "1048576".into())], false).unwrap();
+            c.alter_configs(
+                "b",
+                &[ConfigOp::Set("segment.bytes".into(), "1048576".into())],
+                false,
+            )
+            .unwrap();
             c.create_topic("gone", 2, 1, &[], false).unwrap();
             c.delete_topic("gone").unwrap();
             c.close();
@@ -789,13 +949,25 @@ mod tests {
         let names: Vec<_> = c.list().iter().map(|t| t.name().to_owned()).collect();
         assert_eq!(names, ["a", "b"]);
         let a = c.get("a").unwrap();
-        assert_eq!((a.id(), a.partition_count(), a.partitions().len()), (a_id, 3, 3));
-        assert_eq!(a.dynamic_configs().get("retention.ms").map(String::as_str), Some("1000"));
+        assert_eq!(
+            (a.id(), a.partition_count(), a.partitions().len()),
+            (a_id, 3, 3)
+        );
+        assert_eq!(
+            a.dynamic_configs().get("retention.ms").map(String::as_str),
+            Some("1000")
+        );
         let b = c.get("b").unwrap();
         assert_eq!((b.id(), b.partition_count()), (b_id, 2));
         assert!(b.partition(1).is_some() && b.partition(2).is_none());
-        assert_eq!(b.dynamic_configs().get("segment.bytes").map(String::as_str), Some("1048576"));
-        assert_eq!(c.get_by_id(&a_id).map(|t| t.name().to_owned()).as_deref(), Some("a"));
+        assert_eq!(
+            b.dynamic_configs().get("segment.bytes").map(String::as_str),
+            Some("1048576")
+        );
+        assert_eq!(
+            c.get_by_id(&a_id).map(|t| t.name().to_owned()).as_deref(),
+            Some("a")
+        );
     }
 
     #[test]
@@ -804,14 +976,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = open(dir.path());
         let results: Vec<_> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..8).map(|_| s.spawn(|| c.create_topic("t", 2, 1, &[], false))).collect();
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| c.create_topic("t", 2, 1, &[], false)))
+                .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
         assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
-        assert!(results.iter().filter(|r| r.is_err()).all(|r| matches!(r, Err(TopicError::TopicAlreadyExists(_)))));
+        assert!(results
+            .iter()
+            .filter(|r| r.is_err())
+            .all(|r| matches!(r, Err(TopicError::TopicAlreadyExists(_)))));
         let auto: Vec<_> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..8).map(|_| s.spawn(|| c.get_or_auto_create("auto").map(|t| t.id()))).collect();
-            handles.into_iter().map(|h| h.join().unwrap().unwrap()).collect()
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| c.get_or_auto_create("auto").map(|t| t.id())))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap().unwrap())
+                .collect()
         });
         assert!(auto.windows(2).all(|w| w[0] == w[1]));
         assert_eq!(store::load(dir.path()).unwrap().len(), 2);
@@ -823,10 +1005,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = open(dir.path());
         c.create_topic("a.b", 2, 1, &[], false).unwrap();
-        assert!(matches!(c.create_topic("a.b", 1, 1, &[], false), Err(TopicError::TopicAlreadyExists(_))));
-        assert!(matches!(c.create_topic("a_b", 1, 1, &[], false), Err(TopicError::InvalidTopic(_))));
-        assert!(matches!(c.create_partitions("a.b", 2, false), Err(TopicError::InvalidPartitions(_))));
-        assert!(matches!(c.create_partitions("a.b", 1, false), Err(TopicError::InvalidPartitions(_))));
+        assert!(matches!(
+            c.create_topic("a.b", 1, 1, &[], false),
+            Err(TopicError::TopicAlreadyExists(_))
+        ));
+        assert!(matches!(
+            c.create_topic("a_b", 1, 1, &[], false),
+            Err(TopicError::InvalidTopic(_))
+        ));
+        assert!(matches!(
+            c.create_partitions("a.b", 2, false),
+            Err(TopicError::InvalidPartitions(_))
+        ));
+        assert!(matches!(
+            c.create_partitions("a.b", 1, false),
+            Err(TopicError::InvalidPartitions(_))
+        ));
         c.create_partitions("a.b", 4, true).unwrap();
         assert_eq!(c.get("a.b").unwrap().partition_count(), 2);
         c.create_partitions("a.b", 4, false).unwrap();
@@ -838,13 +1032,23 @@ mod tests {
     fn config_changes_replace_or_patch_and_validate_only_keeps_them() {
         let dir = tempfile::tempdir().unwrap();
         let c = open(dir.path());
-        c.create_topic("t", 1, 1, &cfg(&[("retention.ms", "1000"), ("segment.ms", "5000")]), false).unwrap();
-        c.replace_configs("t", &cfg(&[("retention.bytes", "10")]), true).unwrap();
+        c.create_topic(
+            "t",
+            1,
+            1,
+            &cfg(&[("retention.ms", "1000"), ("segment.ms", "5000")]),
+            false,
+        )
+        .unwrap();
+        c.replace_configs("t", &cfg(&[("retention.bytes", "10")]), true)
+            .unwrap();
         assert_eq!(c.get("t").unwrap().dynamic_configs().len(), 2);
-        c.replace_configs("t", &cfg(&[("retention.bytes", "10")]), false).unwrap();
+        c.replace_configs("t", &cfg(&[("retention.bytes", "10")]), false)
+            .unwrap();
         let d = c.get("t").unwrap().dynamic_configs();
         assert_eq!(d.keys().collect::<Vec<_>>(), ["retention.bytes"]);
-        c.alter_configs("t", &[ConfigOp::Delete("retention.bytes".into())], false).unwrap();
+        c.alter_configs("t", &[ConfigOp::Delete("retention.bytes".into())], false)
+            .unwrap();
         assert!(c.get("t").unwrap().dynamic_configs().is_empty());
         let entries = c.describe_configs("t", None).unwrap();
         assert!(entries.iter().all(|e| e.source == ConfigSource::Default));
@@ -861,7 +1065,11 @@ mod tests {
             t.id()
         };
         // As if a crash hit between the rename and the catalog commit.
-        std::fs::rename(dir.path().join("t-0"), dir.path().join(format!("t-0{}", delete_suffix(&id)))).unwrap();
+        std::fs::rename(
+            dir.path().join("t-0"),
+            dir.path().join(format!("t-0{}", delete_suffix(&id))),
+        )
+        .unwrap();
         let c = open(dir.path());
         assert!(dir.path().join("t-0").is_dir());
         assert_eq!(c.get("t").unwrap().id(), id);

@@ -60,21 +60,33 @@ pub(crate) fn load(data_dir: &Path) -> Result<Vec<TopicRecord>, TopicError> {
     let bytes = match fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(TopicError::Io(io::Error::new(e.kind(), format!("{}: {e}", path.display())))),
+        Err(e) => {
+            return Err(TopicError::Io(io::Error::new(
+                e.kind(),
+                format!("{}: {e}", path.display()),
+            )))
+        }
     };
     let file: CatalogFile = serde_json::from_slice(&bytes).map_err(|e| corrupt(&path, e))?;
     if file.version != FORMAT_VERSION {
-        return Err(corrupt(&path, format!("unsupported format version {}", file.version)));
+        return Err(corrupt(
+            &path,
+            format!("unsupported format version {}", file.version),
+        ));
     }
     let mut names = std::collections::HashSet::new();
     let mut ids = std::collections::HashSet::new();
     for t in &file.topics {
         validate_topic_name(&t.name).map_err(|e| corrupt(&path, e))?;
         if !(1..=MAX_PARTITIONS).contains(&t.partitions) {
-            return Err(corrupt(&path, format!("topic {} has {} partitions", t.name, t.partitions)));
+            return Err(corrupt(
+                &path,
+                format!("topic {} has {} partitions", t.name, t.partitions),
+            ));
         }
         for (k, v) in &t.configs {
-            topic_config::validate_config(k, v).map_err(|e| corrupt(&path, format!("topic {}: {e}", t.name)))?;
+            topic_config::validate_config(k, v)
+                .map_err(|e| corrupt(&path, format!("topic {}: {e}", t.name)))?;
         }
         if !names.insert(t.name.as_str()) || !ids.insert(t.id) {
             return Err(corrupt(&path, format!("topic {} appears twice", t.name)));
@@ -88,7 +100,10 @@ pub(crate) fn load(data_dir: &Path) -> Result<Vec<TopicRecord>, TopicError> {
 pub(crate) fn save(data_dir: &Path, topics: &[TopicRecord]) -> Result<(), TopicError> {
     let dir = data_dir.join(META_DIR);
     fs::create_dir_all(&dir)?;
-    let file = CatalogFile { version: FORMAT_VERSION, topics: topics.to_vec() };
+    let file = CatalogFile {
+        version: FORMAT_VERSION,
+        topics: topics.to_vec(),
+    };
     let bytes = serde_json::to_vec_pretty(&file).map_err(io::Error::other)?;
     let temp = dir.join(TEMP_NAME);
     {
@@ -148,8 +163,14 @@ mod tests {
         for bad in [
             "{not json".to_string(),
             r#"{"version":99,"topics":[]}"#.to_string(),
-            format!(r#"{{"version":1,"topics":[{{"name":"..","id":"{}","partitions":1}}]}}"#, uuid::Uuid::new_v4()),
-            format!(r#"{{"version":1,"topics":[{{"name":"t","id":"{}","partitions":0}}]}}"#, uuid::Uuid::new_v4()),
+            format!(
+                r#"{{"version":1,"topics":[{{"name":"..","id":"{}","partitions":1}}]}}"#,
+                uuid::Uuid::new_v4()
+            ),
+            format!(
+                r#"{{"version":1,"topics":[{{"name":"t","id":"{}","partitions":0}}]}}"#,
+                uuid::Uuid::new_v4()
+            ),
             format!(
                 r#"{{"version":1,"topics":[{{"name":"t","id":"{}","partitions":1,"configs":{{"cleanup.policy":"compact"}}}}]}}"#,
                 uuid::Uuid::new_v4()

@@ -188,7 +188,9 @@ pub(crate) fn default_value(def: &ConfigDef, log: &LogConfig) -> String {
 }
 
 fn invalid(name: &str, value: &str, why: &str) -> TopicError {
-    TopicError::InvalidConfig(format!("Invalid value {value} for configuration {name}: {why}"))
+    TopicError::InvalidConfig(format!(
+        "Invalid value {value} for configuration {name}: {why}"
+    ))
 }
 
 fn parse_long(name: &str, value: &str, min: i64, max: i64) -> Result<i64, TopicError> {
@@ -196,10 +198,18 @@ fn parse_long(name: &str, value: &str, min: i64, max: i64) -> Result<i64, TopicE
         .parse()
         .map_err(|_| invalid(name, value, "Not a number of type LONG"))?;
     if n < min {
-        return Err(invalid(name, value, &format!("Value must be at least {min}")));
+        return Err(invalid(
+            name,
+            value,
+            &format!("Value must be at least {min}"),
+        ));
     }
     if n > max {
-        return Err(invalid(name, value, &format!("Value must be no more than {max}")));
+        return Err(invalid(
+            name,
+            value,
+            &format!("Value must be no more than {max}"),
+        ));
     }
     Ok(n)
 }
@@ -224,7 +234,9 @@ fn list_items(value: &str) -> Vec<String> {
 /// Validates one config and returns its value normalised the way it is stored and described.
 pub(crate) fn validate_config(name: &str, value: &str) -> Result<String, TopicError> {
     let Some(def) = config_def(name) else {
-        return Err(TopicError::InvalidConfig(format!("Unknown topic config name: {name}")));
+        return Err(TopicError::InvalidConfig(format!(
+            "Unknown topic config name: {name}"
+        )));
     };
     let value = value.trim();
     match def.name {
@@ -255,19 +267,33 @@ pub(crate) fn validate_config(name: &str, value: &str) -> Result<String, TopicEr
         }
         "message.timestamp.type" => match value {
             "CreateTime" | "LogAppendTime" => Ok(value.to_owned()),
-            _ => Err(invalid(name, value, "String must be one of: CreateTime, LogAppendTime")),
+            _ => Err(invalid(
+                name,
+                value,
+                "String must be one of: CreateTime, LogAppendTime",
+            )),
         },
         "unclean.leader.election.enable" => match value.to_ascii_lowercase().as_str() {
             v @ ("true" | "false") => Ok(v.to_owned()),
-            _ => Err(invalid(name, value, "Expected value to be either true or false")),
+            _ => Err(invalid(
+                name,
+                value,
+                "Expected value to be either true or false",
+            )),
         },
-        "flush.messages" | "segment.ms" => parse_long(name, value, 1, i64::MAX).map(|n| n.to_string()),
+        "flush.messages" | "segment.ms" => {
+            parse_long(name, value, 1, i64::MAX).map(|n| n.to_string())
+        }
         "flush.ms" | "message.timestamp.difference.max.ms" => {
             parse_long(name, value, 0, i64::MAX).map(|n| n.to_string())
         }
-        "retention.ms" | "retention.bytes" => parse_long(name, value, -1, i64::MAX).map(|n| n.to_string()),
+        "retention.ms" | "retention.bytes" => {
+            parse_long(name, value, -1, i64::MAX).map(|n| n.to_string())
+        }
         "segment.bytes" => parse_int(name, value, MIN_SEGMENT_BYTES).map(|n| n.to_string()),
-        "segment.index.bytes" => parse_int(name, value, MIN_SEGMENT_INDEX_BYTES).map(|n| n.to_string()),
+        "segment.index.bytes" => {
+            parse_int(name, value, MIN_SEGMENT_INDEX_BYTES).map(|n| n.to_string())
+        }
         "min.insync.replicas" => parse_int(name, value, 1).map(|n| n.to_string()),
         // "index.interval.bytes", "max.message.bytes"
         _ => parse_int(name, value, 0).map(|n| n.to_string()),
@@ -289,7 +315,9 @@ pub(crate) fn validate_config_set(
         };
         let value = validate_config(name, value)?;
         if out.insert(name.clone(), value).is_some() {
-            return Err(TopicError::InvalidConfig(format!("Config {name} is given more than once")));
+            return Err(TopicError::InvalidConfig(format!(
+                "Config {name} is given more than once"
+            )));
         }
     }
     Ok(out)
@@ -311,21 +339,32 @@ pub(crate) fn apply_ops(
             }
             ConfigOp::Delete(name) => {
                 if config_def(name).is_none() {
-                    return Err(TopicError::InvalidConfig(format!("Unknown topic config name: {name}")));
+                    return Err(TopicError::InvalidConfig(format!(
+                        "Unknown topic config name: {name}"
+                    )));
                 }
                 next.remove(name);
             }
             ConfigOp::Append(name, value) | ConfigOp::Subtract(name, value) => {
                 let Some(def) = config_def(name) else {
-                    return Err(TopicError::InvalidConfig(format!("Unknown topic config name: {name}")));
+                    return Err(TopicError::InvalidConfig(format!(
+                        "Unknown topic config name: {name}"
+                    )));
                 };
                 if def.config_type != ConfigType::List {
-                    let verb = if matches!(op, ConfigOp::Append(..)) { "append" } else { "subtract" };
+                    let verb = if matches!(op, ConfigOp::Append(..)) {
+                        "append"
+                    } else {
+                        "subtract"
+                    };
                     return Err(TopicError::InvalidConfig(format!(
                         "Config value {verb} is not allowed for config key: {name}"
                     )));
                 }
-                let base = next.get(name).cloned().unwrap_or_else(|| default_value(def, log));
+                let base = next
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_else(|| default_value(def, log));
                 let mut items = list_items(&base);
                 for item in list_items(value) {
                     if matches!(op, ConfigOp::Append(..)) {
@@ -366,7 +405,9 @@ pub(crate) fn effective_log_config(
                 log.segment_bytes = u64::try_from(num(MIN_SEGMENT_BYTES)?)
                     .map_err(|_| invalid(name, &value, "out of range"))?;
             }
-            "segment.index.bytes" => log.segment_index_bytes = to_u32(num(MIN_SEGMENT_INDEX_BYTES)?)?,
+            "segment.index.bytes" => {
+                log.segment_index_bytes = to_u32(num(MIN_SEGMENT_INDEX_BYTES)?)?
+            }
             "index.interval.bytes" => log.index_interval_bytes = to_u32(num(0)?)?,
             "max.message.bytes" => log.max_message_bytes = to_u32(num(0)?)?,
             "message.timestamp.type" => {
@@ -411,16 +452,23 @@ pub(crate) fn describe(
 /// The type of a broker-level config listed by [`describe_broker`].
 pub(crate) fn broker_config_type(name: &str) -> ConfigType {
     match name {
-        "auto.create.topics.enable" | "unclean.leader.election.enable" | "delete.topic.enable" => ConfigType::Boolean,
+        "auto.create.topics.enable" | "unclean.leader.election.enable" | "delete.topic.enable" => {
+            ConfigType::Boolean
+        }
         "log.retention.ms" | "log.retention.bytes" | "log.roll.ms" => ConfigType::Long,
-        "log.message.timestamp.type" | "sluice.flush.policy" | "compression.type" => ConfigType::String,
+        "log.message.timestamp.type" | "sluice.flush.policy" | "compression.type" => {
+            ConfigType::String
+        }
         "log.cleanup.policy" => ConfigType::List,
         _ => ConfigType::Int,
     }
 }
 
 /// Broker-level configs a client may describe (resource type BROKER); all read-only.
-pub(crate) fn describe_broker(defaults: &TopicDefaults, names: Option<&[String]>) -> Vec<ConfigEntry> {
+pub(crate) fn describe_broker(
+    defaults: &TopicDefaults,
+    names: Option<&[String]>,
+) -> Vec<ConfigEntry> {
     let log = &defaults.log;
     let flush = match log.flush {
         FlushPolicy::Fsync => "fsync",
@@ -428,15 +476,27 @@ pub(crate) fn describe_broker(defaults: &TopicDefaults, names: Option<&[String]>
     };
     let from_config = [
         ("num.partitions", defaults.num_partitions.to_string()),
-        ("auto.create.topics.enable", defaults.auto_create_topics.to_string()),
+        (
+            "auto.create.topics.enable",
+            defaults.auto_create_topics.to_string(),
+        ),
         ("log.retention.ms", log.retention_ms.to_string()),
         ("log.retention.bytes", log.retention_bytes.to_string()),
         ("log.segment.bytes", log.segment_bytes.to_string()),
         ("log.roll.ms", log.segment_ms.to_string()),
-        ("log.index.interval.bytes", log.index_interval_bytes.to_string()),
-        ("log.index.size.max.bytes", log.segment_index_bytes.to_string()),
+        (
+            "log.index.interval.bytes",
+            log.index_interval_bytes.to_string(),
+        ),
+        (
+            "log.index.size.max.bytes",
+            log.segment_index_bytes.to_string(),
+        ),
         ("message.max.bytes", log.max_message_bytes.to_string()),
-        ("log.message.timestamp.type", timestamp_type_name(log.timestamp_type).to_owned()),
+        (
+            "log.message.timestamp.type",
+            timestamp_type_name(log.timestamp_type).to_owned(),
+        ),
         ("sluice.flush.policy", flush.to_owned()),
     ];
     let fixed = [
@@ -450,7 +510,11 @@ pub(crate) fn describe_broker(defaults: &TopicDefaults, names: Option<&[String]>
     let entries = from_config
         .into_iter()
         .map(|(n, v)| (n, v, ConfigSource::StaticBroker))
-        .chain(fixed.into_iter().map(|(n, v)| (n, v.to_owned(), ConfigSource::Default)));
+        .chain(
+            fixed
+                .into_iter()
+                .map(|(n, v)| (n, v.to_owned(), ConfigSource::Default)),
+        );
     entries
         .filter(|(n, _, _)| names.is_none_or(|names| names.iter().any(|x| x == n)))
         .map(|(name, value, source)| ConfigEntry {
@@ -468,7 +532,10 @@ mod tests {
     use super::*;
 
     fn set(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn invalid_message(r: Result<String, TopicError>) -> String {
@@ -488,10 +555,19 @@ mod tests {
         assert_eq!(validate_config("segment.ms", "1").unwrap(), "1");
         assert_eq!(validate_config("index.interval.bytes", "0").unwrap(), "0");
         assert_eq!(validate_config("max.message.bytes", "0").unwrap(), "0");
-        assert_eq!(validate_config("cleanup.policy", "delete").unwrap(), "delete");
+        assert_eq!(
+            validate_config("cleanup.policy", "delete").unwrap(),
+            "delete"
+        );
         assert_eq!(validate_config("compression.type", "ZSTD").unwrap(), "zstd");
-        assert_eq!(validate_config("message.timestamp.type", "LogAppendTime").unwrap(), "LogAppendTime");
-        assert_eq!(validate_config("unclean.leader.election.enable", "TRUE").unwrap(), "true");
+        assert_eq!(
+            validate_config("message.timestamp.type", "LogAppendTime").unwrap(),
+            "LogAppendTime"
+        );
+        assert_eq!(
+            validate_config("unclean.leader.election.enable", "TRUE").unwrap(),
+            "true"
+        );
         assert_eq!(validate_config("min.insync.replicas", "2").unwrap(), "2");
         assert_eq!(validate_config("flush.ms", "0").unwrap(), "0");
     }
@@ -535,10 +611,19 @@ mod tests {
 
     #[test]
     fn a_config_given_twice_or_null_is_refused() {
-        let twice = [("retention.ms".to_string(), Some("1".to_string())), ("retention.ms".to_string(), Some("2".to_string()))];
-        assert!(matches!(validate_config_set(&twice), Err(TopicError::InvalidConfig(_))));
+        let twice = [
+            ("retention.ms".to_string(), Some("1".to_string())),
+            ("retention.ms".to_string(), Some("2".to_string())),
+        ];
+        assert!(matches!(
+            validate_config_set(&twice),
+            Err(TopicError::InvalidConfig(_))
+        ));
         let null = [("retention.ms".to_string(), None)];
-        assert!(matches!(validate_config_set(&null), Err(TopicError::InvalidConfig(_))));
+        assert!(matches!(
+            validate_config_set(&null),
+            Err(TopicError::InvalidConfig(_))
+        ));
     }
 
     #[test]
@@ -570,22 +655,44 @@ mod tests {
                 flush: defaults.flush,
             }
         );
-        assert_eq!(effective_log_config(&defaults, &BTreeMap::new()).unwrap(), defaults);
+        assert_eq!(
+            effective_log_config(&defaults, &BTreeMap::new()).unwrap(),
+            defaults
+        );
     }
 
     #[test]
     fn append_and_subtract_work_only_on_list_configs() {
         let log = kafka_default_log_config();
         let cur = BTreeMap::new();
-        let next = apply_ops(&cur, &[ConfigOp::Append("cleanup.policy".into(), "delete".into())], &log).unwrap();
+        let next = apply_ops(
+            &cur,
+            &[ConfigOp::Append("cleanup.policy".into(), "delete".into())],
+            &log,
+        )
+        .unwrap();
         assert_eq!(next, set(&[("cleanup.policy", "delete")]));
-        let compact = apply_ops(&cur, &[ConfigOp::Append("cleanup.policy".into(), "compact".into())], &log);
+        let compact = apply_ops(
+            &cur,
+            &[ConfigOp::Append("cleanup.policy".into(), "compact".into())],
+            &log,
+        );
         assert!(matches!(compact, Err(TopicError::InvalidConfig(_))));
-        let emptied = apply_ops(&cur, &[ConfigOp::Subtract("cleanup.policy".into(), "delete".into())], &log);
+        let emptied = apply_ops(
+            &cur,
+            &[ConfigOp::Subtract("cleanup.policy".into(), "delete".into())],
+            &log,
+        );
         assert!(matches!(emptied, Err(TopicError::InvalidConfig(_))));
-        let not_list = apply_ops(&cur, &[ConfigOp::Append("retention.ms".into(), "1".into())], &log);
+        let not_list = apply_ops(
+            &cur,
+            &[ConfigOp::Append("retention.ms".into(), "1".into())],
+            &log,
+        );
         match not_list {
-            Err(TopicError::InvalidConfig(m)) => assert!(m.contains("append is not allowed"), "{m}"),
+            Err(TopicError::InvalidConfig(m)) => {
+                assert!(m.contains("append is not allowed"), "{m}")
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -596,11 +703,17 @@ mod tests {
         let cur = set(&[("retention.ms", "1000"), ("segment.ms", "5000")]);
         let next = apply_ops(
             &cur,
-            &[ConfigOp::Set("retention.bytes".into(), "10".into()), ConfigOp::Delete("segment.ms".into())],
+            &[
+                ConfigOp::Set("retention.bytes".into(), "10".into()),
+                ConfigOp::Delete("segment.ms".into()),
+            ],
             &log,
         )
         .unwrap();
-        assert_eq!(next, set(&[("retention.ms", "1000"), ("retention.bytes", "10")]));
+        assert_eq!(
+            next,
+            set(&[("retention.ms", "1000"), ("retention.bytes", "10")])
+        );
         let bad = apply_ops(&cur, &[ConfigOp::Delete("nope".into())], &log);
         assert!(matches!(bad, Err(TopicError::InvalidConfig(_))));
     }
@@ -616,7 +729,11 @@ mod tests {
         let segment = entries.iter().find(|e| e.name == "segment.bytes").unwrap();
         assert_eq!(segment.value.as_deref(), Some("1073741824"));
         assert_eq!(segment.source, ConfigSource::Default);
-        let only = describe(&log, &BTreeMap::new(), Some(&["segment.ms".to_string(), "bogus".to_string()]));
+        let only = describe(
+            &log,
+            &BTreeMap::new(),
+            Some(&["segment.ms".to_string(), "bogus".to_string()]),
+        );
         assert_eq!(only.len(), 1);
     }
 
