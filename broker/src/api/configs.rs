@@ -74,9 +74,11 @@ pub(crate) fn describe_configs(
         .resources
         .iter()
         .map(|r| {
+            // Kafka reads an empty key list like null: describe everything.
             let names: Option<Vec<String>> = r
                 .configuration_keys
                 .as_ref()
+                .filter(|keys| !keys.is_empty())
                 .map(|keys| keys.iter().map(|k| k.to_string()).collect());
             let names = names.as_deref();
             let entries = match r.resource_type {
@@ -330,7 +332,7 @@ mod tests {
                     DescribeConfigsResource::default()
                         .with_resource_type(t)
                         .with_resource_name(StrBytes::from_string(n.into()))
-                        .with_configuration_keys(None)
+                        .with_configuration_keys(Some(Vec::new()))
                 })
                 .collect(),
         )

@@ -191,11 +191,13 @@ fn create_one(
                 .with_is_sensitive(e.sensitive)
         })
         .collect();
-    Ok((
-        Uuid::from_bytes(topic.id()),
-        topic.partition_count(),
-        configs,
-    ))
+    // A validate_only preview's id names nothing that exists, so it is not handed out.
+    let id = if validate_only {
+        Uuid::nil()
+    } else {
+        Uuid::from_bytes(topic.id())
+    };
+    Ok((id, topic.partition_count(), configs))
 }
 
 /// DeleteTopics (v1–6). v6 may name a topic by id instead of by name.
@@ -322,7 +324,8 @@ fn check_partition_assignments(
         &[kafka_protocol::messages::create_partitions_request::CreatePartitionsAssignment],
     >,
 ) -> Result<(), Failure> {
-    let Some(assignments) = assignments else {
+    // An empty list is what a client sends when it leaves placement to the broker, like null.
+    let Some(assignments) = assignments.filter(|a| !a.is_empty()) else {
         return Ok(());
     };
     let Some(topic) = broker.catalog.get(name) else {

@@ -758,6 +758,13 @@ mod tests {
     }
 
     #[test]
+    fn catalog_can_be_shared_across_connections() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Catalog>();
+        shared::<Arc<Topic>>();
+    }
+
+    #[test]
     fn topic_names_follow_kafka_rules() {
         for ok in ["a", "A-b_c.9", "__consumer_offsets", &"x".repeat(249)] {
             validate_topic_name(ok).unwrap();
