@@ -88,19 +88,28 @@ pub enum ConfigSource {
 /// One described config entry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConfigEntry {
+    /// Kafka's name for the config (`retention.ms`, `log.segment.bytes`, ...).
     pub name: String,
+    /// The effective value; `None` only for a sensitive value that must not be shown.
     pub value: Option<String>,
+    /// Where `value` came from.
     pub source: ConfigSource,
+    /// Broker configs are static: clients must not be offered to change them.
     pub read_only: bool,
+    /// Passwords and the like, which clients must not display.
     pub sensitive: bool,
 }
 
 /// IncrementalAlterConfigs operations.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ConfigOp {
+    /// Set the config on the topic (name, value).
     Set(String, String),
+    /// Remove the topic's value, falling back to the broker default.
     Delete(String),
+    /// Add items to a list config (name, comma-separated items).
     Append(String, String),
+    /// Remove items from a list config (name, comma-separated items).
     Subtract(String, String),
 }
 
@@ -172,8 +181,11 @@ struct TopicState {
 /// A topic and its partitions.
 #[derive(Debug)]
 pub struct Topic {
+    /// Unique in the catalog; also the prefix of its partition directories.
     name: String,
+    /// Tells this topic from an earlier one of the same name (Metadata v10+, DeleteTopics v6).
     id: [u8; 16],
+    /// What CreatePartitions and the config APIs change after creation.
     state: RwLock<TopicState>,
 }
 
@@ -215,8 +227,11 @@ impl Topic {
 /// The set of topics.
 #[derive(Debug)]
 pub struct Catalog {
+    /// Where partition directories and the catalog file live.
     data_dir: PathBuf,
+    /// Broker-wide defaults that topic configs overlay.
     defaults: TopicDefaults,
+    /// Every live topic by name; read by every request, written only under `admin`.
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     /// Serializes every change so that the catalog file, written outside the map's write lock
     /// (an fsync must not block lookups), always matches the map.
@@ -503,7 +518,17 @@ impl Catalog {
             match std::fs::rename(partition_dir(&self.data_dir, name, p), to) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    // Put back what was already moved: the topic stays whole and usable.
+                    for (q, from) in (0..p).zip(&doomed) {
+                        if let Err(undo) =
+                            std::fs::rename(from, partition_dir(&self.data_dir, name, q))
+                        {
+                            tracing::error!(dir = %from.display(), error = %undo, "could not restore a partition directory; restored at next start");
+                        }
+                    }
+                    return Err(e.into());
+                }
             }
         }
         store::sync_dir(&self.data_dir)?;

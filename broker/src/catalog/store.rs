@@ -23,15 +23,20 @@ const FORMAT_VERSION: u32 = 1;
 /// The file as stored.
 #[derive(Debug, Serialize, Deserialize)]
 struct CatalogFile {
+    /// [`FORMAT_VERSION`] of the writer.
     version: u32,
+    /// Sorted by name so the file diffs cleanly.
     topics: Vec<TopicRecord>,
 }
 
 /// One topic as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct TopicRecord {
+    /// The topic name, also the prefix of its partition directories.
     pub(crate) name: String,
+    /// Stored as a hyphenated string so the file stays readable.
     pub(crate) id: uuid::Uuid,
+    /// Partitions `0..partitions` exist.
     pub(crate) partitions: i32,
     /// Only the configs set on the topic; defaults come from the broker config at each start,
     /// so changing a broker default reaches every topic that does not override it.

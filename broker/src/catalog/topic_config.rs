@@ -30,9 +30,11 @@ impl ConfigType {
 pub(crate) struct ConfigDef {
     /// The topic-level name Kafka uses.
     pub(crate) name: &'static str,
+    /// Reported by DescribeConfigs v3+; also decides whether APPEND/SUBTRACT apply.
     pub(crate) config_type: ConfigType,
     /// The broker-level config this one defaults from (a DescribeConfigs synonym).
     pub(crate) broker_name: &'static str,
+    /// DescribeConfigs documentation (v3+): says plainly when a value is only stored.
     pub(crate) doc: &'static str,
 }
 
