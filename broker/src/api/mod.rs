@@ -67,3 +67,24 @@ pub(crate) fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+/// A broker over an empty catalog in a temp dir, for handler tests.
+#[cfg(test)]
+pub(crate) fn test_broker() -> (tempfile::TempDir, Broker) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let catalog = crate::catalog::Catalog::open(
+        dir.path().to_path_buf(),
+        crate::catalog::TopicDefaults::default(),
+    )
+    .expect("open catalog");
+    let broker = Broker {
+        catalog,
+        node_id: 1,
+        cluster_id: "test-cluster".into(),
+        advertised_host: "127.0.0.1".into(),
+        advertised_port: 9092,
+        producer_ids: crate::producer_ids::ProducerIds::open(&dir.path().join("producer-ids"))
+            .expect("producer ids"),
+    };
+    (dir, broker)
+}
