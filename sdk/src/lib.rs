@@ -1,0 +1,53 @@
+//! `sluice-sdk`: write a Sluice transform in a few lines of Rust.
+//!
+//! ```
+//! use sluice_sdk::prelude::*;
+//!
+//! #[transform]
+//! fn uppercase(record: Record<'_>, out: &mut Output) -> Result<(), Error> {
+//!     out.write(record.with_value(record.value().map(|v| v.to_ascii_uppercase())))
+//! }
+//!
+//! // Natively, in plain `cargo test`: no broker, no wasm.
+//! let written = sluice_sdk::testing::run(uppercase, [OwnedRecord::new().with_value("hi")]).unwrap();
+//! assert_eq!(written[0].record.value.as_deref(), Some(&b"HI"[..]));
+//! ```
+//!
+//! Build it with `cargo build --release --target wasm32-wasip1` (or `sluice transform build`) and
+//! deploy the `.wasm` with `sluice transform deploy`.
+//!
+//! Modules:
+//! - [`record`]: the input [`Record`] (borrowed) and the [`OwnedRecord`] a transform writes.
+//! - [`output`]: [`Output`], where a transform writes records, to its default output or by name.
+//! - [`error`]: the [`Error`] a transform returns to reject one record.
+//! - [`codec`]: the ABI's buffer encodings (documented in `ABI.md`), shared with the broker.
+//! - [`testing`]: run a transform natively on given records.
+//! - [`config`] / [`log`](mod@log): the deployment's `--env` values and log lines for the operator.
+//!
+//! The wasm entry points live in a private module that only exists on `wasm32`; the
+//! [`transform`] attribute wires a function to them.
+
+pub mod codec;
+pub mod config;
+pub mod error;
+pub mod log;
+pub mod output;
+pub mod record;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
+
+#[doc(hidden)]
+pub mod __private;
+
+pub use error::Error;
+pub use output::Output;
+pub use record::{Header, OwnedRecord, Record};
+pub use sluice_sdk_macros::transform;
+
+/// The ABI version this SDK speaks (`ABI.md`).
+pub const ABI_VERSION: i32 = 1;
+
+/// Everything a transform needs: `use sluice_sdk::prelude::*;`.
+pub mod prelude {
+    pub use crate::{transform, Error, Header, Output, OwnedRecord, Record};
+}

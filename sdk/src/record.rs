@@ -1,0 +1,137 @@
+//! Records: [`Record`] borrows an input record from the batch buffer; [`OwnedRecord`] is what a
+//! transform writes.
+
+/// A header: a key and an optional value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header<'a> {
+    pub key: &'a str,
+    pub value: Option<&'a [u8]>,
+}
+
+/// One input record, borrowed from the batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record<'a> {
+    pub(crate) topic: &'a str,
+    pub(crate) partition: i32,
+    pub(crate) offset: i64,
+    pub(crate) timestamp: i64,
+    pub(crate) key: Option<&'a [u8]>,
+    pub(crate) value: Option<&'a [u8]>,
+    pub(crate) headers: Vec<Header<'a>>,
+}
+
+impl<'a> Record<'a> {
+    /// The key, `None` when null.
+    pub fn key(&self) -> Option<&'a [u8]> {
+        self.key
+    }
+    /// The value, `None` when null (a tombstone).
+    pub fn value(&self) -> Option<&'a [u8]> {
+        self.value
+    }
+    /// The value as UTF-8 text, `None` when null or not UTF-8.
+    pub fn value_str(&self) -> Option<&'a str> {
+        self.value.and_then(|v| std::str::from_utf8(v).ok())
+    }
+    /// All headers, in order.
+    pub fn headers(&self) -> &[Header<'a>] {
+        &self.headers
+    }
+    /// The first header named `key`: `Some(None)` if present with a null value.
+    pub fn header(&self, key: &str) -> Option<Option<&'a [u8]>> {
+        self.headers.iter().find(|h| h.key == key).map(|h| h.value)
+    }
+    /// Milliseconds since the Unix epoch.
+    pub fn timestamp(&self) -> i64 {
+        self.timestamp
+    }
+    /// The offset this record has in the input topic.
+    pub fn offset(&self) -> i64 {
+        self.offset
+    }
+    /// The input partition.
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+    /// The input topic.
+    pub fn topic(&self) -> &'a str {
+        self.topic
+    }
+
+    /// A copy to write out, with key, value, headers and timestamp kept.
+    pub fn to_owned_record(&self) -> OwnedRecord {
+        OwnedRecord {
+            key: self.key.map(<[u8]>::to_vec),
+            value: self.value.map(<[u8]>::to_vec),
+            headers: self
+                .headers
+                .iter()
+                .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                .collect(),
+            timestamp: Some(self.timestamp),
+        }
+    }
+    /// This record with another value; key, headers and timestamp kept.
+    pub fn with_value<V: Into<Vec<u8>>>(&self, value: Option<V>) -> OwnedRecord {
+        OwnedRecord {
+            value: value.map(Into::into),
+            ..self.to_owned_record()
+        }
+    }
+    /// This record with another key; value, headers and timestamp kept.
+    pub fn with_key<K: Into<Vec<u8>>>(&self, key: Option<K>) -> OwnedRecord {
+        OwnedRecord {
+            key: key.map(Into::into),
+            ..self.to_owned_record()
+        }
+    }
+}
+
+/// A record a transform writes (or a test feeds in).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnedRecord {
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    /// `None` takes the input record's timestamp.
+    pub timestamp: Option<i64>,
+}
+
+impl OwnedRecord {
+    /// An empty record: null key and value, no headers.
+    pub fn new() -> OwnedRecord {
+        OwnedRecord::default()
+    }
+    /// With this key.
+    pub fn with_key(mut self, key: impl Into<Vec<u8>>) -> OwnedRecord {
+        self.key = Some(key.into());
+        self
+    }
+    /// With this value.
+    pub fn with_value(mut self, value: impl Into<Vec<u8>>) -> OwnedRecord {
+        self.value = Some(value.into());
+        self
+    }
+    /// With one more header.
+    pub fn with_header(mut self, key: impl Into<String>, value: impl Into<Vec<u8>>) -> OwnedRecord {
+        self.headers.push((key.into(), Some(value.into())));
+        self
+    }
+    /// With this timestamp (milliseconds since the Unix epoch).
+    pub fn with_timestamp(mut self, timestamp: i64) -> OwnedRecord {
+        self.timestamp = Some(timestamp);
+        self
+    }
+}
+
+impl From<&Record<'_>> for OwnedRecord {
+    fn from(record: &Record<'_>) -> OwnedRecord {
+        record.to_owned_record()
+    }
+}
+
+impl From<Record<'_>> for OwnedRecord {
+    fn from(record: Record<'_>) -> OwnedRecord {
+        record.to_owned_record()
+    }
+}
