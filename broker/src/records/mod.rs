@@ -1,2 +1,15 @@
-//! Kafka v2 record batches: the header, validation (CRC32C, sizes, counts), compression codecs,
-//! and record-level decoding/encoding.
+//! Kafka v2 record batches: the header ([`batch`]), validation (CRC32C, sizes, counts),
+//! compression codecs ([`compression`]) and record-level decoding/encoding ([`record`]).
+//!
+//! The log stores batches exactly as producers sent them; this module only reads them, rewrites
+//! the broker-owned header fields (base offset, log-append time) and, for transforms, builds new
+//! batches.
+
+pub mod batch;
+pub mod compression;
+pub mod record;
+mod varint;
+
+pub use batch::{BatchError, BatchHeader};
+pub use compression::Compression;
+pub use record::{build_batch, decode_records, NewRecord, RecordView};
