@@ -16,7 +16,7 @@ const MAX_TIMESTAMP: i64 = -3;
 
 pub(crate) fn handle(
     broker: &Broker,
-    _version: i16,
+    version: i16,
     request: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
     let topics = request
@@ -32,7 +32,7 @@ pub(crate) fn handle(
                         .with_partition_index(p.partition_index)
                         .with_timestamp(-1)
                         .with_offset(-1)
-                        .with_leader_epoch(0);
+                        .with_leader_epoch(if version >= 4 { 0 } else { -1 });
                     match found.as_ref().and_then(|t| t.partition(p.partition_index)) {
                         None => {
                             response.with_error_code(ResponseError::UnknownTopicOrPartition.code())

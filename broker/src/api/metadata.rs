@@ -30,7 +30,7 @@ pub(crate) fn handle(broker: &Broker, version: i16, request: MetadataRequest) ->
             .catalog
             .list()
             .iter()
-            .map(|t| describe(broker, t))
+            .map(|t| describe(broker, version, t))
             .collect(),
         Some(names) => names
             .iter()
@@ -43,7 +43,7 @@ pub(crate) fn handle(broker: &Broker, version: i16, request: MetadataRequest) ->
                     })
                 };
                 match found {
-                    Ok(topic) => describe(broker, &topic),
+                    Ok(topic) => describe(broker, version, &topic),
                     Err(e) => MetadataResponseTopic::default()
                         .with_name(Some(TopicName(StrBytes::from_string(name.clone()))))
                         .with_error_code(topic_error_code(&e))
@@ -63,7 +63,7 @@ pub(crate) fn handle(broker: &Broker, version: i16, request: MetadataRequest) ->
         .with_cluster_authorized_operations(OPERATIONS_OMITTED)
 }
 
-fn describe(broker: &Broker, topic: &Topic) -> MetadataResponseTopic {
+fn describe(broker: &Broker, version: i16, topic: &Topic) -> MetadataResponseTopic {
     let node = BrokerId(broker.node_id);
     let partitions = (0..topic.partition_count())
         .map(|index| {
@@ -71,7 +71,7 @@ fn describe(broker: &Broker, topic: &Topic) -> MetadataResponseTopic {
                 .with_error_code(0)
                 .with_partition_index(index)
                 .with_leader_id(node)
-                .with_leader_epoch(0)
+                .with_leader_epoch(if version >= 7 { 0 } else { -1 })
                 .with_replica_nodes(vec![node])
                 .with_isr_nodes(vec![node])
         })

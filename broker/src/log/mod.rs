@@ -1,9 +1,15 @@
 //! Storage: a partition is an append-only list of segments on disk.
 //!
-//! CONTRACT SKELETON — the bodies are filled in by the log work; the signatures are what the
-//! API layer (`crate::api`) and the catalog (`crate::catalog`) call.
+//! - [`partition`]: [`PartitionLog`], the partition's segments, appends, reads, retention,
+//!   recovery and group-committed fsyncs.
+//! - [`segment`]: one `<base>.log` with its `.index` and `.timeindex`.
+//! - [`index_file`]: the memory-mapped entry files behind both indexes.
+//! - [`producer_state`]: idempotent-producer sequence checks.
 
-use std::path::Path;
+mod index_file;
+pub mod partition;
+mod producer_state;
+mod segment;
 
 use bytes::Bytes;
 
@@ -89,6 +95,15 @@ pub enum AppendError {
     Io(#[from] std::io::Error),
 }
 
+impl From<LogError> for AppendError {
+    fn from(e: LogError) -> AppendError {
+        match e {
+            LogError::Io(e) => AppendError::Io(e),
+            other => AppendError::Io(std::io::Error::other(other.to_string())),
+        }
+    }
+}
+
 /// A read from a partition.
 #[derive(Debug, Clone)]
 pub struct ReadSlice {
@@ -113,74 +128,4 @@ pub enum LogError {
     Corrupt(String),
 }
 
-/// One partition's log. Safe to share across tasks (`Arc<PartitionLog>`); every method takes `&self`.
-#[derive(Debug)]
-pub struct PartitionLog {
-    _private: (),
-}
-
-impl PartitionLog {
-    /// Opens (creating if missing) the partition directory and recovers it.
-    pub fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog, LogError> {
-        let _ = (dir, config);
-        todo!()
-    }
-    /// Validates and appends one or more v2 record batches exactly as received in a Produce request.
-    pub fn append(&self, records: Bytes, now_ms: i64) -> Result<AppendOutcome, AppendError> {
-        let _ = (records, now_ms);
-        todo!()
-    }
-    /// Resolves once everything up to and including `offset` is fsynced (group commit).
-    pub async fn wait_durable(&self, offset: i64) -> Result<(), LogError> {
-        let _ = offset;
-        todo!()
-    }
-    /// Whole batches from the one holding `offset`, up to `max_bytes` (at least one batch when
-    /// `min_one_batch`, even if larger).
-    pub fn read(
-        &self,
-        offset: i64,
-        max_bytes: usize,
-        min_one_batch: bool,
-    ) -> Result<ReadSlice, LogError> {
-        let _ = (offset, max_bytes, min_one_batch);
-        todo!()
-    }
-    /// A receiver that changes whenever the high watermark moves (fetch long-poll).
-    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<i64> {
-        todo!()
-    }
-    pub fn high_watermark(&self) -> i64 {
-        todo!()
-    }
-    pub fn log_start_offset(&self) -> i64 {
-        todo!()
-    }
-    /// The first offset whose batch max timestamp is >= `timestamp`, with that timestamp.
-    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, LogError> {
-        let _ = timestamp;
-        todo!()
-    }
-    /// The largest timestamp in the log and the offset carrying it (ListOffsets -3).
-    pub fn max_timestamp(&self) -> Option<(i64, i64)> {
-        todo!()
-    }
-    /// DeleteRecords: moves the log start offset up to `offset` (-1 = high watermark).
-    pub fn delete_records_before(&self, offset: i64) -> Result<i64, LogError> {
-        let _ = offset;
-        todo!()
-    }
-    /// Deletes segments past `retention.ms` / `retention.bytes`; returns how many went.
-    pub fn enforce_retention(&self, now_ms: i64) -> Result<usize, LogError> {
-        let _ = now_ms;
-        todo!()
-    }
-    pub fn update_config(&self, config: LogConfig) {
-        let _ = config;
-        todo!()
-    }
-    /// Flushes and writes the clean-shutdown marker.
-    pub fn close(&self) -> Result<(), LogError> {
-        todo!()
-    }
-}
+pub use partition::PartitionLog;

@@ -1,0 +1,553 @@
+//! [`PartitionLog`]: one partition's ordered list of segments, with appends, reads, offset and
+//! timestamp lookups, retention, DeleteRecords, crash recovery and group-committed fsyncs.
+//!
+//! Locking: one mutex guards the segment list and counters; it is held for appends and for the
+//! short lookups that start a read, never for the file reads themselves (segment files are
+//! append-only, so a reader that captured a file handle and a size reads a stable prefix).
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use crate::records::batch::{self, BatchError, BatchHeader, HEADER_LEN};
+use crate::records::record::decode_records;
+
+use super::producer_state::{Check, ProducerState};
+use super::segment::{self, Segment};
+use super::{
+    AppendError, AppendOutcome, FlushPolicy, LogConfig, LogError, ReadSlice, TimestampType,
+};
+
+/// Written by a clean close, removed at open: its presence means the indexes can be trusted.
+const CLEAN_SHUTDOWN: &str = ".clean-shutdown";
+/// The log start offset raised by DeleteRecords.
+const LOG_START_CHECKPOINT: &str = "log-start-offset";
+/// Most bytes a batch may inflate to when decoded for a timestamp lookup.
+const DECODE_LIMIT: usize = 256 << 20;
+
+/// One partition's log. Share it as `Arc<PartitionLog>`.
+#[derive(Debug)]
+pub struct PartitionLog {
+    dir: PathBuf,
+    inner: Mutex<Inner>,
+    /// The high watermark (= log end offset on a single node), watched by fetch long-polls.
+    high_watermark: watch::Sender<i64>,
+    /// Every offset below this is fsynced.
+    durable: watch::Sender<i64>,
+    /// Serializes fsyncs so that waiters queue behind one sync rather than each issuing one.
+    sync_lock: tokio::sync::Mutex<()>,
+    /// fsyncs issued for `acks=-1` (group commit makes this far smaller than the produce count).
+    fsyncs: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: LogConfig,
+    /// Sorted by base offset; the last one is active. Never empty.
+    segments: Vec<Segment>,
+    log_start_offset: i64,
+    producers: ProducerState,
+    /// Log files of rolled segments whose data may not be synced yet.
+    unsynced: Vec<Arc<File>>,
+    /// A segment file was created or removed since the directory was last synced.
+    dir_dirty: bool,
+}
+
+impl Inner {
+    fn active(&self) -> &Segment {
+        // `segments` is never empty: open and every deletion keep the active segment.
+        &self.segments[self.segments.len() - 1]
+    }
+    fn active_mut(&mut self) -> &mut Segment {
+        let last = self.segments.len() - 1;
+        &mut self.segments[last]
+    }
+    fn next_offset(&self) -> i64 {
+        self.active().next_offset
+    }
+}
+
+fn batch_error(e: BatchError) -> AppendError {
+    match e {
+        BatchError::Corrupt(m) => AppendError::CorruptMessage(m),
+        BatchError::Invalid(m) => AppendError::InvalidRecord(m),
+        BatchError::Unsupported(m) => AppendError::Unsupported(m),
+        BatchError::TooLarge { size, max } => AppendError::MessageTooLarge { size, max },
+    }
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl PartitionLog {
+    /// Opens (creating if missing) the partition directory and recovers it.
+    pub fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog, LogError> {
+        std::fs::create_dir_all(dir)?;
+        let marker = dir.join(CLEAN_SHUTDOWN);
+        let clean = marker.exists();
+        let mut bases = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let name = entry?.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some(stem) = name.strip_suffix(".log") {
+                match stem.parse::<i64>() {
+                    Ok(base) if base >= 0 => bases.push(base),
+                    _ => {
+                        tracing::warn!(dir = %dir.display(), file = name, "ignoring a file that is not a segment")
+                    }
+                }
+            }
+        }
+        bases.sort_unstable();
+        let index_bytes = config.segment_index_bytes as usize;
+        let interval = u64::from(config.index_interval_bytes);
+        let mut segments = Vec::with_capacity(bases.len());
+        for (i, &base) in bases.iter().enumerate() {
+            let active = i + 1 == bases.len();
+            let mut seg =
+                Segment::open(dir, base, !clean && active, active, index_bytes, interval)?;
+            if !clean && !active && !seg.tail_is_whole() {
+                seg = Segment::open(dir, base, true, false, 0, interval)?;
+            }
+            segments.push(seg);
+        }
+        let checkpoint = read_checkpoint(&dir.join(LOG_START_CHECKPOINT))?;
+        if segments.is_empty() {
+            segments.push(Segment::create(
+                dir,
+                checkpoint.unwrap_or(0).max(0),
+                index_bytes,
+            )?);
+            sync_dir(dir)?;
+        } else if let Some(last) = segments.last_mut() {
+            last.unseal(index_bytes)?;
+        }
+        let first_base = segments.first().map_or(0, |s| s.base_offset);
+        let mut inner = Inner {
+            config,
+            segments,
+            log_start_offset: checkpoint.unwrap_or(first_base).max(first_base),
+            producers: ProducerState::default(),
+            unsynced: Vec::new(),
+            dir_dirty: false,
+        };
+        inner.log_start_offset = inner.log_start_offset.min(inner.next_offset());
+        for seg in &inner.segments {
+            for header in segment::headers(&seg.log, seg.size) {
+                inner.producers.record(&header);
+            }
+        }
+        if clean {
+            std::fs::remove_file(&marker)?;
+            sync_dir(dir)?;
+        }
+        let end = inner.next_offset();
+        tracing::debug!(dir = %dir.display(), clean, end, log_start = inner.log_start_offset, "partition opened");
+        Ok(PartitionLog {
+            dir: dir.to_path_buf(),
+            inner: Mutex::new(inner),
+            high_watermark: watch::Sender::new(end),
+            durable: watch::Sender::new(end),
+            sync_lock: tokio::sync::Mutex::new(()),
+            fsyncs: AtomicU64::new(0),
+        })
+    }
+
+    /// Validates and appends one or more v2 record batches exactly as received in a Produce request.
+    pub fn append(&self, records: Bytes, now_ms: i64) -> Result<AppendOutcome, AppendError> {
+        let ranges = batch::split(&records).map_err(batch_error)?;
+        let max = self.inner.lock().config.max_message_bytes;
+        let mut headers = Vec::with_capacity(ranges.len());
+        for r in &ranges {
+            headers.push(batch::validate(&records[r.clone()], max).map_err(batch_error)?);
+        }
+        let mut inner = self.inner.lock();
+        for header in &headers {
+            if let Check::Duplicate {
+                base_offset,
+                last_offset,
+            } = inner.producers.check(header)?
+            {
+                if headers.len() == 1 {
+                    return Ok(AppendOutcome {
+                        base_offset,
+                        last_offset,
+                        log_append_time: -1,
+                        log_start_offset: inner.log_start_offset,
+                        duplicate: true,
+                    });
+                }
+                return Err(AppendError::InvalidRecord(
+                    "a request mixing already-stored and new batches of one producer".into(),
+                ));
+            }
+        }
+        let log_append = inner.config.timestamp_type == TimestampType::LogAppendTime;
+        let mut bytes = records.to_vec();
+        let first_offset = inner.next_offset();
+        let mut last_offset = first_offset - 1;
+        for (range, mut header) in ranges.into_iter().zip(headers) {
+            let base = inner.next_offset();
+            let slice = &mut bytes[range];
+            batch::set_base_offset(slice, base);
+            header.base_offset = base;
+            if log_append {
+                batch::set_log_append_time(slice, now_ms);
+                header.max_timestamp = now_ms;
+                header.attributes |= 0x08;
+            }
+            self.maybe_roll(&mut inner, slice.len(), header.last_offset(), now_ms)?;
+            let interval = u64::from(inner.config.index_interval_bytes);
+            inner
+                .active_mut()
+                .append(slice, &header, interval, now_ms)?;
+            inner.producers.record(&header);
+            last_offset = header.last_offset();
+        }
+        let outcome = AppendOutcome {
+            base_offset: first_offset,
+            last_offset,
+            log_append_time: if log_append { now_ms } else { -1 },
+            log_start_offset: inner.log_start_offset,
+            duplicate: false,
+        };
+        let end = inner.next_offset();
+        drop(inner);
+        self.high_watermark.send_replace(end);
+        Ok(outcome)
+    }
+
+    /// Rolls to a new segment if the batch does not fit the active one or it is too old.
+    fn maybe_roll(
+        &self,
+        inner: &mut Inner,
+        size: usize,
+        last_offset: i64,
+        now_ms: i64,
+    ) -> Result<(), LogError> {
+        let config = &inner.config;
+        let active = inner.active();
+        let too_old = active
+            .first_append_ms
+            .is_some_and(|t| now_ms.saturating_sub(t) >= config.segment_ms);
+        if active.size > 0 && (too_old || !active.can_take(size, last_offset, config.segment_bytes))
+        {
+            let base = active.next_offset;
+            let index_bytes = config.segment_index_bytes as usize;
+            let new = Segment::create(&self.dir, base, index_bytes)?;
+            let old = inner.active_mut();
+            old.seal()?;
+            let old_log = old.log.clone();
+            inner.unsynced.push(old_log);
+            inner.segments.push(new);
+            inner.dir_dirty = true;
+        }
+        Ok(())
+    }
+
+    /// Resolves once everything up to and including `offset` is fsynced (group commit).
+    pub async fn wait_durable(&self, offset: i64) -> Result<(), LogError> {
+        if self.inner.lock().config.flush == FlushPolicy::PageCache {
+            return Ok(());
+        }
+        loop {
+            if *self.durable.borrow() > offset {
+                return Ok(());
+            }
+            let _turn = self.sync_lock.lock().await;
+            if *self.durable.borrow() > offset {
+                return Ok(());
+            }
+            // Everything appended so far rides on this one fsync.
+            let (end, files, dir) = {
+                let mut inner = self.inner.lock();
+                let mut files = std::mem::take(&mut inner.unsynced);
+                files.push(inner.active().log.clone());
+                let dir = std::mem::take(&mut inner.dir_dirty).then(|| self.dir.clone());
+                (inner.next_offset(), files, dir)
+            };
+            self.fsyncs.fetch_add(1, Ordering::Relaxed);
+            let synced = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                for f in &files {
+                    f.sync_data()?;
+                }
+                if let Some(dir) = dir {
+                    sync_dir(&dir)?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|e| LogError::Io(std::io::Error::other(e)))?;
+            if let Err(e) = synced {
+                tracing::error!(dir = %self.dir.display(), "fsync failed: {e}");
+                return Err(e.into());
+            }
+            self.durable.send_if_modified(|d| {
+                let moved = end > *d;
+                *d = (*d).max(end);
+                moved
+            });
+        }
+    }
+
+    /// fsyncs issued so far (tests and metrics).
+    pub fn fsync_count(&self) -> u64 {
+        self.fsyncs.load(Ordering::Relaxed)
+    }
+
+    /// Whole batches from the one holding `offset`, up to `max_bytes` (at least one batch when
+    /// `min_one_batch`, even if larger).
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+    ) -> Result<ReadSlice, LogError> {
+        let (file, start, end, high_watermark, log_start_offset) = {
+            let inner = self.inner.lock();
+            let hw = inner.next_offset();
+            let lso = inner.log_start_offset;
+            if offset < lso || offset > hw {
+                return Err(LogError::OffsetOutOfRange {
+                    offset,
+                    log_start_offset: lso,
+                    high_watermark: hw,
+                });
+            }
+            let found = inner
+                .segments
+                .iter()
+                .skip(
+                    inner
+                        .segments
+                        .partition_point(|s| s.base_offset <= offset)
+                        .saturating_sub(1),
+                )
+                .find(|s| s.next_offset > offset);
+            match found {
+                Some(seg) => (seg.log.clone(), seg.position_for(offset), seg.size, hw, lso),
+                None => {
+                    return Ok(ReadSlice {
+                        records: Bytes::new(),
+                        high_watermark: hw,
+                        log_start_offset: lso,
+                    })
+                }
+            }
+        };
+        let records = read_batches(&file, start, end, offset, max_bytes, min_one_batch)?;
+        Ok(ReadSlice {
+            records,
+            high_watermark,
+            log_start_offset,
+        })
+    }
+
+    /// A receiver that changes whenever the high watermark moves (fetch long-poll).
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.high_watermark.subscribe()
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        self.inner.lock().next_offset()
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.inner.lock().log_start_offset
+    }
+
+    /// The first offset whose record timestamp is >= `timestamp`, with that timestamp.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, LogError> {
+        let (file, start_pos, end, from) = {
+            let inner = self.inner.lock();
+            let lso = inner.log_start_offset;
+            let Some(seg) = inner
+                .segments
+                .iter()
+                .find(|s| s.max_timestamp >= timestamp && s.next_offset > lso)
+            else {
+                return Ok(None);
+            };
+            let from = seg.offset_before_timestamp(timestamp).max(lso);
+            (seg.log.clone(), seg.position_for(from), seg.size, from)
+        };
+        let mut pos = start_pos;
+        while pos < end {
+            let mut head = [0u8; HEADER_LEN];
+            std::os::unix::fs::FileExt::read_exact_at(&*file, &mut head, pos)?;
+            let header = BatchHeader::parse(&head)
+                .ok_or_else(|| LogError::Corrupt("short batch header".into()))?;
+            let size = header.total_size();
+            if header.last_offset() >= from && header.max_timestamp >= timestamp {
+                let mut bytes = vec![0u8; size];
+                std::os::unix::fs::FileExt::read_exact_at(&*file, &mut bytes, pos)?;
+                let (_, records) = decode_records(&bytes, DECODE_LIMIT)
+                    .map_err(|e| LogError::Corrupt(e.to_string()))?;
+                if let Some(r) = records
+                    .iter()
+                    .find(|r| r.offset >= from && r.timestamp >= timestamp)
+                {
+                    return Ok(Some((r.offset, r.timestamp)));
+                }
+            }
+            pos += size as u64;
+        }
+        Ok(None)
+    }
+
+    /// The largest timestamp in the log and the last offset of the batch carrying it.
+    pub fn max_timestamp(&self) -> Option<(i64, i64)> {
+        let inner = self.inner.lock();
+        inner
+            .segments
+            .iter()
+            .filter(|s| s.max_timestamp >= 0 && s.next_offset > inner.log_start_offset)
+            .max_by_key(|s| s.max_timestamp)
+            .map(|s| (s.max_timestamp, s.offset_of_max_timestamp))
+    }
+
+    /// DeleteRecords: moves the log start offset up to `offset` (-1 = high watermark).
+    pub fn delete_records_before(&self, offset: i64) -> Result<i64, LogError> {
+        let mut inner = self.inner.lock();
+        let hw = inner.next_offset();
+        let target = if offset == -1 { hw } else { offset };
+        if target < 0 || target > hw {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start_offset: inner.log_start_offset,
+                high_watermark: hw,
+            });
+        }
+        if target > inner.log_start_offset {
+            crate::producer_ids::write_atomically(
+                &self.dir.join(LOG_START_CHECKPOINT),
+                target.to_string().as_bytes(),
+            )?;
+            inner.log_start_offset = target;
+            self.delete_old_segments(&mut inner, |_, _| false)?;
+        }
+        Ok(inner.log_start_offset)
+    }
+
+    /// Deletes leading non-active segments that are below the log start offset or for which
+    /// `expired(segment, bytes of the log from it on)` holds.
+    fn delete_old_segments(
+        &self,
+        inner: &mut Inner,
+        expired: impl Fn(&Segment, u64) -> bool,
+    ) -> Result<usize, LogError> {
+        let mut total: u64 = inner.segments.iter().map(|s| s.size).sum();
+        let mut count = 0;
+        while inner.segments.len() > 1 {
+            let first = &inner.segments[0];
+            if !(first.next_offset <= inner.log_start_offset || expired(first, total)) {
+                break;
+            }
+            total -= first.size;
+            let seg = inner.segments.remove(0);
+            seg.delete()?;
+            count += 1;
+        }
+        if count > 0 {
+            inner.log_start_offset = inner.log_start_offset.max(inner.segments[0].base_offset);
+            inner.dir_dirty = true;
+        }
+        Ok(count)
+    }
+
+    /// Deletes segments past `retention.ms` / `retention.bytes`; returns how many went.
+    pub fn enforce_retention(&self, now_ms: i64) -> Result<usize, LogError> {
+        let mut inner = self.inner.lock();
+        let retention_ms = inner.config.retention_ms;
+        let retention_bytes = inner.config.retention_bytes;
+        let deleted = self.delete_old_segments(&mut inner, |seg, total| {
+            let too_old = retention_ms >= 0
+                && seg.max_timestamp >= 0
+                && now_ms.saturating_sub(seg.max_timestamp) > retention_ms;
+            let too_big = retention_bytes >= 0
+                && total > retention_bytes as u64
+                && total - seg.size >= retention_bytes as u64;
+            too_old || too_big
+        })?;
+        if deleted > 0 {
+            tracing::info!(dir = %self.dir.display(), deleted, log_start = inner.log_start_offset, "retention deleted segments");
+        }
+        Ok(deleted)
+    }
+
+    pub fn update_config(&self, config: LogConfig) {
+        self.inner.lock().config = config;
+    }
+
+    /// Flushes and writes the clean-shutdown marker.
+    pub fn close(&self) -> Result<(), LogError> {
+        let mut inner = self.inner.lock();
+        for f in std::mem::take(&mut inner.unsynced) {
+            f.sync_data()?;
+        }
+        inner.active().log.sync_data()?;
+        inner.active_mut().seal()?;
+        File::create(self.dir.join(CLEAN_SHUTDOWN))?.sync_all()?;
+        sync_dir(&self.dir)?;
+        Ok(())
+    }
+
+    /// The partition's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+fn read_checkpoint(path: &Path) -> Result<Option<i64>, LogError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            text.trim().parse().map(Some).map_err(|_| {
+                LogError::Corrupt(format!("{} does not hold an offset", path.display()))
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reads whole batches from `start` (a position at or before the batch holding `offset`) up to
+/// `end`, skipping batches below `offset`, within `max_bytes` (or one batch if `min_one`).
+fn read_batches(
+    file: &File,
+    start: u64,
+    end: u64,
+    offset: i64,
+    max_bytes: usize,
+    min_one: bool,
+) -> Result<Bytes, LogError> {
+    let mut pos = start;
+    while pos < end {
+        let (_, size, last) = segment::peek(file, pos)
+            .ok_or_else(|| LogError::Corrupt("unreadable batch header".into()))?;
+        if last >= offset {
+            break;
+        }
+        pos += size as u64;
+    }
+    let begin = pos;
+    while pos < end {
+        let (_, size, _) = segment::peek(file, pos)
+            .ok_or_else(|| LogError::Corrupt("unreadable batch header".into()))?;
+        if (pos - begin) as usize + size > max_bytes {
+            if pos == begin && min_one {
+                pos += size as u64;
+            }
+            break;
+        }
+        pos += size as u64;
+    }
+    let mut buf = vec![0u8; (pos - begin) as usize];
+    std::os::unix::fs::FileExt::read_exact_at(file, &mut buf, begin)?;
+    Ok(Bytes::from(buf))
+}

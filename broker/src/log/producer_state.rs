@@ -1,0 +1,213 @@
+//! Idempotent-producer state of one partition: per producer id, its epoch, last sequence and the
+//! last few batches, so a retried batch is recognised (and answered with its original offsets)
+//! and a gap or reordering is refused, as Kafka does.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::records::BatchHeader;
+
+use super::AppendError;
+
+/// Batches remembered per producer for duplicate detection (Kafka's `max.in.flight` ceiling).
+const REMEMBERED: usize = 5;
+
+/// A stored batch of a producer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct BatchMeta {
+    first_seq: i32,
+    last_seq: i32,
+    base_offset: i64,
+    last_offset: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Producer {
+    epoch: i16,
+    batches: VecDeque<BatchMeta>,
+}
+
+/// What to do with a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Check {
+    Append,
+    /// Already stored at these offsets.
+    Duplicate {
+        base_offset: i64,
+        last_offset: i64,
+    },
+}
+
+/// All producers of a partition.
+#[derive(Debug, Default)]
+pub(crate) struct ProducerState {
+    producers: HashMap<i64, Producer>,
+}
+
+/// The sequence after `seq` (sequences wrap from i32::MAX to 0).
+fn next_seq(seq: i32) -> i32 {
+    if seq == i32::MAX {
+        0
+    } else {
+        seq + 1
+    }
+}
+
+impl ProducerState {
+    /// Decides whether `header` may be appended, given everything already stored.
+    pub(crate) fn check(&self, header: &BatchHeader) -> Result<Check, AppendError> {
+        if !header.is_idempotent() {
+            return Ok(Check::Append);
+        }
+        let pid = header.producer_id;
+        let Some(p) = self.producers.get(&pid) else {
+            if header.base_sequence != 0 {
+                return Err(AppendError::OutOfOrderSequence {
+                    producer_id: pid,
+                    expected: 0,
+                    got: header.base_sequence,
+                });
+            }
+            return Ok(Check::Append);
+        };
+        if header.producer_epoch < p.epoch {
+            return Err(AppendError::InvalidProducerEpoch {
+                producer_id: pid,
+                epoch: header.producer_epoch,
+                current: p.epoch,
+            });
+        }
+        if header.producer_epoch > p.epoch {
+            if header.base_sequence != 0 {
+                return Err(AppendError::OutOfOrderSequence {
+                    producer_id: pid,
+                    expected: 0,
+                    got: header.base_sequence,
+                });
+            }
+            return Ok(Check::Append);
+        }
+        let last_seq = header.last_sequence();
+        if let Some(b) = p
+            .batches
+            .iter()
+            .find(|b| b.first_seq == header.base_sequence && b.last_seq == last_seq)
+        {
+            return Ok(Check::Duplicate {
+                base_offset: b.base_offset,
+                last_offset: b.last_offset,
+            });
+        }
+        let expected = p.batches.back().map_or(0, |b| next_seq(b.last_seq));
+        if header.base_sequence != expected {
+            return Err(AppendError::OutOfOrderSequence {
+                producer_id: pid,
+                expected,
+                got: header.base_sequence,
+            });
+        }
+        Ok(Check::Append)
+    }
+
+    /// Records a stored batch (its header carries the assigned base offset).
+    pub(crate) fn record(&mut self, header: &BatchHeader) {
+        if !header.is_idempotent() {
+            return;
+        }
+        let p = self.producers.entry(header.producer_id).or_default();
+        if header.producer_epoch != p.epoch {
+            p.epoch = header.producer_epoch;
+            p.batches.clear();
+        }
+        p.batches.push_back(BatchMeta {
+            first_seq: header.base_sequence,
+            last_seq: header.last_sequence(),
+            base_offset: header.base_offset,
+            last_offset: header.last_offset(),
+        });
+        while p.batches.len() > REMEMBERED {
+            p.batches.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(pid: i64, epoch: i16, seq: i32, count: i32, base: i64) -> BatchHeader {
+        BatchHeader {
+            base_offset: base,
+            batch_length: 100,
+            partition_leader_epoch: 0,
+            magic: 2,
+            crc: 0,
+            attributes: 0,
+            last_offset_delta: count - 1,
+            base_timestamp: 0,
+            max_timestamp: 0,
+            producer_id: pid,
+            producer_epoch: epoch,
+            base_sequence: seq,
+            records_count: count,
+        }
+    }
+
+    #[test]
+    fn a_retry_is_a_duplicate_with_the_original_offsets() {
+        let mut state = ProducerState::default();
+        let first = header(7, 0, 0, 3, 100);
+        assert_eq!(state.check(&first).unwrap(), Check::Append);
+        state.record(&first);
+        let retry = header(7, 0, 0, 3, -1);
+        assert_eq!(
+            state.check(&retry).unwrap(),
+            Check::Duplicate {
+                base_offset: 100,
+                last_offset: 102
+            }
+        );
+        assert_eq!(state.check(&header(7, 0, 3, 1, -1)).unwrap(), Check::Append);
+    }
+
+    #[test]
+    fn gaps_and_old_epochs_are_refused() {
+        let mut state = ProducerState::default();
+        state.record(&header(7, 1, 0, 2, 0));
+        assert!(matches!(
+            state.check(&header(7, 1, 5, 1, -1)),
+            Err(AppendError::OutOfOrderSequence {
+                expected: 2,
+                got: 5,
+                ..
+            })
+        ));
+        assert!(matches!(
+            state.check(&header(7, 0, 2, 1, -1)),
+            Err(AppendError::InvalidProducerEpoch { .. })
+        ));
+        assert!(matches!(
+            state.check(&header(8, 0, 3, 1, -1)),
+            Err(AppendError::OutOfOrderSequence { expected: 0, .. })
+        ));
+        assert_eq!(state.check(&header(7, 2, 0, 1, -1)).unwrap(), Check::Append);
+    }
+
+    #[test]
+    fn sequences_wrap_around() {
+        let mut state = ProducerState::default();
+        state.record(&header(1, 0, 0, 1, 0));
+        // Pretend the producer is near the top of the sequence space.
+        let near_top = header(1, 0, i32::MAX - 1, 2, 1);
+        state
+            .producers
+            .get_mut(&1)
+            .unwrap()
+            .batches
+            .back_mut()
+            .unwrap()
+            .last_seq = i32::MAX - 2;
+        assert_eq!(state.check(&near_top).unwrap(), Check::Append);
+        state.record(&near_top);
+        assert_eq!(state.check(&header(1, 0, 0, 1, 3)).unwrap(), Check::Append);
+    }
+}
