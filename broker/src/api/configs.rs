@@ -474,7 +474,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "needs log/ implementation"]
     fn topic_configs_round_trip_through_alter_and_describe() {
         let (_dir, b) = broker();
         b.catalog.create_topic("t", 1, 1, &[], false).unwrap();

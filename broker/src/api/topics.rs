@@ -473,7 +473,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "needs log/ implementation"]
     fn create_then_create_again_is_already_exists() {
         let (_dir, b) = broker();
         let req = CreateTopicsRequest::default().with_topics(vec![topic("t", 2, 1)]);
@@ -530,7 +529,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "needs log/ implementation"]
     fn delete_by_id_removes_the_topic_and_names_it() {
         let (_dir, b) = broker();
         let t = b.catalog.create_topic("t", 1, 1, &[], false).unwrap();
@@ -574,7 +572,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "needs log/ implementation"]
     fn create_partitions_only_grows_and_checks_assignments() {
         use kafka_protocol::messages::create_partitions_request::CreatePartitionsAssignment;
         let (_dir, b) = broker();

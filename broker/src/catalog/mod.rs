@@ -954,7 +954,6 @@ mod tests {
     // The tests below open real partitions.
 
     #[test]
-    #[ignore = "needs log/ implementation"]
     fn catalog_survives_reopen_with_ids_counts_and_configs() {
         let dir = tempfile::tempdir().unwrap();
         let (a_id, b_id) = {
@@ -1003,7 +1002,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "needs log/ implementation"]
     fn creating_one_topic_from_many_threads_creates_it_once() {
         let dir = tempfile::tempdir().unwrap();
         let c = open(dir.path());
@@ -1032,7 +1030,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "needs log/ implementation"]
     fn partitions_can_only_grow_and_colliding_names_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let c = open(dir.path());
@@ -1060,7 +1057,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "needs log/ implementation"]
     fn config_changes_replace_or_patch_and_validate_only_keeps_them() {
         let dir = tempfile::tempdir().unwrap();
         let c = open(dir.path());
@@ -1087,7 +1083,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "needs log/ implementation"]
     fn a_delete_not_committed_to_the_catalog_is_undone_at_open() {
         let dir = tempfile::tempdir().unwrap();
         let id = {
