@@ -551,3 +551,361 @@ fn read_batches(
     std::os::unix::fs::FileExt::read_exact_at(file, &mut buf, begin)?;
     Ok(Bytes::from(buf))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::record::{build_batch, BatchMeta, NewRecord};
+    use crate::records::Compression;
+
+    fn config() -> LogConfig {
+        LogConfig {
+            segment_bytes: 1 << 20,
+            segment_ms: i64::MAX,
+            retention_ms: -1,
+            retention_bytes: -1,
+            index_interval_bytes: 256,
+            segment_index_bytes: 1 << 16,
+            max_message_bytes: 1 << 20,
+            timestamp_type: TimestampType::CreateTime,
+            flush: FlushPolicy::Fsync,
+        }
+    }
+
+    fn batch(values: &[&str], timestamp: i64) -> Bytes {
+        batch_with(values, timestamp, Compression::None, BatchMeta::default())
+    }
+
+    fn batch_with(values: &[&str], timestamp: i64, codec: Compression, meta: BatchMeta) -> Bytes {
+        let records: Vec<NewRecord> = values
+            .iter()
+            .map(|v| NewRecord {
+                timestamp,
+                key: Some(b"k".to_vec()),
+                value: Some(v.as_bytes().to_vec()),
+                headers: vec![],
+            })
+            .collect();
+        Bytes::from(build_batch(&records, codec, &meta))
+    }
+
+    fn idempotent(pid: i64, seq: i32, values: &[&str]) -> Bytes {
+        batch_with(
+            values,
+            1,
+            Compression::None,
+            BatchMeta {
+                base_offset: 0,
+                producer_id: pid,
+                producer_epoch: 0,
+                base_sequence: seq,
+            },
+        )
+    }
+
+    /// Every record value readable from `offset` on, in order.
+    fn values_from(log: &PartitionLog, offset: i64) -> Vec<(i64, String)> {
+        let mut out = Vec::new();
+        let mut next = offset;
+        while next < log.high_watermark() {
+            let slice = log.read(next, 1 << 20, true).unwrap();
+            let mut rest = &slice.records[..];
+            while !rest.is_empty() {
+                let (_, size) = BatchHeader::peek_size(rest).unwrap();
+                let (_, records) = decode_records(&rest[..size], 1 << 20).unwrap();
+                for r in records.into_iter().filter(|r| r.offset >= next) {
+                    out.push((r.offset, String::from_utf8(r.value.unwrap()).unwrap()));
+                }
+                rest = &rest[size..];
+            }
+            next = out.last().map_or(next, |(o, _)| o + 1);
+        }
+        out
+    }
+
+    #[test]
+    fn appends_get_consecutive_offsets_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), config()).unwrap();
+        let a = log.append(batch(&["a", "b"], 10), 0).unwrap();
+        let b = log.append(batch(&["c"], 11), 0).unwrap();
+        assert_eq!((a.base_offset, a.last_offset), (0, 1));
+        assert_eq!((b.base_offset, b.last_offset), (2, 2));
+        assert_eq!(log.high_watermark(), 3);
+        assert_eq!(
+            values_from(&log, 1),
+            vec![(1, "b".into()), (2, "c".into())],
+            "a fetch from mid-batch returns the whole batch; the client skips earlier records"
+        );
+        assert!(log.read(3, 100, true).unwrap().records.is_empty());
+        assert!(matches!(
+            log.read(4, 100, true),
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+    }
+
+    #[test]
+    fn reads_cross_segment_rolls_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config();
+        cfg.segment_bytes = 300;
+        let log = PartitionLog::open(dir.path(), cfg.clone()).unwrap();
+        for i in 0..50 {
+            log.append(batch(&[&format!("v{i}")], i), 0).unwrap();
+        }
+        let segments = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "log")
+            })
+            .count();
+        assert!(segments > 5, "rolled into {segments} segments");
+        let expected: Vec<(i64, String)> = (0..50).map(|i| (i, format!("v{i}"))).collect();
+        assert_eq!(values_from(&log, 0), expected);
+        log.close().unwrap();
+        drop(log);
+        let log = PartitionLog::open(dir.path(), cfg).unwrap();
+        assert_eq!(values_from(&log, 0), expected);
+        assert_eq!(log.append(batch(&["more"], 99), 0).unwrap().base_offset, 50);
+    }
+
+    #[test]
+    fn a_torn_tail_is_truncated_and_good_records_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), config()).unwrap();
+        for i in 0..10 {
+            log.append(batch(&[&format!("v{i}")], i), 0).unwrap();
+        }
+        // A crash: no close(). Then the last batch is cut in half and garbage follows.
+        drop(log);
+        let file = dir.path().join(segment::file_name(0, "log"));
+        let len = std::fs::metadata(&file).unwrap().len();
+        let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+        f.set_len(len - 10).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, b"garbage garbage", len - 10).unwrap();
+        drop(f);
+        let log = PartitionLog::open(dir.path(), config()).unwrap();
+        assert_eq!(log.high_watermark(), 9);
+        let expected: Vec<(i64, String)> = (0..9).map(|i| (i, format!("v{i}"))).collect();
+        assert_eq!(values_from(&log, 0), expected);
+        assert_eq!(log.append(batch(&["new"], 1), 0).unwrap().base_offset, 9);
+    }
+
+    #[test]
+    fn a_flipped_byte_in_the_tail_is_dropped_on_recovery() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), config()).unwrap();
+        for i in 0..5 {
+            log.append(batch(&[&format!("v{i}")], i), 0).unwrap();
+        }
+        drop(log);
+        let file = dir.path().join(segment::file_name(0, "log"));
+        let mut bytes = std::fs::read(&file).unwrap();
+        let last = bytes.len() - 2;
+        bytes[last] ^= 0x55;
+        std::fs::write(&file, bytes).unwrap();
+        let log = PartitionLog::open(dir.path(), config()).unwrap();
+        assert_eq!(log.high_watermark(), 4);
+    }
+
+    #[test]
+    fn missing_indexes_are_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), config()).unwrap();
+        for i in 0..40 {
+            log.append(batch(&[&format!("v{i}")], 1000 + i), 0).unwrap();
+        }
+        log.close().unwrap();
+        drop(log);
+        std::fs::remove_file(dir.path().join(segment::file_name(0, "index"))).unwrap();
+        std::fs::remove_file(dir.path().join(segment::file_name(0, "timeindex"))).unwrap();
+        let log = PartitionLog::open(dir.path(), config()).unwrap();
+        assert_eq!(values_from(&log, 33)[0], (33, "v33".to_string()));
+        assert_eq!(log.offset_for_timestamp(1020).unwrap(), Some((20, 1020)));
+    }
+
+    #[test]
+    fn timestamps_find_the_first_record_at_or_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config();
+        cfg.segment_bytes = 400;
+        let log = PartitionLog::open(dir.path(), cfg).unwrap();
+        for i in 0..30 {
+            log.append(batch(&["x", "y"], 100 * i), 0).unwrap();
+        }
+        assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((0, 0)));
+        assert_eq!(log.offset_for_timestamp(1050).unwrap(), Some((22, 1100)));
+        assert_eq!(log.offset_for_timestamp(2900).unwrap(), Some((58, 2900)));
+        assert_eq!(log.offset_for_timestamp(5000).unwrap(), None);
+        assert_eq!(log.max_timestamp(), Some((2900, 59)));
+    }
+
+    #[test]
+    fn oversized_batch_is_returned_whole_only_as_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), config()).unwrap();
+        let big = "z".repeat(5000);
+        log.append(batch(&[&big], 1), 0).unwrap();
+        assert!(log.read(0, 100, true).unwrap().records.len() > 5000);
+        assert!(log.read(0, 100, false).unwrap().records.is_empty());
+    }
+
+    #[test]
+    fn retention_by_bytes_and_time_deletes_old_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config();
+        cfg.segment_bytes = 300;
+        cfg.retention_bytes = 600;
+        let log = PartitionLog::open(dir.path(), cfg.clone()).unwrap();
+        for i in 0..40 {
+            log.append(batch(&[&format!("v{i}")], i), 0).unwrap();
+        }
+        assert!(log.enforce_retention(0).unwrap() > 0);
+        let start = log.log_start_offset();
+        assert!(start > 0);
+        assert!(matches!(
+            log.read(0, 100, true),
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+        assert_eq!(values_from(&log, start).last().unwrap().0, 39);
+
+        cfg.retention_bytes = -1;
+        cfg.retention_ms = 1000;
+        log.update_config(cfg);
+        log.enforce_retention(10_000).unwrap();
+        // Only the active segment is left.
+        assert!(log.log_start_offset() > start);
+        assert_eq!(log.high_watermark(), 40);
+    }
+
+    #[test]
+    fn delete_records_moves_the_start_and_persists() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), config()).unwrap();
+        for i in 0..10 {
+            log.append(batch(&[&format!("v{i}")], i), 0).unwrap();
+        }
+        assert_eq!(log.delete_records_before(4).unwrap(), 4);
+        assert!(matches!(
+            log.read(3, 100, true),
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+        assert!(matches!(
+            log.delete_records_before(11),
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+        drop(log);
+        let log = PartitionLog::open(dir.path(), config()).unwrap();
+        assert_eq!(log.log_start_offset(), 4);
+        assert_eq!(values_from(&log, 4)[0], (4, "v4".to_string()));
+        assert_eq!(log.delete_records_before(-1).unwrap(), 10);
+    }
+
+    #[test]
+    fn idempotent_retries_are_deduplicated_across_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), config()).unwrap();
+        log.append(idempotent(9, 0, &["a", "b"]), 0).unwrap();
+        let retry = log.append(idempotent(9, 0, &["a", "b"]), 0).unwrap();
+        assert!(retry.duplicate);
+        assert_eq!((retry.base_offset, retry.last_offset), (0, 1));
+        assert!(matches!(
+            log.append(idempotent(9, 5, &["c"]), 0),
+            Err(AppendError::OutOfOrderSequence { expected: 2, .. })
+        ));
+        drop(log);
+        let log = PartitionLog::open(dir.path(), config()).unwrap();
+        assert!(
+            log.append(idempotent(9, 0, &["a", "b"]), 0)
+                .unwrap()
+                .duplicate
+        );
+        assert_eq!(
+            log.append(idempotent(9, 2, &["c"]), 0).unwrap().base_offset,
+            2
+        );
+        assert_eq!(log.high_watermark(), 3);
+    }
+
+    #[test]
+    fn a_bad_batch_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), config()).unwrap();
+        log.append(batch(&["a"], 1), 0).unwrap();
+        let good = batch(&["b"], 1);
+        let mut bad = good.to_vec();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        let both = Bytes::from([good.to_vec(), bad].concat());
+        assert!(matches!(
+            log.append(both, 0),
+            Err(AppendError::CorruptMessage(_))
+        ));
+        assert_eq!(log.high_watermark(), 1);
+        assert!(matches!(
+            log.append(Bytes::from_static(b"short"), 0),
+            Err(AppendError::CorruptMessage(_))
+        ));
+    }
+
+    #[test]
+    fn compressed_batches_are_stored_byte_identical() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), config()).unwrap();
+        for codec in [
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let sent = batch_with(&["one", "two"], 5, codec, BatchMeta::default());
+            let at = log.append(sent.clone(), 0).unwrap().base_offset;
+            let stored = log.read(at, 1 << 20, true).unwrap().records;
+            assert_eq!(
+                &stored[8..],
+                &sent[8..],
+                "{codec:?}: only the base offset differs"
+            );
+        }
+    }
+
+    #[test]
+    fn log_append_time_is_stamped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config();
+        cfg.timestamp_type = TimestampType::LogAppendTime;
+        let log = PartitionLog::open(dir.path(), cfg).unwrap();
+        let out = log.append(batch(&["a"], 5), 777).unwrap();
+        assert_eq!(out.log_append_time, 777);
+        let stored = log.read(0, 1 << 20, true).unwrap().records;
+        let (_, records) = decode_records(&stored, 1 << 20).unwrap();
+        assert_eq!(records[0].timestamp, 777);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_waiters_share_fsyncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(PartitionLog::open(dir.path(), config()).unwrap());
+        let mut waits = Vec::new();
+        for i in 0..200 {
+            let out = log.append(batch(&[&format!("v{i}")], i), 0).unwrap();
+            let log = log.clone();
+            waits.push(tokio::spawn(async move {
+                log.wait_durable(out.last_offset).await
+            }));
+        }
+        for w in waits {
+            w.await.unwrap().unwrap();
+        }
+        assert!(log.fsync_count() >= 1);
+        assert!(
+            log.fsync_count() < 50,
+            "{} fsyncs for 200 waiters",
+            log.fsync_count()
+        );
+    }
+}
