@@ -1,0 +1,291 @@
+//! The harness: start the real `sluice` binary, find its ports, stop, kill -9 and restart it, and
+//! run client scripts against it.
+
+#![allow(dead_code, unreachable_pub)] // each test binary uses a different part of the harness
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// The workspace root (this crate is `tests/`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// The `sluice` binary, built once per test run if `scripts/test.sh` did not build it already.
+pub fn sluice_binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace_root().join("target"));
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "sluice", "--bin", "sluice"])
+            .current_dir(workspace_root())
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building the sluice binary failed");
+        target.join("debug").join("sluice")
+    })
+    .clone()
+}
+
+/// Options for a broker.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Fixed Kafka port (the seed scripts need 9092); ephemeral when `None`.
+    pub kafka_port: Option<u16>,
+    /// Fixed HTTP port; ephemeral when `None`.
+    pub http_port: Option<u16>,
+    /// Extra TOML settings (Kafka broker names).
+    pub toml: String,
+    /// `--flush` value.
+    pub flush: Option<&'static str>,
+}
+
+/// A running broker and its data directory.
+pub struct Broker {
+    pub kafka: String,
+    pub http: String,
+    pub data: TempDir,
+    child: Option<Child>,
+    options: Options,
+    stderr_log: PathBuf,
+}
+
+impl Broker {
+    pub fn start() -> Broker {
+        Broker::start_with(Options::default())
+    }
+
+    pub fn start_with(options: Options) -> Broker {
+        let data = tempfile::tempdir().expect("temp dir");
+        let mut broker = Broker {
+            kafka: String::new(),
+            http: String::new(),
+            stderr_log: data.path().join("broker.stderr"),
+            data,
+            child: None,
+            options,
+        };
+        broker.spawn();
+        broker
+    }
+
+    /// The partition directory of `topic`-`partition`.
+    pub fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
+        self.data
+            .path()
+            .join("data")
+            .join(format!("{topic}-{partition}"))
+    }
+
+    fn spawn(&mut self) {
+        let data_dir = self.data.path().join("data");
+        let config = self.data.path().join("sluice.toml");
+        std::fs::write(&config, &self.options.toml).expect("write config");
+        let kafka = format!("127.0.0.1:{}", self.options.kafka_port.unwrap_or(0));
+        let http = format!("127.0.0.1:{}", self.options.http_port.unwrap_or(0));
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.stderr_log)
+            .expect("stderr log");
+        let mut cmd = Command::new(sluice_binary());
+        cmd.args(["serve", "--kafka-listen", &kafka, "--http-listen", &http])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .arg("--config")
+            .arg(&config)
+            .env("SLUICE_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(stderr);
+        if let Some(flush) = self.options.flush {
+            cmd.args(["--flush", flush]);
+        }
+        let mut child = cmd.spawn().expect("start sluice");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            // Keep draining so the broker never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "sluice did not report its ports within 60 s:\n{}",
+                    self.stderr()
+                );
+            }
+        };
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(name))
+                .unwrap_or_else(|| panic!("no {name} in {line:?}"))
+                .to_string()
+        };
+        self.kafka = field("kafka=");
+        self.http = field("http=");
+        self.child = Some(child);
+    }
+
+    /// What the broker logged so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = child.id().to_string();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if let Ok(Some(status)) = child.try_wait() {
+                    assert!(
+                        status.success(),
+                        "sluice exited with {status}:\n{}",
+                        self.stderr()
+                    );
+                    return;
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    panic!("sluice did not stop within 30 s:\n{}", self.stderr());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// SIGKILL: a crash, nothing flushed by the broker itself.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts again on the same data directory (and the same fixed ports, if any).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Starts again after `kill9`.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "broker still running");
+        self.spawn();
+    }
+
+    /// Whether the process is still alive.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("---- broker stderr ----\n{}", self.stderr());
+        }
+    }
+}
+
+/// Polls `check` until it returns `Some` or `timeout` passes.
+pub fn eventually<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Output of a finished client program.
+pub struct Run {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs a program with a timeout, returning what it printed.
+pub fn run(mut cmd: Command, timeout: Duration) -> Run {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let out_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut out, &mut s);
+        s
+    });
+    let err_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut s);
+        s
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{cmd:?} did not finish within {timeout:?}\nstdout:\n{}\nstderr:\n{}",
+                out_thread.join().unwrap_or_default(),
+                err_thread.join().unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Run {
+        status,
+        stdout: out_thread.join().unwrap_or_default(),
+        stderr: err_thread.join().unwrap_or_default(),
+    }
+}
+
+/// A command for a tool that the test command installs; in CI its absence is a failure, on a
+/// developer machine the test says so and is skipped.
+pub fn tool(name: &str) -> Option<Command> {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if found {
+        Some(Command::new(name))
+    } else if std::env::var_os("CI").is_some() {
+        panic!("{name} is not installed; scripts/test.sh installs it");
+    } else {
+        eprintln!("SKIPPED: {name} is not installed (run scripts/test.sh to install it)");
+        None
+    }
+}

@@ -1,0 +1,389 @@
+//! librdkafka (through the `rdkafka` crate) against the real broker: produce and fetch with every
+//! codec, persistence across restarts, `kill -9` durability, torn-tail recovery, offsets and admin.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::{eventually, Broker};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
+};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, FutureProducer, FutureRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn producer(broker: &Broker, extra: &[(&str, &str)]) -> BaseProducer {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &broker.kafka)
+        .set("linger.ms", "5");
+    for (k, v) in extra {
+        config.set(*k, *v);
+    }
+    config.create().expect("producer")
+}
+
+fn consumer(broker: &Broker) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", &broker.kafka)
+        // librdkafka wants a group for assign(); nothing is ever committed to it.
+        .set("group.id", "e2e-reader")
+        .set("enable.auto.commit", "false")
+        .set("fetch.queue.backoff.ms", "1")
+        .set("fetch.wait.max.ms", "100")
+        .create()
+        .expect("consumer")
+}
+
+fn admin(broker: &Broker) -> AdminClient<DefaultClientContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", &broker.kafka)
+        .create()
+        .expect("admin client")
+}
+
+/// A record as read back: offset, key, value, headers, timestamp.
+#[derive(Debug, Clone, PartialEq)]
+struct Got {
+    offset: i64,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: Vec<(String, Option<Vec<u8>>)>,
+    timestamp: Option<i64>,
+}
+
+/// Reads partition `partition` of `topic` from `from` until `count` records arrived.
+fn read(broker: &Broker, topic: &str, partition: i32, from: Offset, count: usize) -> Vec<Got> {
+    let consumer = consumer(broker);
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, from)
+        .expect("assignment");
+    consumer.assign(&tpl).expect("assign");
+    let mut got = Vec::with_capacity(count);
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while got.len() < count {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "read {} of {count} records of {topic}",
+            got.len()
+        );
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            let m = message.expect("consume");
+            got.push(Got {
+                offset: m.offset(),
+                key: m.key().map(<[u8]>::to_vec),
+                value: m.payload().map(<[u8]>::to_vec),
+                headers: m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                timestamp: m.timestamp().to_millis(),
+            });
+        }
+    }
+    got
+}
+
+/// The records a test produces: key i (null every 7th), value (null every 11th), headers
+/// (one with a null value), timestamp base + i.
+fn expected(i: usize, base_ts: i64) -> Got {
+    Got {
+        offset: i as i64,
+        key: (i % 7 != 0).then(|| format!("key-{i}").into_bytes()),
+        value: (i % 11 != 0).then(|| format!("value-{i}-{}", "x".repeat(i % 50)).into_bytes()),
+        headers: vec![
+            ("trace".to_string(), Some(format!("t{i}").into_bytes())),
+            ("empty".to_string(), None),
+        ],
+        timestamp: Some(base_ts + i as i64),
+    }
+}
+
+fn produce_expected(
+    producer: &BaseProducer,
+    topic: &str,
+    records: std::ops::Range<usize>,
+    base_ts: i64,
+) {
+    for i in records {
+        let want = expected(i, base_ts);
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "trace",
+                value: want.headers[0].1.as_deref(),
+            })
+            .insert(Header::<&[u8]> {
+                key: "empty",
+                value: None,
+            });
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic)
+            .headers(headers)
+            .timestamp(base_ts + i as i64);
+        if let Some(k) = &want.key {
+            record = record.key(&k[..]);
+        }
+        if let Some(v) = &want.value {
+            record = record.payload(&v[..]);
+        }
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    record = r;
+                    producer.poll(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+    producer.flush(TIMEOUT).expect("flush");
+}
+
+#[test]
+fn every_codec_round_trips_keys_headers_nulls_and_timestamps() {
+    let broker = Broker::start();
+    let base_ts = 1_700_000_000_000;
+    for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
+        let topic = format!("codec-{codec}");
+        let p = producer(&broker, &[("compression.type", codec), ("acks", "all")]);
+        produce_expected(&p, &topic, 0..1000, base_ts);
+        let got = read(&broker, &topic, 0, Offset::Beginning, 1000);
+        for (i, g) in got.iter().enumerate() {
+            assert_eq!(g, &expected(i, base_ts), "{codec} record {i}");
+        }
+    }
+}
+
+#[test]
+fn records_topics_and_configs_survive_a_restart() {
+    let mut broker = Broker::start();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let created = rt
+        .block_on(
+            admin(&broker).create_topics(
+                &[NewTopic::new("durable", 3, TopicReplication::Fixed(1))
+                    .set("retention.ms", "86400000")],
+                &AdminOptions::new(),
+            ),
+        )
+        .expect("create topics");
+    assert!(created[0].is_ok(), "{created:?}");
+    let p = producer(&broker, &[("partitioner", "murmur2_random")]);
+    produce_expected(&p, "durable", 0..600, 1_600_000_000_000);
+    let before: BTreeMap<i32, Vec<Got>> = (0..3)
+        .map(|part| {
+            let (_, high) = consumer(&broker)
+                .fetch_watermarks("durable", part, TIMEOUT)
+                .expect("watermarks");
+            (
+                part,
+                read(&broker, "durable", part, Offset::Beginning, high as usize),
+            )
+        })
+        .collect();
+    assert_eq!(before.values().map(Vec::len).sum::<usize>(), 600);
+    drop(p);
+
+    broker.restart();
+
+    for (part, records) in &before {
+        let after = read(&broker, "durable", *part, Offset::Beginning, records.len());
+        assert_eq!(&after, records, "partition {part}");
+    }
+    let configs = rt
+        .block_on(
+            admin(&broker)
+                .describe_configs(&[ResourceSpecifier::Topic("durable")], &AdminOptions::new()),
+        )
+        .expect("describe configs");
+    let config = configs[0].as_ref().expect("topic config");
+    assert_eq!(
+        config
+            .get("retention.ms")
+            .and_then(|e| e.value.clone())
+            .as_deref(),
+        Some("86400000")
+    );
+    let metadata = consumer(&broker)
+        .fetch_metadata(Some("durable"), TIMEOUT)
+        .expect("metadata");
+    assert_eq!(metadata.topics()[0].partitions().len(), 3);
+}
+
+#[test]
+fn acknowledged_writes_survive_kill_9() {
+    let mut broker = Broker::start();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.kafka)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "1")
+        .set("message.timeout.ms", "5000")
+        .create()
+        .expect("producer");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let acked: Vec<(i64, String)> = rt.block_on(async {
+        let mut acked = Vec::new();
+        let mut pending = Vec::new();
+        for i in 0..3000 {
+            let value = format!("record-{i}");
+            let p = producer.clone();
+            pending.push(tokio::spawn(async move {
+                let r = p
+                    .send(
+                        FutureRecord::<(), _>::to("crash").payload(&value),
+                        Duration::from_secs(5),
+                    )
+                    .await;
+                r.ok().map(|d| (d.offset, value))
+            }));
+        }
+        // Let part of the load be acknowledged, then crash the broker mid-stream.
+        let mut done = 0;
+        for handle in pending.iter_mut() {
+            if let Ok(Some(ack)) = handle.await {
+                acked.push(ack);
+            }
+            done += 1;
+            if done == 1500 {
+                broker.kill9();
+            }
+        }
+        acked
+    });
+    assert!(
+        acked.len() >= 1000,
+        "only {} acknowledged before the crash",
+        acked.len()
+    );
+    broker.start_again();
+    let max = acked.iter().map(|(o, _)| *o).max().unwrap_or(0);
+    let got = read(&broker, "crash", 0, Offset::Beginning, max as usize + 1);
+    let by_offset: BTreeMap<i64, Option<Vec<u8>>> =
+        got.into_iter().map(|g| (g.offset, g.value)).collect();
+    for (offset, value) in &acked {
+        assert_eq!(
+            by_offset.get(offset).cloned().flatten().as_deref(),
+            Some(value.as_bytes()),
+            "acknowledged offset {offset} lost or changed"
+        );
+    }
+}
+
+#[test]
+fn a_torn_segment_tail_is_recovered_and_writes_continue() {
+    let mut broker = Broker::start();
+    let p = producer(&broker, &[("linger.ms", "0"), ("acks", "all")]);
+    // Flushing every 10 records makes many small batches, so the torn one is only the last.
+    for start in (0..200).step_by(10) {
+        produce_expected(&p, "torn", start..start + 10, 1_650_000_000_000);
+    }
+    drop(p);
+    broker.kill9();
+    let dir = broker.partition_dir("torn", 0);
+    let log = std::fs::read_dir(&dir)
+        .expect("partition dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .max()
+        .expect("a segment");
+    let len = std::fs::metadata(&log).expect("segment").len();
+    // Cut into the last batch, then append garbage after it, as a crash mid-write could.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .expect("open segment");
+    file.set_len(len - 7).expect("truncate");
+    std::os::unix::fs::FileExt::write_all_at(&file, &[0xAB; 100], len - 7).expect("garbage");
+    drop(file);
+
+    broker.start_again();
+    let (low, high) = consumer(&broker)
+        .fetch_watermarks("torn", 0, TIMEOUT)
+        .expect("watermarks");
+    assert_eq!(low, 0);
+    assert!(
+        (150..200).contains(&high),
+        "high watermark {high} after losing the torn batch"
+    );
+    let got = read(&broker, "torn", 0, Offset::Beginning, high as usize);
+    for (i, g) in got.iter().enumerate() {
+        assert_eq!(g, &expected(i, 1_650_000_000_000), "record {i} kept intact");
+    }
+    let p = producer(&broker, &[("acks", "all")]);
+    p.send(BaseRecord::<(), _>::to("torn").payload("after"))
+        .expect("send");
+    p.flush(TIMEOUT).expect("flush");
+    let next = read(&broker, "torn", 0, Offset::Offset(high), 1);
+    assert_eq!(next[0].offset, high);
+    assert_eq!(next[0].value.as_deref(), Some(&b"after"[..]));
+}
+
+#[test]
+fn offsets_by_time_watermarks_delete_records_partitions_and_topic_deletion() {
+    let broker = Broker::start();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let admin = admin(&broker);
+    let p = producer(&broker, &[("linger.ms", "0")]);
+    produce_expected(&p, "offsets", 0..100, 1_000_000);
+    let c = consumer(&broker);
+    assert_eq!(
+        c.fetch_watermarks("offsets", 0, TIMEOUT)
+            .expect("watermarks"),
+        (0, 100)
+    );
+
+    let mut query = TopicPartitionList::new();
+    query
+        .add_partition_offset("offsets", 0, Offset::Offset(1_000_042))
+        .expect("query");
+    let found = c
+        .offsets_for_times(query, TIMEOUT)
+        .expect("offsets for times");
+    assert_eq!(found.elements()[0].offset(), Offset::Offset(42));
+
+    let mut cut = TopicPartitionList::new();
+    cut.add_partition_offset("offsets", 0, Offset::Offset(30))
+        .expect("cut");
+    let deleted = rt
+        .block_on(admin.delete_records(&cut, &AdminOptions::new()))
+        .expect("delete records");
+    assert_eq!(deleted.elements()[0].offset(), Offset::Offset(30));
+    assert_eq!(
+        c.fetch_watermarks("offsets", 0, TIMEOUT)
+            .expect("watermarks"),
+        (30, 100)
+    );
+    let from_start = read(&broker, "offsets", 0, Offset::Beginning, 1);
+    assert_eq!(
+        from_start[0].offset, 30,
+        "reading from the beginning starts at the new log start"
+    );
+
+    let grown = rt
+        .block_on(
+            admin.create_partitions(&[NewPartitions::new("offsets", 4)], &AdminOptions::new()),
+        )
+        .expect("create partitions");
+    assert!(grown[0].is_ok(), "{grown:?}");
+    let metadata = eventually(TIMEOUT, || {
+        let m = c.fetch_metadata(Some("offsets"), TIMEOUT).ok()?;
+        (m.topics()[0].partitions().len() == 4).then_some(m)
+    });
+    assert!(metadata.is_some(), "topic grew to 4 partitions");
+
+    let gone = rt
+        .block_on(admin.delete_topics(&["offsets"], &AdminOptions::new()))
+        .expect("delete topics");
+    assert!(gone[0].is_ok(), "{gone:?}");
+    assert!(!broker.partition_dir("offsets", 0).exists());
+}
