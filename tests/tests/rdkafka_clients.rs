@@ -99,8 +99,8 @@ fn read(broker: &Broker, topic: &str, partition: i32, from: Offset, count: usize
 fn expected(i: usize, base_ts: i64) -> Got {
     Got {
         offset: i as i64,
-        key: (i % 7 != 0).then(|| format!("key-{i}").into_bytes()),
-        value: (i % 11 != 0).then(|| format!("value-{i}-{}", "x".repeat(i % 50)).into_bytes()),
+        key: (!i.is_multiple_of(7)).then(|| format!("key-{i}").into_bytes()),
+        value: (!i.is_multiple_of(11)).then(|| format!("value-{i}-{}", "x".repeat(i % 50)).into_bytes()),
         headers: vec![
             ("trace".to_string(), Some(format!("t{i}").into_bytes())),
             ("empty".to_string(), None),
