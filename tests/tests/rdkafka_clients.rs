@@ -100,7 +100,8 @@ fn expected(i: usize, base_ts: i64) -> Got {
     Got {
         offset: i as i64,
         key: (!i.is_multiple_of(7)).then(|| format!("key-{i}").into_bytes()),
-        value: (!i.is_multiple_of(11)).then(|| format!("value-{i}-{}", "x".repeat(i % 50)).into_bytes()),
+        value: (!i.is_multiple_of(11))
+            .then(|| format!("value-{i}-{}", "x".repeat(i % 50)).into_bytes()),
         headers: vec![
             ("trace".to_string(), Some(format!("t{i}").into_bytes())),
             ("empty".to_string(), None),
