@@ -68,7 +68,8 @@ fn call<Req: Encodable, Resp: Decodable>(
 fn closed_or_answered(stream: &mut TcpStream) -> bool {
     let mut buf = [0u8; 1024];
     match stream.read(&mut buf) {
-        Ok(_) => true,
+        // Zero bytes is a close; anything else is an answer.
+        Ok(_n) => true,
         Err(e) => !matches!(
             e.kind(),
             std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut

@@ -1,0 +1,194 @@
+//! Stock clients other than the Rust one: the tutorial's kafkajs examples unchanged, kafkajs,
+//! kcat (Debian's, librdkafka 2.0.2), confluent-kafka and kafka-python.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{run, tool, workspace_root, Broker, Options};
+
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn node(script: &str, broker: Option<&Broker>) -> Option<common::Run> {
+    let mut cmd = tool("node")?;
+    let dir = workspace_root().join("tests/node");
+    if !dir.join("node_modules/kafkajs").exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "tests/node has no node_modules: run scripts/test.sh"
+        );
+        eprintln!("SKIPPED: tests/node/node_modules missing (run scripts/test.sh)");
+        return None;
+    }
+    cmd.arg(script)
+        .current_dir(dir)
+        .env("KAFKAJS_NO_PARTITIONER_WARNING", "1");
+    if let Some(b) = broker {
+        cmd.env("KAFKA_BROKER", &b.kafka);
+    }
+    Some(run(cmd, SCRIPT_TIMEOUT))
+}
+
+/// The tutorial's scripts connect to localhost:9092 and :8083, so this is the only test that
+/// binds fixed ports; keeping every seed script in this one test means they never overlap.
+#[test]
+fn seed_examples_run_unchanged() {
+    let broker = Broker::start_with(Options {
+        kafka_port: Some(9092),
+        http_port: Some(8083),
+        ..Options::default()
+    });
+
+    let Some(producer) = node("seed/producer.js", None) else {
+        return;
+    };
+    assert!(
+        producer.status.success() && !producer.stderr.contains("Error"),
+        "producer.js failed:\n{}\n{}",
+        producer.stdout,
+        producer.stderr
+    );
+    let Some(mut kcat) = tool("kcat") else { return };
+    kcat.args([
+        "-b",
+        &broker.kafka,
+        "-C",
+        "-t",
+        "test-topic",
+        "-o",
+        "beginning",
+        "-e",
+        "-f",
+        "%k=%s\n",
+    ]);
+    let read = run(kcat, SCRIPT_TIMEOUT);
+    assert_eq!(read.stdout, "key1=Hello KafkaJS user!\n", "{}", read.stderr);
+
+    let Some(admin) = node("seed/admin.js", None) else {
+        return;
+    };
+    assert!(
+        admin.status.success(),
+        "admin.js failed:\n{}\n{}",
+        admin.stdout,
+        admin.stderr
+    );
+    assert!(
+        admin.stdout.contains("Topic created successfully!"),
+        "{}",
+        admin.stdout
+    );
+    let listed = admin
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("Existing topics:"))
+        .unwrap_or_default();
+    assert!(
+        listed.contains("'new-topic'") && listed.contains("'test-topic'"),
+        "{listed}"
+    );
+}
+
+#[test]
+fn kafkajs_produces_batches_and_reads_topic_offsets() {
+    let broker = Broker::start();
+    let Some(out) = node("produce_check.js", Some(&broker)) else {
+        return;
+    };
+    assert!(out.status.success(), "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("ok 300"), "{}", out.stdout);
+}
+
+#[test]
+fn kcat_lists_produces_and_consumes() {
+    let broker = Broker::start();
+    let Some(mut produce) = tool("kcat") else {
+        return;
+    };
+    produce.args([
+        "-b",
+        &broker.kafka,
+        "-P",
+        "-t",
+        "kcat-topic",
+        "-K",
+        ":",
+        "-l",
+        "/dev/stdin",
+    ]);
+    let lines: Vec<String> = (0..100).map(|i| format!("key{i}:line {i}")).collect();
+    let mut child = produce
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("kcat -P");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all((lines.join("\n") + "\n").as_bytes())
+            .expect("write lines");
+    }
+    assert!(child.wait().expect("kcat -P").success());
+
+    let Some(mut list) = tool("kcat") else { return };
+    list.args(["-b", &broker.kafka, "-L"]);
+    let listed = run(list, SCRIPT_TIMEOUT);
+    assert!(
+        listed
+            .stdout
+            .contains("topic \"kcat-topic\" with 1 partitions"),
+        "{}",
+        listed.stdout
+    );
+    assert!(listed.stdout.contains("1 brokers"), "{}", listed.stdout);
+
+    let Some(mut consume) = tool("kcat") else {
+        return;
+    };
+    consume.args([
+        "-b",
+        &broker.kafka,
+        "-C",
+        "-t",
+        "kcat-topic",
+        "-o",
+        "beginning",
+        "-e",
+        "-f",
+        "%o %k:%s\n",
+    ]);
+    let read = run(consume, SCRIPT_TIMEOUT);
+    assert!(read.status.success(), "{}", read.stderr);
+    let expected: String = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| format!("{i} {l}\n"))
+        .collect();
+    assert_eq!(read.stdout, expected);
+}
+
+#[test]
+fn confluent_kafka_and_kafka_python_produce_and_consume() {
+    let broker = Broker::start();
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string());
+    let probe = Command::new(&python)
+        .args(["-c", "import confluent_kafka, kafka"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !probe {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "python clients missing: scripts/test.sh installs them"
+        );
+        eprintln!("SKIPPED: confluent-kafka / kafka-python not installed (run scripts/test.sh)");
+        return;
+    }
+    let mut cmd = Command::new(&python);
+    cmd.arg(workspace_root().join("tests/python/clients_check.py"))
+        .env("KAFKA_BROKER", &broker.kafka);
+    let out = run(cmd, SCRIPT_TIMEOUT);
+    assert!(out.status.success(), "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(out.stdout.trim(), "ok");
+}
