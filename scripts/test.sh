@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need on a fresh Debian machine (idempotently), then
+# runs formatting and lint checks and every test of the workspace, end-to-end ones included.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else "$@"; fi
+}
+
+step "system packages (kcat: Debian's librdkafka 2.0.2 client)"
+if ! command -v kcat >/dev/null 2>&1; then
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null
+fi
+kcat -V 2>&1 | head -1
+
+step "Rust targets (guest modules build for wasm32-wasip1)"
+rustup target add wasm32-wasip1 >/dev/null 2>&1 || rustup target add wasm32-wasip1
+
+step "node packages (kafkajs 2.2.4)"
+(cd tests/node && npm ci --no-audit --no-fund --silent)
+
+step "python packages (confluent-kafka, kafka-python)"
+python3 -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt 2>&1 \
+  | grep -v "Running pip as the 'root' user" || true
+
+step "format"
+cargo fmt --all -- --check
+
+step "lint"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "build"
+cargo build --workspace --locked --bins
+
+step "tests"
+cargo test --workspace --locked
