@@ -7,7 +7,10 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use crate::catalog::TopicDefaults;
+use crate::group::GroupConfig;
 use crate::log::{FlushPolicy, LogConfig, TimestampType};
 
 /// How log lines are written to stderr.
@@ -64,6 +67,8 @@ pub struct BrokerConfig {
     pub retention_check_interval_ms: u64,
     /// Topic defaults: `num.partitions`, `auto.create.topics.enable` and the `log.*` settings.
     pub topics: TopicDefaults,
+    /// Consumer-group coordinator settings (`group.*`).
+    pub groups: GroupConfig,
 }
 
 impl BrokerConfig {
@@ -77,6 +82,7 @@ impl BrokerConfig {
             advertised_host: None,
             max_request_bytes: 100 * 1024 * 1024,
             retention_check_interval_ms: 300_000,
+            groups: GroupConfig::default(),
             topics: TopicDefaults {
                 num_partitions: 1,
                 auto_create_topics: true,
@@ -171,6 +177,18 @@ impl BrokerConfig {
                         ))
                     }
                 }
+            }
+            "group.initial.rebalance.delay.ms" => {
+                self.groups.initial_rebalance_delay =
+                    Duration::from_millis(int_in(key, value, 0, i32::MAX as i64)? as u64)
+            }
+            "group.min.session.timeout.ms" => {
+                self.groups.min_session_timeout =
+                    Duration::from_millis(int_in(key, value, 1, i32::MAX as i64)? as u64)
+            }
+            "group.max.session.timeout.ms" => {
+                self.groups.max_session_timeout =
+                    Duration::from_millis(int_in(key, value, 1, i32::MAX as i64)? as u64)
             }
             "num.partitions" => self.topics.num_partitions = int_in(key, value, 1, 100_000)? as i32,
             "auto.create.topics.enable" => self.topics.auto_create_topics = boolean(key, value)?,

@@ -7,6 +7,7 @@
 //! - [`protocol`]: framing, request headers, version negotiation, dispatch by API key.
 //! - [`api`]: one file per Kafka API family; request in, response out.
 //! - [`http`]: the HTTP listener (`/health`, later admin and Connect REST).
+//! - [`group`]: the consumer-group coordinator and durable committed offsets.
 //! - [`catalog`]: topics, partitions and topic configs, durable across restarts.
 //! - [`log`]: storage; a partition is a list of segments with offset and time indexes.
 //! - [`records`]: v2 record batches: header, validation, compression.
@@ -19,6 +20,7 @@ pub mod api;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod group;
 pub mod http;
 pub mod log;
 pub mod producer_ids;

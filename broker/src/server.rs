@@ -65,7 +65,9 @@ pub async fn run(
         let shutdown = shutdown.clone();
         connections.spawn(async move {
             tracing::debug!(%peer, "connection opened");
-            if let Err(e) = serve_connection(stream, broker, max_request_bytes, shutdown).await {
+            if let Err(e) =
+                serve_connection(stream, peer, broker, max_request_bytes, shutdown).await
+            {
                 tracing::info!(%peer, "connection closed: {e}");
             }
             drop(permit);
@@ -94,6 +96,7 @@ enum ConnectionError {
 
 async fn serve_connection(
     stream: TcpStream,
+    peer: std::net::SocketAddr,
     broker: Arc<Broker>,
     max_request_bytes: usize,
     mut shutdown: watch::Receiver<bool>,
@@ -119,7 +122,7 @@ async fn serve_connection(
             Ok(None) => break Ok(()),
             Err(e) => break Err(e.into()),
         };
-        let outgoing = match handle_request(&broker, frame) {
+        let outgoing = match handle_request(&broker, frame, peer) {
             Ok(Reply::Now(bytes)) => Outgoing::Ready(bytes),
             Ok(Reply::Later(future)) => Outgoing::Waiting(tokio::spawn(future)),
             Ok(Reply::Nothing) => continue,

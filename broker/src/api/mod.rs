@@ -20,12 +20,16 @@ pub struct Broker {
     pub advertised_port: i32,
     /// Producer ids for idempotent producers.
     pub producer_ids: crate::producer_ids::ProducerIds,
+    /// Consumer groups and their committed offsets.
+    pub groups: std::sync::Arc<crate::group::GroupCoordinator>,
 }
 
 pub(crate) mod api_versions;
 pub(crate) mod configs;
 pub(crate) mod delete_records;
 pub(crate) mod fetch;
+pub(crate) mod group_offsets;
+pub(crate) mod groups;
 pub(crate) mod init_producer_id;
 pub(crate) mod list_offsets;
 pub(crate) mod metadata;
@@ -85,6 +89,10 @@ pub(crate) fn test_broker() -> (tempfile::TempDir, Broker) {
         advertised_port: 9092,
         producer_ids: crate::producer_ids::ProducerIds::open(&dir.path().join("producer-ids"))
             .expect("producer ids"),
+        groups: std::sync::Arc::new(
+            crate::group::GroupCoordinator::open(dir.path(), crate::group::GroupConfig::default())
+                .expect("group coordinator"),
+        ),
     };
     (dir, broker)
 }

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use crate::api::{now_ms, Broker};
 use crate::catalog::Catalog;
 use crate::config::{BrokerConfig, LogFormat, Overrides};
+use crate::group::GroupCoordinator;
 use crate::producer_ids::{write_atomically, ProducerIds};
 
 /// Directory under the data dir for broker-level state (cluster id, producer ids, lock).
@@ -56,6 +57,10 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     })?;
     let cluster_id = cluster_id(&meta)?;
     let producer_ids = ProducerIds::open(&meta.join("producer-ids"))?;
+    let groups = Arc::new(
+        GroupCoordinator::open(&meta, config.groups)
+            .with_context(|| format!("cannot open committed offsets in {}", meta.display()))?,
+    );
     let started = std::time::Instant::now();
     let catalog = Catalog::open(config.data_dir.clone(), config.topics.clone())
         .with_context(|| format!("cannot open data dir {}", config.data_dir.display()))?;
@@ -80,6 +85,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         advertised_host: config.advertised_host(),
         advertised_port: i32::from(kafka_addr.port()),
         producer_ids,
+        groups: groups.clone(),
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -90,6 +96,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         stop_rx.clone(),
     ));
     let http_task = tokio::spawn(crate::http::run(http, broker.clone(), stop_rx.clone()));
+    let group_timers = tokio::spawn(crate::group::run_timers(groups, stop_rx.clone()));
     let retention_task = tokio::spawn(retention_loop(
         broker.clone(),
         Duration::from_millis(config.retention_check_interval_ms),
@@ -113,6 +120,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         Ok(Ok(())) => {}
     }
     let _ = retention_task.await;
+    let _ = group_timers.await;
     let closing = broker.clone();
     tokio::task::spawn_blocking(move || closing.catalog.close()).await?;
     tracing::info!("shutdown complete");

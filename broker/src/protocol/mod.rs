@@ -92,8 +92,13 @@ impl RequestContext {
 }
 
 /// Decodes one request frame and routes it to its handler.
-pub fn handle_request(broker: &Arc<Broker>, frame: Bytes) -> Result<Reply, RequestError> {
-    let (ctx, _header, mut body) = parse_header(frame)?;
+/// `peer` is the client's address (shown as a group member's client host).
+pub fn handle_request(
+    broker: &Arc<Broker>,
+    frame: Bytes,
+    peer: std::net::SocketAddr,
+) -> Result<Reply, RequestError> {
+    let (ctx, header, mut body) = parse_header(frame)?;
     if !versions::is_served(ctx.api, ctx.version) {
         if ctx.api == ApiKey::ApiVersions {
             // KIP-511: a client newer than us asks with a version we lack; answer in v0 so it can
@@ -151,6 +156,41 @@ pub fn handle_request(broker: &Arc<Broker>, frame: Bytes) -> Result<Reply, Reque
             &ctx,
             api::configs::incremental_alter_configs(b, v, ctx.decode(body)?),
         )?,
+        ApiKey::FindCoordinator => {
+            now(&ctx, api::groups::find_coordinator(b, v, ctx.decode(body)?))?
+        }
+        ApiKey::JoinGroup => {
+            let client_id = header.client_id.as_deref().unwrap_or_default().to_string();
+            let host = format!("/{}", peer.ip());
+            later(
+                ctx,
+                api::groups::join_group(broker.clone(), v, ctx.decode(body)?, client_id, host),
+            )
+        }
+        ApiKey::SyncGroup => later(
+            ctx,
+            api::groups::sync_group(broker.clone(), v, ctx.decode(body)?),
+        ),
+        ApiKey::Heartbeat => now(&ctx, api::groups::heartbeat(b, v, ctx.decode(body)?))?,
+        ApiKey::LeaveGroup => now(&ctx, api::groups::leave_group(b, v, ctx.decode(body)?))?,
+        ApiKey::DescribeGroups => now(&ctx, api::groups::describe_groups(b, v, ctx.decode(body)?))?,
+        ApiKey::ListGroups => now(&ctx, api::groups::list_groups(b, v, ctx.decode(body)?))?,
+        ApiKey::DeleteGroups => later(
+            ctx,
+            api::groups::delete_groups(broker.clone(), v, ctx.decode(body)?),
+        ),
+        ApiKey::OffsetCommit => later(
+            ctx,
+            api::group_offsets::offset_commit(broker.clone(), v, ctx.decode(body)?),
+        ),
+        ApiKey::OffsetFetch => now(
+            &ctx,
+            api::group_offsets::offset_fetch(b, v, ctx.decode(body)?),
+        )?,
+        ApiKey::OffsetDelete => later(
+            ctx,
+            api::group_offsets::offset_delete(broker.clone(), v, ctx.decode(body)?),
+        ),
         other => {
             // `is_served` admitted it, so the table and this match disagree: a bug, reported as
             // an unsupported version rather than a panic.
@@ -226,6 +266,17 @@ pub fn decode_only(frame: Bytes) -> Result<(), RequestError> {
         ApiKey::IncrementalAlterConfigs => {
             ctx.decode::<IncrementalAlterConfigsRequest>(body).map(drop)
         }
+        ApiKey::FindCoordinator => ctx.decode::<FindCoordinatorRequest>(body).map(drop),
+        ApiKey::JoinGroup => ctx.decode::<JoinGroupRequest>(body).map(drop),
+        ApiKey::SyncGroup => ctx.decode::<SyncGroupRequest>(body).map(drop),
+        ApiKey::Heartbeat => ctx.decode::<HeartbeatRequest>(body).map(drop),
+        ApiKey::LeaveGroup => ctx.decode::<LeaveGroupRequest>(body).map(drop),
+        ApiKey::OffsetCommit => ctx.decode::<OffsetCommitRequest>(body).map(drop),
+        ApiKey::OffsetFetch => ctx.decode::<OffsetFetchRequest>(body).map(drop),
+        ApiKey::DescribeGroups => ctx.decode::<DescribeGroupsRequest>(body).map(drop),
+        ApiKey::ListGroups => ctx.decode::<ListGroupsRequest>(body).map(drop),
+        ApiKey::DeleteGroups => ctx.decode::<DeleteGroupsRequest>(body).map(drop),
+        ApiKey::OffsetDelete => ctx.decode::<OffsetDeleteRequest>(body).map(drop),
         _ => Ok(()),
     }
 }

@@ -21,6 +21,17 @@ pub const SERVED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::FindCoordinator, 0, 5),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 /// The served range of `api`, if we implement it at all.
@@ -66,6 +77,17 @@ mod tests {
             ApiKey::IncrementalAlterConfigs => {
                 both::<IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse>()
             }
+            ApiKey::FindCoordinator => both::<FindCoordinatorRequest, FindCoordinatorResponse>(),
+            ApiKey::JoinGroup => both::<JoinGroupRequest, JoinGroupResponse>(),
+            ApiKey::SyncGroup => both::<SyncGroupRequest, SyncGroupResponse>(),
+            ApiKey::Heartbeat => both::<HeartbeatRequest, HeartbeatResponse>(),
+            ApiKey::LeaveGroup => both::<LeaveGroupRequest, LeaveGroupResponse>(),
+            ApiKey::OffsetCommit => both::<OffsetCommitRequest, OffsetCommitResponse>(),
+            ApiKey::OffsetFetch => both::<OffsetFetchRequest, OffsetFetchResponse>(),
+            ApiKey::DescribeGroups => both::<DescribeGroupsRequest, DescribeGroupsResponse>(),
+            ApiKey::ListGroups => both::<ListGroupsRequest, ListGroupsResponse>(),
+            ApiKey::DeleteGroups => both::<DeleteGroupsRequest, DeleteGroupsResponse>(),
+            ApiKey::OffsetDelete => both::<OffsetDeleteRequest, OffsetDeleteResponse>(),
             other => panic!("{other:?} is served but has no codec range here"),
         }
     }
@@ -86,6 +108,6 @@ mod tests {
         assert!(is_served(ApiKey::Produce, 9));
         assert!(!is_served(ApiKey::Produce, 2));
         assert!(!is_served(ApiKey::Fetch, 13));
-        assert!(!is_served(ApiKey::JoinGroup, 0));
+        assert!(!is_served(ApiKey::AddPartitionsToTxn, 0));
     }
 }

@@ -1,0 +1,282 @@
+//! Committed offsets: OffsetCommit (answered once durable), OffsetFetch (single group, and the
+//! multi-group form of v8+), OffsetDelete.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+use super::{now_ms, Broker};
+use crate::group::{code, Committed, State};
+
+/// A topic's partitions with their committed offset, if any.
+type TopicOffsets = (String, Vec<(i32, Option<Committed>)>);
+
+/// `offset.metadata.max.bytes`.
+const MAX_METADATA: usize = 4096;
+
+pub(crate) async fn offset_commit(
+    broker: Arc<Broker>,
+    _version: i16,
+    request: OffsetCommitRequest,
+) -> OffsetCommitResponse {
+    let group_id = request.group_id.0.to_string();
+    let member = request.member_id.to_string();
+    let generation = request.generation_id_or_member_epoch;
+    // Who may commit: members of the current generation, or anyone ("simple" / admin commits,
+    // generation -1 and no member id) while the group has no members, as Kafka allows.
+    let group_error = if group_id.is_empty() {
+        Some(ResponseError::InvalidGroupId)
+    } else {
+        let group = broker.groups.group(&group_id);
+        let g = group.lock();
+        if g.members.is_empty() {
+            (generation >= 0 || !member.is_empty()).then_some(if member.is_empty() {
+                ResponseError::IllegalGeneration
+            } else {
+                ResponseError::UnknownMemberId
+            })
+        } else {
+            match g.check_member(&member, request.group_instance_id.as_deref(), generation) {
+                Err(code) => Some(code),
+                Ok(()) if g.state == State::CompletingRebalance => {
+                    Some(ResponseError::RebalanceInProgress)
+                }
+                Ok(()) => None,
+            }
+        }
+    };
+    let now = now_ms();
+    let mut topics = Vec::with_capacity(request.topics.len());
+    let mut accepted = Vec::new();
+    for topic in request.topics {
+        let found = broker.catalog.get(topic.name.0.as_str());
+        let partitions = topic
+            .partitions
+            .iter()
+            .map(|p| {
+                let outcome = if let Some(code) = group_error {
+                    Err(code)
+                } else if !found.as_ref().is_some_and(|t| {
+                    p.partition_index >= 0 && p.partition_index < t.partition_count()
+                }) {
+                    Err(ResponseError::UnknownTopicOrPartition)
+                } else if p
+                    .committed_metadata
+                    .as_ref()
+                    .is_some_and(|m| m.len() > MAX_METADATA)
+                {
+                    Err(ResponseError::OffsetMetadataTooLarge)
+                } else {
+                    accepted.push((
+                        topic.name.0.to_string(),
+                        p.partition_index,
+                        Committed {
+                            offset: p.committed_offset,
+                            leader_epoch: p.committed_leader_epoch,
+                            metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                            commit_timestamp: now,
+                        },
+                    ));
+                    Ok(())
+                };
+                OffsetCommitResponsePartition::default()
+                    .with_partition_index(p.partition_index)
+                    .with_error_code(code(outcome))
+            })
+            .collect();
+        topics.push(
+            OffsetCommitResponseTopic::default()
+                .with_name(topic.name)
+                .with_partitions(partitions),
+        );
+    }
+    if !accepted.is_empty() {
+        if let Err(e) = broker.groups.offsets.commit(&group_id, accepted).await {
+            tracing::error!(group = %group_id, "offset commit failed: {e}");
+            for p in topics.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
+                if p.error_code == 0 {
+                    p.error_code = ResponseError::KafkaStorageError.code();
+                }
+            }
+        }
+    }
+    OffsetCommitResponse::default().with_topics(topics)
+}
+
+/// One group's answer: `(topic, [(partition, committed)])`, all the group's offsets when
+/// `topics` is `None`.
+fn fetch_group(
+    broker: &Broker,
+    group: &str,
+    topics: Option<Vec<(String, Vec<i32>)>>,
+) -> Vec<TopicOffsets> {
+    let stored = broker.groups.offsets.group(group);
+    match topics {
+        Some(topics) => topics
+            .into_iter()
+            .map(|(t, parts)| {
+                let parts = parts
+                    .into_iter()
+                    .map(|p| (p, stored.get(&(t.clone(), p)).cloned()))
+                    .collect();
+                (t, parts)
+            })
+            .collect(),
+        None => {
+            let mut by_topic: BTreeMap<String, Vec<(i32, Option<Committed>)>> = BTreeMap::new();
+            for ((t, p), c) in stored {
+                by_topic.entry(t).or_default().push((p, Some(c)));
+            }
+            by_topic.into_iter().collect()
+        }
+    }
+}
+
+pub(crate) fn offset_fetch(
+    broker: &Broker,
+    version: i16,
+    request: OffsetFetchRequest,
+) -> OffsetFetchResponse {
+    let epoch = |c: &Option<Committed>| c.as_ref().map_or(-1, |c| c.leader_epoch);
+    let offset = |c: &Option<Committed>| c.as_ref().map_or(-1, |c| c.offset);
+    let metadata = |c: &Option<Committed>| {
+        Some(StrBytes::from_string(
+            c.as_ref()
+                .and_then(|c| c.metadata.clone())
+                .unwrap_or_default(),
+        ))
+    };
+    if version >= 8 {
+        let groups = request
+            .groups
+            .into_iter()
+            .map(|g| {
+                let topics = g.topics.map(|ts| {
+                    ts.into_iter()
+                        .map(|t| (t.name.0.to_string(), t.partition_indexes))
+                        .collect()
+                });
+                let answer = fetch_group(broker, &g.group_id.0, topics);
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(g.group_id)
+                    .with_topics(
+                        answer
+                            .into_iter()
+                            .map(|(t, parts)| {
+                                OffsetFetchResponseTopics::default()
+                                    .with_name(TopicName(StrBytes::from_string(t)))
+                                    .with_partitions(
+                                        parts
+                                            .into_iter()
+                                            .map(|(p, c)| {
+                                                OffsetFetchResponsePartitions::default()
+                                                    .with_partition_index(p)
+                                                    .with_committed_offset(offset(&c))
+                                                    .with_committed_leader_epoch(epoch(&c))
+                                                    .with_metadata(metadata(&c))
+                                            })
+                                            .collect(),
+                                    )
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
+    let topics = request.topics.map(|ts| {
+        ts.into_iter()
+            .map(|t| (t.name.0.to_string(), t.partition_indexes))
+            .collect()
+    });
+    let answer = fetch_group(broker, &request.group_id.0, topics);
+    OffsetFetchResponse::default().with_topics(
+        answer
+            .into_iter()
+            .map(|(t, parts)| {
+                OffsetFetchResponseTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(t)))
+                    .with_partitions(
+                        parts
+                            .into_iter()
+                            .map(|(p, c)| {
+                                let mut r = OffsetFetchResponsePartition::default()
+                                    .with_partition_index(p)
+                                    .with_committed_offset(offset(&c))
+                                    .with_metadata(metadata(&c));
+                                if version >= 5 {
+                                    r.committed_leader_epoch = epoch(&c);
+                                }
+                                r
+                            })
+                            .collect(),
+                    )
+            })
+            .collect(),
+    )
+}
+
+pub(crate) async fn offset_delete(
+    broker: Arc<Broker>,
+    _version: i16,
+    request: OffsetDeleteRequest,
+) -> OffsetDeleteResponse {
+    let group_id = request.group_id.0.to_string();
+    let Some(group) = broker.groups.existing(&group_id) else {
+        return OffsetDeleteResponse::default()
+            .with_error_code(ResponseError::GroupIdNotFound.code());
+    };
+    let subscribed: HashSet<String> = group.lock().subscribed_topics();
+    let mut deletions = Vec::new();
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|t| {
+            let name = t.name.0.to_string();
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let outcome = if subscribed.contains(&name) {
+                        Err(ResponseError::GroupSubscribedToTopic)
+                    } else {
+                        deletions.push((name.clone(), p.partition_index));
+                        Ok(())
+                    };
+                    OffsetDeleteResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(code(outcome))
+                })
+                .collect();
+            OffsetDeleteResponseTopic::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    let mut response = OffsetDeleteResponse::default().with_topics(topics);
+    if !deletions.is_empty() {
+        if let Err(e) = broker
+            .groups
+            .offsets
+            .delete_offsets(&group_id, deletions)
+            .await
+        {
+            tracing::error!(group = %group_id, "offset delete failed: {e}");
+            response.error_code = ResponseError::KafkaStorageError.code();
+        }
+    }
+    response
+}

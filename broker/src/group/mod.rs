@@ -1,0 +1,147 @@
+//! The consumer-group coordinator (Kafka's classic group protocol) and committed offsets.
+//!
+//! - [`state`]: one group's membership and rebalance state machine.
+//! - [`offsets`]: committed offsets, stored durably in `__sluice/offsets.log` — an append-only,
+//!   CRC-framed record file, fsynced (group commit) before an OffsetCommit is answered, replayed at
+//!   start and compacted to a snapshot as it grows. Live membership is not persisted: after a
+//!   broker restart members rejoin (their heartbeats get UNKNOWN_MEMBER_ID) and resume from the
+//!   committed offsets, which are.
+//!
+//! Each group has its own lock, never held across an `.await`; one background task ([`run_timers`])
+//! expires sessions and ends overdue join phases, so no group waits on another.
+
+pub mod offsets;
+pub mod state;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+pub use offsets::{Committed, OffsetStore};
+pub use state::{Group, JoinParams, JoinResult, State, SyncParams, SyncResult};
+
+/// The Kafka error code of an outcome: 0 for success.
+pub fn code(outcome: Result<(), kafka_protocol::error::ResponseError>) -> i16 {
+    outcome.err().map_or(0, |e| e.code())
+}
+
+/// Coordinator settings (Kafka's broker names).
+#[derive(Debug, Clone, Copy)]
+pub struct GroupConfig {
+    /// `group.initial.rebalance.delay.ms`.
+    pub initial_rebalance_delay: Duration,
+    /// `group.min.session.timeout.ms` / `group.max.session.timeout.ms`.
+    pub min_session_timeout: Duration,
+    pub max_session_timeout: Duration,
+}
+
+impl Default for GroupConfig {
+    fn default() -> GroupConfig {
+        GroupConfig {
+            initial_rebalance_delay: Duration::from_millis(3000),
+            min_session_timeout: Duration::from_millis(6000),
+            max_session_timeout: Duration::from_millis(1_800_000),
+        }
+    }
+}
+
+/// All groups and their offsets.
+#[derive(Debug)]
+pub struct GroupCoordinator {
+    groups: Mutex<HashMap<String, Arc<Mutex<Group>>>>,
+    pub offsets: OffsetStore,
+    pub config: GroupConfig,
+}
+
+impl GroupCoordinator {
+    /// Opens the coordinator with its offsets file under `meta_dir`.
+    pub fn open(meta_dir: &Path, config: GroupConfig) -> std::io::Result<GroupCoordinator> {
+        Ok(GroupCoordinator {
+            groups: Mutex::new(HashMap::new()),
+            offsets: OffsetStore::open(&meta_dir.join("offsets.log"))?,
+            config,
+        })
+    }
+
+    /// The group, created (Empty) if missing.
+    pub fn group(&self, id: &str) -> Arc<Mutex<Group>> {
+        let mut groups = self.groups.lock();
+        if let Some(g) = groups.get(id) {
+            if g.lock().state != State::Dead {
+                return g.clone();
+            }
+        }
+        let g = Arc::new(Mutex::new(Group::new(self.config.initial_rebalance_delay)));
+        groups.insert(id.to_string(), g.clone());
+        g
+    }
+
+    /// The group if it has members or offsets.
+    pub fn existing(&self, id: &str) -> Option<Arc<Mutex<Group>>> {
+        if let Some(g) = self.groups.lock().get(id) {
+            if g.lock().state != State::Dead {
+                return Some(g.clone());
+            }
+        }
+        self.offsets.has_group(id).then(|| self.group(id))
+    }
+
+    /// Every known group id with its protocol type and state.
+    pub fn list(&self) -> Vec<(String, String, State)> {
+        let mut out: HashMap<String, (String, State)> = self
+            .offsets
+            .groups()
+            .into_iter()
+            .map(|g| (g, ("consumer".to_string(), State::Empty)))
+            .collect();
+        for (id, g) in self.groups.lock().iter() {
+            let g = g.lock();
+            if g.state == State::Dead
+                || (g.is_empty() && !out.contains_key(id) && g.protocol_type.is_none())
+            {
+                continue;
+            }
+            out.insert(
+                id.clone(),
+                (
+                    g.protocol_type.clone().unwrap_or_else(|| "consumer".into()),
+                    g.state,
+                ),
+            );
+        }
+        let mut list: Vec<_> = out.into_iter().map(|(id, (t, s))| (id, t, s)).collect();
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        list
+    }
+
+    /// Forgets a group's in-memory state (DeleteGroups, after its offsets went).
+    pub fn remove(&self, id: &str) {
+        if let Some(g) = self.groups.lock().remove(id) {
+            g.lock().kill();
+        }
+    }
+
+    fn tick(&self, now: Instant) {
+        let groups: Vec<Arc<Mutex<Group>>> = self.groups.lock().values().cloned().collect();
+        for g in groups {
+            g.lock().tick(now);
+        }
+    }
+}
+
+/// Expires sessions and ends join phases until `stop` turns true.
+pub async fn run_timers(coordinator: Arc<GroupCoordinator>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => coordinator.tick(Instant::now()),
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}

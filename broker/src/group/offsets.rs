@@ -1,0 +1,416 @@
+//! Committed offsets, durable: an append-only file of CRC32C-framed JSON records
+//! (`__sluice/offsets.log`), replayed at start, fsynced before an OffsetCommit is acknowledged
+//! (group commit: concurrent commits share one fsync), and rewritten as a compact snapshot when it
+//! has grown well past the live set.
+//!
+//! Frame: `u32 BE payload length, u32 BE CRC32C of the payload, payload`. A torn or corrupt tail
+//! (a crash mid-write) is truncated at open; everything before it is kept.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+/// Rewrite the file once it is this many times the size of a fresh snapshot (and at least 1 MiB).
+const COMPACT_FACTOR: u64 = 4;
+const COMPACT_MIN_BYTES: u64 = 1 << 20;
+/// A record larger than this is corruption, not data (metadata is capped far below).
+const MAX_RECORD: usize = 1 << 20;
+
+/// One committed offset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Committed {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+    pub commit_timestamp: i64,
+}
+
+/// A change to the store, as written to the file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Record {
+    Commit {
+        group: String,
+        topic: String,
+        partition: i32,
+        committed: Committed,
+    },
+    DeleteOffset {
+        group: String,
+        topic: String,
+        partition: i32,
+    },
+    DeleteGroup {
+        group: String,
+    },
+}
+
+/// Offsets by group, then `(topic, partition)`.
+pub type GroupOffsets = BTreeMap<(String, i32), Committed>;
+
+#[derive(Debug)]
+struct Inner {
+    file: File,
+    /// Bytes in the file.
+    size: u64,
+    offsets: HashMap<String, GroupOffsets>,
+    /// Records appended so far; `durable` trails it.
+    appended: u64,
+}
+
+/// The durable committed-offset store shared by all groups.
+#[derive(Debug)]
+pub struct OffsetStore {
+    path: PathBuf,
+    inner: Mutex<Inner>,
+    durable: watch::Sender<u64>,
+    sync_lock: tokio::sync::Mutex<()>,
+}
+
+fn frame(record: &Record) -> Vec<u8> {
+    // Serializing plain data to JSON cannot fail.
+    let payload = serde_json::to_vec(record).unwrap_or_default();
+    let mut out = Vec::with_capacity(payload.len() + 8);
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
+    out.extend_from_slice(&payload);
+    out
+}
+
+fn apply(offsets: &mut HashMap<String, GroupOffsets>, record: Record) {
+    match record {
+        Record::Commit {
+            group,
+            topic,
+            partition,
+            committed,
+        } => {
+            offsets
+                .entry(group)
+                .or_default()
+                .insert((topic, partition), committed);
+        }
+        Record::DeleteOffset {
+            group,
+            topic,
+            partition,
+        } => {
+            if let Some(g) = offsets.get_mut(&group) {
+                g.remove(&(topic, partition));
+                if g.is_empty() {
+                    offsets.remove(&group);
+                }
+            }
+        }
+        Record::DeleteGroup { group } => {
+            offsets.remove(&group);
+        }
+    }
+}
+
+/// Replays `bytes`; returns the state and how many leading bytes were valid.
+fn replay(bytes: &[u8]) -> (HashMap<String, GroupOffsets>, usize) {
+    let mut offsets = HashMap::new();
+    let mut at = 0;
+    while bytes.len() - at >= 8 {
+        let len =
+            u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as usize;
+        let crc = u32::from_be_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]);
+        if len > MAX_RECORD || bytes.len() - at - 8 < len {
+            break;
+        }
+        let payload = &bytes[at + 8..at + 8 + len];
+        if crc32c::crc32c(payload) != crc {
+            break;
+        }
+        let Ok(record) = serde_json::from_slice::<Record>(payload) else {
+            break;
+        };
+        apply(&mut offsets, record);
+        at += 8 + len;
+    }
+    (offsets, at)
+}
+
+fn snapshot(offsets: &HashMap<String, GroupOffsets>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (group, entries) in offsets {
+        for ((topic, partition), committed) in entries {
+            out.extend(frame(&Record::Commit {
+                group: group.clone(),
+                topic: topic.clone(),
+                partition: *partition,
+                committed: committed.clone(),
+            }));
+        }
+    }
+    out
+}
+
+impl OffsetStore {
+    /// Opens the store at `path`, replaying it and truncating a torn tail.
+    pub fn open(path: &Path) -> std::io::Result<OffsetStore> {
+        // Append mode: every write lands at the end, also after a torn tail was cut off.
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        let (offsets, valid) = replay(&bytes);
+        if valid < bytes.len() {
+            tracing::warn!(file = %path.display(), kept = valid, dropped = bytes.len() - valid, "truncating a torn tail of the offsets log");
+            file.set_len(valid as u64)?;
+            file.sync_all()?;
+        }
+        let store = OffsetStore {
+            path: path.to_path_buf(),
+            inner: Mutex::new(Inner {
+                file,
+                size: valid as u64,
+                offsets,
+                appended: 0,
+            }),
+            durable: watch::Sender::new(0),
+            sync_lock: tokio::sync::Mutex::new(()),
+        };
+        store.maybe_compact()?;
+        Ok(store)
+    }
+
+    /// Appends records and applies them; returns the sequence to wait on for durability.
+    fn write(&self, records: Vec<Record>) -> std::io::Result<u64> {
+        let mut bytes = Vec::new();
+        for r in &records {
+            bytes.extend(frame(r));
+        }
+        let mut inner = self.inner.lock();
+        if let Err(e) = inner.file.write_all(&bytes) {
+            // A partial record would poison replay of everything after it.
+            let size = inner.size;
+            let _ = inner.file.set_len(size);
+            return Err(e);
+        }
+        inner.size += bytes.len() as u64;
+        for r in records {
+            apply(&mut inner.offsets, r);
+        }
+        inner.appended += 1;
+        Ok(inner.appended)
+    }
+
+    /// Stores commits for `group`; resolves once they are durable.
+    pub async fn commit(
+        &self,
+        group: &str,
+        entries: Vec<(String, i32, Committed)>,
+    ) -> std::io::Result<()> {
+        let records = entries
+            .into_iter()
+            .map(|(topic, partition, committed)| Record::Commit {
+                group: group.to_string(),
+                topic,
+                partition,
+                committed,
+            })
+            .collect();
+        let seq = self.write(records)?;
+        self.wait_durable(seq).await
+    }
+
+    /// Deletes some of a group's offsets, durably.
+    pub async fn delete_offsets(
+        &self,
+        group: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> std::io::Result<()> {
+        let records = partitions
+            .into_iter()
+            .map(|(topic, partition)| Record::DeleteOffset {
+                group: group.to_string(),
+                topic,
+                partition,
+            })
+            .collect();
+        let seq = self.write(records)?;
+        self.wait_durable(seq).await
+    }
+
+    /// Deletes all of a group's offsets, durably.
+    pub async fn delete_group(&self, group: &str) -> std::io::Result<()> {
+        let seq = self.write(vec![Record::DeleteGroup {
+            group: group.to_string(),
+        }])?;
+        self.wait_durable(seq).await
+    }
+
+    /// One fsync covers every write made before it started.
+    async fn wait_durable(&self, seq: u64) -> std::io::Result<()> {
+        loop {
+            if *self.durable.borrow() >= seq {
+                return Ok(());
+            }
+            let _turn = self.sync_lock.lock().await;
+            if *self.durable.borrow() >= seq {
+                return Ok(());
+            }
+            let (upto, file) = {
+                let inner = self.inner.lock();
+                (inner.appended, inner.file.try_clone()?)
+            };
+            tokio::task::spawn_blocking(move || file.sync_data())
+                .await
+                .map_err(std::io::Error::other)??;
+            self.durable.send_if_modified(|d| {
+                let moved = upto > *d;
+                *d = (*d).max(upto);
+                moved
+            });
+            if let Err(e) = self.maybe_compact() {
+                tracing::warn!(file = %self.path.display(), "offsets log compaction failed: {e}");
+            }
+        }
+    }
+
+    /// Rewrites the file as a snapshot of the live offsets when it has grown enough.
+    fn maybe_compact(&self) -> std::io::Result<()> {
+        let mut inner = self.inner.lock();
+        if inner.size < COMPACT_MIN_BYTES {
+            return Ok(());
+        }
+        let snap = snapshot(&inner.offsets);
+        if inner.size < COMPACT_FACTOR * snap.len() as u64 {
+            return Ok(());
+        }
+        crate::producer_ids::write_atomically(&self.path, &snap)?;
+        inner.file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(&self.path)?;
+        inner.size = snap.len() as u64;
+        Ok(())
+    }
+
+    /// A group's committed offsets.
+    pub fn group(&self, group: &str) -> GroupOffsets {
+        self.inner
+            .lock()
+            .offsets
+            .get(group)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Groups that have committed offsets.
+    pub fn groups(&self) -> Vec<String> {
+        self.inner.lock().offsets.keys().cloned().collect()
+    }
+
+    pub fn has_group(&self, group: &str) -> bool {
+        self.inner.lock().offsets.contains_key(group)
+    }
+}
+
+/// Shared handle.
+pub type SharedOffsets = Arc<OffsetStore>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(offset: i64) -> Committed {
+        Committed {
+            offset,
+            leader_epoch: -1,
+            metadata: Some("m".into()),
+            commit_timestamp: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn offsets_survive_reopen_and_deletes_stick() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("offsets.log");
+        let store = OffsetStore::open(&path).unwrap();
+        store
+            .commit("g", vec![("t".into(), 0, c(5)), ("t".into(), 1, c(7))])
+            .await
+            .unwrap();
+        store
+            .commit("g", vec![("t".into(), 0, c(9))])
+            .await
+            .unwrap();
+        store
+            .commit("h", vec![("t".into(), 0, c(1))])
+            .await
+            .unwrap();
+        store
+            .delete_offsets("g", vec![("t".into(), 1)])
+            .await
+            .unwrap();
+        store.delete_group("h").await.unwrap();
+        drop(store);
+        let store = OffsetStore::open(&path).unwrap();
+        let g = store.group("g");
+        assert_eq!(g.len(), 1);
+        assert_eq!(g[&("t".to_string(), 0)].offset, 9);
+        assert!(!store.has_group("h"));
+    }
+
+    #[tokio::test]
+    async fn a_torn_tail_is_truncated_and_earlier_commits_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("offsets.log");
+        let store = OffsetStore::open(&path).unwrap();
+        store
+            .commit("g", vec![("t".into(), 0, c(5))])
+            .await
+            .unwrap();
+        store
+            .commit("g", vec![("t".into(), 0, c(6))])
+            .await
+            .unwrap();
+        drop(store);
+        let len = std::fs::metadata(&path).unwrap().len();
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_len(len - 3).unwrap();
+        drop(f);
+        let store = OffsetStore::open(&path).unwrap();
+        assert_eq!(store.group("g")[&("t".to_string(), 0)].offset, 5);
+        store
+            .commit("g", vec![("t".into(), 0, c(8))])
+            .await
+            .unwrap();
+        drop(store);
+        assert_eq!(
+            OffsetStore::open(&path).unwrap().group("g")[&("t".to_string(), 0)].offset,
+            8
+        );
+    }
+
+    #[tokio::test]
+    async fn a_grown_log_is_compacted_to_the_live_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("offsets.log");
+        let store = OffsetStore::open(&path).unwrap();
+        for i in 0..20_000 {
+            store
+                .commit("g", vec![("t".into(), 0, c(i))])
+                .await
+                .unwrap();
+        }
+        assert!(std::fs::metadata(&path).unwrap().len() < COMPACT_MIN_BYTES + 4096);
+        drop(store);
+        assert_eq!(
+            OffsetStore::open(&path).unwrap().group("g")[&("t".to_string(), 0)].offset,
+            19_999
+        );
+    }
+}
