@@ -69,6 +69,30 @@ def kafka_python():
         expect(list(m.headers) == [("n", str(i).encode())], f"kafka-python: headers of {i}: {m.headers}")
 
 
+def kafka_python_group():
+    # A group consumer (group_id) on the topic kafka_python() filled: joins, reads all, commits.
+    from kafka import KafkaAdminClient
+
+    topic = "py-kafka-python"
+    c = KafkaConsumer(topic, bootstrap_servers=BROKER, group_id="py-group", auto_offset_reset="earliest",
+                      enable_auto_commit=False, session_timeout_ms=10000)
+    got = []
+    end = time.time() + DEADLINE
+    while len(got) < COUNT and time.time() < end:
+        for records in c.poll(timeout_ms=200).values():
+            got.extend(records)
+    expect(len(got) == COUNT, f"kafka-python group: read {len(got)} of {COUNT}")
+    c.commit()
+    c.close()
+    admin = KafkaAdminClient(bootstrap_servers=BROKER)
+    # list_group_offsets uses the multi-group OffsetFetch (v8+) when the broker offers it.
+    offsets = admin.list_group_offsets({"py-group": None})["py-group"]
+    committed = {tp.partition: meta.offset for tp, meta in offsets.items()}
+    expect(committed == {0: COUNT}, f"kafka-python group: committed {committed}")
+    admin.close()
+
+
 confluent()
 kafka_python()
+kafka_python_group()
 print("ok")
