@@ -88,6 +88,56 @@ fn seed_examples_run_unchanged() {
         listed.contains("'new-topic'") && listed.contains("'test-topic'"),
         "{listed}"
     );
+
+    // consumer.js joins test-group and prints what producer.js sent, before and after it started.
+    let Some(mut consumer) = tool("node") else {
+        return;
+    };
+    let mut consumer = consumer
+        .arg("seed/consumer.js")
+        .current_dir(workspace_root().join("tests/node"))
+        .env("KAFKAJS_NO_PARTITIONER_WARNING", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("node seed/consumer.js");
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = lines.clone();
+    let stdout = consumer.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            sink.lock().expect("lines").push(line);
+        }
+    });
+    let received = |n: usize| {
+        common::eventually(SCRIPT_TIMEOUT, || {
+            let count = lines
+                .lock()
+                .expect("lines")
+                .iter()
+                .filter(|l| l.as_str() == "Received message: Hello KafkaJS user!")
+                .count();
+            (count >= n).then_some(())
+        })
+    };
+    let first = received(1);
+    let Some(again) = node("seed/producer.js", None) else {
+        return;
+    };
+    assert!(again.status.success(), "{}", again.stderr);
+    let second = received(2);
+    let _ = consumer.kill();
+    let _ = consumer.wait();
+    let seen = lines.lock().expect("lines").clone();
+    assert!(first.is_some(), "consumer.js printed: {seen:?}");
+    assert!(
+        second.is_some(),
+        "a message produced while consumer.js runs: {seen:?}"
+    );
 }
 
 #[test]
