@@ -133,6 +133,10 @@ fn seed_examples_run_unchanged() {
     let _ = consumer.kill();
     let _ = consumer.wait();
     let seen = lines.lock().expect("lines").clone();
+    assert!(
+        again.is_some_and(|r| r.status.success()),
+        "producer.js ran again"
+    );
     assert!(first.is_some(), "consumer.js printed: {seen:?}");
     assert!(
         second.is_some(),
