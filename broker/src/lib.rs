@@ -13,6 +13,8 @@
 //! - [`records`]: v2 record batches: header, validation, compression.
 //! - [`producer_ids`]: durable producer id allocation for idempotent producers.
 //! - [`alloc`]: the process allocator, which keeps hostile element counts from aborting.
+//! - [`transform`]: transform deployments and their inline execution on produce.
+//! - [`wasm`]: the wasmtime engine, module validation and cache, the host side of the guest ABI.
 //! - [`config`]: the broker's settings from flags, `SLUICE_*` env vars and a TOML file.
 
 pub mod alloc;
@@ -27,3 +29,5 @@ pub mod producer_ids;
 pub mod protocol;
 pub mod records;
 pub mod server;
+pub mod transform;
+pub mod wasm;

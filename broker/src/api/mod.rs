@@ -22,6 +22,8 @@ pub struct Broker {
     pub producer_ids: crate::producer_ids::ProducerIds,
     /// Consumer groups and their committed offsets.
     pub groups: std::sync::Arc<crate::group::GroupCoordinator>,
+    /// WebAssembly transforms run on produce.
+    pub transforms: crate::transform::TransformRegistry,
 }
 
 pub(crate) mod api_versions;
@@ -93,6 +95,12 @@ pub(crate) fn test_broker() -> (tempfile::TempDir, Broker) {
             crate::group::GroupCoordinator::open(dir.path(), crate::group::GroupConfig::default())
                 .expect("group coordinator"),
         ),
+        transforms: crate::transform::TransformRegistry::open(
+            dir.path(),
+            crate::wasm::WasmEngine::new().expect("wasm engine"),
+            crate::wasm::GuestLimits::default(),
+        )
+        .expect("transforms"),
     };
     (dir, broker)
 }

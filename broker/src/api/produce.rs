@@ -53,24 +53,38 @@ pub(crate) fn append(broker: &Broker, version: i16, request: ProduceRequest) -> 
                     response.error_code = ResponseError::InvalidRecord.code();
                     set_message(&mut response, version, "no records");
                 }
-                (Some(log), Some(records)) => match log.append(records, now) {
-                    Ok(outcome) => {
-                        response.base_offset = outcome.base_offset;
-                        response.log_append_time_ms = outcome.log_append_time;
-                        response.log_start_offset = outcome.log_start_offset;
-                        waits.push((t, p, log, outcome.last_offset));
-                    }
-                    Err(e) => {
-                        response.error_code = append_error_code(&e);
-                        response.log_start_offset = log.log_start_offset();
-                        if matches!(e, AppendError::Io(_)) {
-                            tracing::error!(topic = %name, partition = data.index, "append failed: {e}");
-                        } else {
-                            tracing::debug!(topic = %name, partition = data.index, "append refused: {e}");
+                (Some(log), Some(records)) => {
+                    let mut written = Vec::new();
+                    match crate::transform::exec::append(
+                        broker,
+                        &name,
+                        data.index,
+                        &log,
+                        records,
+                        now,
+                        &mut written,
+                    ) {
+                        Ok(outcome) => {
+                            response.base_offset = outcome.base_offset;
+                            response.log_append_time_ms = outcome.log_append_time;
+                            response.log_start_offset = outcome.log_start_offset;
+                            if written.is_empty() {
+                                waits.push((t, p, log, outcome.last_offset));
+                            }
+                            waits.extend(written.into_iter().map(|w| (t, p, w.log, w.last_offset)));
                         }
-                        set_message(&mut response, version, &e.to_string());
+                        Err(e) => {
+                            response.error_code = append_error_code(&e);
+                            response.log_start_offset = log.log_start_offset();
+                            if matches!(e, AppendError::Io(_)) {
+                                tracing::error!(topic = %name, partition = data.index, "append failed: {e}");
+                            } else {
+                                tracing::debug!(topic = %name, partition = data.index, "append refused: {e}");
+                            }
+                            set_message(&mut response, version, &e.to_string());
+                        }
                     }
-                },
+                }
             }
             partitions.push(response);
         }

@@ -61,6 +61,11 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         GroupCoordinator::open(&meta, config.groups)
             .with_context(|| format!("cannot open committed offsets in {}", meta.display()))?,
     );
+    let wasm = crate::wasm::WasmEngine::new()
+        .map_err(|e| anyhow::anyhow!("cannot start the wasm engine: {e}"))?;
+    let transforms =
+        crate::transform::TransformRegistry::open(&meta, wasm, crate::wasm::GuestLimits::default())
+            .with_context(|| format!("cannot load transforms from {}", meta.display()))?;
     let started = std::time::Instant::now();
     let catalog = Catalog::open(config.data_dir.clone(), config.topics.clone())
         .with_context(|| format!("cannot open data dir {}", config.data_dir.display()))?;
@@ -86,6 +91,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         advertised_port: i32::from(kafka_addr.port()),
         producer_ids,
         groups: groups.clone(),
+        transforms,
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -161,14 +161,34 @@ impl PartitionLog {
 
     /// Validates and appends one or more v2 record batches exactly as received in a Produce request.
     pub fn append(&self, records: Bytes, now_ms: i64) -> Result<AppendOutcome, AppendError> {
+        self.append_as(records, now_ms, None)
+    }
+
+    /// Like [`append`](Self::append), but idempotence is judged and recorded by `producer`, the
+    /// headers of the batches a producer sent, one per stored batch: an in-place transform may
+    /// store a different number of records than were sent, and the producer's sequence numbers
+    /// must keep following what it sent.
+    pub fn append_as(
+        &self,
+        records: Bytes,
+        now_ms: i64,
+        producer: Option<&[BatchHeader]>,
+    ) -> Result<AppendOutcome, AppendError> {
         let ranges = batch::split(&records).map_err(batch_error)?;
         let max = self.inner.lock().config.max_message_bytes;
         let mut headers = Vec::with_capacity(ranges.len());
         for r in &ranges {
             headers.push(batch::validate(&records[r.clone()], max).map_err(batch_error)?);
         }
+        if producer.is_some_and(|p| p.len() != headers.len()) {
+            return Err(AppendError::InvalidRecord(
+                "one producer header is needed per stored batch".into(),
+            ));
+        }
+        let sent: Vec<BatchHeader> =
+            producer.map_or_else(|| headers.clone(), <[BatchHeader]>::to_vec);
         let mut inner = self.inner.lock();
-        for header in &headers {
+        for header in &sent {
             if let Check::Duplicate {
                 base_offset,
                 last_offset,
@@ -192,7 +212,7 @@ impl PartitionLog {
         let mut bytes = records.to_vec();
         let first_offset = inner.next_offset();
         let mut last_offset = first_offset - 1;
-        for (range, mut header) in ranges.into_iter().zip(headers) {
+        for ((range, mut header), sent) in ranges.into_iter().zip(headers).zip(sent) {
             let base = inner.next_offset();
             let slice = &mut bytes[range];
             batch::set_base_offset(slice, base);
@@ -207,7 +227,10 @@ impl PartitionLog {
             inner
                 .active_mut()
                 .append(slice, &header, interval, now_ms)?;
-            inner.producers.record(&header);
+            // Remember what the producer sent, at the offsets it was stored under.
+            inner
+                .producers
+                .record_stored(&sent, base, header.last_offset());
             last_offset = header.last_offset();
         }
         let outcome = AppendOutcome {
@@ -293,6 +316,17 @@ impl PartitionLog {
                 *d = (*d).max(end);
                 moved
             });
+        }
+    }
+
+    /// Offsets of an already-stored retry of `header` (idempotent producer), if it is one.
+    pub fn stored_duplicate(&self, header: &BatchHeader) -> Option<(i64, i64)> {
+        match self.inner.lock().producers.check(header) {
+            Ok(Check::Duplicate {
+                base_offset,
+                last_offset,
+            }) => Some((base_offset, last_offset)),
+            _ => None,
         }
     }
 

@@ -110,6 +110,16 @@ impl ProducerState {
 
     /// Records a stored batch (its header carries the assigned base offset).
     pub(crate) fn record(&mut self, header: &BatchHeader) {
+        self.record_stored(header, header.base_offset, header.last_offset());
+    }
+
+    /// Records that the batch a producer sent as `header` was stored at `base..=last`.
+    pub(crate) fn record_stored(
+        &mut self,
+        header: &BatchHeader,
+        base_offset: i64,
+        last_offset: i64,
+    ) {
         if !header.is_idempotent() {
             return;
         }
@@ -121,8 +131,8 @@ impl ProducerState {
         p.batches.push_back(BatchMeta {
             first_seq: header.base_sequence,
             last_seq: header.last_sequence(),
-            base_offset: header.base_offset,
-            last_offset: header.last_offset(),
+            base_offset,
+            last_offset,
         });
         while p.batches.len() > REMEMBERED {
             p.batches.pop_front();

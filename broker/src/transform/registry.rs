@@ -1,0 +1,336 @@
+//! The deployed transforms: their modules, live instances, counters and logs; persisted in
+//! `__sluice/transforms.json` with modules stored by hash in `__sluice/modules/`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+
+use super::deployment::Deployment;
+use crate::wasm::engine::ModuleError;
+use crate::wasm::host::GuestLog;
+use crate::wasm::{CompiledModule, Guest, GuestError, GuestLimits, WasmEngine};
+
+/// Why a deployment change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no module with hash {0} was uploaded")]
+    UnknownModule(String),
+    #[error(transparent)]
+    Module(#[from] ModuleError),
+    #[error("the module failed to start with this deployment's config: {0}")]
+    Start(GuestError),
+    #[error("transform '{0}' already exists")]
+    Exists(String),
+    #[error("no transform named '{0}'")]
+    NotFound(String),
+    #[error("deploying '{name}' would close a cycle: {path}")]
+    Cycle { name: String, path: String },
+    #[error("storage error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Counters shown by `describe`.
+#[derive(Debug, Default, Serialize)]
+pub struct Stats {
+    pub batches: AtomicU64,
+    pub records_in: AtomicU64,
+    pub records_out: AtomicU64,
+    pub rejected: AtomicU64,
+    pub skipped: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub failures: AtomicU64,
+}
+
+/// A deployment and what runs it.
+pub struct Running {
+    pub deployment: RwLock<Deployment>,
+    module: Arc<CompiledModule>,
+    /// Idle instances; a call takes one (or starts one) and gives it back unless it trapped.
+    idle: Mutex<Vec<Guest>>,
+    pub log: Arc<GuestLog>,
+    pub stats: Stats,
+    pub last_error: Mutex<Option<String>>,
+    limits: GuestLimits,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("deployment", &*self.deployment.read())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Running {
+    /// Runs one batch through the guest; the output buffer is returned unchecked.
+    pub fn call(&self, engine: &WasmEngine, input: &[u8]) -> Result<Vec<u8>, GuestError> {
+        let guest = self.idle.lock().pop();
+        let mut guest = match guest {
+            Some(g) => g,
+            None => {
+                let d = self.deployment.read().clone();
+                let init = sluice_sdk::codec::encode_deployment(&sluice_sdk::codec::Deployment {
+                    outputs: d.outputs.clone(),
+                    env: d.env.clone(),
+                });
+                Guest::start(
+                    engine,
+                    &self.module,
+                    self.limits,
+                    self.log.clone(),
+                    &d.name,
+                    &init,
+                )?
+            }
+        };
+        let result = guest.on_batch(input);
+        if result.is_ok() {
+            self.idle.lock().push(guest);
+        }
+        result
+    }
+
+    pub fn name(&self) -> String {
+        self.deployment.read().name.clone()
+    }
+
+    /// Remembers a failure for `describe` (and counts it).
+    pub fn failed(&self, message: &str) {
+        self.stats.failures.fetch_add(1, Ordering::Relaxed);
+        *self.last_error.lock() = Some(message.to_string());
+    }
+}
+
+/// All deployments.
+#[derive(Debug)]
+pub struct TransformRegistry {
+    dir: PathBuf,
+    pub engine: Arc<WasmEngine>,
+    deployments: RwLock<BTreeMap<String, Arc<Running>>>,
+    /// Serializes deploy/remove so the cycle check sees a stable graph.
+    admin: Mutex<()>,
+    /// One lock per transformed input partition (offsets predicted, guests run, appends made).
+    partition_locks: Mutex<HashMap<(String, i32), Arc<Mutex<()>>>>,
+    limits: GuestLimits,
+}
+
+impl TransformRegistry {
+    /// Loads the deployments under `meta_dir` (modules are recompiled; a module that no longer
+    /// validates is logged and left out).
+    pub fn open(
+        meta_dir: &Path,
+        engine: Arc<WasmEngine>,
+        limits: GuestLimits,
+    ) -> std::io::Result<TransformRegistry> {
+        let dir = meta_dir.to_path_buf();
+        std::fs::create_dir_all(dir.join("modules"))?;
+        let registry = TransformRegistry {
+            dir,
+            engine,
+            deployments: RwLock::new(BTreeMap::new()),
+            admin: Mutex::new(()),
+            partition_locks: Mutex::new(HashMap::new()),
+            limits,
+        };
+        let path = registry.dir.join("transforms.json");
+        let saved: Vec<Deployment> = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{} is not valid: {e}", path.display()),
+                )
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        for d in saved {
+            match registry.compile_stored(&d.module) {
+                Ok(module) => {
+                    let running = registry.running(d.clone(), module);
+                    registry.deployments.write().insert(d.name.clone(), running);
+                }
+                Err(e) => tracing::error!(transform = %d.name, "cannot load transform: {e}"),
+            }
+        }
+        Ok(registry)
+    }
+
+    fn running(&self, deployment: Deployment, module: Arc<CompiledModule>) -> Arc<Running> {
+        Arc::new(Running {
+            deployment: RwLock::new(deployment),
+            module,
+            idle: Mutex::new(Vec::new()),
+            log: Arc::new(GuestLog::default()),
+            stats: Stats::default(),
+            last_error: Mutex::new(None),
+            limits: self.limits,
+        })
+    }
+
+    fn module_path(&self, hash: &str) -> PathBuf {
+        self.dir.join("modules").join(format!("{hash}.wasm"))
+    }
+
+    fn compile_stored(&self, hash: &str) -> Result<Arc<CompiledModule>, DeployError> {
+        if hash.is_empty() || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(DeployError::UnknownModule(hash.to_string()));
+        }
+        let bytes = std::fs::read(self.module_path(hash))
+            .map_err(|_| DeployError::UnknownModule(hash.to_string()))?;
+        Ok(self.engine.compile(&bytes)?)
+    }
+
+    /// Validates and stores an uploaded module; returns its hash.
+    pub fn upload_module(&self, bytes: &[u8]) -> Result<String, DeployError> {
+        let compiled = self.engine.compile(bytes)?;
+        let path = self.module_path(&compiled.hash);
+        if !path.exists() {
+            crate::producer_ids::write_atomically(&path, bytes)?;
+        }
+        Ok(compiled.hash.clone())
+    }
+
+    /// Adds a deployment (its module must have been uploaded).
+    pub fn deploy(&self, deployment: Deployment) -> Result<Arc<Running>, DeployError> {
+        deployment.validate().map_err(DeployError::Invalid)?;
+        let _admin = self.admin.lock();
+        if self.deployments.read().contains_key(&deployment.name) {
+            return Err(DeployError::Exists(deployment.name));
+        }
+        let module = self.compile_stored(&deployment.module)?;
+        if let Some(path) = self.cycle_with(&deployment) {
+            return Err(DeployError::Cycle {
+                name: deployment.name,
+                path,
+            });
+        }
+        let running = self.running(deployment.clone(), module);
+        // Start one instance now so a module that rejects its config fails the deploy, not the
+        // first produce.
+        let probe = running.call(
+            &self.engine,
+            &sluice_sdk::codec::encode_input(&deployment.input, 0, &[]),
+        );
+        if let Err(e) = probe {
+            return Err(DeployError::Start(e));
+        }
+        self.deployments
+            .write()
+            .insert(deployment.name.clone(), running.clone());
+        if let Err(e) = self.save() {
+            self.deployments.write().remove(&deployment.name);
+            return Err(e.into());
+        }
+        Ok(running)
+    }
+
+    /// A path `a -> b -> ... -> a` the new deployment would create, if any.
+    fn cycle_with(&self, new: &Deployment) -> Option<String> {
+        let mut edges: HashMap<String, Vec<String>> = HashMap::new();
+        for r in self.deployments.read().values() {
+            let d = r.deployment.read();
+            edges
+                .entry(d.input.clone())
+                .or_default()
+                .extend(d.outputs.iter().cloned());
+        }
+        edges
+            .entry(new.input.clone())
+            .or_default()
+            .extend(new.outputs.iter().cloned());
+        // Depth-first from each of the new outputs: reaching the new input closes a cycle.
+        for start in &new.outputs {
+            let mut stack = vec![vec![new.input.clone(), start.clone()]];
+            let mut seen = HashSet::new();
+            while let Some(path) = stack.pop() {
+                let Some(last) = path.last().cloned() else {
+                    continue;
+                };
+                if last == new.input {
+                    return Some(path.join(" -> "));
+                }
+                if !seen.insert(last.clone()) {
+                    continue;
+                }
+                for next in edges.get(&last).into_iter().flatten() {
+                    let mut p = path.clone();
+                    p.push(next.clone());
+                    stack.push(p);
+                }
+            }
+        }
+        None
+    }
+
+    pub fn remove(&self, name: &str) -> Result<(), DeployError> {
+        let _admin = self.admin.lock();
+        let removed = self.deployments.write().remove(name);
+        if removed.is_none() {
+            return Err(DeployError::NotFound(name.to_string()));
+        }
+        self.save()?;
+        Ok(())
+    }
+
+    pub fn set_paused(&self, name: &str, paused: bool) -> Result<(), DeployError> {
+        let _admin = self.admin.lock();
+        let running = self
+            .get(name)
+            .ok_or_else(|| DeployError::NotFound(name.to_string()))?;
+        running.deployment.write().paused = paused;
+        self.save()?;
+        Ok(())
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Running>> {
+        self.deployments.read().get(name).cloned()
+    }
+
+    pub fn list(&self) -> Vec<Arc<Running>> {
+        self.deployments.read().values().cloned().collect()
+    }
+
+    /// Active (not paused) deployments reading `topic`, in-place ones first.
+    pub fn for_topic(&self, topic: &str) -> Vec<Arc<Running>> {
+        let deployments = self.deployments.read();
+        if deployments.is_empty() {
+            return Vec::new();
+        }
+        let mut found: Vec<Arc<Running>> = deployments
+            .values()
+            .filter(|r| {
+                let d = r.deployment.read();
+                d.input == topic && !d.paused
+            })
+            .cloned()
+            .collect();
+        found.sort_by_key(|r| !r.deployment.read().in_place);
+        found
+    }
+
+    /// The lock ordering transformed appends to `topic`/`partition`.
+    pub fn partition_lock(&self, topic: &str, partition: i32) -> Arc<Mutex<()>> {
+        self.partition_locks
+            .lock()
+            .entry((topic.to_string(), partition))
+            .or_default()
+            .clone()
+    }
+
+    fn save(&self) -> std::io::Result<()> {
+        let all: Vec<Deployment> = self
+            .deployments
+            .read()
+            .values()
+            .map(|r| r.deployment.read().clone())
+            .collect();
+        let json = serde_json::to_vec_pretty(&all).map_err(std::io::Error::other)?;
+        crate::producer_ids::write_atomically(&self.dir.join("transforms.json"), &json)
+    }
+}

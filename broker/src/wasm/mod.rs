@@ -1,0 +1,18 @@
+//! WebAssembly guests: one wasmtime [`Engine`](wasmtime::Engine) for the process, modules
+//! compiled once and cached by content hash, pre-linked [`InstancePre`](wasmtime::InstancePre)s,
+//! and the host side of the guest ABI (`sdk/ABI.md`).
+//!
+//! - [`engine`]: the engine, its epoch ticker (CPU-time caps), module validation and the cache.
+//! - [`host`]: the functions a guest may import: `sluice.log`, and the few WASI preview-1 calls
+//!   Rust's standard library needs, granting nothing (no files, clock, environment or network).
+//! - [`guest`]: a live instance with its limits, called once per batch.
+
+pub mod engine;
+pub mod guest;
+pub mod host;
+
+pub use engine::{CompiledModule, WasmEngine};
+pub use guest::{Guest, GuestError, GuestLimits};
+
+/// The ABI version this broker speaks (`sdk/ABI.md`).
+pub const ABI_VERSION: i32 = sluice_sdk::ABI_VERSION;
