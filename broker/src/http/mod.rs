@@ -1,5 +1,7 @@
-//! The HTTP listener: `/health` now; the admin API (`/v1/...`) and the Kafka Connect REST API
-//! (`/connectors...`) are mounted here as they arrive.
+//! The HTTP listener: `/health`, the transform admin API (`/v1/...`, see [`transforms`]); the
+//! Kafka Connect REST API (`/connectors...`) is mounted here when it arrives.
+
+mod transforms;
 
 use std::sync::Arc;
 
@@ -18,6 +20,7 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let app = Router::new()
         .route("/health", get(health))
+        .merge(transforms::routes())
         .with_state(broker);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {

@@ -1,0 +1,193 @@
+//! The transform admin API, `/v1/...`, used by `sluice transform`:
+//!
+//! | method | path | does |
+//! | --- | --- | --- |
+//! | POST | `/v1/modules` | body: a `.wasm` module; validates and stores it, answers `{"module": "<sha256>"}` |
+//! | GET | `/v1/transforms` | every deployment with its counters |
+//! | PUT | `/v1/transforms/{name}` | deploys: `{"module", "input", "outputs", "env", "on_error", "in_place"}` |
+//! | GET | `/v1/transforms/{name}` | one deployment with its counters and last error |
+//! | GET | `/v1/transforms/{name}/logs?tail=N` | the guest's recent log lines |
+//! | POST | `/v1/transforms/{name}/pause`, `/resume` | stop / restart running it on new writes |
+//! | DELETE | `/v1/transforms/{name}` | removes it |
+//!
+//! Errors are `{"error_code": <http status>, "message": "..."}`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::api::Broker;
+use crate::transform::{DeployError, Deployment, OnError, Running};
+use crate::wasm::engine::MAX_MODULE_BYTES;
+
+/// An error answer.
+pub(crate) struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({"error_code": self.0.as_u16(), "message": self.1}))).into_response()
+    }
+}
+
+impl From<DeployError> for ApiError {
+    fn from(e: DeployError) -> ApiError {
+        let status = match &e {
+            DeployError::Exists(_) | DeployError::Cycle { .. } => StatusCode::CONFLICT,
+            DeployError::NotFound(_) | DeployError::UnknownModule(_) => StatusCode::NOT_FOUND,
+            DeployError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+pub(crate) fn routes() -> Router<Arc<Broker>> {
+    Router::new()
+        .route("/v1/modules", post(upload).layer(DefaultBodyLimit::max(MAX_MODULE_BYTES)))
+        .route("/v1/transforms", get(list))
+        .route("/v1/transforms/{name}", get(describe).put(deploy).delete(remove))
+        .route("/v1/transforms/{name}/logs", get(logs))
+        .route("/v1/transforms/{name}/pause", post(pause))
+        .route("/v1/transforms/{name}/resume", post(resume))
+}
+
+async fn upload(State(broker): State<Arc<Broker>>, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let hash = tokio::task::spawn_blocking(move || broker.transforms.upload_module(&body))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok((StatusCode::CREATED, Json(json!({ "module": hash }))))
+}
+
+/// The body of a deploy.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeployBody {
+    module: String,
+    input: String,
+    #[serde(default)]
+    outputs: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    on_error: Option<String>,
+    #[serde(default)]
+    in_place: bool,
+}
+
+async fn deploy(State(broker): State<Arc<Broker>>, Path(name): Path<String>, body: Result<Json<DeployBody>, axum::extract::rejection::JsonRejection>) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Json(body) = body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let on_error = match body.on_error.as_deref() {
+        None => OnError::Reject,
+        Some(text) => OnError::parse(text).map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))?,
+    };
+    let deployment = Deployment {
+        name,
+        module: body.module,
+        input: body.input,
+        outputs: body.outputs,
+        env: body.env.into_iter().collect(),
+        on_error,
+        in_place: body.in_place,
+        paused: false,
+    };
+    deployment.validate().map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))?;
+    let b = broker.clone();
+    let (running, created) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+        // Topics the deployment reads and writes are created with broker defaults if missing.
+        let mut created = Vec::new();
+        let mut topics = vec![deployment.input.clone()];
+        topics.extend(deployment.writes());
+        for t in topics {
+            if b.catalog.get(&t).is_none() {
+                b.catalog
+                    .create_topic(&t, -1, -1, &[], false)
+                    .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("topic {t}: {e}")))?;
+                created.push(t);
+            }
+        }
+        let running = b.transforms.deploy(deployment)?;
+        Ok((running, created))
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    let mut view = describe_running(&running);
+    view["created_topics"] = json!(created);
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+fn describe_running(r: &Running) -> Value {
+    let d = r.deployment.read().clone();
+    let s = &r.stats;
+    json!({
+        "name": d.name,
+        "module": d.module,
+        "input": d.input,
+        "outputs": d.outputs,
+        "env": d.env.iter().cloned().collect::<BTreeMap<String, String>>(),
+        "on_error": d.on_error.to_string(),
+        "in_place": d.in_place,
+        "state": if d.paused { "PAUSED" } else { "RUNNING" },
+        "stats": {
+            "batches": s.batches.load(Ordering::Relaxed),
+            "records_in": s.records_in.load(Ordering::Relaxed),
+            "records_out": s.records_out.load(Ordering::Relaxed),
+            "rejected": s.rejected.load(Ordering::Relaxed),
+            "skipped": s.skipped.load(Ordering::Relaxed),
+            "dead_lettered": s.dead_lettered.load(Ordering::Relaxed),
+            "failures": s.failures.load(Ordering::Relaxed),
+        },
+        "last_error": *r.last_error.lock(),
+    })
+}
+
+fn find(broker: &Broker, name: &str) -> Result<Arc<Running>, ApiError> {
+    broker
+        .transforms
+        .get(name)
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no transform named '{name}'")))
+}
+
+async fn list(State(broker): State<Arc<Broker>>) -> Json<Value> {
+    Json(Value::Array(broker.transforms.list().iter().map(|r| describe_running(r)).collect()))
+}
+
+async fn describe(State(broker): State<Arc<Broker>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    let running = find(&broker, &name)?;
+    Ok(Json(describe_running(&running)))
+}
+
+#[derive(Debug, Deserialize)]
+struct Tail {
+    tail: Option<usize>,
+}
+
+async fn logs(State(broker): State<Arc<Broker>>, Path(name): Path<String>, Query(q): Query<Tail>) -> Result<Json<Value>, ApiError> {
+    let r = find(&broker, &name)?;
+    Ok(Json(json!({ "lines": r.log.tail(q.tail.unwrap_or(100)) })))
+}
+
+async fn pause(State(broker): State<Arc<Broker>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    broker.transforms.set_paused(&name, true)?;
+    let running = find(&broker, &name)?;
+    Ok(Json(describe_running(&running)))
+}
+
+async fn resume(State(broker): State<Arc<Broker>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    broker.transforms.set_paused(&name, false)?;
+    let running = find(&broker, &name)?;
+    Ok(Json(describe_running(&running)))
+}
+
+async fn remove(State(broker): State<Arc<Broker>>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    broker.transforms.remove(&name)?;
+    Ok(StatusCode::NO_CONTENT)
+}
