@@ -2,6 +2,7 @@
 //! connectors) join here.
 
 mod serve;
+mod transform;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,6 +24,9 @@ pub struct Cli {
 enum Command {
     /// Run the broker.
     Serve(ServeArgs),
+    /// Write, build, deploy and manage WebAssembly transforms.
+    #[command(subcommand)]
+    Transform(transform::TransformCommand),
 }
 
 /// `sluice serve` flags; each also reads a `SLUICE_*` environment variable.
@@ -73,5 +77,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             };
             serve::serve(args.config.as_deref(), overrides)
         }
+        Command::Transform(command) => transform::run(command),
     }
 }

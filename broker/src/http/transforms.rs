@@ -34,7 +34,11 @@ pub(crate) struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({"error_code": self.0.as_u16(), "message": self.1}))).into_response()
+        (
+            self.0,
+            Json(json!({"error_code": self.0.as_u16(), "message": self.1})),
+        )
+            .into_response()
     }
 }
 
@@ -52,15 +56,24 @@ impl From<DeployError> for ApiError {
 
 pub(crate) fn routes() -> Router<Arc<Broker>> {
     Router::new()
-        .route("/v1/modules", post(upload).layer(DefaultBodyLimit::max(MAX_MODULE_BYTES)))
+        .route(
+            "/v1/modules",
+            post(upload).layer(DefaultBodyLimit::max(MAX_MODULE_BYTES)),
+        )
         .route("/v1/transforms", get(list))
-        .route("/v1/transforms/{name}", get(describe).put(deploy).delete(remove))
+        .route(
+            "/v1/transforms/{name}",
+            get(describe).put(deploy).delete(remove),
+        )
         .route("/v1/transforms/{name}/logs", get(logs))
         .route("/v1/transforms/{name}/pause", post(pause))
         .route("/v1/transforms/{name}/resume", post(resume))
 }
 
-async fn upload(State(broker): State<Arc<Broker>>, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
+async fn upload(
+    State(broker): State<Arc<Broker>>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let hash = tokio::task::spawn_blocking(move || broker.transforms.upload_module(&body))
         .await
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
@@ -83,7 +96,11 @@ struct DeployBody {
     in_place: bool,
 }
 
-async fn deploy(State(broker): State<Arc<Broker>>, Path(name): Path<String>, body: Result<Json<DeployBody>, axum::extract::rejection::JsonRejection>) -> Result<(StatusCode, Json<Value>), ApiError> {
+async fn deploy(
+    State(broker): State<Arc<Broker>>,
+    Path(name): Path<String>,
+    body: Result<Json<DeployBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(body) = body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
     let on_error = match body.on_error.as_deref() {
         None => OnError::Reject,
@@ -99,7 +116,9 @@ async fn deploy(State(broker): State<Arc<Broker>>, Path(name): Path<String>, bod
         in_place: body.in_place,
         paused: false,
     };
-    deployment.validate().map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))?;
+    deployment
+        .validate()
+        .map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))?;
     let b = broker.clone();
     let (running, created) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
         // Topics the deployment reads and writes are created with broker defaults if missing.
@@ -150,17 +169,29 @@ fn describe_running(r: &Running) -> Value {
 }
 
 fn find(broker: &Broker, name: &str) -> Result<Arc<Running>, ApiError> {
-    broker
-        .transforms
-        .get(name)
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no transform named '{name}'")))
+    broker.transforms.get(name).ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no transform named '{name}'"),
+        )
+    })
 }
 
 async fn list(State(broker): State<Arc<Broker>>) -> Json<Value> {
-    Json(Value::Array(broker.transforms.list().iter().map(|r| describe_running(r)).collect()))
+    Json(Value::Array(
+        broker
+            .transforms
+            .list()
+            .iter()
+            .map(|r| describe_running(r))
+            .collect(),
+    ))
 }
 
-async fn describe(State(broker): State<Arc<Broker>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn describe(
+    State(broker): State<Arc<Broker>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let running = find(&broker, &name)?;
     Ok(Json(describe_running(&running)))
 }
@@ -170,24 +201,37 @@ struct Tail {
     tail: Option<usize>,
 }
 
-async fn logs(State(broker): State<Arc<Broker>>, Path(name): Path<String>, Query(q): Query<Tail>) -> Result<Json<Value>, ApiError> {
+async fn logs(
+    State(broker): State<Arc<Broker>>,
+    Path(name): Path<String>,
+    Query(q): Query<Tail>,
+) -> Result<Json<Value>, ApiError> {
     let r = find(&broker, &name)?;
     Ok(Json(json!({ "lines": r.log.tail(q.tail.unwrap_or(100)) })))
 }
 
-async fn pause(State(broker): State<Arc<Broker>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn pause(
+    State(broker): State<Arc<Broker>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     broker.transforms.set_paused(&name, true)?;
     let running = find(&broker, &name)?;
     Ok(Json(describe_running(&running)))
 }
 
-async fn resume(State(broker): State<Arc<Broker>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn resume(
+    State(broker): State<Arc<Broker>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     broker.transforms.set_paused(&name, false)?;
     let running = find(&broker, &name)?;
     Ok(Json(describe_running(&running)))
 }
 
-async fn remove(State(broker): State<Arc<Broker>>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+async fn remove(
+    State(broker): State<Arc<Broker>>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
     broker.transforms.remove(&name)?;
     Ok(StatusCode::NO_CONTENT)
 }

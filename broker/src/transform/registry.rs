@@ -35,6 +35,9 @@ pub enum DeployError {
     Io(#[from] std::io::Error),
 }
 
+/// Orders transformed appends to one input partition.
+type PartitionLock = Arc<Mutex<()>>;
+
 /// Counters shown by `describe`.
 #[derive(Debug, Default, Serialize)]
 pub struct Stats {
@@ -116,7 +119,7 @@ pub struct TransformRegistry {
     /// Serializes deploy/remove so the cycle check sees a stable graph.
     admin: Mutex<()>,
     /// One lock per transformed input partition (offsets predicted, guests run, appends made).
-    partition_locks: Mutex<HashMap<(String, i32), Arc<Mutex<()>>>>,
+    partition_locks: Mutex<HashMap<(String, i32), PartitionLock>>,
     limits: GuestLimits,
 }
 

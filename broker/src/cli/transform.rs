@@ -1,0 +1,376 @@
+//! `sluice transform ...`: scaffold, build and manage transforms. Management commands talk to a
+//! running broker's HTTP admin API (`/v1/...`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+
+/// `sluice transform` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub(super) enum TransformCommand {
+    /// Create a transform crate that depends on sluice-sdk and builds as is.
+    Init {
+        /// Crate name (and directory).
+        name: String,
+        /// Parent directory [default: .].
+        #[arg(long, default_value = ".")]
+        path: PathBuf,
+    },
+    /// Build the transform crate in the current (or given) directory for wasm32-wasip1.
+    Build {
+        #[arg(long, default_value = ".")]
+        path: PathBuf,
+    },
+    /// Upload a .wasm module and deploy it.
+    Deploy {
+        /// The module file.
+        module: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// Topic whose writes the transform runs on.
+        #[arg(long)]
+        input: String,
+        /// Output topic (repeatable; the first is the default output).
+        #[arg(long = "output")]
+        outputs: Vec<String>,
+        /// KEY=VALUE the transform can read (repeatable).
+        #[arg(long = "env", value_parser = parse_env)]
+        env: Vec<(String, String)>,
+        /// reject | skip | dead-letter=TOPIC.
+        #[arg(long = "on-error", default_value = "reject")]
+        on_error: String,
+        /// The output replaces what the input topic stores.
+        #[arg(long)]
+        in_place: bool,
+        #[command(flatten)]
+        admin: Admin,
+    },
+    /// List deployments.
+    List {
+        #[command(flatten)]
+        admin: Admin,
+    },
+    /// Show one deployment with its counters.
+    Describe {
+        name: String,
+        #[command(flatten)]
+        admin: Admin,
+    },
+    /// Show a deployment's recent log lines.
+    Logs {
+        name: String,
+        #[arg(long, default_value_t = 100)]
+        tail: usize,
+        #[command(flatten)]
+        admin: Admin,
+    },
+    /// Stop running a deployment on new writes.
+    Pause {
+        name: String,
+        #[command(flatten)]
+        admin: Admin,
+    },
+    /// Run a paused deployment again.
+    Resume {
+        name: String,
+        #[command(flatten)]
+        admin: Admin,
+    },
+    /// Remove a deployment.
+    Remove {
+        name: String,
+        #[command(flatten)]
+        admin: Admin,
+    },
+}
+
+/// Where the broker's HTTP admin API is.
+#[derive(Debug, clap::Args)]
+pub(super) struct Admin {
+    /// Broker HTTP address.
+    #[arg(long, env = "SLUICE_ADMIN", default_value = "http://127.0.0.1:8083")]
+    admin: String,
+}
+
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("'{text}' is not KEY=VALUE")),
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// Sends a request; a non-2xx answer becomes an error carrying the broker's message.
+fn call(
+    request: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    what: &str,
+) -> anyhow::Result<Value> {
+    let mut response =
+        request.with_context(|| format!("{what}: cannot reach the broker's HTTP API"))?;
+    let status = response.status();
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    let body: Value = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    if !status.is_success() {
+        let message = body
+            .get("message")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| body.to_string());
+        bail!("{what}: {message} (HTTP {})", status.as_u16());
+    }
+    Ok(body)
+}
+
+fn print(value: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
+}
+
+pub(super) fn run(command: TransformCommand) -> anyhow::Result<()> {
+    match command {
+        TransformCommand::Init { name, path } => init(&name, &path),
+        TransformCommand::Build { path } => build(&path).map(|wasm| println!("{}", wasm.display())),
+        TransformCommand::Deploy {
+            module,
+            name,
+            input,
+            outputs,
+            env,
+            on_error,
+            in_place,
+            admin,
+        } => {
+            let bytes = std::fs::read(&module)
+                .with_context(|| format!("cannot read {}", module.display()))?;
+            let a = agent();
+            let uploaded = call(
+                a.post(format!("{}/v1/modules", admin.admin))
+                    .header("content-type", "application/wasm")
+                    .send(&bytes[..]),
+                "upload",
+            )?;
+            let hash = uploaded
+                .get("module")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let env: serde_json::Map<String, Value> = env
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect();
+            let deployed = call(
+                a.put(format!("{}/v1/transforms/{name}", admin.admin))
+                    .send_json(json!({
+                        "module": hash,
+                        "input": input,
+                        "outputs": outputs,
+                        "env": env,
+                        "on_error": on_error,
+                        "in_place": in_place,
+                    })),
+                "deploy",
+            )?;
+            if let Some(created) = deployed.get("created_topics").and_then(Value::as_array) {
+                for t in created {
+                    println!(
+                        "created topic {} with broker defaults",
+                        t.as_str().unwrap_or_default()
+                    );
+                }
+            }
+            println!(
+                "deployed {name}: {input} -> {}",
+                if in_place {
+                    "(in place)".to_string()
+                } else {
+                    deployed["outputs"].to_string()
+                }
+            );
+            Ok(())
+        }
+        TransformCommand::List { admin } => {
+            let all = call(
+                agent().get(format!("{}/v1/transforms", admin.admin)).call(),
+                "list",
+            )?;
+            for d in all.as_array().into_iter().flatten() {
+                println!(
+                    "{}\t{}\t{} -> {}\t{}",
+                    d["name"].as_str().unwrap_or_default(),
+                    d["state"].as_str().unwrap_or_default(),
+                    d["input"].as_str().unwrap_or_default(),
+                    d["outputs"],
+                    d["on_error"].as_str().unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        TransformCommand::Describe { name, admin } => {
+            print(&call(
+                agent()
+                    .get(format!("{}/v1/transforms/{name}", admin.admin))
+                    .call(),
+                "describe",
+            )?);
+            Ok(())
+        }
+        TransformCommand::Logs { name, tail, admin } => {
+            let logs = call(
+                agent()
+                    .get(format!(
+                        "{}/v1/transforms/{name}/logs?tail={tail}",
+                        admin.admin
+                    ))
+                    .call(),
+                "logs",
+            )?;
+            for line in logs["lines"].as_array().into_iter().flatten() {
+                println!("{}", line.as_str().unwrap_or_default());
+            }
+            Ok(())
+        }
+        TransformCommand::Pause { name, admin } => {
+            call(
+                agent()
+                    .post(format!("{}/v1/transforms/{name}/pause", admin.admin))
+                    .send_empty(),
+                "pause",
+            )?;
+            println!("paused {name}");
+            Ok(())
+        }
+        TransformCommand::Resume { name, admin } => {
+            call(
+                agent()
+                    .post(format!("{}/v1/transforms/{name}/resume", admin.admin))
+                    .send_empty(),
+                "resume",
+            )?;
+            println!("resumed {name}");
+            Ok(())
+        }
+        TransformCommand::Remove { name, admin } => {
+            call(
+                agent()
+                    .delete(format!("{}/v1/transforms/{name}", admin.admin))
+                    .call(),
+                "remove",
+            )?;
+            println!("removed {name}");
+            Ok(())
+        }
+    }
+}
+
+/// Where this build's SDK lives (the scaffold depends on it by path until it is published).
+fn sdk_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../sdk")
+        .canonicalize()
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk"))
+}
+
+fn init(name: &str, parent: &Path) -> anyhow::Result<()> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        bail!("'{name}' is not a valid crate name (letters, digits, '-' and '_')");
+    }
+    let dir = parent.join(name);
+    if dir.exists() {
+        bail!("{} already exists", dir.display());
+    }
+    std::fs::create_dir_all(dir.join("src"))?;
+    let sdk = sdk_path();
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[lib]\ncrate-type = [\"cdylib\", \"rlib\"]\n\n[dependencies]\nsluice-sdk = {{ path = {:?} }}\n\n[profile.release]\nopt-level = \"s\"\nlto = true\nstrip = true\n\n# Not part of any enclosing workspace.\n[workspace]\n",
+            sdk.display().to_string()
+        ),
+    )?;
+    let fn_name = name.replace('-', "_");
+    std::fs::write(
+        dir.join("src/lib.rs"),
+        format!(
+            "//! A Sluice transform: runs inside the broker on every write to its input topic.\n\nuse sluice_sdk::prelude::*;\n\n#[transform]\npub fn {fn_name}(record: Record<'_>, out: &mut Output) -> Result<(), Error> {{\n    // Write the record on unchanged; change key, value or headers here.\n    out.write(record.to_owned_record())\n}}\n\n#[cfg(test)]\nmod tests {{\n    use super::*;\n\n    #[test]\n    fn passes_records_through() {{\n        let written = sluice_sdk::testing::run({fn_name}, [OwnedRecord::new().with_value(\"hi\")]).unwrap();\n        assert_eq!(written[0].record.value.as_deref(), Some(&b\"hi\"[..]));\n    }}\n}}\n"
+        ),
+    )?;
+    std::fs::write(dir.join(".gitignore"), "target/\n")?;
+    println!(
+        "created {} (build it with: sluice transform build --path {})",
+        dir.display(),
+        dir.display()
+    );
+    Ok(())
+}
+
+/// Builds the crate at `path` for wasm32-wasip1; returns the module's path.
+fn build(path: &Path) -> anyhow::Result<PathBuf> {
+    let manifest = path.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest)
+        .with_context(|| format!("no Cargo.toml in {}", path.display()))?;
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output();
+    if let Ok(out) = installed {
+        if out.status.success()
+            && !String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.trim() == "wasm32-wasip1")
+        {
+            bail!(
+                "the wasm32-wasip1 target is not installed; run: rustup target add wasm32-wasip1"
+            );
+        }
+    }
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip1",
+            "--manifest-path",
+        ])
+        .arg(&manifest)
+        .status()
+        .context("cannot run cargo")?;
+    if !status.success() {
+        bail!("cargo build failed");
+    }
+    let name = text
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("name")
+                .and_then(|r| r.split('"').nth(1))
+        })
+        .context("no package name in Cargo.toml")?
+        .replace('-', "_");
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| path.join("target"));
+    let wasm = target_dir
+        .join("wasm32-wasip1/release")
+        .join(format!("{name}.wasm"));
+    if !wasm.exists() {
+        bail!("build succeeded but {} is missing", wasm.display());
+    }
+    Ok(wasm)
+}
