@@ -10,10 +10,12 @@ as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else "$@"; fi
 }
 
-step "system packages (kcat: Debian's librdkafka 2.0.2 client)"
-if ! command -v kcat >/dev/null 2>&1; then
+step "system packages (kcat: Debian's librdkafka 2.0.2 client; curl)"
+missing=()
+for tool in kcat curl; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
+if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 kcat -V 2>&1 | head -1
 

@@ -78,8 +78,14 @@ impl Running {
             Some(g) => g,
             None => {
                 let d = self.deployment.read().clone();
+                // An in-place transform's one output is its input topic.
+                let outputs = if d.in_place {
+                    vec![d.input.clone()]
+                } else {
+                    d.outputs.clone()
+                };
                 let init = sluice_sdk::codec::encode_deployment(&sluice_sdk::codec::Deployment {
-                    outputs: d.outputs.clone(),
+                    outputs,
                     env: d.env.clone(),
                 });
                 Guest::start(

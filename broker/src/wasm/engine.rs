@@ -143,6 +143,19 @@ impl WasmEngine {
         }
         let module =
             Module::new(&self.engine, bytes).map_err(|e| ModuleError::NotWasm(format!("{e:#}")))?;
+        // Imports first: asking for a capability we never grant is the most telling refusal.
+        for import in module.imports() {
+            if !self
+                .provided
+                .contains(&(import.module().to_string(), import.name().to_string()))
+            {
+                return Err(ModuleError::UnknownImport(format!(
+                    "{}.{}",
+                    import.module(),
+                    import.name()
+                )));
+            }
+        }
         for (name, params, results) in EXPORTS {
             match module.get_export(name) {
                 Some(ExternType::Func(f)) => {
@@ -171,18 +184,6 @@ impl WasmEngine {
         }
         if !matches!(module.get_export("memory"), Some(ExternType::Memory(_))) {
             return Err(ModuleError::MissingExport("memory".into()));
-        }
-        for import in module.imports() {
-            if !self
-                .provided
-                .contains(&(import.module().to_string(), import.name().to_string()))
-            {
-                return Err(ModuleError::UnknownImport(format!(
-                    "{}.{}",
-                    import.module(),
-                    import.name()
-                )));
-            }
         }
         let pre = self
             .linker

@@ -189,12 +189,29 @@ impl Guest {
         if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
             return GuestError::Timeout(self.limits.cpu_per_call);
         }
-        let mut message = format!("{error:#}");
-        if let Some(last) = self.store.data().log.last() {
-            if last.contains("panicked") {
-                message = format!("{last} ({message})");
-            }
-        }
+        // The trap itself says little ("unreachable executed"); a Rust guest's panic message,
+        // written to stderr just before, says why.
+        let trap = match error.downcast_ref::<Trap>() {
+            Some(trap) => trap.to_string(),
+            None => error
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+        };
+        let panic = self
+            .store
+            .data()
+            .log
+            .tail(5)
+            .into_iter()
+            .rev()
+            .find(|l| l.contains("panicked"));
+        let message = match panic {
+            Some(p) => format!("{} ({trap})", p.replace('\n', " ")),
+            None => trap,
+        };
         self.out_of_memory_or(GuestError::Trap(message))
     }
 }

@@ -289,3 +289,45 @@ pub fn tool(name: &str) -> Option<Command> {
         None
     }
 }
+
+/// Builds the guest examples for wasm32-wasip1 once per test run; returns the module path of
+/// `name` (a crate of `guest-examples/`).
+pub fn guest_module(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--profile", "guest", "--target", "wasm32-wasip1"])
+            .args([
+                "-p",
+                "uppercase",
+                "-p",
+                "mask-email",
+                "-p",
+                "router",
+                "-p",
+                "hostile",
+            ])
+            .current_dir(workspace_root())
+            .status()
+            .expect("run cargo build for the guests");
+        assert!(
+            status.success(),
+            "building the guest examples failed (is wasm32-wasip1 installed?)"
+        );
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace_root().join("target"));
+        target.join("wasm32-wasip1").join("guest")
+    });
+    dir.join(format!("{}.wasm", name.replace('-', "_")))
+}
+
+/// Runs `sluice transform ARGS... --admin http://<broker http>`.
+pub fn transform_cli(broker: &Broker, args: &[&str]) -> Run {
+    let mut cmd = Command::new(sluice_binary());
+    cmd.arg("transform")
+        .args(args)
+        .arg("--admin")
+        .arg(format!("http://{}", broker.http));
+    run(cmd, Duration::from_secs(60))
+}
