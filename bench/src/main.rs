@@ -35,10 +35,20 @@ struct Args {
     /// Also consume every record back and time it.
     #[arg(long)]
     consume: bool,
+    /// Instead of producing: run the uppercase transform over the records natively and as this
+    /// wasm module (built from guest-examples/uppercase), and compare.
+    #[arg(long)]
+    guest_module: Option<std::path::PathBuf>,
+    /// Records per guest call in the guest comparison.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(module) = &args.guest_module {
+        return compare_guest(&args, module);
+    }
     for topic in &args.topics {
         let rate = produce(&args, topic)?;
         println!(
@@ -115,4 +125,69 @@ fn consume(args: &Args, topic: &str) -> anyhow::Result<f64> {
         }
     }
     Ok(seen as f64 / start.elapsed().as_secs_f64())
+}
+
+/// The uppercase transform over `records` records in batches: natively (the SDK's own batch loop
+/// called directly) and in wasm through the broker's guest runtime, same input buffers.
+fn compare_guest(args: &Args, module: &std::path::Path) -> anyhow::Result<()> {
+    use sluice_sdk::codec::{encode_input, InRecord};
+    let value = vec![b'x'; args.size];
+    let batch: Vec<InRecord<'_>> = (0..args.batch)
+        .map(|i| InRecord {
+            offset: i as i64,
+            timestamp: 0,
+            key: None,
+            value: Some(&value),
+            headers: vec![],
+        })
+        .collect();
+    let input = encode_input("bench", 0, &batch);
+    let calls = args.records.div_ceil(args.batch);
+
+    let start = Instant::now();
+    let mut native_bytes = 0usize;
+    for _ in 0..calls {
+        let out = sluice_sdk::__private::run_batch(&input, &mut uppercase::uppercase)
+            .context("native batch")?;
+        native_bytes += out.len();
+    }
+    let native = start.elapsed();
+
+    let engine = sluice::wasm::WasmEngine::new().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let bytes = std::fs::read(module).with_context(|| format!("reading {}", module.display()))?;
+    let compiled = engine.compile(&bytes)?;
+    let init = sluice_sdk::codec::encode_deployment(&sluice_sdk::codec::Deployment {
+        outputs: vec!["out".into()],
+        env: vec![],
+    });
+    let log = std::sync::Arc::new(sluice::wasm::host::GuestLog::default());
+    let mut guest = sluice::wasm::Guest::start(
+        &engine,
+        &compiled,
+        sluice::wasm::GuestLimits::default(),
+        log,
+        "bench",
+        &init,
+    )?;
+    let start = Instant::now();
+    let mut wasm_bytes = 0usize;
+    for _ in 0..calls {
+        wasm_bytes += guest.on_batch(&input)?.len();
+    }
+    let wasm = start.elapsed();
+    anyhow::ensure!(
+        native_bytes == wasm_bytes,
+        "native and wasm outputs differ in size"
+    );
+    let total = (calls * args.batch) as f64;
+    println!(
+        "uppercase {} records x {} B in batches of {}: native {:.0} records/s, wasm {:.0} records/s, wasm/native = {:.2}",
+        calls * args.batch,
+        args.size,
+        args.batch,
+        total / native.as_secs_f64(),
+        total / wasm.as_secs_f64(),
+        native.as_secs_f64() / wasm.as_secs_f64()
+    );
+    Ok(())
 }

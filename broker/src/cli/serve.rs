@@ -94,6 +94,11 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         transforms,
     });
 
+    // Transforms a crash interrupted are completed before any client is served.
+    {
+        let broker = broker.clone();
+        tokio::task::spawn_blocking(move || crate::transform::exec::recover(&broker)).await?;
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let kafka_task = tokio::spawn(crate::server::run(
         kafka,

@@ -133,7 +133,18 @@ async fn deploy(
                 created.push(t);
             }
         }
-        let running = b.transforms.deploy(deployment)?;
+        let start = b
+            .catalog
+            .get(&deployment.input)
+            .map(|t| {
+                t.partitions()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| (i as i32, l.high_watermark()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let running = b.transforms.deploy(deployment, start)?;
         Ok((running, created))
     })
     .await

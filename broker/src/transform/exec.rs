@@ -4,7 +4,15 @@
 //!
 //! Per input partition, predicting offsets, running guests and appending happen under one lock,
 //! so guests see the offsets their input records are stored at and outputs keep input order.
+//!
+//! Exactly once across crashes: the input is stored first, then the outputs. Each (deployment,
+//! input partition, output partition) is an idempotent-producer stream with its own producer id
+//! and sequence numbers, and the deployment's progress (next input offset, next sequence per
+//! stream) is saved after each batch. At start, [`recover`] re-runs the inputs past the saved
+//! progress with the saved sequences: outputs already stored are recognised by the log as
+//! duplicates (or as sequences it has passed) and dropped; missing ones are written.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -21,6 +29,9 @@ use crate::records::Compression;
 const MAX_DEPTH: usize = 8;
 /// Most bytes a batch may inflate to when decoded for a guest.
 const DECODE_LIMIT: usize = 256 << 20;
+
+/// A record bound for a named output topic.
+type Addressed = (String, NewRecord);
 
 /// An append another partition must make durable before an `acks=-1` produce is answered.
 pub(crate) struct Written {
@@ -152,22 +163,21 @@ fn append_at_depth(
             next += 1;
         }
     }
-    let mut outputs: Vec<(String, NewRecord, i32)> = Vec::new();
-    let mut dead: Vec<(String, RecordView, String, String)> = Vec::new();
+    // Per deployment: what to write once the input is stored.
+    let mut pending: Vec<(Arc<Running>, Vec<Addressed>)> = Vec::new();
     let mut rewritten = false;
     for t in &transforms {
         let d = t.deployment.read().clone();
+        let mut to_write: Vec<(String, NewRecord)> = Vec::new();
         for (_, recs) in &mut batches {
             if recs.is_empty() {
                 continue;
             }
             let result = run(broker, t, topic, partition, recs);
-            t.stats
-                .batches
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            t.stats.batches.fetch_add(1, Ordering::Relaxed);
             t.stats
                 .records_in
-                .fetch_add(recs.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                .fetch_add(recs.len() as u64, Ordering::Relaxed);
             let (produced, errors) = match result {
                 Ok(ok) => ok,
                 Err(message) => {
@@ -178,13 +188,10 @@ fn append_at_depth(
                     )
                 }
             };
-            let failed: std::collections::HashSet<usize> = errors.iter().map(|(i, _)| *i).collect();
             if let Some((_, message)) = errors.first() {
                 match &d.on_error {
                     OnError::Reject => {
-                        t.stats
-                            .rejected
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        t.stats.rejected.fetch_add(1, Ordering::Relaxed);
                         return Err(AppendError::InvalidRecord(format!(
                             "transform {}: {message}",
                             d.name
@@ -193,19 +200,17 @@ fn append_at_depth(
                     OnError::Skip => {
                         t.stats
                             .skipped
-                            .fetch_add(errors.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                            .fetch_add(errors.len() as u64, Ordering::Relaxed);
                     }
                     OnError::DeadLetter(dlq) => {
                         t.stats
                             .dead_lettered
-                            .fetch_add(errors.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                            .fetch_add(errors.len() as u64, Ordering::Relaxed);
                         for (i, message) in &errors {
                             if let Some(r) = recs.get(*i) {
-                                dead.push((
+                                to_write.push((
                                     dlq.clone(),
-                                    r.clone(),
-                                    message.clone(),
-                                    d.name.clone(),
+                                    dead_letter(topic, partition, r, message, &d.name),
                                 ));
                             }
                         }
@@ -214,9 +219,9 @@ fn append_at_depth(
             }
             t.stats
                 .records_out
-                .fetch_add(produced.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                .fetch_add(produced.len() as u64, Ordering::Relaxed);
             if d.in_place {
-                // The input's own records become what the guest wrote for them (failed ones dropped).
+                // The input's own records become what the guest wrote for them.
                 let mut kept = Vec::with_capacity(produced.len());
                 for (input_index, _, rec) in produced {
                     let source = recs.get(input_index).map_or(0, |r| r.offset);
@@ -228,16 +233,15 @@ fn append_at_depth(
                         headers: rec.headers,
                     });
                 }
-                let _ = failed;
                 *recs = kept;
                 rewritten = true;
             } else {
                 for (_, output, rec) in produced {
-                    let name = d.outputs.get(output).cloned().unwrap_or_default();
-                    outputs.push((name, rec, partition));
+                    to_write.push((d.outputs.get(output).cloned().unwrap_or_default(), rec));
                 }
             }
         }
+        pending.push((t.clone(), to_write));
     }
 
     // Store the input (rewritten by in-place transforms, or exactly as received).
@@ -284,49 +288,81 @@ fn append_at_depth(
         log: log.clone(),
         last_offset: outcome.last_offset,
     });
-
-    // Outputs, grouped by destination partition in input order, each group one batch.
-    let mut groups: Vec<((String, i32), Vec<NewRecord>)> = Vec::new();
-    for (topic_name, rec, input_partition) in outputs {
-        let target = broker
-            .catalog
-            .get_or_auto_create(&topic_name)
-            .map_err(|e| AppendError::InvalidRecord(format!("output topic {topic_name}: {e}")))?;
-        let p = output_partition(
-            input_partition,
-            rec.key.as_deref(),
-            target.partition_count().max(1),
-        );
-        let key = (topic_name, p);
-        match groups.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, list)) => list.push(rec),
-            None => groups.push((key, vec![rec])),
-        }
+    let next_input = outcome.last_offset + 1;
+    for (running, records) in pending {
+        emit(
+            broker, &running, topic, partition, records, codec, now, written, depth, false,
+        )?;
+        advance(&running, partition, next_input);
     }
-    for (dlq, r, message, name) in dead {
-        let mut headers = r.headers.clone();
-        headers.push(("sluice.error".into(), Some(message.into_bytes())));
-        headers.push(("sluice.transform".into(), Some(name.into_bytes())));
-        headers.push((
-            "sluice.source".into(),
-            Some(format!("{topic}/{partition}@{}", r.offset).into_bytes()),
-        ));
-        let rec = NewRecord {
-            timestamp: r.timestamp,
-            key: r.key,
-            value: r.value,
-            headers,
-        };
+    Ok(outcome)
+}
+
+/// The dead-letter copy of an input record: its key, value and headers, plus why.
+fn dead_letter(
+    topic: &str,
+    partition: i32,
+    r: &RecordView,
+    message: &str,
+    deployment: &str,
+) -> NewRecord {
+    let mut headers = r.headers.clone();
+    headers.push(("sluice.error".into(), Some(message.as_bytes().to_vec())));
+    headers.push((
+        "sluice.transform".into(),
+        Some(deployment.as_bytes().to_vec()),
+    ));
+    headers.push((
+        "sluice.source".into(),
+        Some(format!("{topic}/{partition}@{}", r.offset).into_bytes()),
+    ));
+    NewRecord {
+        timestamp: r.timestamp,
+        key: r.key.clone(),
+        value: r.value.clone(),
+        headers,
+    }
+}
+
+/// The producer id of one output stream: stable across restarts, and in a range InitProducerId
+/// never reaches (it counts up from 0).
+fn stream_producer_id(deployment: &str, input_partition: i32, stream: &str) -> i64 {
+    let low = murmur2(format!("{deployment}\u{0}{input_partition}\u{0}{stream}").as_bytes()) as u32
+        as i64;
+    let high = (murmur2(deployment.as_bytes()) as u32 as i64) & 0x3fff_ffff;
+    (1 << 62) | (high << 32) | low
+}
+
+/// Writes one deployment's outputs for one input batch, one batch per destination partition,
+/// each the next batch of its idempotent stream. In `replay`, batches the log already holds (a
+/// duplicate, or a sequence it has passed) are skipped.
+#[allow(clippy::too_many_arguments)]
+fn emit(
+    broker: &Broker,
+    running: &Running,
+    topic: &str,
+    partition: i32,
+    records: Vec<(String, NewRecord)>,
+    codec: Compression,
+    now: i64,
+    written: &mut Vec<Written>,
+    depth: usize,
+    replay: bool,
+) -> Result<(), AppendError> {
+    let name = running.name();
+    let _ = topic;
+    let mut groups: Vec<((String, i32), Vec<NewRecord>)> = Vec::new();
+    for (out_topic, rec) in records {
         let target = broker
             .catalog
-            .get_or_auto_create(&dlq)
-            .map_err(|e| AppendError::InvalidRecord(format!("dead-letter topic {dlq}: {e}")))?;
+            .get_or_auto_create(&out_topic)
+            .map_err(|e| AppendError::InvalidRecord(format!("output topic {out_topic}: {e}")))?;
         let p = output_partition(
             partition,
             rec.key.as_deref(),
             target.partition_count().max(1),
         );
-        let key = (dlq, p);
+        let key = (out_topic, p);
         match groups.iter_mut().find(|(k, _)| *k == key) {
             Some((_, list)) => list.push(rec),
             None => groups.push((key, vec![rec])),
@@ -336,8 +372,22 @@ fn append_at_depth(
         let Some(out_log) = broker.catalog.get(&out_topic).and_then(|t| t.partition(p)) else {
             continue;
         };
-        let bytes = Bytes::from(build_batch(&recs, codec, &BatchMeta::default()));
-        append_at_depth(
+        let stream = format!("{out_topic}/{p}");
+        let seq = running
+            .progress
+            .lock()
+            .get(&partition)
+            .and_then(|pp| pp.seqs.get(&stream).copied())
+            .unwrap_or(0);
+        let meta = BatchMeta {
+            base_offset: 0,
+            producer_id: stream_producer_id(&name, partition, &stream),
+            producer_epoch: 0,
+            base_sequence: seq,
+        };
+        let count = recs.len() as i32;
+        let bytes = Bytes::from(build_batch(&recs, codec, &meta));
+        match append_at_depth(
             broker,
             &out_topic,
             p,
@@ -346,9 +396,153 @@ fn append_at_depth(
             now,
             written,
             depth + 1,
-        )?;
+        ) {
+            Ok(out) => {
+                if !out.duplicate {
+                    written.push(Written {
+                        log: out_log.clone(),
+                        last_offset: out.last_offset,
+                    });
+                }
+            }
+            Err(AppendError::OutOfOrderSequence { expected, got, .. })
+                if replay && got < expected => {}
+            Err(e) => return Err(e),
+        }
+        let next = if seq > i32::MAX - count {
+            count - (i32::MAX - seq) - 1
+        } else {
+            seq + count
+        };
+        running
+            .progress
+            .lock()
+            .entry(partition)
+            .or_default()
+            .seqs
+            .insert(stream, next);
     }
-    Ok(outcome)
+    Ok(())
+}
+
+/// Marks input `partition` of `running` done up to `next_input` and saves the progress.
+fn advance(running: &Running, partition: i32, next_input: i64) {
+    running
+        .progress
+        .lock()
+        .entry(partition)
+        .or_default()
+        .next_input = next_input;
+    if let Err(e) = running.save_progress() {
+        tracing::warn!(transform = %running.name(), "cannot save transform progress: {e}");
+    }
+}
+
+/// Completes transforms a crash interrupted: for every deployment and input partition, runs the
+/// inputs stored past the saved progress and writes whatever of their outputs is missing.
+pub fn recover(broker: &Broker) {
+    for running in broker.transforms.list() {
+        let d = running.deployment.read().clone();
+        if d.in_place || d.paused {
+            continue;
+        }
+        let Some(input) = broker.catalog.get(&d.input) else {
+            continue;
+        };
+        let starts: Vec<(i32, i64)> = running
+            .progress
+            .lock()
+            .iter()
+            .map(|(p, pp)| (*p, pp.next_input))
+            .collect();
+        for (partition, from) in starts {
+            let Some(log) = input.partition(partition) else {
+                continue;
+            };
+            if from >= log.high_watermark() {
+                continue;
+            }
+            match replay(broker, &running, &d.input, partition, &log, from) {
+                Ok(n) => {
+                    tracing::info!(transform = %d.name, partition, from, records = n, "re-ran inputs interrupted by a crash")
+                }
+                Err(e) => tracing::error!(transform = %d.name, partition, "recovery failed: {e}"),
+            }
+        }
+    }
+}
+
+fn replay(
+    broker: &Broker,
+    running: &Running,
+    topic: &str,
+    partition: i32,
+    log: &Arc<PartitionLog>,
+    from: i64,
+) -> Result<usize, AppendError> {
+    let mut next = from.max(log.log_start_offset());
+    let mut count = 0;
+    let mut written = Vec::new();
+    let (policy, name, outputs) = {
+        let d = running.deployment.read();
+        (d.on_error.clone(), d.name.clone(), d.outputs.clone())
+    };
+    while next < log.high_watermark() {
+        let slice = log
+            .read(next, 1 << 20, true)
+            .map_err(|e| AppendError::Io(std::io::Error::other(e.to_string())))?;
+        if slice.records.is_empty() {
+            break;
+        }
+        let mut rest = &slice.records[..];
+        while let Some((_, size)) = BatchHeader::peek_size(rest) {
+            let size = size.min(rest.len());
+            let (header, recs) = decode_records(&rest[..size], DECODE_LIMIT)
+                .map_err(|e| AppendError::CorruptMessage(e.to_string()))?;
+            rest = &rest[size..];
+            let recs: Vec<RecordView> = recs.into_iter().filter(|r| r.offset >= next).collect();
+            next = next.max(header.last_offset() + 1);
+            if recs.is_empty() {
+                continue;
+            }
+            let codec = header.compression().unwrap_or(Compression::None);
+            let (produced, errors) =
+                run(broker, running, topic, partition, &recs).unwrap_or_else(|m| {
+                    (
+                        Vec::new(),
+                        (0..recs.len()).map(|i| (i, m.clone())).collect(),
+                    )
+                });
+            let mut to_write: Vec<(String, NewRecord)> = Vec::new();
+            if let OnError::DeadLetter(dlq) = &policy {
+                for (i, m) in &errors {
+                    if let Some(r) = recs.get(*i) {
+                        to_write.push((dlq.clone(), dead_letter(topic, partition, r, m, &name)));
+                    }
+                }
+            }
+            to_write.extend(
+                produced
+                    .into_iter()
+                    .map(|(_, o, r)| (outputs.get(o).cloned().unwrap_or_default(), r)),
+            );
+            emit(
+                broker,
+                running,
+                topic,
+                partition,
+                to_write,
+                codec,
+                crate::api::now_ms(),
+                &mut written,
+                0,
+                true,
+            )?;
+            count += recs.len();
+            advance(running, partition, next);
+        }
+    }
+    Ok(count)
 }
 
 /// What a guest produced for a batch: `(input index, output index, record)` and refused inputs.

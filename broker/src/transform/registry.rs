@@ -50,8 +50,20 @@ pub struct Stats {
     pub failures: AtomicU64,
 }
 
+/// Where a deployment is in one input partition: the next input offset to run, and the next
+/// sequence number of each output stream (see [`super::exec`]). Persisted after every batch, so a
+/// restart after a crash replays exactly the inputs whose outputs may be incomplete.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct PartitionProgress {
+    pub next_input: i64,
+    pub seqs: BTreeMap<String, i32>,
+}
+
 /// A deployment and what runs it.
 pub struct Running {
+    /// Per input partition progress, and the file it is kept in.
+    pub progress: Mutex<BTreeMap<i32, PartitionProgress>>,
+    progress_path: PathBuf,
     pub deployment: RwLock<Deployment>,
     module: Arc<CompiledModule>,
     /// Idle instances; a call takes one (or starts one) and gives it back unless it trapped.
@@ -109,6 +121,15 @@ impl Running {
         self.deployment.read().name.clone()
     }
 
+    /// Persists `progress`. Written without fsync: it only has to survive the process, and a
+    /// stale one merely replays more (deduplicated by sequence numbers).
+    pub fn save_progress(&self) -> std::io::Result<()> {
+        let json = serde_json::to_vec(&*self.progress.lock()).map_err(std::io::Error::other)?;
+        let tmp = self.progress_path.with_extension("tmp");
+        std::fs::write(&tmp, json)?;
+        std::fs::rename(&tmp, &self.progress_path)
+    }
+
     /// Remembers a failure for `describe` (and counts it).
     pub fn failed(&self, message: &str) {
         self.stats.failures.fetch_add(1, Ordering::Relaxed);
@@ -139,6 +160,7 @@ impl TransformRegistry {
     ) -> std::io::Result<TransformRegistry> {
         let dir = meta_dir.to_path_buf();
         std::fs::create_dir_all(dir.join("modules"))?;
+        std::fs::create_dir_all(dir.join("progress"))?;
         let registry = TransformRegistry {
             dir,
             engine,
@@ -171,7 +193,17 @@ impl TransformRegistry {
     }
 
     fn running(&self, deployment: Deployment, module: Arc<CompiledModule>) -> Arc<Running> {
+        let progress_path = self
+            .dir
+            .join("progress")
+            .join(format!("{}.json", deployment.name));
+        let progress = std::fs::read(&progress_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
         Arc::new(Running {
+            progress: Mutex::new(progress),
+            progress_path,
             deployment: RwLock::new(deployment),
             module,
             idle: Mutex::new(Vec::new()),
@@ -206,7 +238,13 @@ impl TransformRegistry {
     }
 
     /// Adds a deployment (its module must have been uploaded).
-    pub fn deploy(&self, deployment: Deployment) -> Result<Arc<Running>, DeployError> {
+    /// `deployment_start` is each input partition's end offset at deploy time: transforming
+    /// starts there.
+    pub fn deploy(
+        &self,
+        deployment: Deployment,
+        deployment_start: Vec<(i32, i64)>,
+    ) -> Result<Arc<Running>, DeployError> {
         deployment.validate().map_err(DeployError::Invalid)?;
         let _admin = self.admin.lock();
         if self.deployments.read().contains_key(&deployment.name) {
@@ -229,6 +267,21 @@ impl TransformRegistry {
         if let Err(e) = probe {
             return Err(DeployError::Start(e));
         }
+        {
+            // Inputs already stored before the deployment are not transformed.
+            let mut progress = running.progress.lock();
+            progress.clear();
+            for (p, next_input) in &deployment_start {
+                progress.insert(
+                    *p,
+                    PartitionProgress {
+                        next_input: *next_input,
+                        seqs: BTreeMap::new(),
+                    },
+                );
+            }
+        }
+        running.save_progress()?;
         self.deployments
             .write()
             .insert(deployment.name.clone(), running.clone());
@@ -279,10 +332,10 @@ impl TransformRegistry {
 
     pub fn remove(&self, name: &str) -> Result<(), DeployError> {
         let _admin = self.admin.lock();
-        let removed = self.deployments.write().remove(name);
-        if removed.is_none() {
+        let Some(removed) = self.deployments.write().remove(name) else {
             return Err(DeployError::NotFound(name.to_string()));
-        }
+        };
+        let _ = std::fs::remove_file(&removed.progress_path);
         self.save()?;
         Ok(())
     }
