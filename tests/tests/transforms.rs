@@ -333,6 +333,14 @@ fn hostile_guests_fail_their_own_batches_and_nothing_else() {
             "{mode}: {}",
             described.stdout
         );
+        if mode == "trap" {
+            let logs = transform_cli(&broker, &["logs", &input]);
+            assert!(
+                logs.stdout.contains("hostile guest panics on purpose"),
+                "{}",
+                logs.stdout
+            );
+        }
         // The broker and other topics carry on.
         send(&p, "bystander", "k", mode).expect("other topics are unaffected");
         assert!(
@@ -515,4 +523,84 @@ fn recovery_writes_missing_outputs_and_never_duplicates() {
         .collect();
     let expected: Vec<String> = (0..20).map(|i| format!("V{i}")).collect();
     assert_eq!(outputs, expected);
+}
+
+#[test]
+fn transforms_chain_and_keep_the_input_codec() {
+    let broker = Broker::start();
+    deploy(
+        &broker,
+        "uppercase",
+        &[
+            "--name", "first", "--input", "chain-a", "--output", "chain-b",
+        ],
+    );
+    deploy(
+        &broker,
+        "router",
+        &[
+            "--name", "second", "--input", "chain-b", "--output", "chain-c",
+        ],
+    );
+    let module = guest_module("uppercase").to_string_lossy().to_string();
+    let cycle = transform_cli(
+        &broker,
+        &[
+            "deploy", &module, "--name", "third", "--input", "chain-c", "--output", "chain-a",
+        ],
+    );
+    assert!(
+        !cycle.status.success() && cycle.stderr.contains("cycle"),
+        "{}",
+        cycle.stderr
+    );
+    let p: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.kafka)
+        .set("compression.type", "lz4")
+        .create()
+        .expect("producer");
+    send(&p, "chain-a", "k", r#"{"type":"x","v":"abc"}"#).expect("produce");
+    let c = read_all(&broker, "chain-c");
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].1, r#"{"TYPE":"X","V":"ABC"}"#);
+    assert_eq!(c[0].2.as_deref(), Some("v"));
+    // The stored output batch carries the input's codec (attributes bits 0-2: 3 = lz4).
+    let segment = broker
+        .partition_dir("chain-b", 0)
+        .join("00000000000000000000.log");
+    let bytes = std::fs::read(segment).expect("output segment");
+    assert_eq!(i16::from_be_bytes([bytes[21], bytes[22]]) & 7, 3);
+}
+
+#[test]
+fn a_scaffolded_transform_builds_and_deploys() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let mut init = std::process::Command::new(common::sluice_binary());
+    init.args(["transform", "init", "my-transform", "--path"])
+        .arg(dir.path());
+    let out = run(init, TIMEOUT);
+    assert!(out.status.success(), "{}", out.stderr);
+    let crate_dir = dir.path().join("my-transform");
+    let mut build = std::process::Command::new(common::sluice_binary());
+    build
+        .args(["transform", "build", "--path"])
+        .arg(&crate_dir)
+        .env(
+            "CARGO_TARGET_DIR",
+            workspace_root().join("target/scaffold-test"),
+        );
+    let built = run(build, Duration::from_secs(600));
+    assert!(built.status.success(), "{}\n{}", built.stdout, built.stderr);
+    let module = built.stdout.trim().to_string();
+    assert!(module.ends_with("my_transform.wasm"), "{module}");
+    let out = transform_cli(
+        &broker,
+        &[
+            "deploy", &module, "--name", "mine", "--input", "s-in", "--output", "s-out",
+        ],
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    send(&producer(&broker), "s-in", "k", "as is").expect("produce");
+    assert_eq!(read_all(&broker, "s-out")[0].1, "as is");
 }
