@@ -559,17 +559,34 @@ fn transforms_chain_and_keep_the_input_codec() {
         .set("compression.type", "lz4")
         .create()
         .expect("producer");
-    send(&p, "chain-a", "k", r#"{"type":"x","v":"abc"}"#).expect("produce");
+    // Long and repetitive, so librdkafka really compresses it.
+    let filler = "abc".repeat(300);
+    send(
+        &p,
+        "chain-a",
+        "k",
+        &format!(r#"{{"type":"x","v":"{filler}"}}"#),
+    )
+    .expect("produce");
     let c = read_all(&broker, "chain-c");
     assert_eq!(c.len(), 1);
-    assert_eq!(c[0].1, r#"{"TYPE":"X","V":"ABC"}"#);
+    assert_eq!(
+        c[0].1,
+        format!(r#"{{"TYPE":"X","V":"{}"}}"#, filler.to_uppercase())
+    );
     assert_eq!(c[0].2.as_deref(), Some("v"));
     // The stored output batch carries the input's codec (attributes bits 0-2: 3 = lz4).
-    let segment = broker
-        .partition_dir("chain-b", 0)
-        .join("00000000000000000000.log");
-    let bytes = std::fs::read(segment).expect("output segment");
-    assert_eq!(i16::from_be_bytes([bytes[21], bytes[22]]) & 7, 3);
+    for topic in ["chain-a", "chain-b", "chain-c"] {
+        let segment = broker
+            .partition_dir(topic, 0)
+            .join("00000000000000000000.log");
+        let bytes = std::fs::read(segment).expect("segment");
+        assert_eq!(
+            i16::from_be_bytes([bytes[21], bytes[22]]) & 7,
+            3,
+            "{topic} is lz4"
+        );
+    }
 }
 
 #[test]
