@@ -143,6 +143,12 @@ fn compare_guest(args: &Args, module: &std::path::Path) -> anyhow::Result<()> {
         .collect();
     let input = encode_input("bench", 0, &batch);
     let calls = args.records.div_ceil(args.batch);
+    let init = sluice_sdk::codec::encode_deployment(&sluice_sdk::codec::Deployment {
+        outputs: vec!["out".into()],
+        env: vec![],
+    });
+    // The native side needs the same deployment the guest gets.
+    sluice_sdk::__private::init(&init);
 
     let start = Instant::now();
     let mut native_bytes = 0usize;
@@ -156,10 +162,6 @@ fn compare_guest(args: &Args, module: &std::path::Path) -> anyhow::Result<()> {
     let engine = sluice::wasm::WasmEngine::new().map_err(|e| anyhow::anyhow!("{e}"))?;
     let bytes = std::fs::read(module).with_context(|| format!("reading {}", module.display()))?;
     let compiled = engine.compile(&bytes)?;
-    let init = sluice_sdk::codec::encode_deployment(&sluice_sdk::codec::Deployment {
-        outputs: vec!["out".into()],
-        env: vec![],
-    });
     let log = std::sync::Arc::new(sluice::wasm::host::GuestLog::default());
     let mut guest = sluice::wasm::Guest::start(
         &engine,
