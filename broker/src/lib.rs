@@ -13,6 +13,7 @@
 //! - [`records`]: v2 record batches: header, validation, compression.
 //! - [`producer_ids`]: durable producer id allocation for idempotent producers.
 //! - [`alloc`]: the process allocator, which keeps hostile element counts from aborting.
+//! - [`connect`]: connectors run in the broker (file source and sink), Kafka Connect style.
 //! - [`transform`]: transform deployments and their inline execution on produce.
 //! - [`wasm`]: the wasmtime engine, module validation and cache, the host side of the guest ABI.
 //! - [`config`]: the broker's settings from flags, `SLUICE_*` env vars and a TOML file.
@@ -22,6 +23,7 @@ pub mod api;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod connect;
 pub mod group;
 pub mod http;
 pub mod log;

@@ -24,6 +24,8 @@ pub struct Broker {
     pub groups: std::sync::Arc<crate::group::GroupCoordinator>,
     /// WebAssembly transforms run on produce.
     pub transforms: crate::transform::TransformRegistry,
+    /// Connectors (Kafka Connect-style) running in the broker.
+    pub connect: crate::connect::Connect,
 }
 
 pub(crate) mod api_versions;
@@ -101,6 +103,7 @@ pub(crate) fn test_broker() -> (tempfile::TempDir, Broker) {
             crate::wasm::GuestLimits::default(),
         )
         .expect("transforms"),
+        connect: crate::connect::Connect::open(dir.path()).expect("connect"),
     };
     (dir, broker)
 }

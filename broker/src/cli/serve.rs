@@ -92,6 +92,8 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         producer_ids,
         groups: groups.clone(),
         transforms,
+        connect: crate::connect::Connect::open(&meta)
+            .with_context(|| format!("cannot load connectors from {}", meta.display()))?,
     });
 
     // Transforms a crash interrupted are completed before any client is served.
@@ -99,6 +101,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         let broker = broker.clone();
         tokio::task::spawn_blocking(move || crate::transform::exec::recover(&broker)).await?;
     }
+    broker.connect.start_all(&broker);
     let (stop_tx, stop_rx) = watch::channel(false);
     let kafka_task = tokio::spawn(crate::server::run(
         kafka,

@@ -1,6 +1,7 @@
-//! The HTTP listener: `/health`, the transform admin API (`/v1/...`, see [`transforms`]); the
-//! Kafka Connect REST API (`/connectors...`) is mounted here when it arrives.
+//! The HTTP listener: `/health`, the transform admin API (`/v1/...`, see [`transforms`]) and the
+//! Kafka Connect REST API (`/`, `/connectors...`, `/connector-plugins...`, see [`connect`]).
 
+mod connect;
 mod transforms;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ pub async fn run(
     let app = Router::new()
         .route("/health", get(health))
         .merge(transforms::routes())
+        .merge(connect::routes())
         .with_state(broker);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {

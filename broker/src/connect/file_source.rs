@@ -1,0 +1,185 @@
+//! `FileStreamSource`: lines appended to a file become records (null key, the line as value) in a
+//! topic, tail -f style. The file position is saved only after the records are durable, so a line
+//! is never produced twice across restarts, and never lost.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::{wait_until_running, Connector};
+use crate::api::{now_ms, Broker};
+use crate::records::record::{build_batch, BatchMeta, NewRecord};
+use crate::records::Compression;
+
+/// Longest read per poll.
+const MAX_READ: usize = 1 << 20;
+/// How often a quiet file is looked at again.
+const POLL: Duration = Duration::from_millis(100);
+
+/// The saved position, keyed by file name as Connect keys source offsets.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Position {
+    filename: String,
+    position: u64,
+}
+
+fn load(path: &Path, file: &str) -> u64 {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Position>(&b).ok())
+        .filter(|p| p.filename == file)
+        .map_or(0, |p| p.position)
+}
+
+/// Complete lines from `position` (without their `\n` / `\r\n`), and the bytes they took.
+/// `Ok(None)` if the file does not exist yet.
+fn read_lines(file: &Path, position: u64) -> std::io::Result<Option<(Vec<String>, u64)>> {
+    let mut f = match std::fs::File::open(file) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    // A file truncated below our position was replaced: start over, as Connect does.
+    let len = f.metadata()?.len();
+    let start = if len < position { 0 } else { position };
+    f.seek(SeekFrom::Start(start))?;
+    let mut buf = Vec::new();
+    f.take(MAX_READ as u64).read_to_end(&mut buf)?;
+    let Some(end) = buf.iter().rposition(|b| *b == b'\n') else {
+        return Ok(Some((Vec::new(), start - position)));
+    };
+    let lines = buf[..end]
+        .split(|b| *b == b'\n')
+        .map(|l| String::from_utf8_lossy(l.strip_suffix(b"\r").unwrap_or(l)).into_owned())
+        .collect();
+    Ok(Some((lines, start + end as u64 + 1 - position)))
+}
+
+pub(crate) async fn run(broker: Arc<Broker>, c: Arc<Connector>) -> Result<(), String> {
+    let mut target = c.target.subscribe();
+    let (file, topic, batch_size) = {
+        let cfg = c.config.lock();
+        (
+            cfg.get("file").cloned().unwrap_or_default(),
+            cfg.get("topic").cloned().unwrap_or_default(),
+            cfg.get("batch.size")
+                .and_then(|b| b.parse::<usize>().ok())
+                .unwrap_or(2000),
+        )
+    };
+    let offsets = broker.connect.offsets_path(&c.name);
+    let mut position = load(&offsets, &file);
+    let path = PathBuf::from(&file);
+    loop {
+        if !wait_until_running(&c, &mut target).await {
+            return Ok(());
+        }
+        let p = path.clone();
+        let read = tokio::task::spawn_blocking(move || read_lines(&p, position))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot read {file}: {e}"))?;
+        let (lines, consumed) = match read {
+            Some((lines, consumed)) if !lines.is_empty() => (lines, consumed),
+            Some((_, consumed)) if consumed != 0 => {
+                // The file was truncated: continue from its start.
+                position = position.wrapping_add(consumed);
+                continue;
+            }
+            _ => {
+                tokio::select! {
+                    _ = tokio::time::sleep(POLL) => {}
+                    _ = target.changed() => {}
+                }
+                continue;
+            }
+        };
+        let b = broker.clone();
+        let t = topic.clone();
+        let produced = tokio::task::spawn_blocking(move || produce(&b, &t, lines, batch_size))
+            .await
+            .map_err(|e| e.to_string())??;
+        for (log, last) in produced {
+            log.wait_durable(last).await.map_err(|e| e.to_string())?;
+        }
+        position = position.wrapping_add(consumed);
+        let saved = serde_json::to_vec(&Position {
+            filename: file.clone(),
+            position,
+        })
+        .map_err(|e| e.to_string())?;
+        crate::producer_ids::write_atomically(&offsets, &saved)
+            .map_err(|e| format!("cannot save the file position: {e}"))?;
+    }
+}
+
+type Durable = (Arc<crate::log::PartitionLog>, i64);
+
+/// Appends the lines to partition 0 of `topic` (running its transforms); returns what must be
+/// durable before the position may move.
+fn produce(
+    broker: &Broker,
+    topic: &str,
+    lines: Vec<String>,
+    batch_size: usize,
+) -> Result<Vec<Durable>, String> {
+    let t = broker
+        .catalog
+        .get_or_auto_create(topic)
+        .map_err(|e| format!("topic {topic}: {e}"))?;
+    let log = t
+        .partition(0)
+        .ok_or_else(|| format!("topic {topic} has no partition 0"))?;
+    let now = now_ms();
+    let mut written = Vec::new();
+    for chunk in lines.chunks(batch_size.max(1)) {
+        let records: Vec<NewRecord> = chunk
+            .iter()
+            .map(|l| NewRecord {
+                timestamp: now,
+                key: None,
+                value: Some(l.as_bytes().to_vec()),
+                headers: vec![],
+            })
+            .collect();
+        let bytes = Bytes::from(build_batch(
+            &records,
+            Compression::None,
+            &BatchMeta::default(),
+        ));
+        let out = crate::transform::exec::append(broker, topic, 0, &log, bytes, now, &mut written)
+            .map_err(|e| format!("producing to {topic}: {e}"))?;
+        written.push(crate::transform::exec::Written {
+            log: log.clone(),
+            last_offset: out.last_offset,
+        });
+    }
+    Ok(written
+        .into_iter()
+        .map(|w| (w.log, w.last_offset))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_complete_lines_are_read_and_crlf_is_stripped() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("in.txt");
+        std::fs::write(&f, "one\r\ntwo\nthr").unwrap();
+        let (lines, used) = read_lines(&f, 0).unwrap().unwrap();
+        assert_eq!(lines, vec!["one", "two"]);
+        assert_eq!(used, 9);
+        let (lines, _) = read_lines(&f, used).unwrap().unwrap();
+        assert!(lines.is_empty(), "a partial line waits for its newline");
+        assert!(read_lines(&dir.path().join("missing"), 0)
+            .unwrap()
+            .is_none());
+    }
+}

@@ -1,0 +1,301 @@
+//! Connectors that run inside the broker, managed through a Kafka Connect-compatible REST API
+//! (`crate::http`): the built-in file source and sink.
+//!
+//! - [`config`]: connector configs, class names and their validation.
+//! - [`file_source`]: `FileStreamSource`, lines appended to a file become records.
+//! - [`file_sink`]: `FileStreamSink`, a topic's values written to a file, a line each, consuming as
+//!   group `connect-<name>` so lag tools see its progress.
+//!
+//! Connectors and their target states persist in `__sluice/connectors.json`; a source's file
+//! position in `__sluice/connect-offsets/`. Each connector runs one task.
+
+pub mod config;
+pub mod file_sink;
+pub mod file_source;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::api::Broker;
+pub use config::{Class, Config, ConfigIssue};
+
+/// What the operator asked a connector to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Target {
+    Running,
+    Paused,
+    Stopped,
+}
+
+/// A task's state as Connect reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskStatus {
+    /// RUNNING, PAUSED, STOPPED, FAILED or UNASSIGNED.
+    pub state: &'static str,
+    pub trace: Option<String>,
+}
+
+/// One connector.
+#[derive(Debug)]
+pub struct Connector {
+    pub name: String,
+    pub config: Mutex<Config>,
+    pub target: watch::Sender<Target>,
+    pub status: Mutex<TaskStatus>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Connector {
+    pub fn class(&self) -> Option<Class> {
+        self.config
+            .lock()
+            .get("connector.class")
+            .and_then(|c| Class::parse(c))
+    }
+
+    pub(crate) fn set_status(&self, state: &'static str, trace: Option<String>) {
+        *self.status.lock() = TaskStatus { state, trace };
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Saved {
+    name: String,
+    config: Config,
+    target: Target,
+}
+
+/// Why a connector operation was refused (mapped to Connect's HTTP statuses).
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("Connector {0} not found")]
+    NotFound(String),
+    #[error("Connector {0} already exists")]
+    Exists(String),
+    #[error("Connector configuration is invalid and contains the following {} error(s):\n{}\nYou can also find the above list of errors at the endpoint `/connector-plugins/{{connectorType}}/config/validate`", .0.len(), .0.iter().map(|i| format!("{}: {}", i.key, i.message)).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<ConfigIssue>),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("storage error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// All connectors.
+#[derive(Debug)]
+pub struct Connect {
+    dir: PathBuf,
+    connectors: Mutex<BTreeMap<String, Arc<Connector>>>,
+}
+
+impl Connect {
+    /// Loads saved connectors (not started: see [`Connect::start_all`]).
+    pub fn open(meta_dir: &Path) -> std::io::Result<Connect> {
+        std::fs::create_dir_all(meta_dir.join("connect-offsets"))?;
+        let path = meta_dir.join("connectors.json");
+        let saved: Vec<Saved> = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{} is not valid: {e}", path.display()),
+                )
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let connectors = saved
+            .into_iter()
+            .map(|s| {
+                let c = Arc::new(Connector {
+                    name: s.name.clone(),
+                    config: Mutex::new(s.config),
+                    target: watch::Sender::new(s.target),
+                    status: Mutex::new(TaskStatus {
+                        state: "UNASSIGNED",
+                        trace: None,
+                    }),
+                    task: Mutex::new(None),
+                });
+                (s.name, c)
+            })
+            .collect();
+        Ok(Connect {
+            dir: meta_dir.to_path_buf(),
+            connectors: Mutex::new(connectors),
+        })
+    }
+
+    /// Starts every saved connector's task.
+    pub fn start_all(&self, broker: &Arc<Broker>) {
+        for c in self.list() {
+            start(broker, &c);
+        }
+    }
+
+    pub fn list(&self) -> Vec<Arc<Connector>> {
+        self.connectors.lock().values().cloned().collect()
+    }
+
+    pub fn get(&self, name: &str) -> Result<Arc<Connector>, ConnectError> {
+        self.connectors
+            .lock()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ConnectError::NotFound(name.to_string()))
+    }
+
+    /// Creates (`create_only`) or creates-or-updates a connector; `true` if it was created.
+    pub fn put(
+        &self,
+        broker: &Arc<Broker>,
+        name: &str,
+        mut config: Config,
+        create_only: bool,
+    ) -> Result<(Arc<Connector>, bool), ConnectError> {
+        if name.is_empty() || name.contains('/') || name.chars().any(char::is_control) {
+            return Err(ConnectError::BadRequest(format!(
+                "Connector name '{name}' is invalid"
+            )));
+        }
+        if let Some(n) = config.get("name") {
+            if n != name {
+                return Err(ConnectError::BadRequest(format!(
+                    "Connector name configuration ({n}) doesn't match connector name in the URL ({name})"
+                )));
+            }
+        }
+        config.insert("name".into(), name.to_string());
+        let issues = config::validate(&config);
+        if !issues.is_empty() {
+            return Err(ConnectError::Invalid(issues));
+        }
+        let existing = self.connectors.lock().get(name).cloned();
+        let (connector, created) = match existing {
+            Some(_) if create_only => return Err(ConnectError::Exists(name.to_string())),
+            Some(c) => {
+                *c.config.lock() = config;
+                (c, false)
+            }
+            None => {
+                let c = Arc::new(Connector {
+                    name: name.to_string(),
+                    config: Mutex::new(config),
+                    target: watch::Sender::new(Target::Running),
+                    status: Mutex::new(TaskStatus {
+                        state: "UNASSIGNED",
+                        trace: None,
+                    }),
+                    task: Mutex::new(None),
+                });
+                self.connectors.lock().insert(name.to_string(), c.clone());
+                (c, true)
+            }
+        };
+        self.save()?;
+        // A new config means a new task, as Connect reconfigures.
+        start(broker, &connector);
+        Ok((connector, created))
+    }
+
+    pub fn set_target(&self, name: &str, target: Target) -> Result<(), ConnectError> {
+        let c = self.get(name)?;
+        c.target.send_replace(target);
+        self.save()?;
+        Ok(())
+    }
+
+    pub fn restart(&self, broker: &Arc<Broker>, name: &str) -> Result<(), ConnectError> {
+        let c = self.get(name)?;
+        start(broker, &c);
+        Ok(())
+    }
+
+    pub fn delete(&self, name: &str) -> Result<(), ConnectError> {
+        let c = self
+            .connectors
+            .lock()
+            .remove(name)
+            .ok_or_else(|| ConnectError::NotFound(name.to_string()))?;
+        if let Some(task) = c.task.lock().take() {
+            task.abort();
+        }
+        self.save()?;
+        Ok(())
+    }
+
+    /// Where a source connector keeps its file position.
+    pub(crate) fn offsets_path(&self, name: &str) -> PathBuf {
+        self.dir
+            .join("connect-offsets")
+            .join(format!("{name}.json"))
+    }
+
+    fn save(&self) -> std::io::Result<()> {
+        let saved: Vec<Saved> = self
+            .connectors
+            .lock()
+            .values()
+            .map(|c| Saved {
+                name: c.name.clone(),
+                config: c.config.lock().clone(),
+                target: *c.target.borrow(),
+            })
+            .collect();
+        let json = serde_json::to_vec_pretty(&saved).map_err(std::io::Error::other)?;
+        crate::producer_ids::write_atomically(&self.dir.join("connectors.json"), &json)
+    }
+}
+
+/// (Re)starts a connector's task.
+fn start(broker: &Arc<Broker>, c: &Arc<Connector>) {
+    if let Some(old) = c.task.lock().take() {
+        old.abort();
+    }
+    let Some(class) = c.class() else {
+        c.set_status("FAILED", Some("unknown connector.class".into()));
+        return;
+    };
+    c.set_status("RUNNING", None);
+    let b = broker.clone();
+    let conn = c.clone();
+    let handle = tokio::spawn(async move {
+        let result = match class {
+            Class::FileStreamSource => file_source::run(b, conn.clone()).await,
+            Class::FileStreamSink => file_sink::run(b, conn.clone()).await,
+        };
+        if let Err(e) = result {
+            tracing::error!(connector = %conn.name, "task failed: {e}");
+            conn.set_status("FAILED", Some(e));
+        }
+    });
+    *c.task.lock() = Some(handle);
+}
+
+/// Waits while the connector is paused or stopped (reporting it), and returns `false` once the
+/// task should exit because its connector went away.
+pub(crate) async fn wait_until_running(
+    c: &Connector,
+    target: &mut watch::Receiver<Target>,
+) -> bool {
+    loop {
+        let t = *target.borrow_and_update();
+        match t {
+            Target::Running => {
+                if c.status.lock().state != "FAILED" {
+                    c.set_status("RUNNING", None);
+                }
+                return true;
+            }
+            Target::Paused => c.set_status("PAUSED", None),
+            Target::Stopped => c.set_status("STOPPED", None),
+        }
+        if target.changed().await.is_err() {
+            return false;
+        }
+    }
+}
