@@ -140,6 +140,86 @@ fn seed_examples_run_unchanged() {
         second.is_some(),
         "a message produced while consumer.js runs: {seen:?}"
     );
+
+    // connector.js creates a FileStreamSource on /path/to/input-file.txt; lines appended to it
+    // become records of test-topic, once each, also across a broker restart.
+    let seed_dir = std::path::Path::new("/path/to");
+    let created_dirs = !seed_dir.exists();
+    if std::fs::create_dir_all(seed_dir).is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "cannot create /path/to for connector.js"
+        );
+        eprintln!("SKIPPED: connector.js needs /path/to (not writable here)");
+        return;
+    }
+    let seed_file = seed_dir.join("input-file.txt");
+    let _ = std::fs::remove_file(&seed_file);
+    let created = node("seed/connector.js", None);
+    assert!(
+        created
+            .as_ref()
+            .is_some_and(|r| r.stdout.contains("Connector created successfully!")),
+        "connector.js: {:?}",
+        created.map(|r| (r.stdout, r.stderr))
+    );
+    let append = |line: &str| {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&seed_file)
+            .expect("seed input file");
+        f.write_all(line.as_bytes()).expect("append");
+    };
+    let topic_values = |broker: &Broker| {
+        let mut kcat = tool("kcat").expect("kcat");
+        kcat.args([
+            "-b",
+            &broker.kafka,
+            "-C",
+            "-t",
+            "test-topic",
+            "-o",
+            "beginning",
+            "-e",
+            "-f",
+            "%s\n",
+        ]);
+        run(kcat, SCRIPT_TIMEOUT)
+            .stdout
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    append("first line\nsecond line\n");
+    let after_lines = |broker: &Broker, want: &[&str]| {
+        common::eventually(SCRIPT_TIMEOUT, || {
+            let values = topic_values(broker);
+            let tail: Vec<&str> = values.iter().skip(2).map(String::as_str).collect();
+            (tail == want).then_some(())
+        })
+    };
+    let got = after_lines(&broker, &["first line", "second line"]);
+    let mut broker = broker;
+    broker.restart();
+    append("third line\n");
+    let again = after_lines(&broker, &["first line", "second line", "third line"]);
+    let _ = std::fs::remove_file(&seed_file);
+    if created_dirs {
+        let _ = std::fs::remove_dir("/path/to");
+        let _ = std::fs::remove_dir("/path");
+    }
+    assert!(
+        got.is_some(),
+        "lines appended to the file reached test-topic: {:?}",
+        topic_values(&broker)
+    );
+    assert!(
+        again.is_some(),
+        "after a restart only the new line arrives: {:?}",
+        topic_values(&broker)
+    );
 }
 
 #[test]

@@ -331,3 +331,16 @@ pub fn transform_cli(broker: &Broker, args: &[&str]) -> Run {
         .arg(format!("http://{}", broker.http));
     run(cmd, Duration::from_secs(60))
 }
+
+/// An HTTP call with curl: `(status, body)`.
+pub fn http(method: &str, url: &str, body: Option<&str>) -> (u16, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method, url]);
+    if let Some(b) = body {
+        cmd.args(["-H", "content-type: application/json", "--data-binary", b]);
+    }
+    let out = run(cmd, Duration::from_secs(30));
+    let text = out.stdout;
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
