@@ -116,6 +116,67 @@ mod wasm {
     extern "C" {
         #[link_name = "log"]
         fn host_log(level: i32, ptr: *const u8, len: usize);
+        #[link_name = "file_append"]
+        fn host_file_append(
+            path: *const u8,
+            path_len: usize,
+            data: *const u8,
+            data_len: usize,
+        ) -> i32;
+        #[link_name = "http_request"]
+        fn host_http_request(request: *const u8, len: usize) -> i32;
+        #[link_name = "http_response"]
+        fn host_http_response(ptr: *mut u8, len: usize) -> i32;
+        #[link_name = "error_message"]
+        fn host_error_message(ptr: *mut u8, len: usize) -> i32;
+    }
+
+    /// The host's message for the last refused or failed capability call.
+    fn host_error() -> String {
+        let mut buf = vec![0u8; 1024];
+        // SAFETY: the host writes at most `buf.len()` bytes into the live buffer.
+        let n = unsafe { host_error_message(buf.as_mut_ptr(), buf.len()) };
+        buf.truncate(n.clamp(0, 1024) as usize);
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    /// `sluice.file_append`.
+    pub fn wasm_append_file(path: &str, data: &[u8]) -> Result<(), String> {
+        // SAFETY: both pointers describe live buffers the host only reads during the call.
+        let rc = unsafe { host_file_append(path.as_ptr(), path.len(), data.as_ptr(), data.len()) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(host_error())
+        }
+    }
+
+    /// `sluice.http_request` and `sluice.http_response`.
+    pub fn wasm_http(request: &[u8]) -> Result<crate::sink::Response, String> {
+        // SAFETY: the request buffer is live and only read by the host during the call.
+        let len = unsafe { host_http_request(request.as_ptr(), request.len()) };
+        if len < 0 {
+            return Err(host_error());
+        }
+        let mut buf = vec![0u8; len as usize];
+        // SAFETY: the host copies exactly `len` bytes (what it just reported) into the buffer.
+        unsafe { host_http_response(buf.as_mut_ptr(), buf.len()) };
+        if buf.len() < 2 {
+            return Err("short HTTP response from the host".into());
+        }
+        let status = u16::from_le_bytes([buf[0], buf[1]]);
+        Ok(crate::sink::Response {
+            status,
+            body: buf.split_off(2),
+        })
+    }
+
+    /// `sluice_on_sink_batch`.
+    pub fn wasm_on_sink_batch<F>(ptr: i32, len: i32, mut sink: F) -> i64
+    where
+        F: FnMut(&[crate::Record<'_>]) -> Result<(), crate::SinkError>,
+    {
+        with_input(ptr, len, |buf| Some(crate::sink::run_sink(buf, &mut sink)))
     }
 
     /// Sends a log line to the host.

@@ -21,7 +21,8 @@
 //! - [`output`]: [`Output`], where a transform writes records, to its default output or by name.
 //! - [`error`]: the [`Error`] a transform returns to reject one record.
 //! - [`codec`]: the ABI's buffer encodings (documented in `ABI.md`), shared with the broker.
-//! - [`testing`]: run a transform natively on given records.
+//! - [`sink`]: sinks: deliver batches to files and HTTP endpoints the deployment grants.
+//! - [`testing`]: run a transform or a sink natively on given records.
 //! - [`config`] / [`log`](mod@log): the deployment's `--env` values and log lines for the operator.
 //!
 //! The wasm entry points live in a private module that only exists on `wasm32`; the
@@ -33,6 +34,7 @@ pub mod error;
 pub mod log;
 pub mod output;
 pub mod record;
+pub mod sink;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 
@@ -42,12 +44,13 @@ pub mod __private;
 pub use error::Error;
 pub use output::Output;
 pub use record::{Header, OwnedRecord, Record};
-pub use sluice_sdk_macros::transform;
+pub use sink::SinkError;
+pub use sluice_sdk_macros::{sink, transform};
 
 /// The ABI version this SDK speaks (`ABI.md`).
 pub const ABI_VERSION: i32 = 1;
 
 /// Everything a transform needs: `use sluice_sdk::prelude::*;`.
 pub mod prelude {
-    pub use crate::{transform, Error, Header, Output, OwnedRecord, Record};
+    pub use crate::{sink, transform, Error, Header, Output, OwnedRecord, Record, SinkError};
 }

@@ -144,3 +144,88 @@ where
         None => Ok(run.written),
     }
 }
+
+thread_local! {
+    /// Files a sink under test appended to: `(path, bytes)`.
+    static SINK_FILES: std::cell::RefCell<Vec<(String, Vec<u8>)>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Answers HTTP requests of a sink under test.
+    #[allow(clippy::type_complexity)]
+    static SINK_HTTP: std::cell::RefCell<Option<Box<dyn FnMut(crate::sink::Request) -> crate::sink::Response>>> = std::cell::RefCell::new(None);
+}
+
+pub(crate) fn sink_append_file(path: &str, data: &[u8]) -> Result<(), String> {
+    SINK_FILES.with(|f| f.borrow_mut().push((path.to_string(), data.to_vec())));
+    Ok(())
+}
+
+pub(crate) fn sink_http(request: &[u8]) -> Result<crate::sink::Response, String> {
+    let request = crate::sink::decode_request(request).ok_or("malformed request")?;
+    SINK_HTTP.with(|h| match h.borrow_mut().as_mut() {
+        Some(answer) => Ok(answer(request)),
+        None => Err("no HTTP responder in this test (SinkHarness::http)".to_string()),
+    })
+}
+
+/// Runs a sink natively: files it appends to are captured, HTTP requests answered by a closure.
+#[derive(Default)]
+pub struct SinkHarness {
+    env: Vec<(String, String)>,
+}
+
+/// What a sink did in a test.
+#[derive(Debug)]
+pub struct SinkRun {
+    pub result: Result<(), crate::SinkError>,
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+impl SinkHarness {
+    pub fn new() -> SinkHarness {
+        SinkHarness::default()
+    }
+    pub fn env(mut self, key: &str, value: &str) -> SinkHarness {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+    /// Answers the sink's HTTP requests with `answer`.
+    pub fn http(
+        self,
+        answer: impl FnMut(crate::sink::Request) -> crate::sink::Response + 'static,
+    ) -> SinkHarness {
+        SINK_HTTP.with(|h| *h.borrow_mut() = Some(Box::new(answer)));
+        self
+    }
+    /// Delivers `records` with `sink`.
+    pub fn run<F>(&self, mut sink: F, records: impl IntoIterator<Item = OwnedRecord>) -> SinkRun
+    where
+        F: FnMut(&[Record<'_>]) -> Result<(), crate::SinkError>,
+    {
+        let records: Vec<OwnedRecord> = records.into_iter().collect();
+        let inputs: Vec<InRecord<'_>> = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| InRecord {
+                offset: i as i64,
+                timestamp: r.timestamp.unwrap_or(0),
+                key: r.key.as_deref(),
+                value: r.value.as_deref(),
+                headers: r
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_deref()))
+                    .collect(),
+            })
+            .collect();
+        crate::__private::init(&codec::encode_deployment(&Deployment {
+            outputs: Vec::new(),
+            env: self.env.clone(),
+        }));
+        SINK_FILES.with(|f| f.borrow_mut().clear());
+        let out = crate::sink::run_sink(&codec::encode_input("input", 0, &inputs), &mut sink);
+        SinkRun {
+            result: crate::sink::decode_result(&out)
+                .unwrap_or(Err(crate::SinkError::Permanent("malformed result".into()))),
+            files: SINK_FILES.with(|f| f.borrow().clone()),
+        }
+    }
+}

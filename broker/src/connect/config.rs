@@ -12,6 +12,8 @@ pub type Config = BTreeMap<String, String>;
 pub enum Class {
     FileStreamSource,
     FileStreamSink,
+    /// A sink written as a WebAssembly module with `sluice-sdk`.
+    WasmSink,
 }
 
 /// One problem with a config, named by key (Connect's validate shape).
@@ -33,6 +35,9 @@ impl Class {
             | "org.apache.kafka.connect.file.FileStreamSink"
             | "FileStreamSinkConnector"
             | "FileStreamSink" => Some(Class::FileStreamSink),
+            "sluice.WasmSink" | "sluice.WasmSinkConnector" | "WasmSink" | "WasmSinkConnector" => {
+                Some(Class::WasmSink)
+            }
             _ => None,
         }
     }
@@ -42,6 +47,7 @@ impl Class {
         match self {
             Class::FileStreamSource => "org.apache.kafka.connect.file.FileStreamSourceConnector",
             Class::FileStreamSink => "org.apache.kafka.connect.file.FileStreamSinkConnector",
+            Class::WasmSink => "sluice.WasmSink",
         }
     }
 
@@ -49,12 +55,16 @@ impl Class {
     pub fn kind(self) -> &'static str {
         match self {
             Class::FileStreamSource => "source",
-            Class::FileStreamSink => "sink",
+            Class::FileStreamSink | Class::WasmSink => "sink",
         }
     }
 
-    pub fn all() -> [Class; 2] {
-        [Class::FileStreamSource, Class::FileStreamSink]
+    pub fn all() -> [Class; 3] {
+        [
+            Class::FileStreamSource,
+            Class::FileStreamSink,
+            Class::WasmSink,
+        ]
     }
 }
 
@@ -108,28 +118,46 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
                 }
             }
         }
-        Some(Class::FileStreamSink) => {
-            let topics = config.get("topics").filter(|t| !t.trim().is_empty());
-            let regex = config.get("topics.regex").filter(|t| !t.trim().is_empty());
-            match (topics, regex) {
-                (None, None) => issue(
-                    "topics",
-                    "Must configure one of topics or topics.regex".into(),
+        Some(Class::WasmSink) => {
+            check_topics(config, &mut issue);
+            match config.get("wasm.module") {
+                Some(m) if !m.is_empty() && m.chars().all(|c| c.is_ascii_hexdigit()) => {}
+                Some(m) => issue(
+                    "wasm.module",
+                    format!("'{m}' is not a module hash (upload the module with POST /v1/modules)"),
                 ),
-                (Some(_), Some(_)) => issue(
-                    "topics",
-                    "topics and topics.regex are mutually exclusive".into(),
+                None => issue(
+                    "wasm.module",
+                    "Missing required configuration \"wasm.module\" which has no default value."
+                        .into(),
                 ),
-                (None, Some(r)) => {
-                    if let Err(e) = regex_lite::Regex::new(r) {
-                        issue(
-                            "topics.regex",
-                            format!("Invalid regular expression {r}: {e}"),
-                        );
-                    }
-                }
-                (Some(_), None) => {}
             }
+            if let Some(dir) = config.get("sink.file.dir") {
+                if !std::path::Path::new(dir).is_absolute() {
+                    issue("sink.file.dir", format!("'{dir}' must be an absolute path"));
+                }
+            }
+            for url in config
+                .get("sink.http.allow")
+                .into_iter()
+                .flat_map(|u| u.split(','))
+            {
+                let url = url.trim();
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    issue("sink.http.allow", format!("'{url}' is not an http(s) URL"));
+                }
+            }
+            if let Some(b) = config.get("batch.size") {
+                if !b.parse::<u32>().is_ok_and(|n| n >= 1) {
+                    issue(
+                        "batch.size",
+                        format!("Invalid value {b} for configuration batch.size"),
+                    );
+                }
+            }
+        }
+        Some(Class::FileStreamSink) => {
+            check_topics(config, &mut issue);
             if config.get("file").is_none_or(|f| f.is_empty()) {
                 issue(
                     "file",
@@ -145,6 +173,31 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
         }
     }
     issues
+}
+
+/// `topics` or `topics.regex`, exactly one, as Connect requires of sinks.
+fn check_topics(config: &Config, issue: &mut impl FnMut(&str, String)) {
+    let topics = config.get("topics").filter(|t| !t.trim().is_empty());
+    let regex = config.get("topics.regex").filter(|t| !t.trim().is_empty());
+    match (topics, regex) {
+        (None, None) => issue(
+            "topics",
+            "Must configure one of topics or topics.regex".into(),
+        ),
+        (Some(_), Some(_)) => issue(
+            "topics",
+            "topics and topics.regex are mutually exclusive".into(),
+        ),
+        (None, Some(r)) => {
+            if let Err(e) = regex_lite::Regex::new(r) {
+                issue(
+                    "topics.regex",
+                    format!("Invalid regular expression {r}: {e}"),
+                );
+            }
+        }
+        (Some(_), None) => {}
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! - [`file_source`]: `FileStreamSource`, lines appended to a file become records.
 //! - [`file_sink`]: `FileStreamSink`, a topic's values written to a file, a line each, consuming as
 //!   group `connect-<name>` so lag tools see its progress.
+//! - [`wasm_sink`]: `sluice.WasmSink`, a sink module with granted capabilities.
 //!
 //! Connectors and their target states persist in `__sluice/connectors.json`; a source's file
 //! position in `__sluice/connect-offsets/`. Each connector runs one task.
@@ -12,6 +13,7 @@
 pub mod config;
 pub mod file_sink;
 pub mod file_source;
+pub mod wasm_sink;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -267,6 +269,7 @@ fn start(broker: &Arc<Broker>, c: &Arc<Connector>) {
         let result = match class {
             Class::FileStreamSource => file_source::run(b, conn.clone()).await,
             Class::FileStreamSink => file_sink::run(b, conn.clone()).await,
+            Class::WasmSink => wasm_sink::run(b, conn.clone()).await,
         };
         if let Err(e) = result {
             tracing::error!(connector = %conn.name, "task failed: {e}");

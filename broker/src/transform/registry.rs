@@ -218,6 +218,11 @@ impl TransformRegistry {
         self.dir.join("modules").join(format!("{hash}.wasm"))
     }
 
+    /// An uploaded module, compiled (sinks use this too).
+    pub fn module(&self, hash: &str) -> Result<Arc<CompiledModule>, DeployError> {
+        self.compile_stored(hash)
+    }
+
     fn compile_stored(&self, hash: &str) -> Result<Arc<CompiledModule>, DeployError> {
         if hash.is_empty() || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(DeployError::UnknownModule(hash.to_string()));
@@ -251,6 +256,12 @@ impl TransformRegistry {
             return Err(DeployError::Exists(deployment.name));
         }
         let module = self.compile_stored(&deployment.module)?;
+        if module.kind != crate::wasm::engine::ModuleKind::Transform {
+            return Err(DeployError::Invalid(
+                "this module is a sink (it exports sluice_on_sink_batch); deploy it as a connector"
+                    .into(),
+            ));
+        }
         if let Some(path) = self.cycle_with(&deployment) {
             return Err(DeployError::Cycle {
                 name: deployment.name,

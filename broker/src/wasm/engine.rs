@@ -39,6 +39,7 @@ pub enum ModuleError {
 pub struct CompiledModule {
     /// Hex SHA-256 of the module bytes.
     pub hash: String,
+    pub kind: ModuleKind,
     pub(crate) pre: InstancePre<HostState>,
 }
 
@@ -65,7 +66,7 @@ impl std::fmt::Debug for WasmEngine {
     }
 }
 
-/// The signatures `sdk/ABI.md` requires, as (name, params, results).
+/// The signatures `sdk/ABI.md` requires of every module, as (name, params, results).
 const EXPORTS: &[(&str, &[ValType], &[ValType])] = &[
     ("sluice_abi_version", &[], &[ValType::I32]),
     ("sluice_alloc", &[ValType::I32], &[ValType::I32]),
@@ -74,12 +75,25 @@ const EXPORTS: &[(&str, &[ValType], &[ValType])] = &[
         &[ValType::I32, ValType::I32],
         &[ValType::I64],
     ),
-    (
-        "sluice_on_batch",
-        &[ValType::I32, ValType::I32],
-        &[ValType::I64],
-    ),
 ];
+
+/// What a module is, by the entry point it exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModuleKind {
+    /// Exports `sluice_on_batch`.
+    Transform,
+    /// Exports `sluice_on_sink_batch`.
+    Sink,
+}
+
+impl ModuleKind {
+    pub fn entry(self) -> &'static str {
+        match self {
+            ModuleKind::Transform => "sluice_on_batch",
+            ModuleKind::Sink => "sluice_on_sink_batch",
+        }
+    }
+}
 
 impl WasmEngine {
     /// Builds the engine and starts its epoch ticker (a thread that ends with the engine).
@@ -182,6 +196,38 @@ impl WasmEngine {
                 None => return Err(ModuleError::MissingExport((*name).to_string())),
             }
         }
+        let kind = match (module.get_export("sluice_on_batch"), module.get_export("sluice_on_sink_batch")) {
+            (Some(_), None) => ModuleKind::Transform,
+            (None, Some(_)) => ModuleKind::Sink,
+            (Some(_), Some(_)) => {
+                return Err(ModuleError::WrongExportType {
+                    name: "sluice_on_batch".into(),
+                    expected: "either sluice_on_batch (a transform) or sluice_on_sink_batch (a sink), not both".into(),
+                })
+            }
+            (None, None) => {
+                return Err(ModuleError::MissingExport(
+                    "sluice_on_batch (transform) or sluice_on_sink_batch (sink)".into(),
+                ))
+            }
+        };
+        let entry_ok = match module.get_export(kind.entry()) {
+            Some(ExternType::Func(f)) => {
+                f.params()
+                    .map(|p| p.to_string())
+                    .eq(["i32", "i32"].map(String::from))
+                    && f.results()
+                        .map(|r| r.to_string())
+                        .eq(["i64"].map(String::from))
+            }
+            _ => false,
+        };
+        if !entry_ok {
+            return Err(ModuleError::WrongExportType {
+                name: kind.entry().into(),
+                expected: "func (i32, i32) -> i64".into(),
+            });
+        }
         if !matches!(module.get_export("memory"), Some(ExternType::Memory(_))) {
             return Err(ModuleError::MissingExport("memory".into()));
         }
@@ -191,6 +237,7 @@ impl WasmEngine {
             .map_err(|e| ModuleError::Start(format!("{e:#}")))?;
         let compiled = Arc::new(CompiledModule {
             hash: hash.clone(),
+            kind,
             pre,
         });
         // The ABI version is asked of a throwaway instance, so a module of another version is
@@ -220,6 +267,9 @@ impl WasmEngine {
 /// Host state for validation-only stores.
 fn placeholder_state() -> HostState {
     HostState {
+        grants: super::host::Grants::default(),
+        response: Vec::new(),
+        error: String::new(),
         limits: MemoryCap {
             max_bytes: 64 << 20,
             refused: false,

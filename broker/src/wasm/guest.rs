@@ -9,7 +9,7 @@ use std::time::Duration;
 use wasmtime::{Memory, Store, Trap, TypedFunc};
 
 use super::engine::{CompiledModule, WasmEngine, EPOCH_TICK};
-use super::host::{GuestLog, HostState, MemoryCap};
+use super::host::{Grants, GuestLog, HostState, MemoryCap};
 
 /// Per-deployment resource caps.
 #[derive(Debug, Clone, Copy)]
@@ -54,6 +54,12 @@ pub struct Guest {
     limits: GuestLimits,
 }
 
+impl std::fmt::Debug for Guest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guest").finish_non_exhaustive()
+    }
+}
+
 impl Guest {
     /// Instantiates `module` and hands it its deployment buffer (`sluice_init`).
     pub fn start(
@@ -64,9 +70,33 @@ impl Guest {
         deployment: &str,
         init_buffer: &[u8],
     ) -> Result<Guest, GuestError> {
+        Guest::start_with(
+            engine,
+            module,
+            limits,
+            log,
+            deployment,
+            init_buffer,
+            Grants::default(),
+        )
+    }
+
+    /// [`start`](Self::start) with capabilities granted (sinks).
+    pub fn start_with(
+        engine: &WasmEngine,
+        module: &CompiledModule,
+        limits: GuestLimits,
+        log: Arc<GuestLog>,
+        deployment: &str,
+        init_buffer: &[u8],
+        grants: Grants,
+    ) -> Result<Guest, GuestError> {
         let mut store = Store::new(
             &engine.engine,
             HostState {
+                grants,
+                response: Vec::new(),
+                error: String::new(),
                 limits: MemoryCap {
                     max_bytes: limits.memory_bytes,
                     refused: false,
@@ -90,7 +120,7 @@ impl Guest {
             .get_typed_func(&mut store, "sluice_init")
             .map_err(fail)?;
         let on_batch = instance
-            .get_typed_func(&mut store, "sluice_on_batch")
+            .get_typed_func(&mut store, module.kind.entry())
             .map_err(fail)?;
         let mut guest = Guest {
             store,

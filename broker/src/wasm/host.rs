@@ -95,8 +95,26 @@ impl ResourceLimiter for MemoryCap {
     }
 }
 
+/// What a deployment grants its guest beyond computing: one directory for files, and base URLs
+/// for HTTP. Empty for transforms.
+#[derive(Debug, Clone, Default)]
+pub struct Grants {
+    pub file_dir: Option<std::path::PathBuf>,
+    pub http_allow: Vec<String>,
+}
+
+/// Longest HTTP exchange a guest may wait for.
+const HTTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Largest HTTP response body handed to a guest.
+const MAX_RESPONSE: u64 = 16 << 20;
+
 /// What host functions reach through the store.
 pub struct HostState {
+    pub grants: Grants,
+    /// The last HTTP response, waiting for `sluice.http_response`.
+    pub response: Vec<u8>,
+    /// The last capability error, for `sluice.error_message`.
+    pub error: String,
     pub limits: MemoryCap,
     pub log: Arc<GuestLog>,
     pub deployment: String,
@@ -156,6 +174,80 @@ pub fn define(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 let line = String::from_utf8_lossy(&bytes).into_owned();
                 let state = caller.data();
                 state.log.push(&state.deployment, level, &line);
+            }
+        },
+    )?;
+
+    linker.func_wrap(
+        "sluice",
+        "error_message",
+        |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| -> i32 {
+            let message = caller.data().error.clone().into_bytes();
+            let n = message.len().min(len.max(0) as usize);
+            if write(&mut caller, ptr, &message[..n]) {
+                n as i32
+            } else {
+                -1
+            }
+        },
+    )?;
+    linker.func_wrap(
+        "sluice",
+        "file_append",
+        |mut caller: Caller<'_, HostState>,
+         path_ptr: i32,
+         path_len: i32,
+         data_ptr: i32,
+         data_len: i32|
+         -> i32 {
+            let (Some(path), Some(data)) = (
+                read(&mut caller, path_ptr, path_len),
+                read(&mut caller, data_ptr, data_len),
+            ) else {
+                caller.data_mut().error = "buffer outside guest memory".into();
+                return -2;
+            };
+            let path = String::from_utf8_lossy(&path).into_owned();
+            match append_granted(&caller.data().grants, &path, &data) {
+                Ok(()) => 0,
+                Err(e) => {
+                    caller.data_mut().error = e;
+                    -1
+                }
+            }
+        },
+    )?;
+    linker.func_wrap(
+        "sluice",
+        "http_request",
+        |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| -> i32 {
+            let Some(bytes) = read(&mut caller, ptr, len) else {
+                caller.data_mut().error = "buffer outside guest memory".into();
+                return -2;
+            };
+            match http_granted(&caller.data().grants, &bytes) {
+                Ok(response) => {
+                    let n = response.len() as i32;
+                    caller.data_mut().response = response;
+                    n
+                }
+                Err(e) => {
+                    caller.data_mut().error = e;
+                    -1
+                }
+            }
+        },
+    )?;
+    linker.func_wrap(
+        "sluice",
+        "http_response",
+        |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| -> i32 {
+            let response = std::mem::take(&mut caller.data_mut().response);
+            let n = response.len().min(len.max(0) as usize);
+            if write(&mut caller, ptr, &response[..n]) {
+                n as i32
+            } else {
+                -1
             }
         },
     )?;
@@ -259,4 +351,128 @@ pub fn define(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         Err(wasmtime::format_err!("guest called proc_exit({code})"))
     })?;
     Ok(())
+}
+
+/// Appends to `path` under the granted directory; refuses anything that could leave it.
+fn append_granted(grants: &Grants, path: &str, data: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    let Some(dir) = &grants.file_dir else {
+        return Err("this deployment is not granted a directory (sink.file.dir)".into());
+    };
+    let relative = std::path::Path::new(path);
+    let escapes = path.is_empty()
+        || relative.is_absolute()
+        || relative
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)));
+    if escapes {
+        return Err(format!(
+            "'{path}' is not a plain relative path inside the granted directory"
+        ));
+    }
+    let full = dir.join(relative);
+    if let Some(parent) = full.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&full)
+        .map_err(|e| format!("cannot open {}: {e}", full.display()))?;
+    f.write_all(data)
+        .and_then(|_| f.sync_data())
+        .map_err(|e| format!("cannot write {}: {e}", full.display()))
+}
+
+/// Performs a guest's HTTP request if its URL is under a granted base URL. The response buffer
+/// is `u16 status (LE)` followed by the body.
+fn http_granted(grants: &Grants, request: &[u8]) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let r = sluice_sdk::sink::decode_request(request).ok_or("malformed HTTP request buffer")?;
+    let allowed = grants.http_allow.iter().any(|base| {
+        r.url == *base
+            || (r.url.starts_with(base.as_str())
+                && (base.ends_with('/') || r.url[base.len()..].starts_with(['/', '?'])))
+    });
+    if !allowed {
+        return Err(format!(
+            "{} is not under a granted base URL (sink.http.allow)",
+            r.url
+        ));
+    }
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(HTTP_TIMEOUT))
+        .build()
+        .into();
+    let mut builder = ureq::http::Request::builder()
+        .method(r.method.as_str())
+        .uri(r.url.as_str());
+    for (k, v) in &r.headers {
+        builder = builder.header(k.as_str(), v.as_str());
+    }
+    let request = builder
+        .body(r.body)
+        .map_err(|e| format!("invalid request: {e}"))?;
+    let mut response = agent
+        .run(request)
+        .map_err(|e| format!("{} {}: {e}", r.method, r.url))?;
+    let status = response.status().as_u16();
+    let mut body = Vec::new();
+    response
+        .body_mut()
+        .as_reader()
+        .take(MAX_RESPONSE)
+        .read_to_end(&mut body)
+        .map_err(|e| format!("reading the response: {e}"))?;
+    let mut out = status.to_le_bytes().to_vec();
+    out.extend(body);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_stay_inside_the_granted_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let grants = Grants {
+            file_dir: Some(dir.path().to_path_buf()),
+            http_allow: vec![],
+        };
+        append_granted(&grants, "a/b.txt", b"x").unwrap();
+        assert_eq!(std::fs::read(dir.path().join("a/b.txt")).unwrap(), b"x");
+        for bad in ["../escape", "/etc/passwd", "a/../../x", ""] {
+            assert!(append_granted(&grants, bad, b"x").is_err(), "{bad}");
+        }
+        assert!(append_granted(&Grants::default(), "a", b"x")
+            .unwrap_err()
+            .contains("not granted"));
+    }
+
+    #[test]
+    fn http_only_reaches_granted_base_urls() {
+        let grants = Grants {
+            file_dir: None,
+            http_allow: vec!["http://127.0.0.1:1/hook".into()],
+        };
+        let req = |url: &str| sluice_sdk::sink::encode_request("GET", url, &[], b"");
+        for bad in [
+            "http://127.0.0.1:1/hookx",
+            "http://127.0.0.1:2/hook",
+            "http://evil/hook",
+        ] {
+            assert!(
+                http_granted(&grants, &req(bad))
+                    .unwrap_err()
+                    .contains("not under a granted"),
+                "{bad}"
+            );
+        }
+        // Granted, but nothing listens on port 1: a network error, not a refusal.
+        let err = http_granted(&grants, &req("http://127.0.0.1:1/hook/x")).unwrap_err();
+        assert!(!err.contains("not under a granted"), "{err}");
+    }
 }

@@ -306,6 +306,10 @@ pub fn guest_module(name: &str) -> PathBuf {
                 "router",
                 "-p",
                 "hostile",
+                "-p",
+                "jsonl-sink",
+                "-p",
+                "webhook-sink",
             ])
             .current_dir(workspace_root())
             .status()
