@@ -538,3 +538,40 @@ fn sinks_reach_only_what_they_are_granted_and_fail_when_told_to() {
     .then_some(()))
     .is_some());
 }
+
+#[test]
+fn sluice_sink_deploy_creates_a_wasm_sink_connector() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().expect("dir");
+    produce_values(&broker, "cli-events", &["x", "y"]);
+    let mut cmd = std::process::Command::new(common::sluice_binary());
+    cmd.args(["sink", "deploy"])
+        .arg(common::guest_module("jsonl-sink"))
+        .args(["--name", "cli-sink", "--topics", "cli-events", "--file-dir"])
+        .arg(dir.path())
+        .args([
+            "--env",
+            "FILE=cli.jsonl",
+            "--admin",
+            &format!("http://{}", broker.http),
+        ]);
+    let out = common::run(cmd, TIMEOUT);
+    assert!(out.status.success(), "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("connect-cli-sink"), "{}", out.stdout);
+    assert!(
+        eventually(TIMEOUT, || (file_lines(&dir.path().join("cli.jsonl"))
+            .len()
+            == 2)
+            .then_some(()))
+        .is_some()
+    );
+    let mut status = std::process::Command::new(common::sluice_binary());
+    status.args([
+        "sink",
+        "status",
+        "cli-sink",
+        "--admin",
+        &format!("http://{}", broker.http),
+    ]);
+    assert!(common::run(status, TIMEOUT).stdout.contains("RUNNING"));
+}

@@ -2,6 +2,7 @@
 //! connectors) join here.
 
 mod serve;
+mod sink;
 mod transform;
 
 use std::net::SocketAddr;
@@ -27,6 +28,9 @@ enum Command {
     /// Write, build, deploy and manage WebAssembly transforms.
     #[command(subcommand)]
     Transform(transform::TransformCommand),
+    /// Deploy and manage WebAssembly sinks (connectors of class sluice.WasmSink).
+    #[command(subcommand)]
+    Sink(sink::SinkCommand),
 }
 
 /// `sluice serve` flags; each also reads a `SLUICE_*` environment variable.
@@ -78,5 +82,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             serve::serve(args.config.as_deref(), overrides)
         }
         Command::Transform(command) => transform::run(command),
+        Command::Sink(command) => sink::run(command),
     }
 }

@@ -91,17 +91,17 @@ pub(super) enum TransformCommand {
 pub(super) struct Admin {
     /// Broker HTTP address.
     #[arg(long, env = "SLUICE_ADMIN", default_value = "http://127.0.0.1:8083")]
-    admin: String,
+    pub(super) admin: String,
 }
 
-fn parse_env(text: &str) -> Result<(String, String), String> {
+pub(super) fn parse_env(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("'{text}' is not KEY=VALUE")),
     }
 }
 
-fn agent() -> ureq::Agent {
+pub(super) fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
@@ -109,7 +109,7 @@ fn agent() -> ureq::Agent {
 }
 
 /// Sends a request; a non-2xx answer becomes an error carrying the broker's message.
-fn call(
+pub(super) fn call(
     request: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     what: &str,
 ) -> anyhow::Result<Value> {
@@ -133,7 +133,7 @@ fn call(
     Ok(body)
 }
 
-fn print(value: &Value) {
+pub(super) fn print(value: &Value) {
     println!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_default()
