@@ -11,35 +11,8 @@ use std::time::Duration;
 use super::{wait_until_running, Connector};
 use crate::api::{now_ms, Broker};
 use crate::group::Committed;
-use crate::records::batch::BatchHeader;
-use crate::records::record::decode_records;
 
 const POLL: Duration = Duration::from_millis(100);
-const READ_BYTES: usize = 1 << 20;
-
-/// The topics a sink reads: a list, or every topic matching a regex.
-fn topics(
-    broker: &Broker,
-    list: &Option<String>,
-    regex: &Option<regex_lite::Regex>,
-) -> Vec<String> {
-    match (list, regex) {
-        (Some(list), _) => list
-            .split(',')
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(str::to_string)
-            .collect(),
-        (None, Some(re)) => broker
-            .catalog
-            .list()
-            .iter()
-            .map(|t| t.name().to_string())
-            .filter(|n| re.is_match(n))
-            .collect(),
-        (None, None) => Vec::new(),
-    }
-}
 
 pub(crate) async fn run(broker: Arc<Broker>, c: Arc<Connector>) -> Result<(), String> {
     let mut target = c.target.subscribe();
@@ -123,43 +96,18 @@ fn collect(
 ) -> Result<(Vec<u8>, Positions), String> {
     let mut lines = Vec::new();
     let mut positions = Positions::new();
-    for topic in topics(broker, list, regex) {
-        let Some(t) = broker.catalog.get(&topic) else {
-            continue;
-        };
-        for (p, log) in t.partitions().iter().enumerate() {
-            let p = p as i32;
-            let start = committed
-                .get(&(topic.clone(), p))
-                .map_or(log.log_start_offset(), |c| c.offset)
-                .max(log.log_start_offset());
-            if start >= log.high_watermark() {
-                continue;
+    let topics = super::sink_topics(broker, list, regex);
+    for (topic, p, records) in super::unconsumed(broker, &topics, committed, usize::MAX)? {
+        let next = records.last().map_or(0, |r| r.offset + 1);
+        for r in records {
+            // Connect's FileStreamSink writes the value's string form; null prints as "null".
+            match &r.value {
+                Some(v) => lines.extend_from_slice(v),
+                None => lines.extend_from_slice(b"null"),
             }
-            let slice = log
-                .read(start, READ_BYTES, true)
-                .map_err(|e| format!("reading {topic}-{p}: {e}"))?;
-            let mut rest = &slice.records[..];
-            let mut next = start;
-            while let Some((_, size)) = BatchHeader::peek_size(rest) {
-                let size = size.min(rest.len());
-                let (header, records) = decode_records(&rest[..size], 256 << 20)
-                    .map_err(|e| format!("reading {topic}-{p}: {e}"))?;
-                rest = &rest[size..];
-                for r in records.into_iter().filter(|r| r.offset >= start) {
-                    // Connect's FileStreamSink writes the value's string form; null prints as "null".
-                    match &r.value {
-                        Some(v) => lines.extend_from_slice(v),
-                        None => lines.extend_from_slice(b"null"),
-                    }
-                    lines.push(b'\n');
-                }
-                next = next.max(header.last_offset() + 1);
-            }
-            if next > start {
-                positions.insert((topic.clone(), p), next);
-            }
+            lines.push(b'\n');
         }
+        positions.insert((topic, p), next);
     }
     Ok((lines, positions))
 }

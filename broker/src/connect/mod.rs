@@ -253,6 +253,80 @@ impl Connect {
     }
 }
 
+/// The topics a sink reads: a comma-separated list, or every topic matching a regex.
+pub(crate) fn sink_topics(
+    broker: &Broker,
+    list: &Option<String>,
+    regex: &Option<regex_lite::Regex>,
+) -> Vec<String> {
+    match (list, regex) {
+        (Some(list), _) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .collect(),
+        (None, Some(re)) => broker
+            .catalog
+            .list()
+            .iter()
+            .map(|t| t.name().to_string())
+            .filter(|n| re.is_match(n))
+            .collect(),
+        (None, None) => Vec::new(),
+    }
+}
+
+/// Records of `topic`/`partition` a sink has not consumed.
+pub(crate) type Unconsumed = (String, i32, Vec<crate::records::record::RecordView>);
+
+/// For every partition of `topics`: the records after the group's committed offset (from the log
+/// start if none), up to about 1 MiB and at most `limit` records per partition.
+pub(crate) fn unconsumed(
+    broker: &Broker,
+    topics: &[String],
+    committed: &crate::group::offsets::GroupOffsets,
+    limit: usize,
+) -> Result<Vec<Unconsumed>, String> {
+    use crate::records::batch::BatchHeader;
+    let mut out = Vec::new();
+    for topic in topics {
+        let Some(t) = broker.catalog.get(topic) else {
+            continue;
+        };
+        for (p, log) in t.partitions().iter().enumerate() {
+            let p = p as i32;
+            let start = committed
+                .get(&(topic.clone(), p))
+                .map_or(log.log_start_offset(), |c| c.offset)
+                .max(log.log_start_offset());
+            if start >= log.high_watermark() {
+                continue;
+            }
+            let slice = log
+                .read(start, 1 << 20, true)
+                .map_err(|e| format!("reading {topic}-{p}: {e}"))?;
+            let mut rest = &slice.records[..];
+            let mut records = Vec::new();
+            while let Some((_, size)) = BatchHeader::peek_size(rest) {
+                let size = size.min(rest.len());
+                let (_, recs) = crate::records::record::decode_records(&rest[..size], 256 << 20)
+                    .map_err(|e| format!("reading {topic}-{p}: {e}"))?;
+                rest = &rest[size..];
+                records.extend(recs.into_iter().filter(|r| r.offset >= start));
+                if records.len() >= limit {
+                    break;
+                }
+            }
+            records.truncate(limit);
+            if !records.is_empty() {
+                out.push((topic.clone(), p, records));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// (Re)starts a connector's task.
 fn start(broker: &Arc<Broker>, c: &Arc<Connector>) {
     if let Some(old) = c.task.lock().take() {

@@ -19,8 +19,7 @@ use sluice_sdk::SinkError;
 use super::{wait_until_running, Connector, Target};
 use crate::api::{now_ms, Broker};
 use crate::group::Committed;
-use crate::records::batch::BatchHeader;
-use crate::records::record::{build_batch, decode_records, BatchMeta, NewRecord, RecordView};
+use crate::records::record::{build_batch, BatchMeta, NewRecord, RecordView};
 use crate::records::Compression;
 use crate::wasm::host::{Grants, GuestLog};
 use crate::wasm::{Guest, GuestLimits};
@@ -226,63 +225,14 @@ pub(crate) async fn run(broker: Arc<Broker>, c: Arc<Connector>) -> Result<(), St
     }
 }
 
-type Chunk = (String, i32, Vec<RecordView>);
-
 /// New records of every partition, at most `batch` per partition.
 fn pending(
     broker: &Broker,
     s: &Settings,
     committed: &crate::group::offsets::GroupOffsets,
-) -> Result<Vec<Chunk>, String> {
-    let names: Vec<String> = match (&s.topics, &s.regex) {
-        (Some(list), _) => list
-            .split(',')
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(str::to_string)
-            .collect(),
-        (None, Some(re)) => broker
-            .catalog
-            .list()
-            .iter()
-            .map(|t| t.name().to_string())
-            .filter(|n| re.is_match(n))
-            .collect(),
-        (None, None) => Vec::new(),
-    };
-    let mut out = Vec::new();
-    for topic in names {
-        let Some(t) = broker.catalog.get(&topic) else {
-            continue;
-        };
-        for (p, log) in t.partitions().iter().enumerate() {
-            let start = committed
-                .get(&(topic.clone(), p as i32))
-                .map_or(log.log_start_offset(), |c| c.offset)
-                .max(log.log_start_offset());
-            if start >= log.high_watermark() {
-                continue;
-            }
-            let slice = log.read(start, 1 << 20, true).map_err(|e| e.to_string())?;
-            let mut rest = &slice.records[..];
-            let mut records = Vec::new();
-            while let Some((_, size)) = BatchHeader::peek_size(rest) {
-                let size = size.min(rest.len());
-                let (_, recs) =
-                    decode_records(&rest[..size], 256 << 20).map_err(|e| e.to_string())?;
-                rest = &rest[size..];
-                records.extend(recs.into_iter().filter(|r| r.offset >= start));
-                if records.len() >= s.batch {
-                    break;
-                }
-            }
-            records.truncate(s.batch);
-            if !records.is_empty() {
-                out.push((topic.clone(), p as i32, records));
-            }
-        }
-    }
-    Ok(out)
+) -> Result<Vec<super::Unconsumed>, String> {
+    let topics = super::sink_topics(broker, &s.topics, &s.regex);
+    super::unconsumed(broker, &topics, committed, s.batch)
 }
 
 /// Delivers records one at a time to find the ones that fail for good, and applies
