@@ -4,6 +4,25 @@
 use crate::codec::{self, Deployment, InRecord};
 use crate::{Error, Output, OwnedRecord, Record};
 
+/// Test records as ABI input records: offsets 0, 1, ...; missing timestamps are 0.
+fn in_records(records: &[OwnedRecord]) -> Vec<InRecord<'_>> {
+    records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| InRecord {
+            offset: i as i64,
+            timestamp: r.timestamp.unwrap_or(0),
+            key: r.key.as_deref(),
+            value: r.value.as_deref(),
+            headers: r
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_deref()))
+                .collect(),
+        })
+        .collect()
+}
+
 /// One record the transform wrote, with the output topic it went to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
@@ -76,21 +95,7 @@ impl Harness {
         F: FnMut(Record<'_>, &mut Output) -> Result<(), Error>,
     {
         let records: Vec<OwnedRecord> = records.into_iter().collect();
-        let inputs: Vec<InRecord<'_>> = records
-            .iter()
-            .enumerate()
-            .map(|(i, r)| InRecord {
-                offset: i as i64,
-                timestamp: r.timestamp.unwrap_or(0),
-                key: r.key.as_deref(),
-                value: r.value.as_deref(),
-                headers: r
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_deref()))
-                    .collect(),
-            })
-            .collect();
+        let inputs = in_records(&records);
         let input = codec::encode_input(&self.topic, self.partition, &inputs);
         crate::__private::init(&codec::encode_deployment(&self.deployment));
         crate::log::CAPTURED.with(|c| c.borrow_mut().clear());
@@ -201,21 +206,7 @@ impl SinkHarness {
         F: FnMut(&[Record<'_>]) -> Result<(), crate::SinkError>,
     {
         let records: Vec<OwnedRecord> = records.into_iter().collect();
-        let inputs: Vec<InRecord<'_>> = records
-            .iter()
-            .enumerate()
-            .map(|(i, r)| InRecord {
-                offset: i as i64,
-                timestamp: r.timestamp.unwrap_or(0),
-                key: r.key.as_deref(),
-                value: r.value.as_deref(),
-                headers: r
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_deref()))
-                    .collect(),
-            })
-            .collect();
+        let inputs = in_records(&records);
         crate::__private::init(&codec::encode_deployment(&Deployment {
             outputs: Vec::new(),
             env: self.env.clone(),

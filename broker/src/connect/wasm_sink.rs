@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use sluice_sdk::codec::{encode_deployment, encode_input, Deployment, InRecord};
+use sluice_sdk::codec::{encode_deployment, Deployment};
 use sluice_sdk::SinkError;
 
 use super::{wait_until_running, Connector, Target};
@@ -84,21 +84,9 @@ fn deliver(
     partition: i32,
     records: &[RecordView],
 ) -> Result<(), SinkError> {
-    let inputs: Vec<InRecord<'_>> = records
-        .iter()
-        .map(|r| InRecord {
-            offset: r.offset,
-            timestamp: r.timestamp,
-            key: r.key.as_deref(),
-            value: r.value.as_deref(),
-            headers: r
-                .headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_deref()))
-                .collect(),
-        })
-        .collect();
-    match guest.on_batch(&encode_input(topic, partition, &inputs)) {
+    match guest.on_batch(&crate::transform::exec::guest_input(
+        topic, partition, records,
+    )) {
         Ok(out) => sluice_sdk::sink::decode_result(&out)
             .unwrap_or_else(|| Err(SinkError::Permanent("malformed sink result".into()))),
         Err(e) => Err(SinkError::Permanent(e.to_string())),

@@ -545,18 +545,9 @@ fn replay(
     Ok(count)
 }
 
-/// What a guest produced for a batch: `(input index, output index, record)` and refused inputs.
-type GuestResult = (Vec<(usize, usize, NewRecord)>, Vec<(usize, String)>);
-
-/// Runs one transform over records; a whole-batch failure (trap, timeout, bad output) is `Err`.
-fn run(
-    broker: &Broker,
-    t: &Running,
-    topic: &str,
-    partition: i32,
-    recs: &[RecordView],
-) -> Result<GuestResult, String> {
-    let inputs: Vec<sluice_sdk::codec::InRecord<'_>> = recs
+/// Stored records as the ABI's input buffer for a guest (transforms and sinks alike).
+pub(crate) fn guest_input(topic: &str, partition: i32, records: &[RecordView]) -> Vec<u8> {
+    let inputs: Vec<sluice_sdk::codec::InRecord<'_>> = records
         .iter()
         .map(|r| sluice_sdk::codec::InRecord {
             offset: r.offset,
@@ -570,7 +561,21 @@ fn run(
                 .collect(),
         })
         .collect();
-    let input = sluice_sdk::codec::encode_input(topic, partition, &inputs);
+    sluice_sdk::codec::encode_input(topic, partition, &inputs)
+}
+
+/// What a guest produced for a batch: `(input index, output index, record)` and refused inputs.
+type GuestResult = (Vec<(usize, usize, NewRecord)>, Vec<(usize, String)>);
+
+/// Runs one transform over records; a whole-batch failure (trap, timeout, bad output) is `Err`.
+fn run(
+    broker: &Broker,
+    t: &Running,
+    topic: &str,
+    partition: i32,
+    recs: &[RecordView],
+) -> Result<GuestResult, String> {
+    let input = guest_input(topic, partition, recs);
     let outputs = t.deployment.read().outputs.len().max(1);
     let raw = t
         .call(&broker.transforms.engine, &input)
