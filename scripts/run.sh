@@ -15,7 +15,7 @@ module=target/wasm32-wasip1/guest/uppercase.wasm
 broker=$!
 trap 'kill -TERM $broker 2>/dev/null; wait $broker' INT TERM
 for _ in $(seq 1 100); do
-  if curl -sf http://127.0.0.1:8083/health >/dev/null 2>&1; then break; fi
+  if ./target/release/sluice transform list >/dev/null 2>&1; then break; fi
   if ! kill -0 $broker 2>/dev/null; then wait $broker; exit 1; fi
   sleep 0.1
 done

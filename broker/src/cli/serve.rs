@@ -135,6 +135,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     }
     let _ = retention_task.await;
     let _ = group_timers.await;
+    broker.connect.stop_all();
     let closing = broker.clone();
     tokio::task::spawn_blocking(move || closing.catalog.close()).await?;
     tracing::info!("shutdown complete");

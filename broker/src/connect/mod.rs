@@ -139,6 +139,15 @@ impl Connect {
         }
     }
 
+    /// Stops every task (shutdown): nothing is written after the log is closed.
+    pub fn stop_all(&self) {
+        for c in self.list() {
+            if let Some(task) = c.task.lock().take() {
+                task.abort();
+            }
+        }
+    }
+
     pub fn list(&self) -> Vec<Arc<Connector>> {
         self.connectors.lock().values().cloned().collect()
     }
