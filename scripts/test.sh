@@ -39,4 +39,24 @@ step "build"
 cargo build --workspace --locked --bins
 
 step "tests"
-cargo test --workspace --locked
+# cargo test runs the test binaries one after another (so the one fixed-port test, the seed
+# scripts on 9092/8083, never overlaps another binary's brokers) and prints one "test result"
+# line per binary; the total is summed up at the end.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --locked 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+awk '/^test result:/ {
+       for (i = 1; i <= NF; i++) {
+         if ($(i + 1) ~ /^passed/) passed += $i
+         if ($(i + 1) ~ /^failed/) failed += $i
+         if ($(i + 1) ~ /^ignored/) ignored += $i
+       }
+       binaries++
+     }
+     END { printf "\n==> SUMMARY: %d passed, %d failed, %d ignored in %d test binaries\n", passed, failed, ignored, binaries }' "$log"
+grep -E '^test .* FAILED$' "$log" || true
+if [ "$status" -ne 0 ]; then echo "==> TESTS FAILED (exit $status)"; fi
+exit "$status"

@@ -94,8 +94,8 @@ fn read(broker: &Broker, topic: &str, partition: i32, from: Offset, count: usize
     got
 }
 
-/// The records a test produces: key i (null every 7th), value (null every 11th), headers
-/// (one with a null value), timestamp base + i.
+/// The records a test produces: key i (null every 7th), value (null every 11th), headers (one
+/// with a null value, one with an empty one, a repeated key), timestamp base + i.
 fn expected(i: usize, base_ts: i64) -> Got {
     Got {
         offset: i as i64,
@@ -105,6 +105,8 @@ fn expected(i: usize, base_ts: i64) -> Got {
         headers: vec![
             ("trace".to_string(), Some(format!("t{i}").into_bytes())),
             ("empty".to_string(), None),
+            ("blank".to_string(), Some(Vec::new())),
+            ("trace".to_string(), Some(b"again".to_vec())),
         ],
         timestamp: Some(base_ts + i as i64),
     }
@@ -126,6 +128,14 @@ fn produce_expected(
             .insert(Header::<&[u8]> {
                 key: "empty",
                 value: None,
+            })
+            .insert(Header {
+                key: "blank",
+                value: want.headers[2].1.as_deref(),
+            })
+            .insert(Header {
+                key: "trace",
+                value: want.headers[3].1.as_deref(),
             });
         let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic)
             .headers(headers)
@@ -368,6 +378,37 @@ fn offsets_by_time_watermarks_delete_records_partitions_and_topic_deletion() {
     assert_eq!(
         from_start[0].offset, 30,
         "reading from the beginning starts at the new log start"
+    );
+
+    // A fetch below the log start offset is OFFSET_OUT_OF_RANGE: the client resets to the new
+    // log start when told to, and reports the error when told to.
+    let reset = |policy: &str| -> BaseConsumer {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &broker.kafka)
+            .set("group.id", "e2e-reader")
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", policy)
+            .create()
+            .expect("consumer");
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset("offsets", 0, Offset::Offset(10))
+            .expect("assignment");
+        c.assign(&tpl).expect("assign");
+        c
+    };
+    let earliest = reset("earliest");
+    let first = eventually(TIMEOUT, || earliest.poll(Duration::from_millis(100)))
+        .expect("a record after the reset")
+        .expect("consume");
+    assert_eq!(first.offset(), 30, "reset to the log start offset");
+    drop(first);
+    let strict = reset("error");
+    let failed = eventually(TIMEOUT, || strict.poll(Duration::from_millis(100)))
+        .expect("an answer to the out-of-range fetch");
+    assert!(
+        failed.is_err(),
+        "fetching offset 10 below log start 30 errs, got offset {:?}",
+        failed.map(|m| m.offset())
     );
 
     let grown = rt
