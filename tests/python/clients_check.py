@@ -52,6 +52,11 @@ def kafka_python():
     futures = [p.send(topic, key=f"k{i}".encode(), value=f"v{i}".encode(), headers=[("n", str(i).encode())]) for i in range(COUNT)]
     offsets = [f.get(timeout=DEADLINE).offset for f in futures]
     expect(offsets == list(range(COUNT)), f"kafka-python: offsets {offsets[:5]}...")
+    # The broker must have granted a producer id (InitProducerId); otherwise kafka-python would
+    # have fallen back to a plain producer and the idempotent path went untested.
+    expect(p.config["enable_idempotence"] and p._transaction_manager is not None
+           and p._transaction_manager.has_producer_id(),
+           "kafka-python: the producer is not idempotent against this broker")
     p.close()
     c = KafkaConsumer(bootstrap_servers=BROKER, enable_auto_commit=False, consumer_timeout_ms=5000)
     tp = KTopicPartition(topic, 0)
