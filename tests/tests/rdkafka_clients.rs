@@ -361,6 +361,19 @@ fn offsets_by_time_watermarks_delete_records_partitions_and_topic_deletion() {
         .offsets_for_times(query, TIMEOUT)
         .expect("offsets for times");
     assert_eq!(found.elements()[0].offset(), Offset::Offset(42));
+    // Before every record: the first one; after every record: no offset (Kafka's -1, End).
+    let by_time = |ts: i64| {
+        let mut query = TopicPartitionList::new();
+        query
+            .add_partition_offset("offsets", 0, Offset::Offset(ts))
+            .expect("query");
+        c.offsets_for_times(query, TIMEOUT)
+            .expect("offsets for times")
+            .elements()[0]
+            .offset()
+    };
+    assert_eq!(by_time(1), Offset::Offset(0));
+    assert_eq!(by_time(1_000_000 + 100), Offset::End);
 
     let mut cut = TopicPartitionList::new();
     cut.add_partition_offset("offsets", 0, Offset::Offset(30))
@@ -428,4 +441,12 @@ fn offsets_by_time_watermarks_delete_records_partitions_and_topic_deletion() {
         .expect("delete topics");
     assert!(gone[0].is_ok(), "{gone:?}");
     assert!(!broker.partition_dir("offsets", 0).exists());
+    let metadata = c
+        .fetch_metadata(Some("offsets"), TIMEOUT)
+        .expect("metadata");
+    assert_eq!(
+        metadata.topics()[0].error(),
+        Some(rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART),
+        "a deleted topic is unknown"
+    );
 }

@@ -208,10 +208,7 @@ fn malformed_frames_are_refused_while_other_clients_carry_on() {
             _ => {}
         }
         if matches!(name, "negative length" | "2 GiB length") {
-            assert!(
-                closed(&mut stream),
-                "{name}: the connection was not closed"
-            );
+            assert!(closed(&mut stream), "{name}: the connection was not closed");
         } else {
             assert!(
                 closed_or_answered(&mut stream),
@@ -298,7 +295,11 @@ fn idempotent_batch(producer_id: i64, sequence: i32, values: &[&str]) -> Vec<u8>
             producer_epoch: if producer_id < 0 { -1 } else { 0 },
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: if sequence < 0 { -1 } else { sequence + i as i32 },
+            sequence: if sequence < 0 {
+                -1
+            } else {
+                sequence + i as i32
+            },
             timestamp: 1,
             key: None,
             value: Some(Bytes::from(v.as_bytes().to_vec())),
