@@ -10,12 +10,20 @@ as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else "$@"; fi
 }
 
-step "system packages (kcat: Debian's librdkafka 2.0.2 client; curl)"
-missing=()
-for tool in kcat curl; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
-if [ ${#missing[@]} -gt 0 ]; then
+step "system packages (kcat: Debian's librdkafka 2.0.2 client; node for kafkajs; a C toolchain for librdkafka)"
+# command -> Debian package; only what is missing is installed.
+packages=()
+need() { command -v "$1" >/dev/null 2>&1 || packages+=("$2"); }
+need kcat kcat
+need curl curl
+need node nodejs
+need npm npm
+need cc build-essential
+need make build-essential
+need python3 python3
+if [ ${#packages[@]} -gt 0 ]; then
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
 fi
 kcat -V 2>&1 | head -1
 
@@ -26,8 +34,21 @@ step "node packages (kafkajs 2.2.4)"
 (cd tests/node && npm ci --no-audit --no-fund --silent)
 
 step "python packages (confluent-kafka, kafka-python)"
-python3 -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt 2>&1 \
-  | grep -v "Running pip as the 'root' user" || true
+# A Debian system python refuses pip installs (PEP 668); then the clients go into a venv under
+# tests/python and the tests find it through $PYTHON.
+if ! python3 -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt \
+  2> >(grep -v "Running pip as the 'root' user" >&2); then
+  if [ ! -x tests/python/.venv/bin/python ] && ! python3 -m venv tests/python/.venv 2>/dev/null; then
+    rm -rf tests/python/.venv
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    python3 -m venv tests/python/.venv
+  fi
+  tests/python/.venv/bin/python -m pip install --quiet --disable-pip-version-check \
+    -r tests/python/requirements.txt
+  export PYTHON="$PWD/tests/python/.venv/bin/python"
+fi
+"${PYTHON:-python3}" -c 'import confluent_kafka, kafka; print("confluent-kafka", confluent_kafka.__version__, "(librdkafka", confluent_kafka.libversion()[0] + ")", "kafka-python", kafka.__version__)'
 
 step "format"
 cargo fmt --all -- --check

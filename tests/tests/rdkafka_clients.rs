@@ -4,16 +4,17 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{eventually, Broker};
 use rdkafka::admin::{
     AdminClient, AdminOptions, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
 };
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -230,62 +231,123 @@ fn records_topics_and_configs_survive_a_restart() {
     assert_eq!(metadata.topics()[0].partitions().len(), 3);
 }
 
+/// Collects the (offset, key) of every record the broker acknowledged.
+struct Acks(Arc<Mutex<Vec<(i64, String)>>>);
+
+impl ClientContext for Acks {}
+
+impl ProducerContext for Acks {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Ok(m) = result {
+            let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+            self.0.lock().expect("acks").push((m.offset(), key));
+        }
+    }
+}
+
 #[test]
 fn acknowledged_writes_survive_kill_9() {
     let mut broker = Broker::start();
-    let producer: FutureProducer = ClientConfig::new()
+    let acks = Arc::new(Mutex::new(Vec::new()));
+    let producer: BaseProducer<Acks> = ClientConfig::new()
         .set("bootstrap.servers", &broker.kafka)
         .set("acks", "all")
         .set("enable.idempotence", "true")
         .set("linger.ms", "1")
-        .set("message.timeout.ms", "5000")
-        .create()
+        .set("message.timeout.ms", "3000")
+        // Many small batches, so the crash hits some in flight and some being written.
+        .set("batch.num.messages", "50")
+        .create_with_context(Acks(acks.clone()))
         .expect("producer");
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let acked: Vec<(i64, String)> = rt.block_on(async {
-        let mut acked = Vec::new();
-        let mut pending = Vec::new();
-        for i in 0..3000 {
-            let value = format!("record-{i}");
-            let p = producer.clone();
-            pending.push(tokio::spawn(async move {
-                let r = p
-                    .send(
-                        FutureRecord::<(), _>::to("crash").payload(&value),
-                        Duration::from_secs(5),
-                    )
-                    .await;
-                r.ok().map(|d| (d.offset, value))
-            }));
-        }
-        // Let part of the load be acknowledged, then crash the broker mid-stream.
-        let mut done = 0;
-        for handle in pending.iter_mut() {
-            if let Ok(Some(ack)) = handle.await {
-                acked.push(ack);
+    let producer = Arc::new(producer);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Small produces, one after another, until told to stop: the crash lands mid-stream.
+    let sender = {
+        let (producer, stop, acks) = (producer.clone(), stop.clone(), acks.clone());
+        std::thread::spawn(move || {
+            let mut sent = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let key = format!("k{sent}");
+                let value = format!("v{sent}");
+                let mut record = BaseRecord::to("crash").key(&key).payload(&value);
+                loop {
+                    match producer.send(record) {
+                        Ok(()) => break,
+                        Err((_, r)) => {
+                            record = r;
+                            producer.poll(Duration::from_millis(5));
+                        }
+                    }
+                }
+                sent += 1;
+                producer.poll(Duration::ZERO);
+                // Stay at most 500 records ahead of the acknowledgements, so the producer is
+                // still sending small batches when the broker dies.
+                while sent - acks.lock().expect("acks").len() > 500
+                    && !stop.load(std::sync::atomic::Ordering::Relaxed)
+                {
+                    producer.poll(Duration::from_millis(1));
+                }
             }
-            done += 1;
-            if done == 1500 {
-                broker.kill9();
-            }
-        }
-        acked
+            sent
+        })
+    };
+    let enough = eventually(TIMEOUT, || {
+        (acks.lock().expect("acks").len() >= 2000).then_some(())
     });
     assert!(
-        acked.len() >= 1000,
-        "only {} acknowledged before the crash",
+        enough.is_some(),
+        "2000 records acknowledged before the crash"
+    );
+    broker.kill9();
+    // What is in flight now fails once message.timeout.ms passes.
+    let keep_sending = std::time::Instant::now() + Duration::from_millis(200);
+    while std::time::Instant::now() < keep_sending {
+        producer.poll(Duration::from_millis(10));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = sender.join().expect("sender");
+    let _ = producer.flush(Duration::from_secs(10));
+    let acked = acks.lock().expect("acks").clone();
+    eprintln!("{} of {sent} records acknowledged", acked.len());
+    assert!(
+        acked.len() < sent,
+        "the crash was mid-stream: {} of {sent} acknowledged",
         acked.len()
     );
+
     broker.start_again();
-    let max = acked.iter().map(|(o, _)| *o).max().unwrap_or(0);
-    let got = read(&broker, "crash", 0, Offset::Beginning, max as usize + 1);
-    let by_offset: BTreeMap<i64, Option<Vec<u8>>> =
-        got.into_iter().map(|g| (g.offset, g.value)).collect();
-    for (offset, value) in &acked {
+    let (_, high) = consumer(&broker)
+        .fetch_watermarks("crash", 0, TIMEOUT)
+        .expect("watermarks");
+    let got = read(&broker, "crash", 0, Offset::Beginning, high as usize);
+    let mut keys = std::collections::BTreeSet::new();
+    for g in &got {
+        let key = String::from_utf8(g.key.clone().expect("key")).expect("utf-8 key");
         assert_eq!(
-            by_offset.get(offset).cloned().flatten().as_deref(),
-            Some(value.as_bytes()),
-            "acknowledged offset {offset} lost or changed"
+            g.value.as_deref(),
+            Some(format!("v{}", &key[1..]).as_bytes()),
+            "offset {} holds the value sent with {key}",
+            g.offset
+        );
+        assert!(keys.insert(key), "offset {} is a duplicate", g.offset);
+    }
+    let by_offset: BTreeMap<i64, String> = got
+        .into_iter()
+        .map(|g| {
+            (
+                g.offset,
+                String::from_utf8(g.key.unwrap_or_default()).unwrap_or_default(),
+            )
+        })
+        .collect();
+    for (offset, key) in &acked {
+        assert_eq!(
+            by_offset.get(offset),
+            Some(key),
+            "acknowledged {key} at offset {offset} lost or moved"
         );
     }
 }

@@ -88,6 +88,12 @@ impl Broker {
     }
 
     fn spawn(&mut self) {
+        for port in [self.options.kafka_port, self.options.http_port]
+            .into_iter()
+            .flatten()
+        {
+            wait_port_free(port);
+        }
         let data_dir = self.data.path().join("data");
         let config = self.data.path().join("sluice.toml");
         std::fs::write(&config, &self.options.toml).expect("write config");
@@ -212,6 +218,18 @@ impl Drop for Broker {
             eprintln!("---- broker stderr ----\n{}", self.stderr());
         }
     }
+}
+
+/// Waits until a fixed port can be bound: after a restart the old process's socket may linger
+/// for a moment, and another test run on this machine may be using the seed ports.
+fn wait_port_free(port: u16) {
+    let free = eventually(Duration::from_secs(120), || {
+        std::net::TcpListener::bind(("127.0.0.1", port)).ok()
+    });
+    assert!(
+        free.is_some(),
+        "127.0.0.1:{port} stayed in use for 120 s (is scripts/run.sh or another test run using it?)"
+    );
 }
 
 /// Polls `check` until it returns `Some` or `timeout` passes.
