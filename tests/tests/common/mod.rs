@@ -54,6 +54,8 @@ pub struct Options {
 pub struct Broker {
     pub kafka: String,
     pub http: String,
+    /// The line the broker printed on stdout once both listeners were bound.
+    pub startup_line: String,
     pub data: TempDir,
     child: Option<Child>,
     options: Options,
@@ -70,6 +72,7 @@ impl Broker {
         let mut broker = Broker {
             kafka: String::new(),
             http: String::new(),
+            startup_line: String::new(),
             stderr_log: data.path().join("broker.stderr"),
             data,
             child: None,
@@ -145,6 +148,7 @@ impl Broker {
         };
         self.kafka = field("kafka=");
         self.http = field("http=");
+        self.startup_line = line;
         self.child = Some(child);
     }
 
