@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{eventually, Broker};
+use common::{eventually, Broker, Options};
 use rdkafka::admin::{
     AdminClient, AdminOptions, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
 };
@@ -183,14 +183,27 @@ fn records_topics_and_configs_survive_a_restart() {
         .block_on(
             admin(&broker).create_topics(
                 &[NewTopic::new("durable", 3, TopicReplication::Fixed(1))
-                    .set("retention.ms", "86400000")],
+                    .set("retention.ms", "86400000")
+                    // Small segments: the records span several, read back across the rolls.
+                    .set("segment.bytes", "8192")],
                 &AdminOptions::new(),
             ),
         )
         .expect("create topics");
     assert!(created[0].is_ok(), "{created:?}");
-    let p = producer(&broker, &[("partitioner", "murmur2_random")]);
-    produce_expected(&p, "durable", 0..600, 1_600_000_000_000);
+    let p = producer(
+        &broker,
+        &[
+            ("partitioner", "murmur2_random"),
+            ("batch.num.messages", "10"),
+        ],
+    );
+    // Recent timestamps: retention.ms (one day) must not delete the closed segments.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    produce_expected(&p, "durable", 0..600, now_ms - 600);
     let before: BTreeMap<i32, Vec<Got>> = (0..3)
         .map(|part| {
             let (_, high) = consumer(&broker)
@@ -203,6 +216,10 @@ fn records_topics_and_configs_survive_a_restart() {
         })
         .collect();
     assert_eq!(before.values().map(Vec::len).sum::<usize>(), 600);
+    assert!(
+        segments(&broker, "durable", 0).len() > 1,
+        "partition 0 rolled to several segments"
+    );
     drop(p);
 
     broker.restart();
@@ -218,13 +235,13 @@ fn records_topics_and_configs_survive_a_restart() {
         )
         .expect("describe configs");
     let config = configs[0].as_ref().expect("topic config");
-    assert_eq!(
-        config
-            .get("retention.ms")
-            .and_then(|e| e.value.clone())
-            .as_deref(),
-        Some("86400000")
-    );
+    for (name, value) in [("retention.ms", "86400000"), ("segment.bytes", "8192")] {
+        assert_eq!(
+            config.get(name).and_then(|e| e.value.clone()).as_deref(),
+            Some(value),
+            "{name} after the restart"
+        );
+    }
     let metadata = consumer(&broker)
         .fetch_metadata(Some("durable"), TIMEOUT)
         .expect("metadata");
@@ -352,9 +369,26 @@ fn acknowledged_writes_survive_kill_9() {
     }
 }
 
+/// The `*.log` segment files of a partition, oldest first (names are zero-padded base offsets).
+fn segments(broker: &Broker, topic: &str, partition: i32) -> Vec<std::path::PathBuf> {
+    let mut logs: Vec<_> = std::fs::read_dir(broker.partition_dir(topic, partition))
+        .expect("partition dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    logs.sort();
+    logs
+}
+
 #[test]
 fn a_torn_segment_tail_is_recovered_and_writes_continue() {
-    let mut broker = Broker::start();
+    // Small segments, so the torn one is the newest of several.
+    let mut broker = Broker::start_with(Options {
+        // The records carry 2022 timestamps: keep time-based retention from deleting the
+        // closed segments, as it would in Kafka.
+        toml: "\"log.segment.bytes\" = 4096\n\"log.retention.ms\" = -1\n".to_string(),
+        ..Options::default()
+    });
     let p = producer(&broker, &[("linger.ms", "0"), ("acks", "all")]);
     // Flushing every 10 records makes many small batches, so the torn one is only the last.
     for start in (0..200).step_by(10) {
@@ -362,13 +396,9 @@ fn a_torn_segment_tail_is_recovered_and_writes_continue() {
     }
     drop(p);
     broker.kill9();
-    let dir = broker.partition_dir("torn", 0);
-    let log = std::fs::read_dir(&dir)
-        .expect("partition dir")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "log"))
-        .max()
-        .expect("a segment");
+    let logs = segments(&broker, "torn", 0);
+    assert!(logs.len() > 1, "several segments: {logs:?}");
+    let log = logs.last().expect("a segment").clone();
     let len = std::fs::metadata(&log).expect("segment").len();
     // Cut into the last batch, then append garbage after it, as a crash mid-write could.
     let file = std::fs::OpenOptions::new()
