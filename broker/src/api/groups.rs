@@ -218,17 +218,18 @@ pub(crate) fn leave_group(
     } else {
         vec![(request.member_id.to_string(), None)]
     };
-    let Some(group) = broker.groups.existing(&request.group_id.0) else {
-        return LeaveGroupResponse::default()
-            .with_error_code(ResponseError::UnknownMemberId.code());
-    };
     let now = Instant::now();
-    let codes: Vec<i16> = {
-        let mut g = group.lock();
-        leaving
-            .iter()
-            .map(|(id, instance)| code(g.leave(id, instance.as_deref(), now)))
-            .collect()
+    // An unknown group knows none of the members: each is UNKNOWN_MEMBER_ID (v3+ answer per
+    // member, as Kafka does, with no error for the request as a whole).
+    let codes: Vec<i16> = match broker.groups.existing(&request.group_id.0) {
+        None => vec![ResponseError::UnknownMemberId.code(); leaving.len()],
+        Some(group) => {
+            let mut g = group.lock();
+            leaving
+                .iter()
+                .map(|(id, instance)| code(g.leave(id, instance.as_deref(), now)))
+                .collect()
+        }
     };
     if version >= 3 {
         LeaveGroupResponse::default().with_members(
@@ -266,22 +267,29 @@ pub(crate) fn describe_groups(
             let g = group.lock();
             described.group_state = s(g.state.name());
             described.protocol_type = s(g.protocol_type.as_deref().unwrap_or("consumer"));
-            described.protocol_data = s(g.protocol.as_deref().unwrap_or(""));
+            // As Kafka: the protocol, metadata and assignments only of a Stable group; while it
+            // rebalances they are in flux, so members are listed without them.
             let stable = g.state == State::Stable;
+            described.protocol_data = s(if stable {
+                g.protocol.as_deref().unwrap_or("")
+            } else {
+                ""
+            });
             described.members = g
                 .describe_members()
                 .into_iter()
                 .map(|m| {
+                    let (metadata, assignment) = if stable {
+                        (g.member_metadata(m), m.assignment.clone())
+                    } else {
+                        (Bytes::new(), Bytes::new())
+                    };
                     let mut d = DescribedGroupMember::default()
                         .with_member_id(s(&m.member_id))
                         .with_client_id(s(&m.client_id))
                         .with_client_host(s(&m.client_host))
-                        .with_member_metadata(g.member_metadata(m))
-                        .with_member_assignment(if stable {
-                            m.assignment.clone()
-                        } else {
-                            Bytes::new()
-                        });
+                        .with_member_metadata(metadata)
+                        .with_member_assignment(assignment);
                     if version >= 4 {
                         d.group_instance_id = m.group_instance_id.as_ref().map(|i| s(i));
                     }
@@ -342,20 +350,7 @@ pub(crate) async fn delete_groups(
 ) -> DeleteGroupsResponse {
     let mut results = Vec::with_capacity(request.groups_names.len());
     for id in request.groups_names {
-        let outcome = match broker.groups.existing(&id.0) {
-            None => Err(ResponseError::GroupIdNotFound),
-            Some(group) if !group.lock().is_empty() => Err(ResponseError::NonEmptyGroup),
-            Some(_) => match broker.groups.offsets.delete_group(&id.0).await {
-                Ok(()) => {
-                    broker.groups.remove(&id.0);
-                    Ok(())
-                }
-                Err(e) => {
-                    tracing::error!(group = %id.0.as_str(), "deleting group offsets failed: {e}");
-                    Err(ResponseError::KafkaStorageError)
-                }
-            },
-        };
+        let outcome = broker.groups.delete(&id.0).await;
         results.push(
             DeletableGroupResult::default()
                 .with_group_id(id)

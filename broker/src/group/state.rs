@@ -6,11 +6,14 @@
 //! join or sync phase to finish hold a oneshot receiver, completed from here.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use tokio::sync::oneshot;
 use tokio::time::{Duration, Instant};
+
+use super::offsets::{GroupMeta, OffsetStore};
 
 /// Group states, named as Kafka reports them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,10 +150,21 @@ pub struct Group {
     /// The initial-rebalance delay of a group that was empty (group.initial.rebalance.delay.ms).
     delay_until: Option<Instant>,
     initial_delay: Duration,
+    /// When members that have not sent SyncGroup by then are dropped (the leader's rebalance
+    /// timeout bounds how long the others wait for an assignment, as in Kafka).
+    sync_deadline: Option<Instant>,
+    /// The group's id and the store its protocol type and generation are recorded in at each
+    /// completed join phase; `None` in tests of the bare state machine.
+    pub(crate) journal: Option<(String, Arc<OffsetStore>)>,
 }
 
 /// Most members a group accepts (a bound on memory, far above real use).
 const MAX_MEMBERS: usize = 10_000;
+/// Most protocols one member may offer, and the most metadata bytes across them: far above what
+/// any client sends (a consumer's subscription is a few hundred bytes), low enough that
+/// MAX_MEMBERS hostile members cannot exhaust memory.
+const MAX_PROTOCOLS: usize = 32;
+const MAX_METADATA_BYTES: usize = 64 * 1024;
 
 impl Group {
     pub fn new(initial_delay: Duration) -> Group {
@@ -166,7 +180,15 @@ impl Group {
             join_deadline: None,
             delay_until: None,
             initial_delay,
+            sync_deadline: None,
+            journal: None,
         }
+    }
+
+    /// Takes back what was recorded of the group before a restart.
+    pub fn restore(&mut self, meta: GroupMeta) {
+        self.protocol_type = Some(meta.protocol_type);
+        self.generation = meta.generation.max(0);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -192,6 +214,13 @@ impl Group {
                 &p.member_id,
             ));
         }
+        let metadata_bytes: usize = p.protocols.iter().map(|(n, m)| n.len() + m.len()).sum();
+        if p.protocols.len() > MAX_PROTOCOLS || metadata_bytes > MAX_METADATA_BYTES {
+            return Ok(JoinResult::error(
+                ResponseError::InvalidRequest,
+                &p.member_id,
+            ));
+        }
         if !self.members.is_empty() {
             let same_type = self.protocol_type.as_deref() == Some(p.protocol_type.as_str());
             let common = self.common_protocols(Some(&p.protocols));
@@ -206,7 +235,7 @@ impl Group {
         if member_id.is_empty() {
             if let Some(instance) = &p.group_instance_id {
                 if let Some(old) = self.static_members.get(instance).cloned() {
-                    return Ok(self.replace_static_member(&old, &p, now));
+                    return self.replace_static_member(&old, p, now);
                 }
             }
             member_id = format!("{}-{}", p.client_id, uuid::Uuid::new_v4());
@@ -221,6 +250,10 @@ impl Group {
                     &member_id,
                 ));
             }
+        } else if let Some(code) = self.fenced(&member_id, p.group_instance_id.as_deref()) {
+            // Checked first, as Kafka does: an old incarnation of a static member learns it was
+            // replaced rather than being told to rejoin.
+            return Ok(JoinResult::error(code, &member_id));
         } else if self.pending.remove(&member_id).is_none()
             && !self.members.contains_key(&member_id)
         {
@@ -228,8 +261,6 @@ impl Group {
                 ResponseError::UnknownMemberId,
                 &member_id,
             ));
-        } else if let Some(code) = self.fenced(&member_id, p.group_instance_id.as_deref()) {
-            return Ok(JoinResult::error(code, &member_id));
         }
 
         let (tx, rx) = oneshot::channel();
@@ -241,11 +272,16 @@ impl Group {
                 m.rebalance_timeout = p.rebalance_timeout;
                 m.last_heartbeat = now;
                 let is_leader = self.leader.as_deref() == Some(member_id.as_str());
-                if unchanged
-                    && !is_leader
-                    && matches!(self.state, State::Stable | State::CompletingRebalance)
-                {
-                    // A follower repeating its join: tell it the current generation again.
+                // A member repeating its join (its response was lost) with the same metadata gets
+                // the current generation again, as in Kafka: any member while the assignment is
+                // being made, only a follower once it is Stable (a leader rejoining wants a new
+                // assignment, e.g. because the topics it matches changed).
+                let repeat = match self.state {
+                    State::CompletingRebalance => unchanged,
+                    State::Stable => unchanged && !is_leader,
+                    _ => false,
+                };
+                if repeat {
                     return Ok(self.join_result(&member_id));
                 }
                 if let Some(m) = self.members.get_mut(&member_id) {
@@ -299,10 +335,18 @@ impl Group {
         Err(rx)
     }
 
-    /// A known static member rejoining with a new member id (KIP-345).
-    fn replace_static_member(&mut self, old_id: &str, p: &JoinParams, now: Instant) -> JoinResult {
+    /// A known static member rejoining with a new member id (KIP-345): the old id is fenced and
+    /// the member keeps its place. In a Stable group with unchanged metadata that is all (no
+    /// rebalance: the member gets the current generation and, at SyncGroup, its old assignment);
+    /// otherwise it takes part in a rebalance under its new id.
+    fn replace_static_member(
+        &mut self,
+        old_id: &str,
+        p: JoinParams,
+        now: Instant,
+    ) -> Result<JoinResult, oneshot::Receiver<JoinResult>> {
         let Some(mut member) = self.members.remove(old_id) else {
-            return JoinResult::error(ResponseError::UnknownMemberId, "");
+            return Ok(JoinResult::error(ResponseError::UnknownMemberId, ""));
         };
         let new_id = format!("{}-{}", p.client_id, uuid::Uuid::new_v4());
         // The old incarnation's pending calls learn they were fenced.
@@ -314,7 +358,9 @@ impl Group {
         }
         let unchanged = member.protocols == p.protocols;
         member.member_id = new_id.clone();
-        member.protocols = p.protocols.clone();
+        member.protocols = p.protocols;
+        member.client_id = p.client_id;
+        member.client_host = p.client_host;
         member.session_timeout = p.session_timeout;
         member.rebalance_timeout = p.rebalance_timeout;
         member.last_heartbeat = now;
@@ -324,19 +370,22 @@ impl Group {
         if let Some(instance) = &p.group_instance_id {
             self.static_members.insert(instance.clone(), new_id.clone());
         }
-        self.members.insert(new_id.clone(), member);
         if unchanged && self.state == State::Stable {
-            // Same subscription: keep the assignment, no rebalance.
+            self.members.insert(new_id.clone(), member);
+            // Same subscription: keep the assignment, no rebalance. Even a leader gets no member
+            // list, so it does not compute a new assignment.
             let mut result = self.join_result(&new_id);
             result.members.clear();
-            return result;
+            return Ok(result);
         }
-        self.prepare_rebalance(now);
-        // The caller rejoins with its new id once told to; answering with the id and
-        // REBALANCE_IN_PROGRESS makes it do exactly that.
-        let mut result = JoinResult::error(ResponseError::RebalanceInProgress, &new_id);
-        result.generation = self.generation;
-        result
+        let (tx, rx) = oneshot::channel();
+        member.join_waiter = Some(tx);
+        self.members.insert(new_id, member);
+        if self.state != State::PreparingRebalance {
+            self.prepare_rebalance(now);
+        }
+        self.maybe_complete_join(now);
+        Err(rx)
     }
 
     /// FENCED_INSTANCE_ID when `instance` belongs to another member id.
@@ -471,11 +520,12 @@ impl Group {
         self.pending.clear();
         self.join_deadline = None;
         self.delay_until = None;
-        self.generation += 1;
+        self.generation = self.generation.saturating_add(1);
         if self.members.is_empty() {
             self.state = State::Empty;
             self.protocol = None;
             self.leader = None;
+            self.record();
             return;
         }
         self.protocol = self.select_protocol();
@@ -487,6 +537,14 @@ impl Group {
             self.leader = self.members.keys().next().cloned();
         }
         self.state = State::CompletingRebalance;
+        let sync_timeout = self
+            .members
+            .values()
+            .map(|m| m.rebalance_timeout)
+            .max()
+            .unwrap_or_default();
+        self.sync_deadline = Some(now + sync_timeout);
+        self.record();
         let ids: Vec<String> = self.members.keys().cloned().collect();
         for id in ids {
             let result = self.join_result(&id);
@@ -497,6 +555,19 @@ impl Group {
                     let _ = w.send(result);
                 }
             }
+        }
+    }
+
+    /// Records the protocol type and generation in the store (see [`super::offsets`]).
+    fn record(&self) {
+        if let (Some((id, store)), Some(protocol_type)) = (&self.journal, &self.protocol_type) {
+            store.record_group(
+                id,
+                GroupMeta {
+                    protocol_type: protocol_type.clone(),
+                    generation: self.generation,
+                },
+            );
         }
     }
 
@@ -569,6 +640,7 @@ impl Group {
                         m.assignment = by_member.remove(&m.member_id).unwrap_or_default();
                     }
                     self.state = State::Stable;
+                    self.sync_deadline = None;
                     let ids: Vec<String> = self.members.keys().cloned().collect();
                     for id in ids {
                         let result = self.sync_result(&id);
@@ -655,9 +727,29 @@ impl Group {
         }
     }
 
-    /// Expires members and pending ids, ends overdue join phases.
+    /// Expires members and pending ids, ends overdue join phases, drops members that did not
+    /// ask for their assignment in time.
     pub fn tick(&mut self, now: Instant) {
         self.pending.retain(|_, expires| *expires > now);
+        if self.state == State::CompletingRebalance && self.sync_deadline.is_some_and(|d| now >= d)
+        {
+            self.sync_deadline = None;
+            // The leader's SyncGroup would have made the group Stable, so the leader is among
+            // these; the members still waiting are told to rejoin by the new rebalance.
+            let silent: Vec<String> = self
+                .members
+                .values()
+                .filter(|m| m.sync_waiter.is_none())
+                .map(|m| m.member_id.clone())
+                .collect();
+            for id in &silent {
+                tracing::info!(member = %id, "member did not sync in time");
+                self.remove_member(id);
+            }
+            if !silent.is_empty() {
+                self.membership_changed(now);
+            }
+        }
         let expired: Vec<String> = self
             .members
             .values()
@@ -681,12 +773,17 @@ impl Group {
     /// Topics the members subscribe to (consumer protocol metadata), for OffsetDelete.
     pub fn subscribed_topics(&self) -> HashSet<String> {
         let mut topics = HashSet::new();
-        if self.protocol_type.as_deref() != Some("consumer") {
-            return topics;
-        }
-        let protocol = self.protocol.clone().unwrap_or_default();
         for m in self.members.values() {
-            topics.extend(parse_subscription(&m.metadata(&protocol)));
+            match &self.protocol {
+                Some(protocol) => topics.extend(parse_subscription(&m.metadata(protocol))),
+                // Before the first join phase ends no protocol is chosen; every consumer
+                // assignor carries the same subscription, so any of them says it.
+                None => {
+                    for (_, metadata) in &m.protocols {
+                        topics.extend(parse_subscription(metadata));
+                    }
+                }
+            }
         }
         topics
     }
