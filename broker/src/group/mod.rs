@@ -197,3 +197,88 @@ pub async fn run_timers(coordinator: Arc<GroupCoordinator>, mut stop: watch::Rec
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn join_params(member: &str) -> JoinParams {
+        JoinParams {
+            member_id: member.to_string(),
+            group_instance_id: None,
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout: Duration::from_secs(10),
+            rebalance_timeout: Duration::from_secs(10),
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Bytes::new())],
+            require_known_member_id: false,
+        }
+    }
+
+    fn no_delay() -> GroupConfig {
+        GroupConfig {
+            initial_rebalance_delay: Duration::ZERO,
+            ..GroupConfig::default()
+        }
+    }
+
+    /// Joins a one-member group; returns the member id and generation.
+    fn join_alone(c: &GroupCoordinator, group: &str) -> (String, i32) {
+        let g = c.group(group);
+        let mut g = g.lock();
+        let mut rx = g
+            .join(join_params(""), Instant::now())
+            .expect_err("waits for the join phase");
+        let joined = rx.try_recv().expect("a lone member completes the phase");
+        (joined.member_id, joined.generation)
+    }
+
+    #[tokio::test]
+    async fn groups_come_back_empty_after_a_restart_with_their_offsets_and_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = GroupCoordinator::open(dir.path(), no_delay()).unwrap();
+        let (_, generation) = join_alone(&c, "g");
+        assert_eq!(generation, 1);
+        let committed = Committed {
+            offset: 42,
+            leader_epoch: -1,
+            metadata: None,
+            commit_timestamp: 0,
+        };
+        c.offsets
+            .commit("g", vec![("t".into(), 0, committed)])
+            .await
+            .unwrap();
+        drop(c);
+
+        let c = GroupCoordinator::open(dir.path(), no_delay()).unwrap();
+        assert_eq!(
+            c.list(),
+            vec![("g".to_string(), "consumer".to_string(), State::Empty)]
+        );
+        assert_eq!(c.offsets.group("g")[&("t".to_string(), 0)].offset, 42);
+        let (_, generation) = join_alone(&c, "g");
+        assert_eq!(generation, 2, "generations keep counting across restarts");
+    }
+
+    #[tokio::test]
+    async fn groups_holding_nothing_are_dropped_from_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = GroupCoordinator::open(dir.path(), no_delay()).unwrap();
+        for i in 0..100 {
+            // Looked up (e.g. by a heartbeat or a refused commit) but never joined.
+            let _ = c.group(&format!("probe-{i}"));
+        }
+        let (member, _) = join_alone(&c, "live");
+        c.tick(Instant::now());
+        assert_eq!(
+            c.groups.lock().len(),
+            1,
+            "only the group with a member stays"
+        );
+        assert!(c.group("live").lock().members.contains_key(&member));
+    }
+}

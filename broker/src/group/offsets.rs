@@ -472,6 +472,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn group_metadata_survives_reopen_and_compaction_and_goes_with_the_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("offsets.log");
+        let store = OffsetStore::open(&path).unwrap();
+        let meta = |generation| GroupMeta {
+            protocol_type: "connect".into(),
+            generation,
+        };
+        store.record_group("g", meta(3));
+        store.record_group("gone", meta(1));
+        store.delete_group("gone").await.unwrap();
+        drop(store);
+        let store = OffsetStore::open(&path).unwrap();
+        assert_eq!(store.group_meta("g"), Some(meta(3)));
+        assert!(
+            store.has_group("g"),
+            "a group without offsets is still known"
+        );
+        assert!(!store.has_group("gone"));
+        let snap = snapshot(&store.inner.lock().live);
+        let (live, valid) = replay(&snap);
+        assert_eq!(valid, snap.len());
+        assert_eq!(live.meta.get("g"), Some(&meta(3)));
+    }
+
+    #[tokio::test]
     async fn a_grown_log_is_compacted_to_the_live_set() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("offsets.log");

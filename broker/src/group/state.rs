@@ -1014,6 +1014,89 @@ mod tests {
     }
 
     #[test]
+    fn a_static_member_restarting_mid_rebalance_joins_it_under_its_new_id() {
+        let now = Instant::now();
+        let mut g = Group::new(Duration::ZERO);
+        let mut p = params("", true);
+        p.group_instance_id = Some("pod-1".into());
+        let a = joined(g.join(p.clone(), now).unwrap_err());
+        g.sync(sp(&a.member_id, Some("pod-1"), 1, vec![]), now)
+            .unwrap_err();
+        // A second member starts a rebalance; pod-1 restarts before rejoining.
+        let mut b_rx = g.join(params("", false), now).unwrap_err();
+        let mut again = g.join(p, now).expect_err("waits in the rebalance");
+        let (a2, b) = (again.try_recv().unwrap(), b_rx.try_recv().unwrap());
+        assert_eq!(a2.error, 0);
+        assert_ne!(a2.member_id, a.member_id);
+        assert_eq!((a2.generation, b.generation), (2, 2));
+        assert_eq!(
+            a2.leader, a2.member_id,
+            "the leader keeps its role under its new id"
+        );
+        assert_eq!(a2.members.len(), 2);
+    }
+
+    #[test]
+    fn a_leader_that_never_syncs_is_dropped_and_the_rest_rebalance() {
+        let now = Instant::now();
+        let mut g = Group::new(Duration::ZERO);
+        let a = joined(g.join(params("", false), now).unwrap_err());
+        g.sync(sp(&a.member_id, None, 1, vec![]), now).unwrap_err();
+        let b_rx = g.join(params("", false), now).unwrap_err();
+        let a2 = joined(g.join(params(&a.member_id, false), now).unwrap_err());
+        let b = joined(b_rx);
+        assert_eq!(a2.leader, a.member_id);
+        let mut b_sync = g.sync(sp(&b.member_id, None, 2, vec![]), now).unwrap_err();
+        // Both heartbeat (so their sessions live), but the leader never sends its SyncGroup.
+        let later = now + Duration::from_secs(29);
+        assert_eq!(g.heartbeat(&a.member_id, None, 2, later), Ok(()));
+        assert_eq!(g.heartbeat(&b.member_id, None, 2, later), Ok(()));
+        g.tick(later);
+        assert!(b_sync.try_recv().is_err());
+        g.tick(now + Duration::from_secs(31));
+        assert_eq!(
+            b_sync.try_recv().unwrap().error,
+            ResponseError::RebalanceInProgress.code()
+        );
+        assert!(!g.members.contains_key(&a.member_id));
+        let b3 = joined(
+            g.join(params(&b.member_id, false), now + Duration::from_secs(31))
+                .unwrap_err(),
+        );
+        assert_eq!(b3.leader, b.member_id);
+    }
+
+    #[test]
+    fn a_repeated_join_while_the_assignment_is_made_gets_the_same_generation() {
+        let now = Instant::now();
+        let mut g = Group::new(Duration::ZERO);
+        let a = joined(g.join(params("", false), now).unwrap_err());
+        assert_eq!(g.state, State::CompletingRebalance);
+        let again = g
+            .join(params(&a.member_id, false), now)
+            .expect("answered at once");
+        assert_eq!(again.generation, a.generation);
+        assert_eq!(again.members.len(), 1, "the leader still gets the members");
+        assert_eq!(g.state, State::CompletingRebalance);
+    }
+
+    #[test]
+    fn oversized_member_metadata_is_refused() {
+        let now = Instant::now();
+        let mut g = Group::new(Duration::ZERO);
+        let mut p = params("", false);
+        p.protocols = vec![(
+            "range".into(),
+            Bytes::from(vec![0u8; MAX_METADATA_BYTES + 1]),
+        )];
+        assert_eq!(
+            g.join(p, now).unwrap().error,
+            ResponseError::InvalidRequest.code()
+        );
+        assert!(g.members.is_empty());
+    }
+
+    #[test]
     fn leaving_empties_the_group() {
         let now = Instant::now();
         let mut g = Group::new(Duration::ZERO);
