@@ -100,6 +100,7 @@ pub(crate) async fn join_group(
                 .map(|p| (p.name.to_string(), p.metadata.clone()))
                 .collect(),
             require_known_member_id: version >= 4,
+            supports_skip_assignment: version >= 9,
         };
         let group = broker.groups.group(&group_id);
         let outcome = group.lock().join(params, Instant::now());
@@ -138,6 +139,9 @@ pub(crate) async fn join_group(
         );
     if version >= 7 {
         response.protocol_type = result.protocol_type.map(|t| s(&t));
+    }
+    if version >= 9 {
+        response.skip_assignment = result.skip_assignment;
     }
     response
 }

@@ -215,6 +215,7 @@ mod tests {
             protocol_type: "consumer".into(),
             protocols: vec![("range".into(), Bytes::new())],
             require_known_member_id: false,
+            supports_skip_assignment: false,
         }
     }
 

@@ -48,6 +48,9 @@ pub struct JoinResult {
     pub member_id: String,
     /// Every member's metadata for the chosen protocol, for the leader only.
     pub members: Vec<(String, Option<String>, Bytes)>,
+    /// JoinGroup v9+ (KIP-814): the leader gets the members but must not compute an assignment
+    /// (a static leader rejoining a Stable group).
+    pub skip_assignment: bool,
 }
 
 impl JoinResult {
@@ -105,6 +108,8 @@ pub struct JoinParams {
     pub protocols: Vec<(String, Bytes)>,
     /// JoinGroup v4+: a new member first gets MEMBER_ID_REQUIRED (KIP-394).
     pub require_known_member_id: bool,
+    /// JoinGroup v9+: the response can tell a leader to skip the assignment (KIP-814).
+    pub supports_skip_assignment: bool,
 }
 
 #[derive(Debug)]
@@ -372,10 +377,19 @@ impl Group {
         }
         if unchanged && self.state == State::Stable {
             self.members.insert(new_id.clone(), member);
-            // Same subscription: keep the assignment, no rebalance. Even a leader gets no member
-            // list, so it does not compute a new assignment.
+            // Same subscription: keep the assignment, no rebalance. A Stable group would not pass
+            // on a new assignment, so a rejoining leader must not make one: from v9 it is told
+            // so (KIP-814) and still gets the members; before, as Kafka does, it is given its
+            // old member id as the leader, so it does not take itself for the leader at all.
             let mut result = self.join_result(&new_id);
-            result.members.clear();
+            if result.leader == new_id {
+                if p.supports_skip_assignment {
+                    result.skip_assignment = true;
+                } else {
+                    result.leader = old_id.to_string();
+                    result.members.clear();
+                }
+            }
             return Ok(result);
         }
         let (tx, rx) = oneshot::channel();
@@ -407,6 +421,7 @@ impl Group {
             protocol_name: self.protocol.clone(),
             leader: self.leader.clone().unwrap_or_default(),
             member_id: member_id.to_string(),
+            skip_assignment: false,
             members: if is_leader {
                 self.members
                     .values()
@@ -841,6 +856,7 @@ mod tests {
             protocol_type: "consumer".into(),
             protocols: vec![("range".into(), Bytes::from_static(b"m"))],
             require_known_member_id: v4,
+            supports_skip_assignment: false,
         }
     }
 
@@ -996,6 +1012,11 @@ mod tests {
         assert_ne!(again.member_id, a.member_id);
         assert_eq!(g.state, State::Stable);
         assert_eq!(
+            again.leader, a.member_id,
+            "before v9 a rejoining leader is not told it leads, so it assigns nothing"
+        );
+        assert!(again.members.is_empty());
+        assert_eq!(
             g.heartbeat(&a.member_id, Some("instance-1"), 1, now),
             Err(ResponseError::FencedInstanceId)
         );
@@ -1011,6 +1032,23 @@ mod tests {
             Bytes::from_static(b"x"),
             "assignment kept"
         );
+    }
+
+    #[test]
+    fn a_static_leader_rejoining_with_v9_is_told_to_skip_the_assignment() {
+        let now = Instant::now();
+        let mut g = Group::new(Duration::ZERO);
+        let mut p = params("", true);
+        p.group_instance_id = Some("pod-1".into());
+        p.supports_skip_assignment = true;
+        let a = joined(g.join(p.clone(), now).unwrap_err());
+        g.sync(sp(&a.member_id, Some("pod-1"), 1, vec![]), now)
+            .unwrap_err();
+        let again = g.join(p, now).expect("answered at once");
+        assert_eq!(again.leader, again.member_id);
+        assert!(again.skip_assignment);
+        assert_eq!(again.members.len(), 1);
+        assert_eq!(again.generation, 1);
     }
 
     #[test]
