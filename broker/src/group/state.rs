@@ -523,10 +523,13 @@ impl Group {
     }
 
     fn complete_join(&mut self, now: Instant) {
+        // Dynamic members that did not rejoin in time are dropped. Static ones keep their place
+        // (KIP-345: a slow restart must not cost a rebalance); only their session timeout, which
+        // restarts now, removes them.
         let gone: Vec<String> = self
             .members
             .values()
-            .filter(|m| m.join_waiter.is_none())
+            .filter(|m| m.join_waiter.is_none() && m.group_instance_id.is_none())
             .map(|m| m.member_id.clone())
             .collect();
         for id in gone {
@@ -1132,6 +1135,34 @@ mod tests {
             ResponseError::InvalidRequest.code()
         );
         assert!(g.members.is_empty());
+    }
+
+    #[test]
+    fn a_static_member_late_for_the_join_phase_keeps_its_place_until_its_session_ends() {
+        let now = Instant::now();
+        let mut g = Group::new(Duration::ZERO);
+        let mut p = params("", true);
+        p.group_instance_id = Some("pod-1".into());
+        p.session_timeout = Duration::from_secs(45);
+        let a = joined(g.join(p.clone(), now).unwrap_err());
+        g.sync(sp(&a.member_id, Some("pod-1"), 1, vec![]), now)
+            .unwrap_err();
+        let b_rx = g.join(params("", false), now).unwrap_err();
+        // pod-1 is restarting and misses the whole join phase.
+        g.tick(now + Duration::from_secs(31));
+        let b = joined(b_rx);
+        assert_eq!(b.generation, 2);
+        assert!(g.members.contains_key(&a.member_id), "still a member");
+        // Back within its session timeout: it takes part in generation 2.
+        let mut back = p;
+        back.member_id = a.member_id.clone();
+        let again = g
+            .join(back, now + Duration::from_secs(35))
+            .expect("the current generation at once");
+        assert_eq!(again.generation, 2);
+        // Had it not come back, its session would have ended it.
+        g.tick(now + Duration::from_secs(90));
+        assert!(!g.members.contains_key(&a.member_id));
     }
 
     #[test]
