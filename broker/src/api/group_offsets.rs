@@ -39,6 +39,9 @@ pub(crate) async fn offset_commit(
     // generation -1 and no member id) while the group has no members, as Kafka allows.
     let group_error = if group_id.is_empty() {
         Some(ResponseError::InvalidGroupId)
+    } else if generation >= 0 && broker.groups.existing(&group_id).is_none() {
+        // A generation of a group we do not know is from before it was deleted: as Kafka.
+        Some(ResponseError::IllegalGeneration)
     } else {
         let group = broker.groups.group(&group_id);
         let g = group.lock();

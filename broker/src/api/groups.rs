@@ -773,11 +773,16 @@ mod tests {
             commit_codes(&r),
             vec![ResponseError::UnknownTopicOrPartition.code()]
         );
-        // Naming a member of an empty group.
+        // Naming a member of an empty group, or a generation of a group never seen.
         let r = offset_commit(b.clone(), 8, commit_req("g", "ghost", 3, &[("t", 0, 1)])).await;
         assert_eq!(
             commit_codes(&r),
             vec![ResponseError::UnknownMemberId.code()]
+        );
+        let r = offset_commit(b.clone(), 8, commit_req("new", "ghost", 3, &[("t", 0, 1)])).await;
+        assert_eq!(
+            commit_codes(&r),
+            vec![ResponseError::IllegalGeneration.code()]
         );
         assert_eq!(
             fetched(&b, "g"),
