@@ -205,6 +205,13 @@ impl OffsetStore {
             file.set_len(valid as u64)?;
             file.sync_all()?;
         }
+        if bytes.is_empty() {
+            // A new (or empty) file: its directory entry must be durable before the first
+            // commit's fsync can make anything in it so.
+            if let Some(dir) = path.parent() {
+                File::open(dir)?.sync_all()?;
+            }
+        }
         let store = OffsetStore {
             path: path.to_path_buf(),
             inner: Mutex::new(Inner {
