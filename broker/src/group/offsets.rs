@@ -285,6 +285,34 @@ impl OffsetStore {
         self.wait_durable(seq).await
     }
 
+    /// Deletes every group's offsets of a deleted topic, durably (Kafka does the same, so a
+    /// topic created again under the name starts without stale positions).
+    pub async fn delete_topic(&self, topic: &str) -> std::io::Result<()> {
+        let records: Vec<Record> = {
+            let inner = self.inner.lock();
+            inner
+                .live
+                .offsets
+                .iter()
+                .flat_map(|(group, entries)| {
+                    entries
+                        .keys()
+                        .filter(|(t, _)| t == topic)
+                        .map(|(t, partition)| Record::DeleteOffset {
+                            group: group.clone(),
+                            topic: t.clone(),
+                            partition: *partition,
+                        })
+                })
+                .collect()
+        };
+        if records.is_empty() {
+            return Ok(());
+        }
+        let seq = self.write(records)?;
+        self.wait_durable(seq).await
+    }
+
     /// Deletes all of a group's offsets and metadata, durably.
     pub async fn delete_group(&self, group: &str) -> std::io::Result<()> {
         let seq = self.append_delete_group(group)?;
@@ -445,6 +473,29 @@ mod tests {
         assert_eq!(g.len(), 1);
         assert_eq!(g[&("t".to_string(), 0)].offset, 9);
         assert!(!store.has_group("h"));
+    }
+
+    #[tokio::test]
+    async fn deleting_a_topic_forgets_every_groups_offsets_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("offsets.log");
+        let store = OffsetStore::open(&path).unwrap();
+        store
+            .commit("g", vec![("t".into(), 0, c(1)), ("u".into(), 0, c(2))])
+            .await
+            .unwrap();
+        store
+            .commit("h", vec![("t".into(), 3, c(3))])
+            .await
+            .unwrap();
+        store.delete_topic("t").await.unwrap();
+        drop(store);
+        let store = OffsetStore::open(&path).unwrap();
+        assert_eq!(
+            store.group("g").keys().cloned().collect::<Vec<_>>(),
+            vec![("u".to_string(), 0)]
+        );
+        assert!(store.group("h").is_empty());
     }
 
     #[tokio::test]
