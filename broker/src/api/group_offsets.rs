@@ -39,17 +39,25 @@ pub(crate) async fn offset_commit(
     // generation -1 and no member id) while the group has no members, as Kafka allows.
     let group_error = if group_id.is_empty() {
         Some(ResponseError::InvalidGroupId)
+    } else if generation >= 0 && broker.groups.existing(&group_id).is_none() {
+        // A generation of a group we do not know is from before it was deleted: as Kafka.
+        Some(ResponseError::IllegalGeneration)
     } else {
         let group = broker.groups.group(&group_id);
         let g = group.lock();
-        if g.members.is_empty() {
-            (generation >= 0 || !member.is_empty()).then_some(if member.is_empty() {
-                ResponseError::IllegalGeneration
-            } else {
-                ResponseError::UnknownMemberId
+        let instance = request.group_instance_id.as_deref();
+        if g.state == State::Dead {
+            // Deleted while we looked it up; the client finds the coordinator again and retries.
+            Some(ResponseError::CoordinatorNotAvailable)
+        } else if g.members.is_empty() {
+            // A commit naming a member or generation must come from a current member, and an
+            // empty group has none (Kafka: UNKNOWN_MEMBER_ID, or FENCED_INSTANCE_ID).
+            (generation >= 0 || !member.is_empty() || instance.is_some()).then(|| {
+                g.fenced(&member, instance)
+                    .unwrap_or(ResponseError::UnknownMemberId)
             })
         } else {
-            match g.check_member(&member, request.group_instance_id.as_deref(), generation) {
+            match g.check_member(&member, instance, generation) {
                 Err(code) => Some(code),
                 Ok(()) if g.state == State::CompletingRebalance => {
                     Some(ResponseError::RebalanceInProgress)
@@ -239,18 +247,36 @@ pub(crate) async fn offset_delete(
         return OffsetDeleteResponse::default()
             .with_error_code(ResponseError::GroupIdNotFound.code());
     };
-    let subscribed: HashSet<String> = group.lock().subscribed_topics();
+    // As Kafka: an Empty group's offsets may all go; a consumer group with members keeps those
+    // of topics a member subscribes to; a group of another protocol with members keeps all.
+    let subscribed: HashSet<String> = {
+        let g = group.lock();
+        if g.state == State::Dead {
+            return OffsetDeleteResponse::default()
+                .with_error_code(ResponseError::GroupIdNotFound.code());
+        }
+        if !g.members.is_empty() && g.protocol_type.as_deref() != Some("consumer") {
+            return OffsetDeleteResponse::default()
+                .with_error_code(ResponseError::NonEmptyGroup.code());
+        }
+        g.subscribed_topics()
+    };
     let mut deletions = Vec::new();
     let topics = request
         .topics
         .into_iter()
         .map(|t| {
             let name = t.name.0.to_string();
+            let found = broker.catalog.get(&name);
             let partitions = t
                 .partitions
                 .iter()
                 .map(|p| {
-                    let outcome = if subscribed.contains(&name) {
+                    let outcome = if !found.as_ref().is_some_and(|t| {
+                        p.partition_index >= 0 && p.partition_index < t.partition_count()
+                    }) {
+                        Err(ResponseError::UnknownTopicOrPartition)
+                    } else if subscribed.contains(&name) {
                         Err(ResponseError::GroupSubscribedToTopic)
                     } else {
                         deletions.push((name.clone(), p.partition_index));

@@ -200,6 +200,22 @@ fn create_one(
 }
 
 /// DeleteTopics (v1–6). v6 may name a topic by id instead of by name.
+/// Drops every group's committed offsets of a deleted topic, so a topic created again under the
+/// name starts without stale positions (as Kafka does). Runs in the background: the deletion
+/// itself is already durable.
+fn forget_offsets(broker: &Broker, topic: &str) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let groups = broker.groups.clone();
+    let topic = topic.to_string();
+    runtime.spawn(async move {
+        if let Err(e) = groups.offsets.delete_topic(&topic).await {
+            tracing::warn!(%topic, "cannot forget committed offsets of a deleted topic: {e}");
+        }
+    });
+}
+
 pub(crate) fn delete_topics(
     broker: &Broker,
     version: i16,
@@ -242,6 +258,7 @@ pub(crate) fn delete_topics(
                         broker
                             .catalog
                             .delete_topic(n.as_str())
+                            .map(|()| forget_offsets(broker, n.as_str()))
                             .map_err(|e| failure(&e))
                     }
                     None => Err(failure(&TopicError::UnknownTopicOrPartition(n.to_string()))),
@@ -252,6 +269,7 @@ pub(crate) fn delete_topics(
                         broker
                             .catalog
                             .delete_topic(t.name())
+                            .map(|()| forget_offsets(broker, t.name()))
                             .map_err(|e| failure(&e))
                     }
                     None => Err((

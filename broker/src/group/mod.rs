@@ -3,12 +3,15 @@
 //! - [`state`]: one group's membership and rebalance state machine.
 //! - [`offsets`]: committed offsets, stored durably in `__sluice/offsets.log` — an append-only,
 //!   CRC-framed record file, fsynced (group commit) before an OffsetCommit is answered, replayed at
-//!   start and compacted to a snapshot as it grows. Live membership is not persisted: after a
-//!   broker restart members rejoin (their heartbeats get UNKNOWN_MEMBER_ID) and resume from the
-//!   committed offsets, which are.
+//!   start and compacted to a snapshot as it grows. Each group's protocol type and generation go in
+//!   the same file when a rebalance completes, so after a restart the group is listed and
+//!   described (Empty) and its generations keep counting up. Live membership is not persisted:
+//!   after a broker restart members rejoin (their heartbeats get UNKNOWN_MEMBER_ID) and resume
+//!   from the committed offsets, which are.
 //!
 //! Each group has its own lock, never held across an `.await`; one background task ([`run_timers`])
-//! expires sessions and ends overdue join phases, so no group waits on another.
+//! expires sessions and ends overdue join and sync phases, so no group waits on another. Groups
+//! with nothing left (no members, offsets or metadata) are dropped from memory by the same task.
 
 pub mod offsets;
 pub mod state;
@@ -22,7 +25,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-pub use offsets::{Committed, OffsetStore};
+pub use offsets::{Committed, GroupMeta, OffsetStore};
 pub use state::{Group, JoinParams, JoinResult, State, SyncParams, SyncResult};
 
 /// The Kafka error code of an outcome: 0 for success.
@@ -53,8 +56,10 @@ impl Default for GroupConfig {
 /// All groups and their offsets.
 #[derive(Debug)]
 pub struct GroupCoordinator {
+    /// Groups in memory; the map's lock is held only to find or insert one.
     groups: Mutex<HashMap<String, Arc<Mutex<Group>>>>,
-    pub offsets: OffsetStore,
+    /// Committed offsets and group metadata, shared with each group for its metadata records.
+    pub offsets: Arc<OffsetStore>,
     pub config: GroupConfig,
 }
 
@@ -63,7 +68,7 @@ impl GroupCoordinator {
     pub fn open(meta_dir: &Path, config: GroupConfig) -> std::io::Result<GroupCoordinator> {
         Ok(GroupCoordinator {
             groups: Mutex::new(HashMap::new()),
-            offsets: OffsetStore::open(&meta_dir.join("offsets.log"))?,
+            offsets: Arc::new(OffsetStore::open(&meta_dir.join("offsets.log"))?),
             config,
         })
     }
@@ -76,7 +81,12 @@ impl GroupCoordinator {
                 return g.clone();
             }
         }
-        let g = Arc::new(Mutex::new(Group::new(self.config.initial_rebalance_delay)));
+        let mut group = Group::new(self.config.initial_rebalance_delay);
+        if let Some(meta) = self.offsets.group_meta(id) {
+            group.restore(meta);
+        }
+        group.journal = Some((id.to_string(), self.offsets.clone()));
+        let g = Arc::new(Mutex::new(group));
         groups.insert(id.to_string(), g.clone());
         g
     }
@@ -97,7 +107,12 @@ impl GroupCoordinator {
             .offsets
             .groups()
             .into_iter()
-            .map(|g| (g, ("consumer".to_string(), State::Empty)))
+            .map(|(g, meta)| {
+                // Offsets without metadata were committed by a consumer-protocol client.
+                let protocol_type =
+                    meta.map_or_else(|| "consumer".to_string(), |m| m.protocol_type);
+                (g, (protocol_type, State::Empty))
+            })
             .collect();
         for (id, g) in self.groups.lock().iter() {
             let g = g.lock();
@@ -119,11 +134,39 @@ impl GroupCoordinator {
         list
     }
 
-    /// Forgets a group's in-memory state (DeleteGroups, after its offsets went).
-    pub fn remove(&self, id: &str) {
-        if let Some(g) = self.groups.lock().remove(id) {
-            g.lock().kill();
+    /// Deletes an Empty group (DeleteGroups): marks it Dead and appends the deletion of its
+    /// offsets under its lock, so no member can join or commit in between; then waits until the
+    /// deletion is durable.
+    pub async fn delete(&self, id: &str) -> Result<(), kafka_protocol::error::ResponseError> {
+        use kafka_protocol::error::ResponseError;
+        let Some(group) = self.existing(id) else {
+            return Err(ResponseError::GroupIdNotFound);
+        };
+        let seq = {
+            let mut g = group.lock();
+            if g.state == State::Dead {
+                return Err(ResponseError::GroupIdNotFound);
+            }
+            if !g.is_empty() {
+                return Err(ResponseError::NonEmptyGroup);
+            }
+            let seq = self.offsets.append_delete_group(id).map_err(|e| {
+                tracing::error!(group = id, "deleting group offsets failed: {e}");
+                ResponseError::KafkaStorageError
+            })?;
+            g.kill();
+            seq
+        };
+        {
+            let mut groups = self.groups.lock();
+            if groups.get(id).is_some_and(|g| Arc::ptr_eq(g, &group)) {
+                groups.remove(id);
+            }
         }
+        self.offsets.wait_durable(seq).await.map_err(|e| {
+            tracing::error!(group = id, "deleting group offsets failed: {e}");
+            ResponseError::KafkaStorageError
+        })
     }
 
     fn tick(&self, now: Instant) {
@@ -131,6 +174,15 @@ impl GroupCoordinator {
         for g in groups {
             g.lock().tick(now);
         }
+        // Drop groups that hold nothing; `group()` rebuilds one from the store on demand. Only
+        // ones no request holds (the map's is the only reference, and new references are only
+        // taken under the map's lock), so a member never joins a group that is being dropped.
+        self.groups.lock().retain(|_, g| {
+            Arc::strong_count(g) > 1 || {
+                let g = g.lock();
+                !(g.is_empty() && matches!(g.state, State::Empty | State::Dead))
+            }
+        });
     }
 }
 
@@ -143,5 +195,91 @@ pub async fn run_timers(coordinator: Arc<GroupCoordinator>, mut stop: watch::Rec
             _ = tick.tick() => coordinator.tick(Instant::now()),
             _ = stop.wait_for(|s| *s) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn join_params(member: &str) -> JoinParams {
+        JoinParams {
+            member_id: member.to_string(),
+            group_instance_id: None,
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout: Duration::from_secs(10),
+            rebalance_timeout: Duration::from_secs(10),
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Bytes::new())],
+            require_known_member_id: false,
+            supports_skip_assignment: false,
+        }
+    }
+
+    fn no_delay() -> GroupConfig {
+        GroupConfig {
+            initial_rebalance_delay: Duration::ZERO,
+            ..GroupConfig::default()
+        }
+    }
+
+    /// Joins a one-member group; returns the member id and generation.
+    fn join_alone(c: &GroupCoordinator, group: &str) -> (String, i32) {
+        let g = c.group(group);
+        let mut g = g.lock();
+        let mut rx = g
+            .join(join_params(""), Instant::now())
+            .expect_err("waits for the join phase");
+        let joined = rx.try_recv().expect("a lone member completes the phase");
+        (joined.member_id, joined.generation)
+    }
+
+    #[tokio::test]
+    async fn groups_come_back_empty_after_a_restart_with_their_offsets_and_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = GroupCoordinator::open(dir.path(), no_delay()).unwrap();
+        let (_, generation) = join_alone(&c, "g");
+        assert_eq!(generation, 1);
+        let committed = Committed {
+            offset: 42,
+            leader_epoch: -1,
+            metadata: None,
+            commit_timestamp: 0,
+        };
+        c.offsets
+            .commit("g", vec![("t".into(), 0, committed)])
+            .await
+            .unwrap();
+        drop(c);
+
+        let c = GroupCoordinator::open(dir.path(), no_delay()).unwrap();
+        assert_eq!(
+            c.list(),
+            vec![("g".to_string(), "consumer".to_string(), State::Empty)]
+        );
+        assert_eq!(c.offsets.group("g")[&("t".to_string(), 0)].offset, 42);
+        let (_, generation) = join_alone(&c, "g");
+        assert_eq!(generation, 2, "generations keep counting across restarts");
+    }
+
+    #[tokio::test]
+    async fn groups_holding_nothing_are_dropped_from_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = GroupCoordinator::open(dir.path(), no_delay()).unwrap();
+        for i in 0..100 {
+            // Looked up (e.g. by a heartbeat or a refused commit) but never joined.
+            let _ = c.group(&format!("probe-{i}"));
+        }
+        let (member, _) = join_alone(&c, "live");
+        c.tick(Instant::now());
+        assert_eq!(
+            c.groups.lock().len(),
+            1,
+            "only the group with a member stays"
+        );
+        assert!(c.group("live").lock().members.contains_key(&member));
     }
 }

@@ -1,7 +1,11 @@
-//! Committed offsets, durable: an append-only file of CRC32C-framed JSON records
-//! (`__sluice/offsets.log`), replayed at start, fsynced before an OffsetCommit is acknowledged
-//! (group commit: concurrent commits share one fsync), and rewritten as a compact snapshot when it
-//! has grown well past the live set.
+//! Committed offsets and group metadata, durable: an append-only file of CRC32C-framed JSON
+//! records (`__sluice/offsets.log`), replayed at start, fsynced before an OffsetCommit is
+//! acknowledged (group commit: concurrent commits share one fsync), and rewritten as a compact
+//! snapshot when it has grown well past the live set.
+//!
+//! Group metadata (protocol type and generation, written when a rebalance completes) rides in the
+//! same file without an fsync of its own: losing the latest one in a crash only means a group comes
+//! back with an older generation, which no member relies on since live membership is not restored.
 //!
 //! Frame: `u32 BE payload length, u32 BE CRC32C of the payload, payload`. A torn or corrupt tail
 //! (a crash mid-write) is truncated at open; everything before it is kept.
@@ -49,6 +53,26 @@ enum Record {
     DeleteGroup {
         group: String,
     },
+    GroupMeta {
+        group: String,
+        #[serde(flatten)]
+        meta: GroupMeta,
+    },
+}
+
+/// What is kept of a group besides its offsets, so that after a restart it is still listed and
+/// described (as Empty) and its generations keep counting up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupMeta {
+    pub protocol_type: String,
+    pub generation: i32,
+}
+
+/// The replayed state: offsets and metadata by group.
+#[derive(Debug, Default)]
+struct Live {
+    offsets: HashMap<String, GroupOffsets>,
+    meta: HashMap<String, GroupMeta>,
 }
 
 /// Offsets by group, then `(topic, partition)`.
@@ -59,7 +83,7 @@ struct Inner {
     file: File,
     /// Bytes in the file.
     size: u64,
-    offsets: HashMap<String, GroupOffsets>,
+    live: Live,
     /// Records appended so far; `durable` trails it.
     appended: u64,
 }
@@ -83,7 +107,8 @@ fn frame(record: &Record) -> Vec<u8> {
     out
 }
 
-fn apply(offsets: &mut HashMap<String, GroupOffsets>, record: Record) {
+fn apply(live: &mut Live, record: Record) {
+    let offsets = &mut live.offsets;
     match record {
         Record::Commit {
             group,
@@ -110,13 +135,17 @@ fn apply(offsets: &mut HashMap<String, GroupOffsets>, record: Record) {
         }
         Record::DeleteGroup { group } => {
             offsets.remove(&group);
+            live.meta.remove(&group);
+        }
+        Record::GroupMeta { group, meta } => {
+            live.meta.insert(group, meta);
         }
     }
 }
 
 /// Replays `bytes`; returns the state and how many leading bytes were valid.
-fn replay(bytes: &[u8]) -> (HashMap<String, GroupOffsets>, usize) {
-    let mut offsets = HashMap::new();
+fn replay(bytes: &[u8]) -> (Live, usize) {
+    let mut live = Live::default();
     let mut at = 0;
     while bytes.len() - at >= 8 {
         let len =
@@ -132,15 +161,21 @@ fn replay(bytes: &[u8]) -> (HashMap<String, GroupOffsets>, usize) {
         let Ok(record) = serde_json::from_slice::<Record>(payload) else {
             break;
         };
-        apply(&mut offsets, record);
+        apply(&mut live, record);
         at += 8 + len;
     }
-    (offsets, at)
+    (live, at)
 }
 
-fn snapshot(offsets: &HashMap<String, GroupOffsets>) -> Vec<u8> {
+fn snapshot(live: &Live) -> Vec<u8> {
     let mut out = Vec::new();
-    for (group, entries) in offsets {
+    for (group, meta) in &live.meta {
+        out.extend(frame(&Record::GroupMeta {
+            group: group.clone(),
+            meta: meta.clone(),
+        }));
+    }
+    for (group, entries) in &live.offsets {
         for ((topic, partition), committed) in entries {
             out.extend(frame(&Record::Commit {
                 group: group.clone(),
@@ -164,18 +199,25 @@ impl OffsetStore {
             .open(path)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
-        let (offsets, valid) = replay(&bytes);
+        let (live, valid) = replay(&bytes);
         if valid < bytes.len() {
             tracing::warn!(file = %path.display(), kept = valid, dropped = bytes.len() - valid, "truncating a torn tail of the offsets log");
             file.set_len(valid as u64)?;
             file.sync_all()?;
+        }
+        if bytes.is_empty() {
+            // A new (or empty) file: its directory entry must be durable before the first
+            // commit's fsync can make anything in it so.
+            if let Some(dir) = path.parent() {
+                File::open(dir)?.sync_all()?;
+            }
         }
         let store = OffsetStore {
             path: path.to_path_buf(),
             inner: Mutex::new(Inner {
                 file,
                 size: valid as u64,
-                offsets,
+                live,
                 appended: 0,
             }),
             durable: watch::Sender::new(0),
@@ -200,7 +242,7 @@ impl OffsetStore {
         }
         inner.size += bytes.len() as u64;
         for r in records {
-            apply(&mut inner.offsets, r);
+            apply(&mut inner.live, r);
         }
         inner.appended += 1;
         Ok(inner.appended)
@@ -243,16 +285,69 @@ impl OffsetStore {
         self.wait_durable(seq).await
     }
 
-    /// Deletes all of a group's offsets, durably.
-    pub async fn delete_group(&self, group: &str) -> std::io::Result<()> {
-        let seq = self.write(vec![Record::DeleteGroup {
-            group: group.to_string(),
-        }])?;
+    /// Deletes every group's offsets of a deleted topic, durably (Kafka does the same, so a
+    /// topic created again under the name starts without stale positions).
+    pub async fn delete_topic(&self, topic: &str) -> std::io::Result<()> {
+        let records: Vec<Record> = {
+            let inner = self.inner.lock();
+            inner
+                .live
+                .offsets
+                .iter()
+                .flat_map(|(group, entries)| {
+                    entries
+                        .keys()
+                        .filter(|(t, _)| t == topic)
+                        .map(|(t, partition)| Record::DeleteOffset {
+                            group: group.clone(),
+                            topic: t.clone(),
+                            partition: *partition,
+                        })
+                })
+                .collect()
+        };
+        if records.is_empty() {
+            return Ok(());
+        }
+        let seq = self.write(records)?;
         self.wait_durable(seq).await
     }
 
+    /// Deletes all of a group's offsets and metadata, durably.
+    pub async fn delete_group(&self, group: &str) -> std::io::Result<()> {
+        let seq = self.append_delete_group(group)?;
+        self.wait_durable(seq).await
+    }
+
+    /// Appends a group's deletion (applied at once, durable once [`Self::wait_durable`] of the
+    /// returned sequence resolves): synchronous, so it can be done under the group's lock.
+    pub fn append_delete_group(&self, group: &str) -> std::io::Result<u64> {
+        self.write(vec![Record::DeleteGroup {
+            group: group.to_string(),
+        }])
+    }
+
+    /// Records a group's protocol type and generation; durable with the next fsync.
+    pub fn record_group(&self, group: &str, meta: GroupMeta) {
+        if self.inner.lock().live.meta.get(group) == Some(&meta) {
+            return;
+        }
+        let record = Record::GroupMeta {
+            group: group.to_string(),
+            meta,
+        };
+        if let Err(e) = self.write(vec![record]) {
+            tracing::warn!(group, "recording group metadata failed: {e}");
+        }
+    }
+
+    /// A group's recorded metadata.
+    pub fn group_meta(&self, group: &str) -> Option<GroupMeta> {
+        self.inner.lock().live.meta.get(group).cloned()
+    }
+
     /// One fsync covers every write made before it started.
-    async fn wait_durable(&self, seq: u64) -> std::io::Result<()> {
+    pub async fn wait_durable(&self, seq: u64) -> std::io::Result<()> {
         loop {
             if *self.durable.borrow() >= seq {
                 return Ok(());
@@ -285,7 +380,7 @@ impl OffsetStore {
         if inner.size < COMPACT_MIN_BYTES {
             return Ok(());
         }
-        let snap = snapshot(&inner.offsets);
+        let snap = snapshot(&inner.live);
         if inner.size < COMPACT_FACTOR * snap.len() as u64 {
             return Ok(());
         }
@@ -302,19 +397,35 @@ impl OffsetStore {
     pub fn group(&self, group: &str) -> GroupOffsets {
         self.inner
             .lock()
+            .live
             .offsets
             .get(group)
             .cloned()
             .unwrap_or_default()
     }
 
-    /// Groups that have committed offsets.
-    pub fn groups(&self) -> Vec<String> {
-        self.inner.lock().offsets.keys().cloned().collect()
+    /// Groups that have committed offsets or recorded metadata, with the metadata if any.
+    pub fn groups(&self) -> Vec<(String, Option<GroupMeta>)> {
+        let inner = self.inner.lock();
+        let live = &inner.live;
+        let mut out: Vec<(String, Option<GroupMeta>)> = live
+            .meta
+            .iter()
+            .map(|(g, m)| (g.clone(), Some(m.clone())))
+            .collect();
+        out.extend(
+            live.offsets
+                .keys()
+                .filter(|g| !live.meta.contains_key(*g))
+                .map(|g| (g.clone(), None)),
+        );
+        out
     }
 
+    /// Whether the group has committed offsets or recorded metadata.
     pub fn has_group(&self, group: &str) -> bool {
-        self.inner.lock().offsets.contains_key(group)
+        let inner = self.inner.lock();
+        inner.live.offsets.contains_key(group) || inner.live.meta.contains_key(group)
     }
 }
 
@@ -365,6 +476,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn deleting_a_topic_forgets_every_groups_offsets_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("offsets.log");
+        let store = OffsetStore::open(&path).unwrap();
+        store
+            .commit("g", vec![("t".into(), 0, c(1)), ("u".into(), 0, c(2))])
+            .await
+            .unwrap();
+        store
+            .commit("h", vec![("t".into(), 3, c(3))])
+            .await
+            .unwrap();
+        store.delete_topic("t").await.unwrap();
+        drop(store);
+        let store = OffsetStore::open(&path).unwrap();
+        assert_eq!(
+            store.group("g").keys().cloned().collect::<Vec<_>>(),
+            vec![("u".to_string(), 0)]
+        );
+        assert!(store.group("h").is_empty());
+    }
+
+    #[tokio::test]
     async fn a_torn_tail_is_truncated_and_earlier_commits_kept() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("offsets.log");
@@ -396,15 +530,50 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn group_metadata_survives_reopen_and_compaction_and_goes_with_the_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("offsets.log");
+        let store = OffsetStore::open(&path).unwrap();
+        let meta = |generation| GroupMeta {
+            protocol_type: "connect".into(),
+            generation,
+        };
+        store.record_group("g", meta(3));
+        store.record_group("gone", meta(1));
+        store.delete_group("gone").await.unwrap();
+        drop(store);
+        let store = OffsetStore::open(&path).unwrap();
+        assert_eq!(store.group_meta("g"), Some(meta(3)));
+        assert!(
+            store.has_group("g"),
+            "a group without offsets is still known"
+        );
+        assert!(!store.has_group("gone"));
+        let snap = snapshot(&store.inner.lock().live);
+        let (live, valid) = replay(&snap);
+        assert_eq!(valid, snap.len());
+        assert_eq!(live.meta.get("g"), Some(&meta(3)));
+    }
+
+    #[tokio::test]
     async fn a_grown_log_is_compacted_to_the_live_set() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("offsets.log");
         let store = OffsetStore::open(&path).unwrap();
         for i in 0..20_000 {
-            store
-                .commit("g", vec![("t".into(), 0, c(i))])
-                .await
+            let seq = store
+                .write(vec![Record::Commit {
+                    group: "g".into(),
+                    topic: "t".into(),
+                    partition: 0,
+                    committed: c(i),
+                }])
                 .unwrap();
+            // An fsync (and the compaction check after it) every 100 commits, as concurrent
+            // commits would share them; 20 000 fsyncs would only make the test slow.
+            if i % 100 == 99 {
+                store.wait_durable(seq).await.unwrap();
+            }
         }
         assert!(std::fs::metadata(&path).unwrap().len() < COMPACT_MIN_BYTES + 4096);
         drop(store);

@@ -6,11 +6,14 @@
 //! join or sync phase to finish hold a oneshot receiver, completed from here.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use tokio::sync::oneshot;
 use tokio::time::{Duration, Instant};
+
+use super::offsets::{GroupMeta, OffsetStore};
 
 /// Group states, named as Kafka reports them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +48,9 @@ pub struct JoinResult {
     pub member_id: String,
     /// Every member's metadata for the chosen protocol, for the leader only.
     pub members: Vec<(String, Option<String>, Bytes)>,
+    /// JoinGroup v9+ (KIP-814): the leader gets the members but must not compute an assignment
+    /// (a static leader rejoining a Stable group).
+    pub skip_assignment: bool,
 }
 
 impl JoinResult {
@@ -102,6 +108,8 @@ pub struct JoinParams {
     pub protocols: Vec<(String, Bytes)>,
     /// JoinGroup v4+: a new member first gets MEMBER_ID_REQUIRED (KIP-394).
     pub require_known_member_id: bool,
+    /// JoinGroup v9+: the response can tell a leader to skip the assignment (KIP-814).
+    pub supports_skip_assignment: bool,
 }
 
 #[derive(Debug)]
@@ -147,10 +155,21 @@ pub struct Group {
     /// The initial-rebalance delay of a group that was empty (group.initial.rebalance.delay.ms).
     delay_until: Option<Instant>,
     initial_delay: Duration,
+    /// When members that have not sent SyncGroup by then are dropped (the leader's rebalance
+    /// timeout bounds how long the others wait for an assignment, as in Kafka).
+    sync_deadline: Option<Instant>,
+    /// The group's id and the store its protocol type and generation are recorded in at each
+    /// completed join phase; `None` in tests of the bare state machine.
+    pub(crate) journal: Option<(String, Arc<OffsetStore>)>,
 }
 
 /// Most members a group accepts (a bound on memory, far above real use).
 const MAX_MEMBERS: usize = 10_000;
+/// Most protocols one member may offer, and the most metadata bytes across them: far above what
+/// any client sends (a consumer's subscription is a few hundred bytes), low enough that
+/// MAX_MEMBERS hostile members cannot exhaust memory.
+const MAX_PROTOCOLS: usize = 32;
+const MAX_METADATA_BYTES: usize = 64 * 1024;
 
 impl Group {
     pub fn new(initial_delay: Duration) -> Group {
@@ -166,7 +185,15 @@ impl Group {
             join_deadline: None,
             delay_until: None,
             initial_delay,
+            sync_deadline: None,
+            journal: None,
         }
+    }
+
+    /// Takes back what was recorded of the group before a restart.
+    pub fn restore(&mut self, meta: GroupMeta) {
+        self.protocol_type = Some(meta.protocol_type);
+        self.generation = meta.generation.max(0);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -192,6 +219,13 @@ impl Group {
                 &p.member_id,
             ));
         }
+        let metadata_bytes: usize = p.protocols.iter().map(|(n, m)| n.len() + m.len()).sum();
+        if p.protocols.len() > MAX_PROTOCOLS || metadata_bytes > MAX_METADATA_BYTES {
+            return Ok(JoinResult::error(
+                ResponseError::InvalidRequest,
+                &p.member_id,
+            ));
+        }
         if !self.members.is_empty() {
             let same_type = self.protocol_type.as_deref() == Some(p.protocol_type.as_str());
             let common = self.common_protocols(Some(&p.protocols));
@@ -206,7 +240,7 @@ impl Group {
         if member_id.is_empty() {
             if let Some(instance) = &p.group_instance_id {
                 if let Some(old) = self.static_members.get(instance).cloned() {
-                    return Ok(self.replace_static_member(&old, &p, now));
+                    return self.replace_static_member(&old, p, now);
                 }
             }
             member_id = format!("{}-{}", p.client_id, uuid::Uuid::new_v4());
@@ -221,6 +255,10 @@ impl Group {
                     &member_id,
                 ));
             }
+        } else if let Some(code) = self.fenced(&member_id, p.group_instance_id.as_deref()) {
+            // Checked first, as Kafka does: an old incarnation of a static member learns it was
+            // replaced rather than being told to rejoin.
+            return Ok(JoinResult::error(code, &member_id));
         } else if self.pending.remove(&member_id).is_none()
             && !self.members.contains_key(&member_id)
         {
@@ -228,8 +266,6 @@ impl Group {
                 ResponseError::UnknownMemberId,
                 &member_id,
             ));
-        } else if let Some(code) = self.fenced(&member_id, p.group_instance_id.as_deref()) {
-            return Ok(JoinResult::error(code, &member_id));
         }
 
         let (tx, rx) = oneshot::channel();
@@ -241,11 +277,16 @@ impl Group {
                 m.rebalance_timeout = p.rebalance_timeout;
                 m.last_heartbeat = now;
                 let is_leader = self.leader.as_deref() == Some(member_id.as_str());
-                if unchanged
-                    && !is_leader
-                    && matches!(self.state, State::Stable | State::CompletingRebalance)
-                {
-                    // A follower repeating its join: tell it the current generation again.
+                // A member repeating its join (its response was lost) with the same metadata gets
+                // the current generation again, as in Kafka: any member while the assignment is
+                // being made, only a follower once it is Stable (a leader rejoining wants a new
+                // assignment, e.g. because the topics it matches changed).
+                let repeat = match self.state {
+                    State::CompletingRebalance => unchanged,
+                    State::Stable => unchanged && !is_leader,
+                    _ => false,
+                };
+                if repeat {
                     return Ok(self.join_result(&member_id));
                 }
                 if let Some(m) = self.members.get_mut(&member_id) {
@@ -299,10 +340,18 @@ impl Group {
         Err(rx)
     }
 
-    /// A known static member rejoining with a new member id (KIP-345).
-    fn replace_static_member(&mut self, old_id: &str, p: &JoinParams, now: Instant) -> JoinResult {
+    /// A known static member rejoining with a new member id (KIP-345): the old id is fenced and
+    /// the member keeps its place. In a Stable group with unchanged metadata that is all (no
+    /// rebalance: the member gets the current generation and, at SyncGroup, its old assignment);
+    /// otherwise it takes part in a rebalance under its new id.
+    fn replace_static_member(
+        &mut self,
+        old_id: &str,
+        p: JoinParams,
+        now: Instant,
+    ) -> Result<JoinResult, oneshot::Receiver<JoinResult>> {
         let Some(mut member) = self.members.remove(old_id) else {
-            return JoinResult::error(ResponseError::UnknownMemberId, "");
+            return Ok(JoinResult::error(ResponseError::UnknownMemberId, ""));
         };
         let new_id = format!("{}-{}", p.client_id, uuid::Uuid::new_v4());
         // The old incarnation's pending calls learn they were fenced.
@@ -314,7 +363,9 @@ impl Group {
         }
         let unchanged = member.protocols == p.protocols;
         member.member_id = new_id.clone();
-        member.protocols = p.protocols.clone();
+        member.protocols = p.protocols;
+        member.client_id = p.client_id;
+        member.client_host = p.client_host;
         member.session_timeout = p.session_timeout;
         member.rebalance_timeout = p.rebalance_timeout;
         member.last_heartbeat = now;
@@ -324,19 +375,31 @@ impl Group {
         if let Some(instance) = &p.group_instance_id {
             self.static_members.insert(instance.clone(), new_id.clone());
         }
-        self.members.insert(new_id.clone(), member);
         if unchanged && self.state == State::Stable {
-            // Same subscription: keep the assignment, no rebalance.
+            self.members.insert(new_id.clone(), member);
+            // Same subscription: keep the assignment, no rebalance. A Stable group would not pass
+            // on a new assignment, so a rejoining leader must not make one: from v9 it is told
+            // so (KIP-814) and still gets the members; before, as Kafka does, it is given its
+            // old member id as the leader, so it does not take itself for the leader at all.
             let mut result = self.join_result(&new_id);
-            result.members.clear();
-            return result;
+            if result.leader == new_id {
+                if p.supports_skip_assignment {
+                    result.skip_assignment = true;
+                } else {
+                    result.leader = old_id.to_string();
+                    result.members.clear();
+                }
+            }
+            return Ok(result);
         }
-        self.prepare_rebalance(now);
-        // The caller rejoins with its new id once told to; answering with the id and
-        // REBALANCE_IN_PROGRESS makes it do exactly that.
-        let mut result = JoinResult::error(ResponseError::RebalanceInProgress, &new_id);
-        result.generation = self.generation;
-        result
+        let (tx, rx) = oneshot::channel();
+        member.join_waiter = Some(tx);
+        self.members.insert(new_id, member);
+        if self.state != State::PreparingRebalance {
+            self.prepare_rebalance(now);
+        }
+        self.maybe_complete_join(now);
+        Err(rx)
     }
 
     /// FENCED_INSTANCE_ID when `instance` belongs to another member id.
@@ -358,6 +421,7 @@ impl Group {
             protocol_name: self.protocol.clone(),
             leader: self.leader.clone().unwrap_or_default(),
             member_id: member_id.to_string(),
+            skip_assignment: false,
             members: if is_leader {
                 self.members
                     .values()
@@ -459,10 +523,13 @@ impl Group {
     }
 
     fn complete_join(&mut self, now: Instant) {
+        // Dynamic members that did not rejoin in time are dropped. Static ones keep their place
+        // (KIP-345: a slow restart must not cost a rebalance); only their session timeout, which
+        // restarts now, removes them.
         let gone: Vec<String> = self
             .members
             .values()
-            .filter(|m| m.join_waiter.is_none())
+            .filter(|m| m.join_waiter.is_none() && m.group_instance_id.is_none())
             .map(|m| m.member_id.clone())
             .collect();
         for id in gone {
@@ -471,11 +538,12 @@ impl Group {
         self.pending.clear();
         self.join_deadline = None;
         self.delay_until = None;
-        self.generation += 1;
+        self.generation = self.generation.saturating_add(1);
         if self.members.is_empty() {
             self.state = State::Empty;
             self.protocol = None;
             self.leader = None;
+            self.record();
             return;
         }
         self.protocol = self.select_protocol();
@@ -487,6 +555,14 @@ impl Group {
             self.leader = self.members.keys().next().cloned();
         }
         self.state = State::CompletingRebalance;
+        let sync_timeout = self
+            .members
+            .values()
+            .map(|m| m.rebalance_timeout)
+            .max()
+            .unwrap_or_default();
+        self.sync_deadline = Some(now + sync_timeout);
+        self.record();
         let ids: Vec<String> = self.members.keys().cloned().collect();
         for id in ids {
             let result = self.join_result(&id);
@@ -497,6 +573,19 @@ impl Group {
                     let _ = w.send(result);
                 }
             }
+        }
+    }
+
+    /// Records the protocol type and generation in the store (see [`super::offsets`]).
+    fn record(&self) {
+        if let (Some((id, store)), Some(protocol_type)) = (&self.journal, &self.protocol_type) {
+            store.record_group(
+                id,
+                GroupMeta {
+                    protocol_type: protocol_type.clone(),
+                    generation: self.generation,
+                },
+            );
         }
     }
 
@@ -569,6 +658,7 @@ impl Group {
                         m.assignment = by_member.remove(&m.member_id).unwrap_or_default();
                     }
                     self.state = State::Stable;
+                    self.sync_deadline = None;
                     let ids: Vec<String> = self.members.keys().cloned().collect();
                     for id in ids {
                         let result = self.sync_result(&id);
@@ -655,9 +745,29 @@ impl Group {
         }
     }
 
-    /// Expires members and pending ids, ends overdue join phases.
+    /// Expires members and pending ids, ends overdue join phases, drops members that did not
+    /// ask for their assignment in time.
     pub fn tick(&mut self, now: Instant) {
         self.pending.retain(|_, expires| *expires > now);
+        if self.state == State::CompletingRebalance && self.sync_deadline.is_some_and(|d| now >= d)
+        {
+            self.sync_deadline = None;
+            // The leader's SyncGroup would have made the group Stable, so the leader is among
+            // these; the members still waiting are told to rejoin by the new rebalance.
+            let silent: Vec<String> = self
+                .members
+                .values()
+                .filter(|m| m.sync_waiter.is_none())
+                .map(|m| m.member_id.clone())
+                .collect();
+            for id in &silent {
+                tracing::info!(member = %id, "member did not sync in time");
+                self.remove_member(id);
+            }
+            if !silent.is_empty() {
+                self.membership_changed(now);
+            }
+        }
         let expired: Vec<String> = self
             .members
             .values()
@@ -681,12 +791,17 @@ impl Group {
     /// Topics the members subscribe to (consumer protocol metadata), for OffsetDelete.
     pub fn subscribed_topics(&self) -> HashSet<String> {
         let mut topics = HashSet::new();
-        if self.protocol_type.as_deref() != Some("consumer") {
-            return topics;
-        }
-        let protocol = self.protocol.clone().unwrap_or_default();
         for m in self.members.values() {
-            topics.extend(parse_subscription(&m.metadata(&protocol)));
+            match &self.protocol {
+                Some(protocol) => topics.extend(parse_subscription(&m.metadata(protocol))),
+                // Before the first join phase ends no protocol is chosen; every consumer
+                // assignor carries the same subscription, so any of them says it.
+                None => {
+                    for (_, metadata) in &m.protocols {
+                        topics.extend(parse_subscription(metadata));
+                    }
+                }
+            }
         }
         topics
     }
@@ -744,6 +859,7 @@ mod tests {
             protocol_type: "consumer".into(),
             protocols: vec![("range".into(), Bytes::from_static(b"m"))],
             require_known_member_id: v4,
+            supports_skip_assignment: false,
         }
     }
 
@@ -899,6 +1015,11 @@ mod tests {
         assert_ne!(again.member_id, a.member_id);
         assert_eq!(g.state, State::Stable);
         assert_eq!(
+            again.leader, a.member_id,
+            "before v9 a rejoining leader is not told it leads, so it assigns nothing"
+        );
+        assert!(again.members.is_empty());
+        assert_eq!(
             g.heartbeat(&a.member_id, Some("instance-1"), 1, now),
             Err(ResponseError::FencedInstanceId)
         );
@@ -914,6 +1035,134 @@ mod tests {
             Bytes::from_static(b"x"),
             "assignment kept"
         );
+    }
+
+    #[test]
+    fn a_static_leader_rejoining_with_v9_is_told_to_skip_the_assignment() {
+        let now = Instant::now();
+        let mut g = Group::new(Duration::ZERO);
+        let mut p = params("", true);
+        p.group_instance_id = Some("pod-1".into());
+        p.supports_skip_assignment = true;
+        let a = joined(g.join(p.clone(), now).unwrap_err());
+        g.sync(sp(&a.member_id, Some("pod-1"), 1, vec![]), now)
+            .unwrap_err();
+        let again = g.join(p, now).expect("answered at once");
+        assert_eq!(again.leader, again.member_id);
+        assert!(again.skip_assignment);
+        assert_eq!(again.members.len(), 1);
+        assert_eq!(again.generation, 1);
+    }
+
+    #[test]
+    fn a_static_member_restarting_mid_rebalance_joins_it_under_its_new_id() {
+        let now = Instant::now();
+        let mut g = Group::new(Duration::ZERO);
+        let mut p = params("", true);
+        p.group_instance_id = Some("pod-1".into());
+        let a = joined(g.join(p.clone(), now).unwrap_err());
+        g.sync(sp(&a.member_id, Some("pod-1"), 1, vec![]), now)
+            .unwrap_err();
+        // A second member starts a rebalance; pod-1 restarts before rejoining.
+        let mut b_rx = g.join(params("", false), now).unwrap_err();
+        let mut again = g.join(p, now).expect_err("waits in the rebalance");
+        let (a2, b) = (again.try_recv().unwrap(), b_rx.try_recv().unwrap());
+        assert_eq!(a2.error, 0);
+        assert_ne!(a2.member_id, a.member_id);
+        assert_eq!((a2.generation, b.generation), (2, 2));
+        assert_eq!(
+            a2.leader, a2.member_id,
+            "the leader keeps its role under its new id"
+        );
+        assert_eq!(a2.members.len(), 2);
+    }
+
+    #[test]
+    fn a_leader_that_never_syncs_is_dropped_and_the_rest_rebalance() {
+        let now = Instant::now();
+        let mut g = Group::new(Duration::ZERO);
+        let a = joined(g.join(params("", false), now).unwrap_err());
+        g.sync(sp(&a.member_id, None, 1, vec![]), now).unwrap_err();
+        let b_rx = g.join(params("", false), now).unwrap_err();
+        let a2 = joined(g.join(params(&a.member_id, false), now).unwrap_err());
+        let b = joined(b_rx);
+        assert_eq!(a2.leader, a.member_id);
+        let mut b_sync = g.sync(sp(&b.member_id, None, 2, vec![]), now).unwrap_err();
+        // Both heartbeat (so their sessions live), but the leader never sends its SyncGroup.
+        let later = now + Duration::from_secs(29);
+        assert_eq!(g.heartbeat(&a.member_id, None, 2, later), Ok(()));
+        assert_eq!(g.heartbeat(&b.member_id, None, 2, later), Ok(()));
+        g.tick(later);
+        assert!(b_sync.try_recv().is_err());
+        g.tick(now + Duration::from_secs(31));
+        assert_eq!(
+            b_sync.try_recv().unwrap().error,
+            ResponseError::RebalanceInProgress.code()
+        );
+        assert!(!g.members.contains_key(&a.member_id));
+        let b3 = joined(
+            g.join(params(&b.member_id, false), now + Duration::from_secs(31))
+                .unwrap_err(),
+        );
+        assert_eq!(b3.leader, b.member_id);
+    }
+
+    #[test]
+    fn a_repeated_join_while_the_assignment_is_made_gets_the_same_generation() {
+        let now = Instant::now();
+        let mut g = Group::new(Duration::ZERO);
+        let a = joined(g.join(params("", false), now).unwrap_err());
+        assert_eq!(g.state, State::CompletingRebalance);
+        let again = g
+            .join(params(&a.member_id, false), now)
+            .expect("answered at once");
+        assert_eq!(again.generation, a.generation);
+        assert_eq!(again.members.len(), 1, "the leader still gets the members");
+        assert_eq!(g.state, State::CompletingRebalance);
+    }
+
+    #[test]
+    fn oversized_member_metadata_is_refused() {
+        let now = Instant::now();
+        let mut g = Group::new(Duration::ZERO);
+        let mut p = params("", false);
+        p.protocols = vec![(
+            "range".into(),
+            Bytes::from(vec![0u8; MAX_METADATA_BYTES + 1]),
+        )];
+        assert_eq!(
+            g.join(p, now).unwrap().error,
+            ResponseError::InvalidRequest.code()
+        );
+        assert!(g.members.is_empty());
+    }
+
+    #[test]
+    fn a_static_member_late_for_the_join_phase_keeps_its_place_until_its_session_ends() {
+        let now = Instant::now();
+        let mut g = Group::new(Duration::ZERO);
+        let mut p = params("", true);
+        p.group_instance_id = Some("pod-1".into());
+        p.session_timeout = Duration::from_secs(45);
+        let a = joined(g.join(p.clone(), now).unwrap_err());
+        g.sync(sp(&a.member_id, Some("pod-1"), 1, vec![]), now)
+            .unwrap_err();
+        let b_rx = g.join(params("", false), now).unwrap_err();
+        // pod-1 is restarting and misses the whole join phase.
+        g.tick(now + Duration::from_secs(31));
+        let b = joined(b_rx);
+        assert_eq!(b.generation, 2);
+        assert!(g.members.contains_key(&a.member_id), "still a member");
+        // Back within its session timeout: it takes part in generation 2.
+        let mut back = p;
+        back.member_id = a.member_id.clone();
+        let again = g
+            .join(back, now + Duration::from_secs(35))
+            .expect("the current generation at once");
+        assert_eq!(again.generation, 2);
+        // Had it not come back, its session would have ended it.
+        g.tick(now + Duration::from_secs(90));
+        assert!(!g.members.contains_key(&a.member_id));
     }
 
     #[test]
