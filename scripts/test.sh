@@ -35,7 +35,7 @@ step "node packages (kafkajs 2.2.4)"
 
 step "python packages (confluent-kafka, kafka-python)"
 # A Debian system python refuses pip installs (PEP 668); then the clients go into a venv under
-# tests/python and the tests find it through $PYTHON.
+# tests/python, put first on PATH.
 if ! python3 -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt \
   2> >(grep -v "Running pip as the 'root' user" >&2); then
   if [ ! -x tests/python/.venv/bin/python ] && ! python3 -m venv tests/python/.venv 2>/dev/null; then
@@ -46,6 +46,8 @@ if ! python3 -m pip install --quiet --disable-pip-version-check -r tests/python/
   fi
   tests/python/.venv/bin/python -m pip install --quiet --disable-pip-version-check \
     -r tests/python/requirements.txt
+  # Tests run `python3` (or $PYTHON): both resolve to the venv from here on.
+  export PATH="$PWD/tests/python/.venv/bin:$PATH"
   export PYTHON="$PWD/tests/python/.venv/bin/python"
 fi
 "${PYTHON:-python3}" -c 'import confluent_kafka, kafka; print("confluent-kafka", confluent_kafka.__version__, "(librdkafka", confluent_kafka.libversion()[0] + ")", "kafka-python", kafka.__version__)'
