@@ -218,3 +218,34 @@ fn an_unknown_setting_stops_the_broker_with_a_message_naming_it() {
     assert!(!status.success(), "exit status {status}");
     assert!(stderr.contains("no.such.setting"), "stderr: {stderr}");
 }
+
+#[test]
+fn json_log_format_writes_one_json_object_per_stderr_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("stderr");
+    let (mut child, line) = spawn(
+        Command::new(sluice_binary())
+            .args(["serve", "--kafka-listen", "127.0.0.1:0"])
+            .args(["--http-listen", "127.0.0.1:0", "--log-format", "json"])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .env("SLUICE_LOG", "info"),
+        &log,
+    );
+    let stderr = || std::fs::read_to_string(&log).unwrap_or_default();
+    let Some(line) = line else {
+        let _ = child.kill();
+        panic!("no startup line:\n{}", stderr());
+    };
+    assert!(is_startup_line(&line), "stdout stays plain: {line:?}");
+    let status = terminate(&mut child);
+    assert!(status.success(), "exit {status}:\n{}", stderr());
+    let logged = stderr();
+    let lines: Vec<&str> = logged.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "nothing logged at info level");
+    for l in lines {
+        let parsed: serde_json::Value =
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+        assert!(parsed.is_object(), "not an object: {l}");
+    }
+}
