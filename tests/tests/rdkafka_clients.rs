@@ -14,7 +14,10 @@ use rdkafka::admin::{
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{
+    BaseProducer, BaseRecord, DeliveryResult, FutureProducer, FutureRecord, Producer,
+    ProducerContext,
+};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -541,4 +544,53 @@ fn offsets_by_time_watermarks_delete_records_partitions_and_topic_deletion() {
         Some(rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART),
         "a deleted topic is unknown"
     );
+}
+
+#[test]
+fn a_record_under_message_max_bytes_round_trips_and_a_larger_batch_is_refused() {
+    let broker = Broker::start_with(Options {
+        toml: "\"message.max.bytes\" = 1048588\n".to_string(),
+        ..Options::default()
+    });
+    // The client's own limit is raised so that the broker's limit is the one tested.
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.kafka)
+        .set("acks", "all")
+        .set("message.max.bytes", "20000000")
+        .set("compression.type", "none")
+        .create()
+        .expect("producer");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let send = |value: &[u8]| {
+        rt.block_on(producer.send(
+            FutureRecord::<(), _>::to("big").payload(value).partition(0),
+            TIMEOUT,
+        ))
+    };
+    let fits: Vec<u8> = (0..900_000u32).map(|i| (i % 251) as u8).collect();
+    let stored = send(&fits).expect("a 900 KB record is accepted");
+    assert_eq!(stored.offset, 0);
+    let refused = send(&vec![7u8; 2_000_000]);
+    assert!(
+        matches!(
+            refused,
+            Err((
+                rdkafka::error::KafkaError::MessageProduction(
+                    rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge
+                ),
+                _
+            ))
+        ),
+        "a 2 MB batch gets MESSAGE_TOO_LARGE, got {:?}",
+        refused.map(|d| d.offset).map_err(|(e, _)| e)
+    );
+    assert_eq!(
+        consumer(&broker)
+            .fetch_watermarks("big", 0, TIMEOUT)
+            .expect("watermarks"),
+        (0, 1),
+        "nothing of the refused batch is stored"
+    );
+    let got = read(&broker, "big", 0, Offset::Beginning, 1);
+    assert_eq!(got[0].value.as_deref(), Some(&fits[..]));
 }
