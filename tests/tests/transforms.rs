@@ -605,7 +605,7 @@ fn a_scaffolded_transform_builds_and_deploys() {
         .arg(&crate_dir)
         .env(
             "CARGO_TARGET_DIR",
-            workspace_root().join("target/scaffold-test"),
+            common::target_dir().join("scaffold-test"),
         );
     let built = run(build, Duration::from_secs(600));
     assert!(built.status.success(), "{}\n{}", built.stdout, built.stderr);

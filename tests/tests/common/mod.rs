@@ -19,13 +19,22 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The `sluice` binary, built once per test run if `scripts/test.sh` did not build it already.
+/// The target directory: `$CARGO_TARGET_DIR` (relative to the workspace root, as cargo reads it
+/// there) or `target/`.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(|dir| workspace_root().join(dir))
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// The `sluice` binary. `cargo test` cannot hand one crate's binary to another crate's tests
+/// (`CARGO_BIN_EXE_*` is per crate), so the first test of each test binary runs
+/// `cargo build -p sluice --bin sluice` (a no-op when it is up to date) and uses
+/// `<target dir>/debug/sluice`.
 pub fn sluice_binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| workspace_root().join("target"));
+        let target = target_dir();
         let status = Command::new(env!("CARGO"))
             .args(["build", "-p", "sluice", "--bin", "sluice"])
             .current_dir(workspace_root())
@@ -345,10 +354,7 @@ pub fn guest_module(name: &str) -> PathBuf {
             status.success(),
             "building the guest examples failed (is wasm32-wasip1 installed?)"
         );
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| workspace_root().join("target"));
-        target.join("wasm32-wasip1").join("guest")
+        target_dir().join("wasm32-wasip1").join("guest")
     });
     dir.join(format!("{}.wasm", name.replace('-', "_")))
 }
