@@ -175,6 +175,11 @@ fn every_codec_round_trips_keys_headers_nulls_and_timestamps() {
         for (i, g) in got.iter().enumerate() {
             assert_eq!(g, &expected(i, base_ts), "{codec} record {i}");
         }
+        let stored = common::stored_codecs(&broker, &topic, 0);
+        assert!(
+            stored.contains(codec) && (codec != "none" || stored.len() == 1),
+            "{codec}: librdkafka stored {stored:?}"
+        );
     }
 }
 

@@ -340,3 +340,60 @@ fn confluent_kafka_and_kafka_python_produce_and_consume() {
     assert!(out.status.success(), "{}\n{}", out.stdout, out.stderr);
     assert_eq!(out.stdout.trim(), "ok");
 }
+
+#[test]
+fn kcat_round_trips_every_codec_with_headers() {
+    let broker = Broker::start();
+    for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
+        let topic = format!("kcat-{codec}");
+        let Some(mut produce) = tool("kcat") else {
+            return;
+        };
+        produce
+            .args(["-b", &broker.kafka, "-P", "-t", &topic, "-z", codec])
+            .args(["-K", ":", "-H", "codec=", "-H", &format!("origin={codec}")]);
+        let lines: Vec<String> = (0..50).map(|i| format!("k{i}:{codec} line {i}")).collect();
+        let mut child = produce
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("kcat -P");
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().expect("stdin");
+            stdin
+                .write_all((lines.join("\n") + "\n").as_bytes())
+                .expect("write lines");
+        }
+        assert!(child.wait().expect("kcat -P").success(), "{codec}: kcat -P");
+
+        let Some(mut consume) = tool("kcat") else {
+            return;
+        };
+        consume
+            .args([
+                "-b",
+                &broker.kafka,
+                "-C",
+                "-t",
+                &topic,
+                "-o",
+                "beginning",
+                "-e",
+            ])
+            .args(["-f", "%o %k:%s [%h]\n"]);
+        let read = run(consume, SCRIPT_TIMEOUT);
+        assert!(read.status.success(), "{codec}: {}", read.stderr);
+        let expected: String = lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| format!("{i} {l} [codec=,origin={codec}]\n"))
+            .collect();
+        assert_eq!(read.stdout, expected, "{codec}");
+
+        let stored = common::stored_codecs(&broker, &topic, 0);
+        assert!(
+            stored.contains(codec) && (codec != "none" || stored.len() == 1),
+            "{codec}: kcat stored {stored:?}"
+        );
+    }
+}

@@ -245,6 +245,45 @@ fn wait_port_free(port: u16) {
     );
 }
 
+/// The compression codecs, by Kafka's names, of the batches stored in `topic`-`partition`.
+/// Batches are stored as produced (the README's storage layout), so these are the codecs the
+/// client really used (clients send a batch uncompressed when compressing would not shrink it).
+/// A v2 batch: base offset (8 bytes), batch length (4, counting what follows it), leader epoch
+/// (4), magic (1), CRC (4), attributes (2; bits 0-2 the codec).
+pub fn stored_codecs(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+) -> std::collections::BTreeSet<&'static str> {
+    let mut codecs = std::collections::BTreeSet::new();
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(broker.partition_dir(topic, partition))
+        .expect("partition dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    segments.sort();
+    for segment in segments {
+        let bytes = std::fs::read(&segment).expect("segment");
+        let mut at = 0;
+        while at + 23 <= bytes.len() {
+            let length = i32::from_be_bytes(bytes[at + 8..at + 12].try_into().expect("4 bytes"));
+            assert_eq!(bytes[at + 16], 2, "magic 2 in {}", segment.display());
+            codecs.insert(
+                match i16::from_be_bytes([bytes[at + 21], bytes[at + 22]]) & 0x7 {
+                    0 => "none",
+                    1 => "gzip",
+                    2 => "snappy",
+                    3 => "lz4",
+                    4 => "zstd",
+                    other => panic!("codec {other} in {}", segment.display()),
+                },
+            );
+            at += 12 + usize::try_from(length).expect("batch length");
+        }
+    }
+    codecs
+}
+
 /// Polls `check` until it returns `Some` or `timeout` passes.
 pub fn eventually<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + timeout;
