@@ -45,10 +45,9 @@ def confluent():
         expect(m.headers() == [("n", str(i).encode())], f"confluent-kafka: headers of {i}: {m.headers()}")
 
 
-def kafka_python():
-    topic = "py-kafka-python"
+def kafka_python(topic="py-kafka-python", compression=None):
     # kafka-python 3 producers are idempotent by default (InitProducerId + sequences).
-    p = KafkaProducer(bootstrap_servers=BROKER, acks="all")
+    p = KafkaProducer(bootstrap_servers=BROKER, acks="all", compression_type=compression)
     futures = [p.send(topic, key=f"k{i}".encode(), value=f"v{i}".encode(), headers=[("n", str(i).encode())]) for i in range(COUNT)]
     offsets = [f.get(timeout=DEADLINE).offset for f in futures]
     expect(offsets == list(range(COUNT)), f"kafka-python: offsets {offsets[:5]}...")
@@ -99,5 +98,7 @@ def kafka_python_group():
 
 confluent()
 kafka_python()
+# kafka-python's own (pure Python) gzip encoder and decoder.
+kafka_python("py-kafka-python-gzip", "gzip")
 kafka_python_group()
 print("ok")

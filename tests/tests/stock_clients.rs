@@ -246,6 +246,14 @@ fn kafkajs_produces_batches_and_reads_topic_offsets() {
     };
     assert!(out.status.success(), "{}\n{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("ok 300"), "{}", out.stdout);
+    let stored: std::collections::BTreeSet<_> = (0..2)
+        .flat_map(|p| common::stored_codecs(&broker, "kafkajs-check", p))
+        .collect();
+    assert_eq!(
+        stored,
+        ["gzip", "none"].into(),
+        "kafkajs sent plain and gzip batches"
+    );
 }
 
 #[test]
@@ -339,6 +347,10 @@ fn confluent_kafka_and_kafka_python_produce_and_consume() {
     let out = run(cmd, SCRIPT_TIMEOUT);
     assert!(out.status.success(), "{}\n{}", out.stdout, out.stderr);
     assert_eq!(out.stdout.trim(), "ok");
+    assert!(
+        common::stored_codecs(&broker, "py-kafka-python-gzip", 0).contains("gzip"),
+        "kafka-python sent gzip batches"
+    );
 }
 
 #[test]
