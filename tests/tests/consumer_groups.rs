@@ -11,8 +11,8 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{eventually, run, tool, workspace_root, Broker, Options};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use common::{create_topic, eventually, fast_groups, run, tool, workspace_root, Broker};
+use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
@@ -20,28 +20,6 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-fn fast_groups() -> Options {
-    Options {
-        toml: "\"group.initial.rebalance.delay.ms\" = 0\n".into(),
-        ..Options::default()
-    }
-}
-
-fn create_topic(broker: &Broker, topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &broker.kafka)
-        .create()
-        .expect("admin");
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let result = rt
-        .block_on(admin.create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        ))
-        .expect("create topic");
-    assert!(result[0].is_ok(), "{result:?}");
-}
 
 /// Produces `count` records spread over every partition; values are `"{tag}-{i}"`.
 fn produce(broker: &Broker, topic: &str, partitions: i32, tag: &str, count: usize) {

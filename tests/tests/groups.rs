@@ -12,9 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{eventually, run, tool, workspace_root, Broker, Options};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use common::{create_topic, eventually, fast_groups, run, tool, workspace_root, Broker};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -101,28 +99,6 @@ expect("adm" not in listed, f"deleted group still listed: {listed}")
 expect(offsets() == {}, f"offsets of a deleted group: {offsets()}")
 print("ok")
 "#;
-
-fn fast_groups() -> Options {
-    Options {
-        toml: "\"group.initial.rebalance.delay.ms\" = 0\n".into(),
-        ..Options::default()
-    }
-}
-
-fn create_topic(broker: &Broker, topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &broker.kafka)
-        .create()
-        .expect("admin");
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let result = rt
-        .block_on(admin.create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        ))
-        .expect("create topic");
-    assert!(result[0].is_ok(), "{result:?}");
-}
 
 /// Produces `count` records spread over every partition.
 fn produce(broker: &Broker, topic: &str, count: usize) {

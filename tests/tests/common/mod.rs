@@ -420,3 +420,28 @@ pub fn http(method: &str, url: &str, body: Option<&str>) -> (u16, String) {
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
     (code.trim().parse().unwrap_or(0), body.to_string())
 }
+
+/// Broker options for group tests: no initial rebalance delay, so members join at once.
+pub fn fast_groups() -> Options {
+    Options {
+        toml: "\"group.initial.rebalance.delay.ms\" = 0\n".into(),
+        ..Options::default()
+    }
+}
+
+/// Creates `topic` with `partitions` partitions through librdkafka's admin client.
+pub fn create_topic(broker: &Broker, topic: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &broker.kafka)
+        .create()
+        .expect("admin");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let result = rt
+        .block_on(admin.create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        ))
+        .expect("create topic");
+    assert!(result[0].is_ok(), "{result:?}");
+}
