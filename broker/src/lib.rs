@@ -5,21 +5,28 @@
 //! - [`cli`]: the `sluice` command line.
 //! - [`server`]: the Kafka listener, one task per connection, graceful shutdown.
 //! - [`protocol`]: framing, request headers, version negotiation, dispatch by API key.
+//! - [`http`]: the HTTP listener: `/health`, the transform admin API, Kafka Connect's REST API.
+//! - [`connect`]: connectors run in the broker (file source and sink, WASM sinks), Kafka Connect
+//!   style; beside the HTTP listener, writing through [`write`].
 //! - [`api`]: one file per Kafka API family; request in, response out.
-//! - [`http`]: the HTTP listener (`/health`, later admin and Connect REST).
+//! - [`broker`]: the shared state every handler and writer reaches.
+//! - [`write`]: the one write path: validation, transforms, appends, outputs, recovery.
+//! - [`transform`]: transform deployments, their registry and progress, running guests on
+//!   records (it appends nothing itself).
 //! - [`group`]: the consumer-group coordinator and durable committed offsets.
 //! - [`catalog`]: topics, partitions and topic configs, durable across restarts.
 //! - [`log`]: storage; a partition is a list of segments with offset and time indexes.
-//! - [`records`]: v2 record batches: header, validation, compression.
+//! - [`records`]: v2 record batches: header, validation, compression, murmur2 partitioning.
+//! - [`wasm`]: the wasmtime engine, module validation and cache, the host side of the guest ABI,
+//!   the guest thread pool.
 //! - [`producer_ids`]: durable producer id allocation for idempotent producers.
-//! - [`alloc`]: the process allocator, which keeps hostile element counts from aborting.
-//! - [`connect`]: connectors run in the broker (file source and sink), Kafka Connect style.
-//! - [`transform`]: transform deployments and their inline execution on produce.
-//! - [`wasm`]: the wasmtime engine, module validation and cache, the host side of the guest ABI.
+//! - [`meta`]: the one owner of `data/__sluice/`: file names and the atomic write helper.
 //! - [`config`]: the broker's settings from flags, `SLUICE_*` env vars and a TOML file.
+//! - [`alloc`]: the process allocator, which keeps hostile element counts from aborting.
 
 pub mod alloc;
 pub mod api;
+pub mod broker;
 pub mod catalog;
 pub mod cli;
 pub mod config;
@@ -27,9 +34,11 @@ pub mod connect;
 pub mod group;
 pub mod http;
 pub mod log;
+pub mod meta;
 pub mod producer_ids;
 pub mod protocol;
 pub mod records;
 pub mod server;
 pub mod transform;
 pub mod wasm;
+pub mod write;

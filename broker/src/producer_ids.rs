@@ -4,7 +4,6 @@
 //! advanced (atomically, fsynced) before an id of a new block is given away, so a crash can skip
 //! ids but never reuse one.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
@@ -45,28 +44,13 @@ impl ProducerIds {
         let mut state = self.state.lock();
         if state.0 >= state.1 {
             let end = state.0 + BLOCK;
-            write_atomically(&self.path, end.to_string().as_bytes())?;
+            crate::meta::write_atomically(&self.path, end.to_string().as_bytes())?;
             state.1 = end;
         }
         let id = state.0;
         state.0 += 1;
         Ok(id)
     }
-}
-
-/// Writes `bytes` to `path` so that a crash leaves either the old or the new contents.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

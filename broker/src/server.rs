@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::api::Broker;
+use crate::broker::Broker;
 use crate::protocol::frame::read_frame;
 use crate::protocol::{handle_request, Reply, RequestError};
 
@@ -122,10 +122,23 @@ async fn serve_connection(
             Ok(None) => break Ok(()),
             Err(e) => break Err(e.into()),
         };
-        let outgoing = match handle_request(&broker, frame, peer) {
+        let reply = match handle_request(&broker, frame, peer) {
+            Ok(Reply::First(work)) => work.await,
+            other => other,
+        };
+        let outgoing = match reply {
             Ok(Reply::Now(bytes)) => Outgoing::Ready(bytes),
             Ok(Reply::Later(future)) => Outgoing::Waiting(tokio::spawn(future)),
             Ok(Reply::Nothing) => continue,
+            Ok(Reply::First(_)) => {
+                // `First` work never answers with more `First` work.
+                break Err(RequestError::Encode {
+                    api: kafka_protocol::messages::ApiKey::Produce,
+                    version: 0,
+                    message: "nested deferred work".into(),
+                }
+                .into());
+            }
             Err(e) => break Err(e.into()),
         };
         if tx.send(outgoing).await.is_err() {

@@ -513,8 +513,15 @@ fn recovery_writes_missing_outputs_and_never_duplicates() {
         .open(&segment)
         .and_then(|f| f.set_len(len - 5))
         .expect("truncate");
-    let progress = broker.data.path().join("data/__sluice/progress/up.json");
-    std::fs::write(&progress, r#"{"0":{"next_input":0,"seqs":{}}}"#).expect("rewind progress");
+    let progress = broker
+        .data
+        .path()
+        .join("data/__sluice/transform-progress.json");
+    std::fs::write(
+        &progress,
+        r#"{"version":1,"deployments":{"up":{"0":{"next_input":0,"seqs":{}}}}}"#,
+    )
+    .expect("rewind progress");
 
     broker.start_again();
     let outputs: Vec<String> = read_all(&broker, "rc-out")

@@ -317,7 +317,7 @@ pub(crate) fn incremental_alter_configs(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::test_broker as broker;
+    use crate::broker::test_broker as broker;
     use kafka_protocol::error::ResponseError;
     use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
     use kafka_protocol::messages::{alter_configs_request, incremental_alter_configs_request};

@@ -398,7 +398,7 @@ mod tests {
     }
 
     fn broker_with(initial_delay: Duration) -> (tempfile::TempDir, Arc<Broker>) {
-        let (dir, mut b) = crate::api::test_broker();
+        let (dir, mut b) = crate::broker::test_broker();
         let meta = dir.path().join("groups");
         std::fs::create_dir_all(&meta).unwrap();
         let config = GroupConfig {

@@ -25,6 +25,15 @@ pub(crate) struct PendingProduce {
     waits: Vec<(usize, usize, Arc<PartitionLog>, i64)>,
 }
 
+/// Whether the request writes to a topic with transforms, so [`append`] belongs on the guest
+/// pool rather than on a connection's async worker.
+pub(crate) fn runs_guests(broker: &Broker, request: &ProduceRequest) -> bool {
+    request
+        .topic_data
+        .iter()
+        .any(|t| crate::write::runs_guests(broker, &t.name.0))
+}
+
 /// Appends every partition's records; errors are recorded per partition.
 pub(crate) fn append(broker: &Broker, version: i16, request: ProduceRequest) -> PendingProduce {
     let now = now_ms();
@@ -54,24 +63,18 @@ pub(crate) fn append(broker: &Broker, version: i16, request: ProduceRequest) -> 
                     set_message(&mut response, version, "no records");
                 }
                 (Some(log), Some(records)) => {
-                    let mut written = Vec::new();
-                    match crate::transform::exec::append(
-                        broker,
-                        &name,
-                        data.index,
-                        &log,
-                        records,
-                        now,
-                        &mut written,
-                    ) {
-                        Ok(outcome) => {
+                    match crate::write::append(broker, &name, data.index, records, now) {
+                        Ok(appended) => {
+                            let outcome = appended.outcome;
                             response.base_offset = outcome.base_offset;
                             response.log_append_time_ms = outcome.log_append_time;
                             response.log_start_offset = outcome.log_start_offset;
-                            if written.is_empty() {
-                                waits.push((t, p, log, outcome.last_offset));
-                            }
-                            waits.extend(written.into_iter().map(|w| (t, p, w.log, w.last_offset)));
+                            waits.extend(
+                                appended
+                                    .durable
+                                    .into_iter()
+                                    .map(|d| (t, p, d.log, d.last_offset)),
+                            );
                         }
                         Err(e) => {
                             response.error_code = append_error_code(&e);
@@ -141,6 +144,7 @@ fn append_error_code(error: &AppendError) -> i16 {
         AppendError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
         AppendError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         AppendError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        AppendError::UnknownTopicOrPartition(_) => ResponseError::UnknownTopicOrPartition,
         AppendError::Io(_) => ResponseError::KafkaStorageError,
     }
     .code()

@@ -376,7 +376,7 @@ fn check_partition_assignments(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::test_broker as broker;
+    use crate::broker::test_broker as broker;
     use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
     use kafka_protocol::messages::create_topics_request::{
         CreatableReplicaAssignment, CreatableTopicConfig,

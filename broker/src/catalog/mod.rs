@@ -531,7 +531,7 @@ impl Catalog {
                 }
             }
         }
-        store::sync_dir(&self.data_dir)?;
+        crate::meta::sync_dir(&self.data_dir)?;
         store::save(&self.data_dir, &self.records_with(name, None))?;
         self.topics.write().remove(name);
         // In-flight requests may still hold the partitions; Unix lets them finish on the
@@ -746,7 +746,7 @@ fn finish_deletes(data_dir: &Path, records: &[store::TopicRecord]) -> Result<(),
             std::fs::remove_dir_all(entry.path())?;
         }
     }
-    store::sync_dir(data_dir)?;
+    crate::meta::sync_dir(data_dir)?;
     Ok(())
 }
 
@@ -822,7 +822,7 @@ mod tests {
     #[test]
     fn corrupt_catalog_file_refuses_to_open() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join(store::META_DIR)).unwrap();
+        std::fs::create_dir_all(dir.path().join(crate::meta::META_DIR)).unwrap();
         std::fs::write(store::catalog_path(dir.path()), b"garbage").unwrap();
         let err = Catalog::open(dir.path().to_path_buf(), TopicDefaults::default()).unwrap_err();
         assert!(err.to_string().contains("topics.json"), "{err}");

@@ -2,20 +2,14 @@
 //! and dynamic configs, rewritten whole and atomically on each change.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::topic_config;
 use super::{validate_topic_name, TopicError, MAX_PARTITIONS};
-
-/// The directory under the data dir that holds Sluice's own metadata. Its name cannot be a
-/// partition directory (those end in `-<partition>`), so it never collides with a topic.
-pub(crate) const META_DIR: &str = "__sluice";
-const FILE_NAME: &str = "topics.json";
-const TEMP_NAME: &str = "topics.json.tmp";
 
 /// Bumped on an incompatible change; a file from a newer Sluice is refused rather than misread.
 const FORMAT_VERSION: u32 = 1;
@@ -45,7 +39,7 @@ pub(crate) struct TopicRecord {
 }
 
 pub(crate) fn catalog_path(data_dir: &Path) -> PathBuf {
-    data_dir.join(META_DIR).join(FILE_NAME)
+    crate::meta::MetaDir::of(data_dir).topics()
 }
 
 fn corrupt(path: &Path, why: impl std::fmt::Display) -> TopicError {
@@ -100,30 +94,17 @@ pub(crate) fn load(data_dir: &Path) -> Result<Vec<TopicRecord>, TopicError> {
     Ok(file.topics)
 }
 
-/// Replaces the catalog with `topics`: write a temp file, fsync, rename over the old one, fsync
-/// the directory. A crash at any point leaves either the old or the new file, never a torn one.
+/// Replaces the catalog with `topics`, atomically: a crash leaves the old or the new file.
 pub(crate) fn save(data_dir: &Path, topics: &[TopicRecord]) -> Result<(), TopicError> {
-    let dir = data_dir.join(META_DIR);
-    fs::create_dir_all(&dir)?;
+    let meta = crate::meta::MetaDir::of(data_dir);
+    fs::create_dir_all(meta.root())?;
     let file = CatalogFile {
         version: FORMAT_VERSION,
         topics: topics.to_vec(),
     };
     let bytes = serde_json::to_vec_pretty(&file).map_err(io::Error::other)?;
-    let temp = dir.join(TEMP_NAME);
-    {
-        let mut f = File::create(&temp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-    }
-    fs::rename(&temp, dir.join(FILE_NAME))?;
-    sync_dir(&dir)?;
+    crate::meta::write_atomically(&meta.topics(), &bytes)?;
     Ok(())
-}
-
-/// Makes renames and removals in `dir` durable.
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]
@@ -151,20 +132,9 @@ mod tests {
     }
 
     #[test]
-    fn failed_temp_write_leaves_the_old_catalog_intact() {
-        let dir = tempfile::tempdir().unwrap();
-        let old = vec![record("old", 3)];
-        save(dir.path(), &old).unwrap();
-        // A directory where the temp file should go makes its creation fail.
-        fs::create_dir(dir.path().join(META_DIR).join(TEMP_NAME)).unwrap();
-        assert!(save(dir.path(), &[record("new", 1)]).is_err());
-        assert_eq!(load(dir.path()).unwrap(), old);
-    }
-
-    #[test]
     fn corrupt_catalog_is_an_error_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        fs::create_dir_all(dir.path().join(META_DIR)).unwrap();
+        fs::create_dir_all(dir.path().join(crate::meta::META_DIR)).unwrap();
         for bad in [
             "{not json".to_string(),
             r#"{"version":99,"topics":[]}"#.to_string(),

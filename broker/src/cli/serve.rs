@@ -10,14 +10,16 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::api::{now_ms, Broker};
+use crate::broker::{now_ms, Broker};
 use crate::catalog::Catalog;
 use crate::config::{BrokerConfig, LogFormat, Overrides};
+use crate::connect::Connect;
 use crate::group::GroupCoordinator;
-use crate::producer_ids::{write_atomically, ProducerIds};
+use crate::meta::{write_atomically, MetaDir};
+use crate::producer_ids::ProducerIds;
 
-/// Directory under the data dir for broker-level state (cluster id, producer ids, lock).
-const META_DIR: &str = "__sluice";
+/// How often transform progress is checkpointed (see `transform::progress`).
+const PROGRESS_CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 pub(super) fn serve(config_file: Option<&Path>, overrides: Overrides) -> anyhow::Result<()> {
     let config = BrokerConfig::load(config_file, overrides)?;
@@ -43,29 +45,34 @@ fn init_tracing(format: LogFormat) {
 }
 
 async fn run(config: BrokerConfig) -> anyhow::Result<()> {
-    let meta = config.data_dir.join(META_DIR);
-    std::fs::create_dir_all(&meta)
+    let meta_dir = MetaDir::of(&config.data_dir);
+    meta_dir
+        .create()
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let meta = meta_dir.root().to_path_buf();
     // Two brokers on one data dir would interleave writes; the lock is released when the process
     // ends, however it ends.
-    let lock = std::fs::File::create(meta.join("lock"))?;
+    let lock = std::fs::File::create(meta_dir.lock())?;
     lock.try_lock().map_err(|_| {
         anyhow::anyhow!(
             "data dir {} is in use by another sluice process",
             config.data_dir.display()
         )
     })?;
-    let cluster_id = cluster_id(&meta)?;
-    let producer_ids = ProducerIds::open(&meta.join("producer-ids"))?;
+    let cluster_id = cluster_id(&meta_dir)?;
+    let producer_ids = ProducerIds::open(&meta_dir.producer_ids())?;
     let groups = Arc::new(
         GroupCoordinator::open(&meta, config.groups)
             .with_context(|| format!("cannot open committed offsets in {}", meta.display()))?,
     );
     let wasm = crate::wasm::WasmEngine::new()
         .map_err(|e| anyhow::anyhow!("cannot start the wasm engine: {e}"))?;
-    let transforms =
-        crate::transform::TransformRegistry::open(&meta, wasm, crate::wasm::GuestLimits::default())
-            .with_context(|| format!("cannot load transforms from {}", meta.display()))?;
+    let transforms = crate::transform::TransformRegistry::open(
+        &meta_dir,
+        wasm,
+        crate::wasm::GuestLimits::default(),
+    )
+    .with_context(|| format!("cannot load transforms from {}", meta.display()))?;
     let started = std::time::Instant::now();
     let catalog = Catalog::open(config.data_dir.clone(), config.topics.clone())
         .with_context(|| format!("cannot open data dir {}", config.data_dir.display()))?;
@@ -92,16 +99,24 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         producer_ids,
         groups: groups.clone(),
         transforms,
-        connect: crate::connect::Connect::open(&meta)
-            .with_context(|| format!("cannot load connectors from {}", meta.display()))?,
+        guests: crate::wasm::GuestPool::sized_to_machine(),
     });
+    let connect = Arc::new(
+        Connect::open(&meta_dir)
+            .with_context(|| format!("cannot load connectors from {}", meta.display()))?,
+    );
 
     // Transforms a crash interrupted are completed before any client is served.
     {
-        let broker = broker.clone();
-        tokio::task::spawn_blocking(move || crate::transform::exec::recover(&broker)).await?;
+        let b = broker.clone();
+        broker
+            .guests
+            .run(move || crate::write::recover(&b))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
-    broker.connect.start_all(&broker);
+    crate::write::spawn_backfills(&broker);
+    connect.start_all(&broker);
     let (stop_tx, stop_rx) = watch::channel(false);
     let kafka_task = tokio::spawn(crate::server::run(
         kafka,
@@ -109,7 +124,15 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         config.max_request_bytes,
         stop_rx.clone(),
     ));
-    let http_task = tokio::spawn(crate::http::run(http, broker.clone(), stop_rx.clone()));
+    let http_task = tokio::spawn(crate::http::run(
+        http,
+        crate::http::AppState {
+            broker: broker.clone(),
+            connect: connect.clone(),
+        },
+        stop_rx.clone(),
+    ));
+    let checkpoints = tokio::spawn(checkpoint_loop(broker.clone(), stop_rx.clone()));
     let group_timers = tokio::spawn(crate::group::run_timers(groups, stop_rx.clone()));
     let retention_task = tokio::spawn(retention_loop(
         broker.clone(),
@@ -135,17 +158,26 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     }
     let _ = retention_task.await;
     let _ = group_timers.await;
-    broker.connect.stop_all();
+    let _ = checkpoints.await;
+    connect.stop_all();
     let closing = broker.clone();
-    tokio::task::spawn_blocking(move || closing.catalog.close()).await?;
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        closing
+            .transforms
+            .checkpoint()
+            .context("cannot save transform progress")?;
+        closing.catalog.close();
+        Ok(())
+    })
+    .await??;
     tracing::info!("shutdown complete");
     drop(lock);
     Ok(())
 }
 
 /// The cluster id, made once and kept in the data dir (clients compare it across reconnects).
-fn cluster_id(meta: &Path) -> anyhow::Result<String> {
-    let path = meta.join("cluster-id");
+fn cluster_id(meta: &MetaDir) -> anyhow::Result<String> {
+    let path = meta.cluster_id();
     match std::fs::read_to_string(&path) {
         Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_string()),
         Ok(_) => anyhow::bail!("{} is empty", path.display()),
@@ -177,6 +209,24 @@ async fn wait_for_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// Checkpoints transform progress every [`PROGRESS_CHECKPOINT_EVERY`] while it changes.
+async fn checkpoint_loop(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(PROGRESS_CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let b = broker.clone();
+        match tokio::task::spawn_blocking(move || b.transforms.checkpoint()).await {
+            Ok(Err(e)) => tracing::warn!("cannot save transform progress: {e}"),
+            Err(e) => tracing::warn!("transform progress checkpoint failed: {e}"),
+            Ok(Ok(())) => {}
+        }
+    }
 }
 
 /// Applies `retention.ms` / `retention.bytes` every `log.retention.check.interval.ms`.

@@ -44,6 +44,17 @@ pub(super) enum TransformCommand {
         /// The output replaces what the input topic stores.
         #[arg(long)]
         in_place: bool,
+        /// Memory one instance may use (e.g. 64MiB) [default: the broker's, 64 MiB].
+        #[arg(long, value_parser = parse_size)]
+        memory: Option<u64>,
+        /// CPU time one batch may take (e.g. 2s, 500ms) [default: the broker's, 2 s].
+        #[arg(long, value_parser = parse_duration_ms)]
+        timeout: Option<u64>,
+        /// Where to start in the input: latest (only new writes), earliest, an OFFSET, or a
+        /// TIMESTAMP (RFC 3339 like 2026-12-01T10:00:00Z, or @MILLIS); records already stored
+        /// from there are run in the background, then new writes inline.
+        #[arg(long, default_value = "latest", value_parser = parse_from)]
+        from: String,
         #[command(flatten)]
         admin: Admin,
     },
@@ -101,6 +112,104 @@ pub(super) fn parse_env(text: &str) -> Result<(String, String), String> {
     }
 }
 
+/// A byte size: a number with an optional unit (B, KiB/K, MiB/M, GiB/G; KB, MB, GB are powers
+/// of ten).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size like 64MiB"))?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "k" | "KiB" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "'{other}' is not a size unit (use B, KiB, MiB or GiB)"
+            ))
+        }
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("'{text}' is too large"))
+}
+
+/// A duration in milliseconds: a number with a unit (ms, s, m).
+fn parse_duration_ms(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (number, factor) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1_000)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60_000)
+    } else {
+        return Err(format!("'{text}' is not a duration like 2s or 500ms"));
+    };
+    let n: u64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration like 2s or 500ms"))?;
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("'{text}' is too long"))
+}
+
+/// `--from` as the admin API takes it: `latest`, `earliest`, `offset:N` or `timestamp:MS`.
+fn parse_from(text: &str) -> Result<String, String> {
+    match text {
+        "latest" | "earliest" => return Ok(text.to_string()),
+        _ => {}
+    }
+    if let Ok(offset) = text.parse::<u64>() {
+        return Ok(format!("offset:{offset}"));
+    }
+    if let Some(ms) = text.strip_prefix('@') {
+        return ms
+            .parse::<u64>()
+            .map(|ms| format!("timestamp:{ms}"))
+            .map_err(|_| format!("'{text}' is not @MILLIS"));
+    }
+    rfc3339_ms(text).map(|ms| format!("timestamp:{ms}")).ok_or_else(|| {
+        format!("'{text}' is not earliest, latest, an offset, @MILLIS or a time like 2026-12-01T10:00:00Z")
+    })
+}
+
+/// Milliseconds since the epoch of a UTC RFC 3339 time `YYYY-MM-DDTHH:MM:SS[.fff]Z`.
+fn rfc3339_ms(text: &str) -> Option<i64> {
+    let t = text
+        .strip_suffix('Z')
+        .or_else(|| text.strip_suffix("+00:00"))?;
+    let (date, time) = t.split_once(['T', ' '])?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, mo, da) = (d.next()??, d.next()??, d.next()??);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+    let mut h = hms.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (hh, mm, ss) = (h.next()??, h.next()??, h.next()??);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&da) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    let millis = if frac.is_empty() {
+        0
+    } else {
+        let digits: String = frac.chars().take(3).collect();
+        format!("{digits:0<3}").parse::<i64>().ok()?
+    };
+    // Days from the civil date (proleptic Gregorian), as in Howard Hinnant's algorithm.
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + da - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 24 + hh) * 60 + mm) * 60_000 + ss * 1000 + millis)
+}
+
 pub(super) fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -152,6 +261,9 @@ pub(super) fn run(command: TransformCommand) -> anyhow::Result<()> {
             env,
             on_error,
             in_place,
+            memory,
+            timeout,
+            from,
             admin,
         } => {
             let bytes = std::fs::read(&module)
@@ -181,6 +293,9 @@ pub(super) fn run(command: TransformCommand) -> anyhow::Result<()> {
                         "env": env,
                         "on_error": on_error,
                         "in_place": in_place,
+                        "memory_bytes": memory,
+                        "timeout_ms": timeout,
+                        "from": from,
                     })),
                 "deploy",
             )?;
@@ -373,4 +488,36 @@ fn build(path: &Path) -> anyhow::Result<PathBuf> {
         bail!("build succeeded but {} is missing", wasm.display());
     }
     Ok(wasm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_durations_and_starts_parse() {
+        assert_eq!(parse_size("64MiB").unwrap(), 64 << 20);
+        assert_eq!(parse_size("2G").unwrap(), 2 << 30);
+        assert_eq!(parse_size("1000").unwrap(), 1000);
+        assert!(parse_size("lots").unwrap_err().contains("size"));
+        assert!(parse_size("5 parsecs").unwrap_err().contains("unit"));
+        assert_eq!(parse_duration_ms("2s").unwrap(), 2000);
+        assert_eq!(parse_duration_ms("250ms").unwrap(), 250);
+        assert!(parse_duration_ms("soon").is_err());
+        assert_eq!(parse_from("earliest").unwrap(), "earliest");
+        assert_eq!(parse_from("42").unwrap(), "offset:42");
+        assert_eq!(
+            parse_from("@1700000000000").unwrap(),
+            "timestamp:1700000000000"
+        );
+        assert_eq!(
+            parse_from("2023-11-14T22:13:20Z").unwrap(),
+            "timestamp:1700000000000"
+        );
+        assert_eq!(
+            parse_from("1970-01-01T00:00:01.5Z").unwrap(),
+            "timestamp:1500"
+        );
+        assert!(parse_from("yesterday").unwrap_err().contains("earliest"));
+    }
 }

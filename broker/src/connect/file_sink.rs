@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{wait_until_running, Connector};
-use crate::api::{now_ms, Broker};
+use crate::broker::{now_ms, Broker};
 use crate::group::Committed;
 
 const POLL: Duration = Duration::from_millis(100);

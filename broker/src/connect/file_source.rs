@@ -7,13 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::{wait_until_running, Connector};
-use crate::api::{now_ms, Broker};
-use crate::records::record::{build_batch, BatchMeta, NewRecord};
-use crate::records::Compression;
+use crate::broker::{now_ms, Broker};
+use crate::records::NewRecord;
 
 /// Longest read per poll.
 const MAX_READ: usize = 1 << 20;
@@ -59,7 +57,12 @@ fn read_lines(file: &Path, position: u64) -> std::io::Result<Option<(Vec<String>
     Ok(Some((lines, start + end as u64 + 1 - position)))
 }
 
-pub(crate) async fn run(broker: Arc<Broker>, c: Arc<Connector>) -> Result<(), String> {
+/// `offsets` is the file its position is kept in (see [`super::Connect::offsets_path`]).
+pub(crate) async fn run(
+    broker: Arc<Broker>,
+    c: Arc<Connector>,
+    offsets: PathBuf,
+) -> Result<(), String> {
     let mut target = c.target.subscribe();
     let (file, topic, batch_size) = {
         let cfg = c.config.lock();
@@ -71,7 +74,6 @@ pub(crate) async fn run(broker: Arc<Broker>, c: Arc<Connector>) -> Result<(), St
                 .unwrap_or(2000),
         )
     };
-    let offsets = broker.connect.offsets_path(&c.name);
     let mut position = load(&offsets, &file);
     let path = PathBuf::from(&file);
     loop {
@@ -112,7 +114,7 @@ pub(crate) async fn run(broker: Arc<Broker>, c: Arc<Connector>) -> Result<(), St
             position,
         })
         .map_err(|e| e.to_string())?;
-        crate::producer_ids::write_atomically(&offsets, &saved)
+        crate::meta::write_atomically(&offsets, &saved)
             .map_err(|e| format!("cannot save the file position: {e}"))?;
     }
 }
@@ -127,15 +129,8 @@ fn produce(
     lines: Vec<String>,
     batch_size: usize,
 ) -> Result<Vec<Durable>, String> {
-    let t = broker
-        .catalog
-        .get_or_auto_create(topic)
-        .map_err(|e| format!("topic {topic}: {e}"))?;
-    let log = t
-        .partition(0)
-        .ok_or_else(|| format!("topic {topic} has no partition 0"))?;
     let now = now_ms();
-    let mut written = Vec::new();
+    let mut durable = Vec::new();
     for chunk in lines.chunks(batch_size.max(1)) {
         let records: Vec<NewRecord> = chunk
             .iter()
@@ -146,22 +141,11 @@ fn produce(
                 headers: vec![],
             })
             .collect();
-        let bytes = Bytes::from(build_batch(
-            &records,
-            Compression::None,
-            &BatchMeta::default(),
-        ));
-        let out = crate::transform::exec::append(broker, topic, 0, &log, bytes, now, &mut written)
+        let appended = crate::write::append_records(broker, topic, 0, &records, now)
             .map_err(|e| format!("producing to {topic}: {e}"))?;
-        written.push(crate::transform::exec::Written {
-            log: log.clone(),
-            last_offset: out.last_offset,
-        });
+        durable.extend(appended.durable.into_iter().map(|d| (d.log, d.last_offset)));
     }
-    Ok(written
-        .into_iter()
-        .map(|w| (w.log, w.last_offset))
-        .collect())
+    Ok(durable)
 }
 
 #[cfg(test)]

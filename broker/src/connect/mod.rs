@@ -16,14 +16,15 @@ pub mod file_source;
 pub mod wasm_sink;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::api::Broker;
+use crate::broker::Broker;
+use crate::meta::MetaDir;
 pub use config::{Class, Config, ConfigIssue};
 
 /// What the operator asked a connector to do.
@@ -91,15 +92,16 @@ pub enum ConnectError {
 /// All connectors.
 #[derive(Debug)]
 pub struct Connect {
-    dir: PathBuf,
+    /// Where connectors and source positions are kept.
+    meta: MetaDir,
     connectors: Mutex<BTreeMap<String, Arc<Connector>>>,
 }
 
 impl Connect {
     /// Loads saved connectors (not started: see [`Connect::start_all`]).
-    pub fn open(meta_dir: &Path) -> std::io::Result<Connect> {
-        std::fs::create_dir_all(meta_dir.join("connect-offsets"))?;
-        let path = meta_dir.join("connectors.json");
+    pub fn open(meta: &MetaDir) -> std::io::Result<Connect> {
+        std::fs::create_dir_all(meta.connect_offsets())?;
+        let path = meta.connectors();
         let saved: Vec<Saved> = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
                 std::io::Error::new(
@@ -127,7 +129,7 @@ impl Connect {
             })
             .collect();
         Ok(Connect {
-            dir: meta_dir.to_path_buf(),
+            meta: meta.clone(),
             connectors: Mutex::new(connectors),
         })
     }
@@ -135,7 +137,7 @@ impl Connect {
     /// Starts every saved connector's task.
     pub fn start_all(&self, broker: &Arc<Broker>) {
         for c in self.list() {
-            start(broker, &c);
+            start(broker, &c, self.offsets_path(&c.name));
         }
     }
 
@@ -209,7 +211,7 @@ impl Connect {
         };
         self.save()?;
         // A new config means a new task, as Connect reconfigures.
-        start(broker, &connector);
+        start(broker, &connector, self.offsets_path(&connector.name));
         Ok((connector, created))
     }
 
@@ -222,7 +224,7 @@ impl Connect {
 
     pub fn restart(&self, broker: &Arc<Broker>, name: &str) -> Result<(), ConnectError> {
         let c = self.get(name)?;
-        start(broker, &c);
+        start(broker, &c, self.offsets_path(&c.name));
         Ok(())
     }
 
@@ -241,9 +243,7 @@ impl Connect {
 
     /// Where a source connector keeps its file position.
     pub(crate) fn offsets_path(&self, name: &str) -> PathBuf {
-        self.dir
-            .join("connect-offsets")
-            .join(format!("{name}.json"))
+        self.meta.connect_offsets().join(format!("{name}.json"))
     }
 
     fn save(&self) -> std::io::Result<()> {
@@ -258,7 +258,7 @@ impl Connect {
             })
             .collect();
         let json = serde_json::to_vec_pretty(&saved).map_err(std::io::Error::other)?;
-        crate::producer_ids::write_atomically(&self.dir.join("connectors.json"), &json)
+        crate::meta::write_atomically(&self.meta.connectors(), &json)
     }
 }
 
@@ -337,7 +337,7 @@ pub(crate) fn unconsumed(
 }
 
 /// (Re)starts a connector's task.
-fn start(broker: &Arc<Broker>, c: &Arc<Connector>) {
+fn start(broker: &Arc<Broker>, c: &Arc<Connector>, offsets: PathBuf) {
     if let Some(old) = c.task.lock().take() {
         old.abort();
     }
@@ -350,7 +350,7 @@ fn start(broker: &Arc<Broker>, c: &Arc<Connector>) {
     let conn = c.clone();
     let handle = tokio::spawn(async move {
         let result = match class {
-            Class::FileStreamSource => file_source::run(b, conn.clone()).await,
+            Class::FileStreamSource => file_source::run(b, conn.clone(), offsets).await,
             Class::FileStreamSink => file_sink::run(b, conn.clone()).await,
             Class::WasmSink => wasm_sink::run(b, conn.clone()).await,
         };

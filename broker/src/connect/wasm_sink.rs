@@ -12,15 +12,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use sluice_sdk::codec::{encode_deployment, Deployment};
 use sluice_sdk::SinkError;
 
 use super::{wait_until_running, Connector, Target};
-use crate::api::{now_ms, Broker};
+use crate::broker::{now_ms, Broker};
 use crate::group::Committed;
-use crate::records::record::{build_batch, BatchMeta, NewRecord, RecordView};
-use crate::records::Compression;
+use crate::records::record::{NewRecord, RecordView};
 use crate::wasm::host::{Grants, GuestLog};
 use crate::wasm::{Guest, GuestLimits};
 
@@ -84,7 +82,7 @@ fn deliver(
     partition: i32,
     records: &[RecordView],
 ) -> Result<(), SinkError> {
-    match guest.on_batch(&crate::transform::exec::guest_input(
+    match guest.on_batch(&crate::transform::run::guest_input(
         topic, partition, records,
     )) {
         Ok(out) => sluice_sdk::sink::decode_result(&out)
@@ -282,13 +280,6 @@ fn dead_letter(
     r: &RecordView,
     message: &str,
 ) -> Result<(), String> {
-    let t = broker
-        .catalog
-        .get_or_auto_create(dlq)
-        .map_err(|e| e.to_string())?;
-    let log = t
-        .partition(0)
-        .ok_or("dead-letter topic has no partition 0")?;
     let mut headers = r.headers.clone();
     for (k, v) in [
         ("__connect.errors.topic", topic.to_string()),
@@ -305,13 +296,6 @@ fn dead_letter(
         value: r.value.clone(),
         headers,
     };
-    let bytes = Bytes::from(build_batch(
-        &[record],
-        Compression::None,
-        &BatchMeta::default(),
-    ));
-    let mut written = Vec::new();
-    crate::transform::exec::append(broker, dlq, 0, &log, bytes, now_ms(), &mut written)
-        .map_err(|e| e.to_string())?;
+    crate::write::append_records(broker, dlq, 0, &[record], now_ms()).map_err(|e| e.to_string())?;
     Ok(())
 }

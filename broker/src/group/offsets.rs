@@ -384,7 +384,7 @@ impl OffsetStore {
         if inner.size < COMPACT_FACTOR * snap.len() as u64 {
             return Ok(());
         }
-        crate::producer_ids::write_atomically(&self.path, &snap)?;
+        crate::meta::write_atomically(&self.path, &snap)?;
         inner.file = OpenOptions::new()
             .read(true)
             .append(true)

@@ -11,8 +11,8 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 
-use crate::api::Broker;
-use crate::connect::{config, Class, ConnectError, Connector, Target};
+use crate::broker::Broker;
+use crate::connect::{config, Class, Connect, ConnectError, Connector, Target};
 
 /// A Connect-style error answer.
 pub(crate) struct ConnectApiError(StatusCode, String);
@@ -41,7 +41,7 @@ impl From<ConnectError> for ConnectApiError {
 
 type Result<T> = std::result::Result<T, ConnectApiError>;
 
-pub(crate) fn routes() -> Router<Arc<Broker>> {
+pub(crate) fn routes() -> Router<super::AppState> {
     Router::new()
         .route("/", get(root))
         .route("/connector-plugins", get(plugins))
@@ -116,13 +116,17 @@ fn status_of(broker: &Broker, c: &Connector) -> Value {
     })
 }
 
-async fn list(State(broker): State<Arc<Broker>>, RawQuery(query): RawQuery) -> Json<Value> {
+async fn list(
+    State(broker): State<Arc<Broker>>,
+    State(connect): State<Arc<Connect>>,
+    RawQuery(query): RawQuery,
+) -> Json<Value> {
     let query = query.unwrap_or_default();
     let expand: Vec<&str> = query
         .split('&')
         .filter_map(|kv| kv.strip_prefix("expand="))
         .collect();
-    let connectors = broker.connect.list();
+    let connectors = connect.list();
     if expand.is_empty() {
         return Json(Value::Array(
             connectors
@@ -181,6 +185,7 @@ fn body(
 
 async fn create(
     State(broker): State<Arc<Broker>>,
+    State(connect): State<Arc<Connect>>,
     raw: std::result::Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>)> {
     let value = body(raw)?;
@@ -195,32 +200,35 @@ async fn create(
         ));
     };
     let config = config_from(value.get("config").unwrap_or(&Value::Null))?;
-    let b = broker.clone();
-    let (c, _) = b.connect.put(&broker, &name, config, true)?;
+    let (c, _) = connect.put(&broker, &name, config, true)?;
     Ok((StatusCode::CREATED, Json(info_of(&c))))
 }
 
-async fn info(State(broker): State<Arc<Broker>>, Path(name): Path<String>) -> Result<Json<Value>> {
-    let c = broker.connect.get(&name)?;
+async fn info(
+    State(connect): State<Arc<Connect>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>> {
+    let c = connect.get(&name)?;
     Ok(Json(info_of(&c)))
 }
 
 async fn get_config(
-    State(broker): State<Arc<Broker>>,
+    State(connect): State<Arc<Connect>>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>> {
-    let c = broker.connect.get(&name)?;
+    let c = connect.get(&name)?;
     let config = c.config.lock().clone();
     Ok(Json(json!(config)))
 }
 
 async fn put_config(
     State(broker): State<Arc<Broker>>,
+    State(connect): State<Arc<Connect>>,
     Path(name): Path<String>,
     raw: std::result::Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>)> {
     let config = config_from(&body(raw)?)?;
-    let (c, created) = broker.connect.put(&broker, &name, config, false)?;
+    let (c, created) = connect.put(&broker, &name, config, false)?;
     Ok((
         if created {
             StatusCode::CREATED
@@ -233,6 +241,7 @@ async fn put_config(
 
 async fn patch_config(
     State(broker): State<Arc<Broker>>,
+    State(connect): State<Arc<Connect>>,
     Path(name): Path<String>,
     raw: std::result::Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Value>> {
@@ -243,7 +252,7 @@ async fn patch_config(
             "config must be a JSON object".into(),
         ));
     };
-    let mut config = broker.connect.get(&name)?.config.lock().clone();
+    let mut config = connect.get(&name)?.config.lock().clone();
     for (k, v) in map {
         // A null removes the key, as Connect's PATCH does.
         if v.is_null() {
@@ -253,66 +262,81 @@ async fn patch_config(
             config.extend(single);
         }
     }
-    let (c, _) = broker.connect.put(&broker, &name, config, false)?;
+    let (c, _) = connect.put(&broker, &name, config, false)?;
     Ok(Json(info_of(&c)))
 }
 
 async fn status(
     State(broker): State<Arc<Broker>>,
+    State(connect): State<Arc<Connect>>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>> {
-    let c = broker.connect.get(&name)?;
+    let c = connect.get(&name)?;
     Ok(Json(status_of(&broker, &c)))
 }
 
-async fn tasks(State(broker): State<Arc<Broker>>, Path(name): Path<String>) -> Result<Json<Value>> {
-    let c = broker.connect.get(&name)?;
+async fn tasks(
+    State(connect): State<Arc<Connect>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>> {
+    let c = connect.get(&name)?;
     let config = c.config.lock().clone();
     Ok(Json(
         json!([{"id": {"connector": name, "task": 0}, "config": config}]),
     ))
 }
 
-async fn pause(State(broker): State<Arc<Broker>>, Path(name): Path<String>) -> Result<StatusCode> {
-    broker.connect.set_target(&name, Target::Paused)?;
+async fn pause(
+    State(connect): State<Arc<Connect>>,
+    Path(name): Path<String>,
+) -> Result<StatusCode> {
+    connect.set_target(&name, Target::Paused)?;
     Ok(StatusCode::ACCEPTED)
 }
 
-async fn resume(State(broker): State<Arc<Broker>>, Path(name): Path<String>) -> Result<StatusCode> {
-    broker.connect.set_target(&name, Target::Running)?;
+async fn resume(
+    State(connect): State<Arc<Connect>>,
+    Path(name): Path<String>,
+) -> Result<StatusCode> {
+    connect.set_target(&name, Target::Running)?;
     Ok(StatusCode::ACCEPTED)
 }
 
-async fn stop(State(broker): State<Arc<Broker>>, Path(name): Path<String>) -> Result<StatusCode> {
-    broker.connect.set_target(&name, Target::Stopped)?;
+async fn stop(State(connect): State<Arc<Connect>>, Path(name): Path<String>) -> Result<StatusCode> {
+    connect.set_target(&name, Target::Stopped)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn restart(
     State(broker): State<Arc<Broker>>,
+    State(connect): State<Arc<Connect>>,
     Path(name): Path<String>,
 ) -> Result<StatusCode> {
-    broker.connect.restart(&broker, &name)?;
+    connect.restart(&broker, &name)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn restart_task(
     State(broker): State<Arc<Broker>>,
+    State(connect): State<Arc<Connect>>,
     Path((name, task)): Path<(String, String)>,
 ) -> Result<StatusCode> {
-    broker.connect.get(&name)?;
+    connect.get(&name)?;
     if task != "0" {
         return Err(ConnectApiError(
             StatusCode::NOT_FOUND,
             format!("Task {name}-{task} not found"),
         ));
     }
-    broker.connect.restart(&broker, &name)?;
+    connect.restart(&broker, &name)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn remove(State(broker): State<Arc<Broker>>, Path(name): Path<String>) -> Result<StatusCode> {
-    broker.connect.delete(&name)?;
+async fn remove(
+    State(connect): State<Arc<Connect>>,
+    Path(name): Path<String>,
+) -> Result<StatusCode> {
+    connect.delete(&name)?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -4,7 +4,7 @@
 //! | --- | --- | --- |
 //! | POST | `/v1/modules` | body: a `.wasm` module; validates and stores it, answers `{"module": "<sha256>"}` |
 //! | GET | `/v1/transforms` | every deployment with its counters |
-//! | PUT | `/v1/transforms/{name}` | deploys: `{"module", "input", "outputs", "env", "on_error", "in_place"}` |
+//! | PUT | `/v1/transforms/{name}` | deploys: `{"module", "input", "outputs", "env", "on_error", "in_place", "memory_bytes", "timeout_ms", "from"}` |
 //! | GET | `/v1/transforms/{name}` | one deployment with its counters and last error |
 //! | GET | `/v1/transforms/{name}/logs?tail=N` | the guest's recent log lines |
 //! | POST | `/v1/transforms/{name}/pause`, `/resume` | stop / restart running it on new writes |
@@ -25,7 +25,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::api::Broker;
+use crate::broker::Broker;
 use crate::transform::{DeployError, Deployment, OnError, Running};
 use crate::wasm::engine::MAX_MODULE_BYTES;
 
@@ -54,7 +54,7 @@ impl From<DeployError> for ApiError {
     }
 }
 
-pub(crate) fn routes() -> Router<Arc<Broker>> {
+pub(crate) fn routes() -> Router<super::AppState> {
     Router::new()
         .route(
             "/v1/modules",
@@ -94,6 +94,73 @@ struct DeployBody {
     on_error: Option<String>,
     #[serde(default)]
     in_place: bool,
+    /// Linear memory one instance may use; the broker's default when absent.
+    #[serde(default)]
+    memory_bytes: Option<u64>,
+    /// CPU time per batch, in milliseconds; the broker's default when absent.
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    /// Where to start: `latest` (default: only new writes), `earliest`, `offset:N` or
+    /// `timestamp:MS` (the records already stored from there are run in the background).
+    #[serde(default)]
+    from: Option<String>,
+}
+
+/// Where a deployment starts in its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StartAt {
+    Earliest,
+    Latest,
+    Offset(i64),
+    Timestamp(i64),
+}
+
+impl StartAt {
+    fn parse(text: &str) -> Result<StartAt, String> {
+        let bad =
+            || format!("from must be earliest, latest, offset:N or timestamp:MS, not '{text}'");
+        match text {
+            "earliest" => Ok(StartAt::Earliest),
+            "latest" => Ok(StartAt::Latest),
+            other => {
+                if let Some(n) = other.strip_prefix("offset:") {
+                    n.parse::<i64>()
+                        .ok()
+                        .filter(|n| *n >= 0)
+                        .map(StartAt::Offset)
+                        .ok_or_else(bad)
+                } else if let Some(ms) = other.strip_prefix("timestamp:") {
+                    ms.parse::<i64>()
+                        .ok()
+                        .filter(|ms| *ms >= 0)
+                        .map(StartAt::Timestamp)
+                        .ok_or_else(bad)
+                } else {
+                    Err(bad())
+                }
+            }
+        }
+    }
+
+    /// The progress a partition starts with.
+    fn start(self, log: &crate::log::PartitionLog) -> crate::transform::PartitionProgress {
+        let end = log.high_watermark();
+        let first = match self {
+            StartAt::Latest => end,
+            StartAt::Earliest => log.log_start_offset(),
+            StartAt::Offset(n) => n.clamp(log.log_start_offset(), end),
+            StartAt::Timestamp(ms) => match log.offset_for_timestamp(ms) {
+                Ok(Some((_, offset))) => offset.max(log.log_start_offset()),
+                _ => end,
+            },
+        };
+        crate::transform::PartitionProgress {
+            next_input: first,
+            backfilling: first < end,
+            backfill_from: (first < end).then_some(first),
+            ..Default::default()
+        }
+    }
 }
 
 async fn deploy(
@@ -106,6 +173,16 @@ async fn deploy(
         None => OnError::Reject,
         Some(text) => OnError::parse(text).map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))?,
     };
+    let from = match body.from.as_deref() {
+        None => StartAt::Latest,
+        Some(text) => StartAt::parse(text).map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))?,
+    };
+    if body.in_place && from != StartAt::Latest {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "an in_place transform rewrites records as they are written; it cannot start from records already stored (from must be latest)".into(),
+        ));
+    }
     let deployment = Deployment {
         name,
         module: body.module,
@@ -115,6 +192,8 @@ async fn deploy(
         on_error,
         in_place: body.in_place,
         paused: false,
+        memory_bytes: body.memory_bytes,
+        timeout_ms: body.timeout_ms,
     };
     deployment
         .validate()
@@ -140,7 +219,7 @@ async fn deploy(
                 t.partitions()
                     .iter()
                     .enumerate()
-                    .map(|(i, l)| (i as i32, l.high_watermark()))
+                    .map(|(i, l)| (i as i32, from.start(l)))
                     .collect()
             })
             .unwrap_or_default();
@@ -149,14 +228,35 @@ async fn deploy(
     })
     .await
     .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
-    let mut view = describe_running(&running);
+    if from != StartAt::Latest {
+        crate::write::spawn_backfill(&broker, running.name());
+    }
+    let mut view = describe_running(&broker, &running);
     view["created_topics"] = json!(created);
     Ok((StatusCode::CREATED, Json(view)))
 }
 
-fn describe_running(r: &Running) -> Value {
+fn describe_running(broker: &Broker, r: &Running) -> Value {
     let d = r.deployment.read().clone();
     let s = &r.stats;
+    let limits = r.limits();
+    let backfill: BTreeMap<String, Value> = r
+        .progress
+        .lock()
+        .iter()
+        .filter(|(_, p)| p.backfilling)
+        .map(|(partition, p)| {
+            let end = broker
+                .catalog
+                .get(&d.input)
+                .and_then(|t| t.partition(*partition))
+                .map_or(p.next_input, |l| l.high_watermark());
+            (
+                partition.to_string(),
+                json!({"from": p.backfill_from, "next": p.next_input, "end": end}),
+            )
+        })
+        .collect();
     json!({
         "name": d.name,
         "module": d.module,
@@ -165,7 +265,12 @@ fn describe_running(r: &Running) -> Value {
         "env": d.env.iter().cloned().collect::<BTreeMap<String, String>>(),
         "on_error": d.on_error.to_string(),
         "in_place": d.in_place,
-        "state": if d.paused { "PAUSED" } else { "RUNNING" },
+        "state": if d.paused { "PAUSED" } else if backfill.is_empty() { "RUNNING" } else { "BACKFILLING" },
+        "limits": {
+            "memory_bytes": limits.memory_bytes,
+            "timeout_ms": limits.cpu_per_call.as_millis() as u64,
+        },
+        "backfill": backfill,
         "stats": {
             "batches": s.batches.load(Ordering::Relaxed),
             "records_in": s.records_in.load(Ordering::Relaxed),
@@ -194,7 +299,7 @@ async fn list(State(broker): State<Arc<Broker>>) -> Json<Value> {
             .transforms
             .list()
             .iter()
-            .map(|r| describe_running(r))
+            .map(|r| describe_running(&broker, r))
             .collect(),
     ))
 }
@@ -204,7 +309,7 @@ async fn describe(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let running = find(&broker, &name)?;
-    Ok(Json(describe_running(&running)))
+    Ok(Json(describe_running(&broker, &running)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -227,7 +332,7 @@ async fn pause(
 ) -> Result<Json<Value>, ApiError> {
     broker.transforms.set_paused(&name, true)?;
     let running = find(&broker, &name)?;
-    Ok(Json(describe_running(&running)))
+    Ok(Json(describe_running(&broker, &running)))
 }
 
 async fn resume(
@@ -236,7 +341,7 @@ async fn resume(
 ) -> Result<Json<Value>, ApiError> {
     broker.transforms.set_paused(&name, false)?;
     let running = find(&broker, &name)?;
-    Ok(Json(describe_running(&running)))
+    Ok(Json(describe_running(&broker, &running)))
 }
 
 async fn remove(

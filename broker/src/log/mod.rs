@@ -69,6 +69,8 @@ pub struct AppendOutcome {
 /// Why an append was refused. Nothing of the request was written when one of these is returned.
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {
+    #[error("unknown topic or partition {0}")]
+    UnknownTopicOrPartition(String),
     #[error("corrupt record batch: {0}")]
     CorruptMessage(String),
     #[error("invalid record: {0}")]

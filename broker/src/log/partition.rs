@@ -161,40 +161,53 @@ impl PartitionLog {
 
     /// Validates and appends one or more v2 record batches exactly as received in a Produce request.
     pub fn append(&self, records: Bytes, now_ms: i64) -> Result<AppendOutcome, AppendError> {
-        self.append_as(records, now_ms, None)
+        let ranges = batch::split(&records).map_err(batch_error)?;
+        let max = self.inner.lock().config.max_message_bytes;
+        let mut batches = Vec::with_capacity(ranges.len());
+        for r in ranges {
+            let header = batch::validate(&records[r.clone()], max).map_err(batch_error)?;
+            batches.push((r, header));
+        }
+        self.append_validated(&records, &batches, now_ms, None)
     }
 
-    /// Like [`append`](Self::append), but idempotence is judged and recorded by `producer`, the
-    /// headers of the batches a producer sent, one per stored batch: an in-place transform may
-    /// store a different number of records than were sent, and the producer's sequence numbers
-    /// must keep following what it sent.
-    pub fn append_as(
+    /// The largest batch this partition accepts (`max.message.bytes`).
+    pub fn max_message_bytes(&self) -> u32 {
+        self.inner.lock().config.max_message_bytes
+    }
+
+    /// Appends batches the caller has validated (the write path validates each batch once):
+    /// `batches` are the ranges of `records` holding each batch and its parsed header.
+    ///
+    /// `producer`, when given, holds the headers of the batches a producer sent, one per stored
+    /// batch: idempotence is judged and recorded by those (an in-place transform may store a
+    /// different number of records than were sent, and the producer's sequence numbers must keep
+    /// following what it sent).
+    ///
+    /// The bytes are not copied before the write: the broker-owned header fields (base offset,
+    /// log-append time and then the CRC) are patched in a copy of the 61-byte header, which is
+    /// written ahead of the untouched body.
+    pub fn append_validated(
         &self,
-        records: Bytes,
+        records: &[u8],
+        batches: &[(std::ops::Range<usize>, BatchHeader)],
         now_ms: i64,
         producer: Option<&[BatchHeader]>,
     ) -> Result<AppendOutcome, AppendError> {
-        let ranges = batch::split(&records).map_err(batch_error)?;
-        let max = self.inner.lock().config.max_message_bytes;
-        let mut headers = Vec::with_capacity(ranges.len());
-        for r in &ranges {
-            headers.push(batch::validate(&records[r.clone()], max).map_err(batch_error)?);
-        }
-        if producer.is_some_and(|p| p.len() != headers.len()) {
+        if producer.is_some_and(|p| p.len() != batches.len()) {
             return Err(AppendError::InvalidRecord(
                 "one producer header is needed per stored batch".into(),
             ));
         }
-        let sent: Vec<BatchHeader> =
-            producer.map_or_else(|| headers.clone(), <[BatchHeader]>::to_vec);
         let mut inner = self.inner.lock();
-        for header in &sent {
+        for (i, (_, stored)) in batches.iter().enumerate() {
+            let header = producer.map_or(stored, |p| &p[i]);
             if let Check::Duplicate {
                 base_offset,
                 last_offset,
             } = inner.producers.check(header)?
             {
-                if headers.len() == 1 {
+                if batches.len() == 1 {
                     return Ok(AppendOutcome {
                         base_offset,
                         last_offset,
@@ -209,28 +222,42 @@ impl PartitionLog {
             }
         }
         let log_append = inner.config.timestamp_type == TimestampType::LogAppendTime;
-        let mut bytes = records.to_vec();
         let first_offset = inner.next_offset();
         let mut last_offset = first_offset - 1;
-        for ((range, mut header), sent) in ranges.into_iter().zip(headers).zip(sent) {
+        for (i, (range, stored)) in batches.iter().enumerate() {
+            let bytes = records.get(range.clone()).ok_or_else(|| {
+                AppendError::CorruptMessage("batch range outside the request".into())
+            })?;
+            if bytes.len() < HEADER_LEN {
+                return Err(AppendError::CorruptMessage(
+                    "batch shorter than its header".into(),
+                ));
+            }
+            let mut header = *stored;
             let base = inner.next_offset();
-            let slice = &mut bytes[range];
-            batch::set_base_offset(slice, base);
+            let mut head = [0u8; HEADER_LEN];
+            head.copy_from_slice(&bytes[..HEADER_LEN]);
+            batch::set_base_offset(&mut head, base);
             header.base_offset = base;
             if log_append {
-                batch::set_log_append_time(slice, now_ms);
+                batch::set_log_append_time_split(&mut head, &bytes[HEADER_LEN..], now_ms);
                 header.max_timestamp = now_ms;
                 header.attributes |= 0x08;
             }
-            self.maybe_roll(&mut inner, slice.len(), header.last_offset(), now_ms)?;
+            self.maybe_roll(&mut inner, bytes.len(), header.last_offset(), now_ms)?;
             let interval = u64::from(inner.config.index_interval_bytes);
-            inner
-                .active_mut()
-                .append(slice, &header, interval, now_ms)?;
+            inner.active_mut().append_parts(
+                &head,
+                &bytes[HEADER_LEN..],
+                &header,
+                interval,
+                now_ms,
+            )?;
             // Remember what the producer sent, at the offsets it was stored under.
+            let sent = producer.map_or(&header, |p| &p[i]);
             inner
                 .producers
-                .record_stored(&sent, base, header.last_offset());
+                .record_stored(sent, base, header.last_offset());
             last_offset = header.last_offset();
         }
         let outcome = AppendOutcome {
@@ -459,7 +486,7 @@ impl PartitionLog {
             });
         }
         if target > inner.log_start_offset {
-            crate::producer_ids::write_atomically(
+            crate::meta::write_atomically(
                 &self.dir.join(LOG_START_CHECKPOINT),
                 target.to_string().as_bytes(),
             )?;

@@ -87,11 +87,11 @@ impl ProducerState {
             return Ok(Check::Append);
         }
         let last_seq = header.last_sequence();
-        if let Some(b) = p
-            .batches
-            .iter()
-            .find(|b| b.first_seq == header.base_sequence && b.last_seq == last_seq)
-        {
+        // A retry ends at the same sequence as the batch it repeats. Its first sequence is not
+        // compared: a batch an in-place transform shortened is stored with its base sequence
+        // moved up (so that it still ends where the producer's batch ended), and a producer never
+        // sends two different batches ending at one sequence within an epoch.
+        if let Some(b) = p.batches.iter().find(|b| b.last_seq == last_seq) {
             return Ok(Check::Duplicate {
                 base_offset: b.base_offset,
                 last_offset: b.last_offset,

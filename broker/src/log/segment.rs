@@ -284,21 +284,28 @@ impl Segment {
         fits_bytes && fits_u32 && !self.index.is_full() && !self.time_index.is_full()
     }
 
-    /// Appends a batch whose header already carries its final base offset.
-    pub(crate) fn append(
+    /// Appends a batch whose header carries its final base offset, given as that (patched)
+    /// header and the untouched body, written back to back.
+    pub(crate) fn append_parts(
         &mut self,
-        bytes: &[u8],
+        head: &[u8],
+        body: &[u8],
         header: &BatchHeader,
         index_interval: u64,
         now_ms: i64,
     ) -> Result<(), LogError> {
         let pos = self.size;
-        if let Err(e) = self.log.write_all_at(bytes, pos) {
+        let len = (head.len() + body.len()) as u64;
+        let written = self
+            .log
+            .write_all_at(head, pos)
+            .and_then(|()| self.log.write_all_at(body, pos + head.len() as u64));
+        if let Err(e) = written {
             // A partial write must not stay behind: the next append would land after it.
             let _ = self.log.set_len(pos);
             return Err(e.into());
         }
-        self.size += bytes.len() as u64;
+        self.size += len;
         self.first_append_ms.get_or_insert(now_ms);
         self.index_batch(pos, header, index_interval);
         Ok(())

@@ -15,7 +15,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
-use crate::api::{self, Broker};
+use crate::api;
+use crate::broker::Broker;
 
 /// A response that is ready, one that comes later, or none at all (`acks=0`).
 pub enum Reply {
@@ -25,6 +26,10 @@ pub enum Reply {
     Later(Pin<Box<dyn Future<Output = Result<BytesMut, RequestError>> + Send>>),
     /// The protocol says nothing is sent back (Produce with `acks=0`).
     Nothing,
+    /// Work the connection must finish before it reads its next request — a produce whose
+    /// guests run on the guest pool: pipelined produces are appended in the order sent (idempotent
+    /// sequences depend on it) while the async worker stays free for other connections.
+    First(Pin<Box<dyn Future<Output = Result<Reply, RequestError>> + Send>>),
 }
 
 /// A request that cannot be answered; the connection is closed, as Kafka does.
@@ -125,11 +130,29 @@ pub fn handle_request(
         ApiKey::Produce => {
             let request: kafka_protocol::messages::ProduceRequest = ctx.decode(body)?;
             let acks = request.acks;
-            let pending = api::produce::append(b, v, request);
-            if acks == 0 {
-                Reply::Nothing
+            let answer = move |pending| {
+                if acks == 0 {
+                    Reply::Nothing
+                } else {
+                    later(ctx, api::produce::complete(pending))
+                }
+            };
+            if api::produce::runs_guests(b, &request) {
+                let broker = broker.clone();
+                let guests = broker.guests.clone();
+                Reply::First(Box::pin(async move {
+                    let pending = guests
+                        .run(move || api::produce::append(&broker, v, request))
+                        .await
+                        .map_err(|e| RequestError::Encode {
+                            api: ApiKey::Produce,
+                            version: v,
+                            message: e.to_string(),
+                        })?;
+                    Ok(answer(pending))
+                }))
             } else {
-                later(ctx, api::produce::complete(pending))
+                answer(api::produce::append(b, v, request))
             }
         }
         ApiKey::Fetch => later(

@@ -184,6 +184,16 @@ pub fn check_frame(batch: &[u8]) -> Result<BatchHeader, BatchError> {
 /// Full validation of a produced batch: framing, CRC, size, offsets and every record's framing
 /// (decompressing to check, with bounded output).
 pub fn validate(batch: &[u8], max_message_bytes: u32) -> Result<BatchHeader, BatchError> {
+    validate_keeping_records(batch, max_message_bytes).map(|(header, _)| header)
+}
+
+/// [`validate`], also handing back the decompressed records area of a compressed batch (`None`
+/// when the batch is uncompressed: its records are `batch[HEADER_LEN..]`), so that a batch is
+/// decompressed once on the write path.
+pub fn validate_keeping_records(
+    batch: &[u8],
+    max_message_bytes: u32,
+) -> Result<(BatchHeader, Option<Vec<u8>>), BatchError> {
     let header = check_frame(batch)?;
     if batch.len() > max_message_bytes as usize {
         return Err(BatchError::TooLarge {
@@ -223,15 +233,18 @@ pub fn validate(batch: &[u8], max_message_bytes: u32) -> Result<BatchHeader, Bat
     let limit = (max_message_bytes as usize)
         .saturating_mul(INFLATE_FACTOR)
         .min(INFLATE_CAP);
-    let records = match codec {
-        Compression::None => std::borrow::Cow::Borrowed(payload),
-        codec => std::borrow::Cow::Owned(
-            compression::decompress(codec, payload, limit)
-                .map_err(|e| BatchError::Corrupt(e.to_string()))?,
-        ),
-    };
-    record::check_records(&records, header.records_count).map_err(BatchError::Corrupt)?;
-    Ok(header)
+    match codec {
+        Compression::None => {
+            record::check_records(payload, header.records_count).map_err(BatchError::Corrupt)?;
+            Ok((header, None))
+        }
+        codec => {
+            let records = compression::decompress(codec, payload, limit)
+                .map_err(|e| BatchError::Corrupt(e.to_string()))?;
+            record::check_records(&records, header.records_count).map_err(BatchError::Corrupt)?;
+            Ok((header, Some(records)))
+        }
+    }
 }
 
 /// Writes the broker-assigned base offset (not covered by the CRC).
@@ -251,6 +264,15 @@ pub fn set_log_append_time(batch: &mut [u8], now: i64) {
     batch[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&now.to_be_bytes());
     let crc = compute_crc(batch);
     batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// [`set_log_append_time`] for a batch held as its header and, apart, its body.
+pub fn set_log_append_time_split(head: &mut [u8; HEADER_LEN], body: &[u8], now: i64) {
+    let attributes = be_i16(head, ATTRIBUTES_AT) | LOG_APPEND_TIME_BIT;
+    head[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
+    head[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&now.to_be_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&head[ATTRIBUTES_AT..]), body);
+    head[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// Splits a buffer of concatenated batches (a Produce request's records) into batch slices.

@@ -1,5 +1,6 @@
 //! Kafka v2 record batches: the header ([`batch`]), validation (CRC32C, sizes, counts),
-//! compression codecs ([`compression`]) and record-level decoding/encoding ([`record`]).
+//! compression codecs ([`compression`]), record-level decoding/encoding ([`record`]) and Kafka's
+//! murmur2 partitioner ([`partitioner`]).
 //!
 //! The log stores batches exactly as producers sent them; this module only reads them, rewrites
 //! the broker-owned header fields (base offset, log-append time) and, for transforms, builds new
@@ -7,6 +8,7 @@
 
 pub mod batch;
 pub mod compression;
+pub mod partitioner;
 pub mod record;
 mod varint;
 

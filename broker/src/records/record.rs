@@ -138,7 +138,12 @@ pub fn decode_records(
     let payload = &batch_bytes[HEADER_LEN..];
     let data = compression::decompress(codec, payload, limit)
         .map_err(|e| BatchError::Corrupt(e.to_string()))?;
-    let mut rest = &data[..];
+    Ok((header, decode_area(&header, &data)?))
+}
+
+/// Decodes the records of a batch from its (uncompressed) records area.
+pub fn decode_area(header: &BatchHeader, data: &[u8]) -> Result<Vec<RecordView>, BatchError> {
+    let mut rest = data;
     let mut out = Vec::with_capacity(header.records_count.clamp(0, 1 << 16) as usize);
     for _ in 0..header.records_count {
         let r = next_record(&mut rest).map_err(BatchError::Corrupt)?;
@@ -163,7 +168,7 @@ pub fn decode_records(
                 .collect(),
         });
     }
-    Ok((header, out))
+    Ok(out)
 }
 
 fn put_opt(out: &mut Vec<u8>, b: Option<&[u8]>) {
@@ -174,6 +179,29 @@ fn put_opt(out: &mut Vec<u8>, b: Option<&[u8]>) {
             out.extend_from_slice(b);
         }
     }
+}
+
+/// A v2 batch without records that still carries a producer's id, epoch and sequence (and
+/// takes one offset): what is left of a batch every record of which was filtered out, kept so
+/// the producer state rebuilt from the log follows the producer (Kafka's cleaner does the same).
+pub fn empty_batch(meta: &BatchMeta, timestamp: i64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN);
+    out.extend_from_slice(&meta.base_offset.to_be_bytes());
+    out.extend_from_slice(&((HEADER_LEN - batch::LOG_OVERHEAD) as i32).to_be_bytes());
+    out.extend_from_slice(&0i32.to_be_bytes()); // partition leader epoch
+    out.push(2); // magic
+    out.extend_from_slice(&0u32.to_be_bytes()); // crc, set below
+    out.extend_from_slice(&0i16.to_be_bytes()); // attributes
+    out.extend_from_slice(&0i32.to_be_bytes()); // lastOffsetDelta
+    out.extend_from_slice(&timestamp.to_be_bytes());
+    out.extend_from_slice(&timestamp.to_be_bytes());
+    out.extend_from_slice(&meta.producer_id.to_be_bytes());
+    out.extend_from_slice(&meta.producer_epoch.to_be_bytes());
+    out.extend_from_slice(&meta.base_sequence.to_be_bytes());
+    out.extend_from_slice(&0i32.to_be_bytes()); // records count
+    let crc = batch::compute_crc(&out);
+    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    out
 }
 
 /// Builds a v2 batch holding `records` (at least one), compressed with `codec`.

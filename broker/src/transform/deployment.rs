@@ -73,11 +73,24 @@ pub struct Deployment {
     pub in_place: bool,
     #[serde(default)]
     pub paused: bool,
+    /// Linear memory one instance may grow to; the broker's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    /// CPU time one guest call may take, in milliseconds; the broker's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
 }
 
 fn reject() -> OnError {
     OnError::Reject
 }
+
+/// Bounds of a deployment's own limits: below these a guest cannot do useful work, above them one
+/// deployment could starve the broker (memory) or stall its input partition (CPU time).
+pub const MIN_MEMORY_BYTES: u64 = 1 << 20;
+pub const MAX_MEMORY_BYTES: u64 = 4 << 30;
+pub const MIN_TIMEOUT_MS: u64 = 1;
+pub const MAX_TIMEOUT_MS: u64 = 60_000;
 
 /// Most outputs and env entries a deployment may have.
 const MAX_OUTPUTS: usize = 64;
@@ -123,7 +136,36 @@ impl Deployment {
             crate::catalog::validate_topic_name(topic)
                 .map_err(|e| format!("on_error dead-letter topic: {e}"))?;
         }
+        if let Some(m) = self.memory_bytes {
+            if !(MIN_MEMORY_BYTES..=MAX_MEMORY_BYTES).contains(&m) {
+                return Err(format!(
+                    "memory limit {m} bytes is out of range: {} MiB to {} GiB",
+                    MIN_MEMORY_BYTES >> 20,
+                    MAX_MEMORY_BYTES >> 30
+                ));
+            }
+        }
+        if let Some(t) = self.timeout_ms {
+            if !(MIN_TIMEOUT_MS..=MAX_TIMEOUT_MS).contains(&t) {
+                return Err(format!(
+                    "timeout {t} ms is out of range: {MIN_TIMEOUT_MS} ms to {} s",
+                    MAX_TIMEOUT_MS / 1000
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The caps its guests run with: its own where set, else `defaults`.
+    pub fn limits(&self, defaults: crate::wasm::GuestLimits) -> crate::wasm::GuestLimits {
+        crate::wasm::GuestLimits {
+            memory_bytes: self
+                .memory_bytes
+                .map_or(defaults.memory_bytes, |m| m as usize),
+            cpu_per_call: self
+                .timeout_ms
+                .map_or(defaults.cpu_per_call, std::time::Duration::from_millis),
+        }
     }
 
     /// The topics this deployment writes to (for cycle checks and auto-creation).
@@ -150,6 +192,8 @@ mod tests {
             on_error: OnError::Reject,
             in_place: false,
             paused: false,
+            memory_bytes: None,
+            timeout_ms: None,
         }
     }
 
@@ -181,5 +225,16 @@ mod tests {
         let mut x = d();
         x.outputs.clear();
         assert!(x.validate().is_err());
+        let mut x = d();
+        x.memory_bytes = Some(1000);
+        assert!(x.validate().unwrap_err().contains("memory limit"));
+        x.memory_bytes = Some(8 << 20);
+        x.timeout_ms = Some(0);
+        assert!(x.validate().unwrap_err().contains("timeout"));
+        x.timeout_ms = Some(250);
+        assert!(x.validate().is_ok());
+        let limits = x.limits(crate::wasm::GuestLimits::default());
+        assert_eq!(limits.memory_bytes, 8 << 20);
+        assert_eq!(limits.cpu_per_call, std::time::Duration::from_millis(250));
     }
 }

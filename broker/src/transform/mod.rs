@@ -1,12 +1,16 @@
-//! Transform deployments and their execution on the write path.
+//! Transform deployments, their registry and progress, and running guests on records.
 //!
 //! - [`deployment`]: what a deployment is and the rules it follows.
 //! - [`registry`]: the deployments, their modules, instances, counters and logs; persisted.
-//! - [`exec`]: running transforms inline on produced batches.
+//! - [`progress`]: where each deployment is in each input partition, checkpointed.
+//! - [`run`]: running a guest over input records and deciding, by the failure policy, what to
+//!   write. Nothing here appends: [`crate::write`] does.
 
 pub mod deployment;
-pub mod exec;
+pub mod progress;
 pub mod registry;
+pub(crate) mod run;
 
 pub use deployment::{Deployment, OnError};
+pub use progress::PartitionProgress;
 pub use registry::{DeployError, Running, TransformRegistry};

@@ -1,8 +1,9 @@
 //! The deployed transforms: their modules, live instances, counters and logs; persisted in
-//! `__sluice/transforms.json` with modules stored by hash in `__sluice/modules/`.
+//! `__sluice/transforms.json` with modules stored by hash in `__sluice/modules/`, and their
+//! progress in `__sluice/transform-progress.json` (see [`super::progress`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -10,6 +11,8 @@ use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 
 use super::deployment::Deployment;
+use super::progress::{self, PartitionProgress};
+use crate::meta::MetaDir;
 use crate::wasm::engine::ModuleError;
 use crate::wasm::host::GuestLog;
 use crate::wasm::{CompiledModule, Guest, GuestError, GuestLimits, WasmEngine};
@@ -50,20 +53,13 @@ pub struct Stats {
     pub failures: AtomicU64,
 }
 
-/// Where a deployment is in one input partition: the next input offset to run, and the next
-/// sequence number of each output stream (see [`super::exec`]). Persisted after every batch, so a
-/// restart after a crash replays exactly the inputs whose outputs may be incomplete.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-pub struct PartitionProgress {
-    pub next_input: i64,
-    pub seqs: BTreeMap<String, i32>,
-}
-
 /// A deployment and what runs it.
 pub struct Running {
-    /// Per input partition progress, and the file it is kept in.
+    /// Per input partition progress. Changed only under the partition's lock (see
+    /// [`TransformRegistry::partition_lock`]), so a copy taken under it is a batch boundary.
     pub progress: Mutex<BTreeMap<i32, PartitionProgress>>,
-    progress_path: PathBuf,
+    /// The progress changed since the last checkpoint.
+    pub(crate) progress_dirty: std::sync::atomic::AtomicBool,
     pub deployment: RwLock<Deployment>,
     module: Arc<CompiledModule>,
     /// Idle instances; a call takes one (or starts one) and gives it back unless it trapped.
@@ -103,7 +99,7 @@ impl Running {
                 Guest::start(
                     engine,
                     &self.module,
-                    self.limits,
+                    self.limits(),
                     self.log.clone(),
                     &d.name,
                     &init,
@@ -121,13 +117,37 @@ impl Running {
         self.deployment.read().name.clone()
     }
 
-    /// Persists `progress`. Written without fsync: it only has to survive the process, and a
-    /// stale one merely replays more (deduplicated by sequence numbers).
-    pub fn save_progress(&self) -> std::io::Result<()> {
-        let json = serde_json::to_vec(&*self.progress.lock()).map_err(std::io::Error::other)?;
-        let tmp = self.progress_path.with_extension("tmp");
-        std::fs::write(&tmp, json)?;
-        std::fs::rename(&tmp, &self.progress_path)
+    /// The memory and CPU caps its guests run with: the deployment's own, else the broker's.
+    pub fn limits(&self) -> GuestLimits {
+        self.deployment.read().limits(self.limits)
+    }
+
+    /// How many outputs the guest may name (an in-place transform's one is its input topic).
+    pub fn output_count(&self) -> usize {
+        let d = self.deployment.read();
+        if d.in_place {
+            1
+        } else {
+            d.outputs.len().max(1)
+        }
+    }
+
+    /// Whether inputs before the deployment are still being run in `partition` (`--from`).
+    pub fn is_backfilling(&self, partition: i32) -> bool {
+        self.progress
+            .lock()
+            .get(&partition)
+            .is_some_and(|p| p.backfilling)
+    }
+
+    /// Applies `change` to input `partition`'s progress; the caller holds the partition lock.
+    pub(crate) fn update_progress(
+        &self,
+        partition: i32,
+        change: impl FnOnce(&mut PartitionProgress),
+    ) {
+        change(self.progress.lock().entry(partition).or_default());
+        self.progress_dirty.store(true, Ordering::Release);
     }
 
     /// Remembers a failure for `describe` (and counts it).
@@ -140,7 +160,7 @@ impl Running {
 /// All deployments.
 #[derive(Debug)]
 pub struct TransformRegistry {
-    dir: PathBuf,
+    meta: MetaDir,
     pub engine: Arc<WasmEngine>,
     deployments: RwLock<BTreeMap<String, Arc<Running>>>,
     /// Serializes deploy/remove so the cycle check sees a stable graph.
@@ -154,22 +174,20 @@ impl TransformRegistry {
     /// Loads the deployments under `meta_dir` (modules are recompiled; a module that no longer
     /// validates is logged and left out).
     pub fn open(
-        meta_dir: &Path,
+        meta: &MetaDir,
         engine: Arc<WasmEngine>,
         limits: GuestLimits,
     ) -> std::io::Result<TransformRegistry> {
-        let dir = meta_dir.to_path_buf();
-        std::fs::create_dir_all(dir.join("modules"))?;
-        std::fs::create_dir_all(dir.join("progress"))?;
+        std::fs::create_dir_all(meta.modules())?;
         let registry = TransformRegistry {
-            dir,
+            meta: meta.clone(),
             engine,
             deployments: RwLock::new(BTreeMap::new()),
             admin: Mutex::new(()),
             partition_locks: Mutex::new(HashMap::new()),
             limits,
         };
-        let path = registry.dir.join("transforms.json");
+        let path = registry.meta.transforms();
         let saved: Vec<Deployment> = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
                 std::io::Error::new(
@@ -180,10 +198,14 @@ impl TransformRegistry {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(e),
         };
+        let mut saved_progress = progress::load(meta)?;
         for d in saved {
             match registry.compile_stored(&d.module) {
                 Ok(module) => {
                     let running = registry.running(d.clone(), module);
+                    if let Some(p) = saved_progress.remove(&d.name) {
+                        *running.progress.lock() = p;
+                    }
                     registry.deployments.write().insert(d.name.clone(), running);
                 }
                 Err(e) => tracing::error!(transform = %d.name, "cannot load transform: {e}"),
@@ -193,17 +215,9 @@ impl TransformRegistry {
     }
 
     fn running(&self, deployment: Deployment, module: Arc<CompiledModule>) -> Arc<Running> {
-        let progress_path = self
-            .dir
-            .join("progress")
-            .join(format!("{}.json", deployment.name));
-        let progress = std::fs::read(&progress_path)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
         Arc::new(Running {
-            progress: Mutex::new(progress),
-            progress_path,
+            progress: Mutex::new(BTreeMap::new()),
+            progress_dirty: std::sync::atomic::AtomicBool::new(false),
             deployment: RwLock::new(deployment),
             module,
             idle: Mutex::new(Vec::new()),
@@ -215,7 +229,7 @@ impl TransformRegistry {
     }
 
     fn module_path(&self, hash: &str) -> PathBuf {
-        self.dir.join("modules").join(format!("{hash}.wasm"))
+        self.meta.module(hash)
     }
 
     /// An uploaded module, compiled (sinks use this too).
@@ -237,18 +251,18 @@ impl TransformRegistry {
         let compiled = self.engine.compile(bytes)?;
         let path = self.module_path(&compiled.hash);
         if !path.exists() {
-            crate::producer_ids::write_atomically(&path, bytes)?;
+            crate::meta::write_atomically(&path, bytes)?;
         }
         Ok(compiled.hash.clone())
     }
 
     /// Adds a deployment (its module must have been uploaded).
-    /// `deployment_start` is each input partition's end offset at deploy time: transforming
-    /// starts there.
+    /// `start` is where each input partition starts: at its end (only new writes are
+    /// transformed) or, for a backfill, at an earlier offset the background catch-up runs from.
     pub fn deploy(
         &self,
         deployment: Deployment,
-        deployment_start: Vec<(i32, i64)>,
+        start: Vec<(i32, PartitionProgress)>,
     ) -> Result<Arc<Running>, DeployError> {
         deployment.validate().map_err(DeployError::Invalid)?;
         let _admin = self.admin.lock();
@@ -282,21 +296,13 @@ impl TransformRegistry {
             // Inputs already stored before the deployment are not transformed.
             let mut progress = running.progress.lock();
             progress.clear();
-            for (p, next_input) in &deployment_start {
-                progress.insert(
-                    *p,
-                    PartitionProgress {
-                        next_input: *next_input,
-                        seqs: BTreeMap::new(),
-                    },
-                );
-            }
+            progress.extend(start);
         }
-        running.save_progress()?;
+        running.progress_dirty.store(true, Ordering::Release);
         self.deployments
             .write()
             .insert(deployment.name.clone(), running.clone());
-        if let Err(e) = self.save() {
+        if let Err(e) = self.save().and_then(|()| self.checkpoint()) {
             self.deployments.write().remove(&deployment.name);
             return Err(e.into());
         }
@@ -343,11 +349,11 @@ impl TransformRegistry {
 
     pub fn remove(&self, name: &str) -> Result<(), DeployError> {
         let _admin = self.admin.lock();
-        let Some(removed) = self.deployments.write().remove(name) else {
+        if self.deployments.write().remove(name).is_none() {
             return Err(DeployError::NotFound(name.to_string()));
-        };
-        let _ = std::fs::remove_file(&removed.progress_path);
+        }
         self.save()?;
+        self.checkpoint()?;
         Ok(())
     }
 
@@ -367,6 +373,14 @@ impl TransformRegistry {
 
     pub fn list(&self) -> Vec<Arc<Running>> {
         self.deployments.read().values().cloned().collect()
+    }
+
+    /// Whether any active deployment reads `topic`.
+    pub fn has_topic(&self, topic: &str) -> bool {
+        self.deployments.read().values().any(|r| {
+            let d = r.deployment.read();
+            d.input == topic && !d.paused
+        })
     }
 
     /// Active (not paused) deployments reading `topic`, in-place ones first.
@@ -404,6 +418,45 @@ impl TransformRegistry {
             .map(|r| r.deployment.read().clone())
             .collect();
         let json = serde_json::to_vec_pretty(&all).map_err(std::io::Error::other)?;
-        crate::producer_ids::write_atomically(&self.dir.join("transforms.json"), &json)
+        crate::meta::write_atomically(&self.meta.transforms(), &json)
+    }
+
+    /// Saves every deployment's progress if any changed since the last checkpoint. Each
+    /// partition's progress is copied under its partition lock, so the file always holds batch
+    /// boundaries. It is written periodically rather than per batch: a checkpoint older than the
+    /// log only makes recovery re-run more inputs, whose outputs the output logs recognise by
+    /// their sequence numbers.
+    pub fn checkpoint(&self) -> std::io::Result<()> {
+        let all = self.list();
+        let changed = all
+            .iter()
+            .any(|r| r.progress_dirty.swap(false, Ordering::AcqRel));
+        if !changed && self.meta.transform_progress().exists() {
+            return Ok(());
+        }
+        let mut snapshot = BTreeMap::new();
+        for running in &all {
+            let (name, input) = {
+                let d = running.deployment.read();
+                (d.name.clone(), d.input.clone())
+            };
+            let partitions: Vec<i32> = running.progress.lock().keys().copied().collect();
+            let mut copy = BTreeMap::new();
+            for p in partitions {
+                let lock = self.partition_lock(&input, p);
+                let _turn = lock.lock();
+                if let Some(pp) = running.progress.lock().get(&p) {
+                    copy.insert(p, pp.clone());
+                }
+            }
+            snapshot.insert(name, copy);
+        }
+        let saved = progress::save(&self.meta, &snapshot);
+        if saved.is_err() {
+            for r in &all {
+                r.progress_dirty.store(true, Ordering::Release);
+            }
+        }
+        saved
     }
 }

@@ -6,13 +6,16 @@
 //! - [`host`]: the functions a guest may import: `sluice.log`, and the few WASI preview-1 calls
 //!   Rust's standard library needs, granting nothing (no files, clock, environment or network).
 //! - [`guest`]: a live instance with its limits, called once per batch.
+//! - [`pool`]: the bounded set of low-priority threads guests run on.
 
 pub mod engine;
 pub mod guest;
 pub mod host;
+pub mod pool;
 
 pub use engine::{CompiledModule, WasmEngine};
 pub use guest::{Guest, GuestError, GuestLimits};
+pub use pool::{GuestPool, PoolClosed};
 
 /// The ABI version this broker speaks (`sdk/ABI.md`).
 pub const ABI_VERSION: i32 = sluice_sdk::ABI_VERSION;

@@ -1,11 +1,20 @@
 //! A guest that misbehaves on purpose, for the broker's sandboxing tests. Its deployment's env
 //! picks how: `MODE=loop` spins forever, `MODE=oom` allocates without end, `MODE=trap` panics,
-//! anything else passes records through.
+//! anything else passes records through. With `POISON=TEXT`, only records whose value contains
+//! TEXT misbehave; the others pass through.
 
 use sluice_sdk::prelude::*;
 
 #[transform]
 pub fn hostile(record: Record<'_>, out: &mut Output) -> Result<(), Error> {
+    if let Some(poison) = sluice_sdk::config::get("POISON") {
+        let poisoned = record
+            .value()
+            .is_some_and(|v| v.windows(poison.len()).any(|w| w == poison.as_bytes()));
+        if !poisoned {
+            return out.write(record.to_owned_record());
+        }
+    }
     match sluice_sdk::config::get("MODE").as_deref() {
         Some("loop") => {
             let mut n: u64 = 0;

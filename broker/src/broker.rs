@@ -1,0 +1,73 @@
+//! [`Broker`]: the shared state every request handler and every writer reaches. The connector
+//! runtime is not here: it sits beside the HTTP listener and writes through [`crate::write`].
+
+use std::sync::Arc;
+
+use crate::catalog::Catalog;
+use crate::group::GroupCoordinator;
+use crate::producer_ids::ProducerIds;
+use crate::transform::TransformRegistry;
+use crate::wasm::GuestPool;
+
+/// What every handler can reach.
+#[derive(Debug)]
+pub struct Broker {
+    /// Topics and their partition logs.
+    pub catalog: Catalog,
+    /// This broker's node id (Metadata, FindCoordinator); a single node is always 1.
+    pub node_id: i32,
+    /// The cluster id reported in Metadata; persisted in the data dir so it survives restarts.
+    pub cluster_id: String,
+    /// Host and port clients are told to connect to (Metadata brokers).
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    /// Producer ids for idempotent producers.
+    pub producer_ids: ProducerIds,
+    /// Consumer groups and their committed offsets.
+    pub groups: Arc<GroupCoordinator>,
+    /// WebAssembly transforms run on produce.
+    pub transforms: TransformRegistry,
+    /// The threads guests run on, off the async workers that serve connections.
+    pub guests: GuestPool,
+}
+
+/// Milliseconds since the Unix epoch, the clock Kafka timestamps use.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A broker over an empty catalog in a temp dir, for handler tests.
+#[cfg(test)]
+pub(crate) fn test_broker() -> (tempfile::TempDir, Broker) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let meta = crate::meta::MetaDir::at(dir.path());
+    meta.create().expect("meta dir");
+    let catalog = crate::catalog::Catalog::open(
+        dir.path().to_path_buf(),
+        crate::catalog::TopicDefaults::default(),
+    )
+    .expect("open catalog");
+    let broker = Broker {
+        catalog,
+        node_id: 1,
+        cluster_id: "test-cluster".into(),
+        advertised_host: "127.0.0.1".into(),
+        advertised_port: 9092,
+        producer_ids: ProducerIds::open(&meta.producer_ids()).expect("producer ids"),
+        groups: Arc::new(
+            GroupCoordinator::open(dir.path(), crate::group::GroupConfig::default())
+                .expect("group coordinator"),
+        ),
+        transforms: TransformRegistry::open(
+            &meta,
+            crate::wasm::WasmEngine::new().expect("wasm engine"),
+            crate::wasm::GuestLimits::default(),
+        )
+        .expect("transforms"),
+        guests: GuestPool::new(1),
+    };
+    (dir, broker)
+}

@@ -1,0 +1,235 @@
+//! Running one deployment's guest over input records, and deciding by the deployment's failure
+//! policy what is to be written. Nothing here appends: [`crate::write`] stores what it says.
+//!
+//! A batch that fails as a whole (a trap, a CPU-time or memory overrun, malformed output) under
+//! `skip` or `dead-letter` is narrowed to the records that fail: its halves are re-run, and theirs,
+//! down to single records, so the good records of a batch keep their outputs.
+
+use std::sync::atomic::Ordering;
+
+use super::deployment::OnError;
+use super::registry::Running;
+use crate::records::{NewRecord, RecordView};
+use crate::wasm::WasmEngine;
+
+/// What a deployment wrote for one input batch.
+#[derive(Debug, Default)]
+pub(crate) struct Writes {
+    /// `(input index, output index, record)` in input order. For an in-place deployment the
+    /// records that replace the input; otherwise records for the deployment's outputs.
+    pub(crate) outputs: Vec<(usize, usize, NewRecord)>,
+    /// Dead-letter copies of failed inputs: `(topic, record)`.
+    pub(crate) dead_letters: Vec<(String, NewRecord)>,
+}
+
+/// A deployment's verdict on an input batch.
+#[derive(Debug)]
+pub(crate) enum Decision {
+    /// Policy `reject`: the produce fails with this message; nothing of it is stored.
+    Reject(String),
+    /// Store these.
+    Write(Writes),
+}
+
+/// Where the input records come from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Source<'a> {
+    pub(crate) topic: &'a str,
+    pub(crate) partition: i32,
+}
+
+/// Runs `running` over `records` (already carrying the offsets they are or will be stored at)
+/// and applies its failure policy.
+pub(crate) fn decide(
+    engine: &WasmEngine,
+    running: &Running,
+    source: Source<'_>,
+    records: &[RecordView],
+) -> Decision {
+    let (name, policy) = {
+        let d = running.deployment.read();
+        (d.name.clone(), d.on_error.clone())
+    };
+    running.stats.batches.fetch_add(1, Ordering::Relaxed);
+    running
+        .stats
+        .records_in
+        .fetch_add(records.len() as u64, Ordering::Relaxed);
+    let narrow = policy != OnError::Reject;
+    let mut produced = Vec::new();
+    let mut errors = Vec::new();
+    run_narrowing(
+        engine,
+        running,
+        source,
+        records,
+        0,
+        narrow,
+        &mut produced,
+        &mut errors,
+    );
+    running
+        .stats
+        .records_out
+        .fetch_add(produced.len() as u64, Ordering::Relaxed);
+    let mut writes = Writes {
+        outputs: produced,
+        dead_letters: Vec::new(),
+    };
+    if errors.is_empty() {
+        return Decision::Write(writes);
+    }
+    match policy {
+        OnError::Reject => {
+            running.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            let message = errors.first().map(|(_, m)| m.clone()).unwrap_or_default();
+            Decision::Reject(format!("transform {name}: {message}"))
+        }
+        OnError::Skip => {
+            running
+                .stats
+                .skipped
+                .fetch_add(errors.len() as u64, Ordering::Relaxed);
+            Decision::Write(writes)
+        }
+        OnError::DeadLetter(topic) => {
+            running
+                .stats
+                .dead_lettered
+                .fetch_add(errors.len() as u64, Ordering::Relaxed);
+            for (i, message) in &errors {
+                if let Some(r) = records.get(*i) {
+                    writes
+                        .dead_letters
+                        .push((topic.clone(), dead_letter(source, r, message, &name)));
+                }
+            }
+            Decision::Write(writes)
+        }
+    }
+}
+
+/// Runs `records` (which start at input index `first`); a whole-call failure is narrowed by
+/// re-running halves when `narrow`, else every record of the call carries it.
+#[allow(clippy::too_many_arguments)]
+fn run_narrowing(
+    engine: &WasmEngine,
+    running: &Running,
+    source: Source<'_>,
+    records: &[RecordView],
+    first: usize,
+    narrow: bool,
+    produced: &mut Vec<(usize, usize, NewRecord)>,
+    errors: &mut Vec<(usize, String)>,
+) {
+    if records.is_empty() {
+        return;
+    }
+    match call(engine, running, source, records) {
+        Ok((out, refused)) => {
+            produced.extend(out.into_iter().map(|(i, o, r)| (first + i, o, r)));
+            errors.extend(refused.into_iter().map(|(i, m)| (first + i, m)));
+        }
+        Err(message) => {
+            running.failed(&message);
+            if !narrow || records.len() == 1 {
+                errors.extend((0..records.len()).map(|i| (first + i, message.clone())));
+                return;
+            }
+            let mid = records.len() / 2;
+            let (left, right) = records.split_at(mid);
+            run_narrowing(
+                engine, running, source, left, first, narrow, produced, errors,
+            );
+            run_narrowing(
+                engine,
+                running,
+                source,
+                right,
+                first + mid,
+                narrow,
+                produced,
+                errors,
+            );
+        }
+    }
+}
+
+/// What a guest produced for a call: `(input index, output index, record)` and refused inputs.
+type CallResult = (Vec<(usize, usize, NewRecord)>, Vec<(usize, String)>);
+
+/// One guest call; a whole-call failure (trap, timeout, out of memory, bad output) is `Err`.
+fn call(
+    engine: &WasmEngine,
+    running: &Running,
+    source: Source<'_>,
+    records: &[RecordView],
+) -> Result<CallResult, String> {
+    let input = guest_input(source.topic, source.partition, records);
+    let outputs = running.output_count();
+    let raw = running.call(engine, &input).map_err(|e| e.to_string())?;
+    let decoded = sluice_sdk::codec::decode_output(&raw, records.len(), outputs)
+        .map_err(|e| format!("guest returned malformed output: {e}"))?;
+    Ok((
+        decoded
+            .records
+            .into_iter()
+            .map(|r| {
+                (
+                    r.input_index as usize,
+                    r.output as usize,
+                    NewRecord {
+                        timestamp: r.timestamp,
+                        key: r.key,
+                        value: r.value,
+                        headers: r.headers,
+                    },
+                )
+            })
+            .collect(),
+        decoded
+            .errors
+            .into_iter()
+            .map(|(i, m)| (i as usize, m))
+            .collect(),
+    ))
+}
+
+/// Stored records as the ABI's input buffer for a guest (transforms and sinks alike).
+pub(crate) fn guest_input(topic: &str, partition: i32, records: &[RecordView]) -> Vec<u8> {
+    let inputs: Vec<sluice_sdk::codec::InRecord<'_>> = records
+        .iter()
+        .map(|r| sluice_sdk::codec::InRecord {
+            offset: r.offset,
+            timestamp: r.timestamp,
+            key: r.key.as_deref(),
+            value: r.value.as_deref(),
+            headers: r
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_deref()))
+                .collect(),
+        })
+        .collect();
+    sluice_sdk::codec::encode_input(topic, partition, &inputs)
+}
+
+/// The dead-letter copy of an input record: its key, value and headers, plus why.
+fn dead_letter(source: Source<'_>, r: &RecordView, message: &str, deployment: &str) -> NewRecord {
+    let mut headers = r.headers.clone();
+    headers.push(("sluice.error".into(), Some(message.as_bytes().to_vec())));
+    headers.push((
+        "sluice.transform".into(),
+        Some(deployment.as_bytes().to_vec()),
+    ));
+    headers.push((
+        "sluice.source".into(),
+        Some(format!("{}/{}@{}", source.topic, source.partition, r.offset).into_bytes()),
+    ));
+    NewRecord {
+        timestamp: r.timestamp,
+        key: r.key.clone(),
+        value: r.value.clone(),
+        headers,
+    }
+}

@@ -1,0 +1,147 @@
+//! The one write path. Every writer of records goes through [`append`]: the Produce API,
+//! transform outputs, the file source connector, dead-letter copies.
+//!
+//! 1. Each batch is validated once ([`validate`]), compressed ones decompressed once.
+//! 2. Without transforms on the topic, the batches are appended as received.
+//! 3. With transforms ([`transformed`]), the partition's transformed writes are serialized: the
+//!    records get the offsets they will be stored at, each deployment's guest runs on them
+//!    ([`crate::transform::run`] says what to write), in-place outputs replace the input, the
+//!    input is stored, then every other deployment's outputs are written ([`outputs`]) as
+//!    idempotent-producer streams, recursing through this same path for chained transforms.
+//! 4. What was written is returned with everything that must be durable before an `acks=-1`
+//!    produce is answered.
+//!
+//! After a crash, [`recovery`] re-runs inputs past each deployment's checkpoint; a deployment
+//! deployed `--from` an earlier offset catches up the same way, in the background.
+
+pub(crate) mod internal;
+mod outputs;
+pub mod recovery;
+mod transformed;
+pub(crate) mod validate;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::broker::Broker;
+use crate::log::{AppendError, AppendOutcome, PartitionLog};
+use crate::records::Compression;
+
+pub use internal::append_records;
+pub use recovery::{recover, spawn_backfill, spawn_backfills};
+
+/// Transform chains deeper than this are refused (deploy-time cycle checks keep them finite).
+const MAX_DEPTH: usize = 8;
+
+/// A log position that must be durable before an `acks=-1` write is acknowledged.
+#[derive(Debug, Clone)]
+pub struct Durable {
+    pub log: Arc<PartitionLog>,
+    pub last_offset: i64,
+}
+
+/// What a write did.
+#[derive(Debug)]
+pub struct Appended {
+    /// Where the records went in the partition written to (what a producer is answered).
+    pub outcome: AppendOutcome,
+    /// Every append this write made — the partition's own and those of transform outputs.
+    pub durable: Vec<Durable>,
+}
+
+/// Validates and appends `records` (one or more v2 batches, as a producer sends them) to
+/// `topic`/`partition`, running the transforms deployed on the topic.
+///
+/// Guests may run here: async callers use [`append_async`], which runs it on the guest pool.
+pub fn append(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+    now: i64,
+) -> Result<Appended, AppendError> {
+    let mut durable = Vec::new();
+    let outcome = append_at(broker, topic, partition, records, now, 0, &mut durable)?;
+    Ok(Appended { outcome, durable })
+}
+
+/// Whether a write to `topic` runs guests (and so belongs on the guest pool).
+pub fn runs_guests(broker: &Broker, topic: &str) -> bool {
+    broker.transforms.has_topic(topic)
+}
+
+/// [`append`] from an async task: on the guest pool when the topic has transforms, so that a
+/// guest using its whole CPU cap never holds up the workers serving connections.
+pub async fn append_async(
+    broker: &Arc<Broker>,
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+    now: i64,
+) -> Result<Appended, AppendError> {
+    if !runs_guests(broker, topic) {
+        return append(broker, topic, partition, records, now);
+    }
+    let b = broker.clone();
+    let t = topic.to_string();
+    broker
+        .guests
+        .run(move || append(&b, &t, partition, records, now))
+        .await
+        .map_err(|e| AppendError::Io(std::io::Error::other(e.to_string())))?
+}
+
+/// The partition's log, or the Kafka error for a missing topic or partition.
+fn partition_log(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+) -> Result<Arc<PartitionLog>, AppendError> {
+    broker
+        .catalog
+        .get(topic)
+        .and_then(|t| t.partition(partition))
+        .ok_or_else(|| AppendError::UnknownTopicOrPartition(format!("{topic}/{partition}")))
+}
+
+/// The codec batches the broker builds for `topic` are written in.
+fn codec_for(_broker: &Broker, _topic: &str, fallback: Compression) -> Compression {
+    fallback
+}
+
+fn append_at(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+    now: i64,
+    depth: usize,
+    durable: &mut Vec<Durable>,
+) -> Result<AppendOutcome, AppendError> {
+    let log = partition_log(broker, topic, partition)?;
+    let batches = validate::validate(&records, log.max_message_bytes())?;
+    let transforms = broker.transforms.for_topic(topic);
+    if transforms.is_empty() {
+        let outcome = log.append_validated(&records, &validate::ranges(&batches), now, None)?;
+        durable.push(Durable {
+            log,
+            last_offset: outcome.last_offset,
+        });
+        return Ok(outcome);
+    }
+    transformed::append(
+        broker,
+        transformed::Input {
+            topic,
+            partition,
+            log: &log,
+            records: &records,
+            batches,
+        },
+        &transforms,
+        now,
+        depth,
+        durable,
+    )
+}
