@@ -246,6 +246,21 @@ fn produced_lines_carry_keys_headers_and_partitions_that_kcat_reads() {
     );
     assert!(zstd.status.success(), "{}", zstd.stderr);
     assert!(stored_codecs(&broker, "lines", 0).contains("zstd"));
+    // acks=0 gets no answer, so the record shows up some time after the command returns.
+    let unacked = sluice_with(
+        &broker,
+        &["topic", "produce", "lines", "-p", "0", "--acks", "0"],
+        "unacked\n",
+    );
+    assert!(unacked.status.success(), "{}", unacked.stderr);
+    let landed = eventually(TIMEOUT, || {
+        let read = ok(&broker, &["topic", "consume", "lines", "-p", "0", "-e"]);
+        (read == "squeezed\nunacked\n").then_some(())
+    });
+    assert!(
+        landed.is_some(),
+        "the acks=0 record was stored after the acks=1 one"
+    );
 
     let Some(mut consume) = tool("kcat") else {
         return;
@@ -287,7 +302,7 @@ fn produced_lines_carry_keys_headers_and_partitions_that_kcat_reads() {
         "-f",
         "%s\n",
     ]);
-    assert_eq!(run(consume, TIMEOUT).stdout, "squeezed\n");
+    assert_eq!(run(consume, TIMEOUT).stdout, "squeezed\nunacked\n");
 }
 
 #[test]
@@ -552,6 +567,12 @@ fn cluster_info_names_the_broker_controller_and_topic_count() {
     let admin = admin(&broker);
     let cluster_id = admin.inner().fetch_cluster_id(TIMEOUT).expect("cluster id");
     assert_eq!(info["cluster_id"], cluster_id.as_str());
+    // An unreachable bootstrap broker is skipped for the next one.
+    let fallback = format!("127.0.0.1:1,{}", broker.kafka);
+    assert_eq!(
+        json(&broker, &["cluster", "info", "--brokers", &fallback]),
+        info
+    );
     let table = ok(&broker, &["cluster", "info"]);
     assert!(
         table.starts_with(&format!("CLUSTER-ID  {cluster_id}\n")),
