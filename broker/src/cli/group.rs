@@ -235,9 +235,11 @@ fn describe(cluster: &ClusterArgs, group: &str) -> anyhow::Result<()> {
     let topics: BTreeSet<&String> = keys.iter().map(|(t, _)| t).collect();
     let mut log_end: BTreeMap<(String, i32), i64> = BTreeMap::new();
     for topic in topics {
-        // A topic deleted since the commit has no log end; its rows show none.
-        let Ok(leaders) = partition_leaders(&mut client, topic) else {
-            continue;
+        let leaders = match partition_leaders(&mut client, topic) {
+            Ok(leaders) => leaders,
+            // A topic deleted since the commit has no log end; its rows show none.
+            Err(KafkaError::Code { .. }) => continue,
+            Err(e) => return Err(e.into()),
         };
         for (p, end) in list_offsets(&mut client, topic, &leaders, LATEST)? {
             log_end.insert((topic.clone(), p), end);

@@ -71,6 +71,15 @@ pub(crate) fn error_name(code: i16) -> String {
     }
 }
 
+/// The error of a topic Metadata does not list.
+pub(crate) fn unknown_topic(topic: &str) -> KafkaError {
+    KafkaError::Code {
+        subject: format!("topic {topic:?}"),
+        code: ResponseError::UnknownTopicOrPartition.code(),
+        message: None,
+    }
+}
+
 /// `Err(Code)` for a non-zero error code.
 pub(crate) fn check(
     code: i16,
@@ -220,17 +229,12 @@ impl Connection {
             min: ours.0,
             max: ours.1,
         };
-        let (theirs_min, theirs_max) = *self.versions.get(&R::KEY).ok_or(unsupported)?;
-        let version = ours.1.min(theirs_max);
-        if version < ours.0.max(theirs_min) {
-            return Err(KafkaError::Unsupported {
-                addr: self.addr.clone(),
-                api,
-                min: ours.0,
-                max: ours.1,
-            });
+        match self.versions.get(&R::KEY) {
+            Some(&(theirs_min, theirs_max)) if ours.1.min(theirs_max) >= ours.0.max(theirs_min) => {
+                Ok((api, ours.1.min(theirs_max)))
+            }
+            _ => Err(unsupported),
         }
-        Ok((api, version))
     }
 
     /// Sends `request` and decodes its response, using at most version `cap`.

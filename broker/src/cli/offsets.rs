@@ -5,9 +5,10 @@
 use std::collections::BTreeMap;
 
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
 use kafka_protocol::messages::ListOffsetsRequest;
 
-use super::kafka::{check, topic_name, Client, KafkaError};
+use super::kafka::{check, topic_name, unknown_topic, Client, KafkaError};
 
 /// ListOffsets' special timestamps.
 const LATEST: i64 = -1;
@@ -58,27 +59,36 @@ pub(crate) fn parse_offset(text: &str) -> Result<OffsetSpec, String> {
     }
 }
 
+/// A topic's Metadata, refused when the topic does not exist.
+pub(crate) fn topic_metadata(
+    client: &mut Client,
+    topic: &str,
+) -> Result<MetadataResponseTopic, KafkaError> {
+    let metadata = client.metadata(Some(&[topic.to_string()]))?;
+    let found = metadata
+        .topics
+        .into_iter()
+        .find(|t| t.name.as_deref().map(|n| n.as_str()) == Some(topic))
+        .ok_or_else(|| unknown_topic(topic))?;
+    check(found.error_code, format!("topic {topic:?}"), None)?;
+    Ok(found)
+}
+
 /// A topic's partitions and the broker leading each.
 pub(crate) fn partition_leaders(
     client: &mut Client,
     topic: &str,
 ) -> Result<BTreeMap<i32, i32>, KafkaError> {
-    let metadata = client.metadata(Some(&[topic.to_string()]))?;
-    let found = metadata
-        .topics
-        .iter()
-        .find(|t| t.name.as_deref().map(|n| n.as_str()) == Some(topic))
-        .ok_or_else(|| KafkaError::Code {
-            subject: format!("topic {topic:?}"),
-            code: 3,
-            message: None,
-        })?;
-    check(found.error_code, format!("topic {topic:?}"), None)?;
-    Ok(found
+    Ok(leaders_of(&topic_metadata(client, topic)?))
+}
+
+/// partition -> leader of a topic's Metadata.
+pub(crate) fn leaders_of(topic: &MetadataResponseTopic) -> BTreeMap<i32, i32> {
+    topic
         .partitions
         .iter()
         .map(|p| (p.partition_index, p.leader_id.0))
-        .collect())
+        .collect()
 }
 
 /// Picks `wanted` partitions of `leaders` (all when empty), refusing ones the topic lacks.

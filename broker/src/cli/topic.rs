@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 
 use super::consume::ConsumeArgs;
 use super::kafka::{check, error_name, str_bytes, topic_name, ClusterArgs, KafkaError};
-use super::offsets::{partition_leaders, watermarks};
+use super::offsets::{leaders_of, partition_leaders, topic_metadata, watermarks};
 use super::output::{emit, summary, Format, Table};
 use super::produce::ProduceArgs;
 
@@ -294,19 +294,7 @@ fn describe_configs(
 
 fn describe(cluster: &ClusterArgs, topic: &str) -> anyhow::Result<()> {
     let mut client = cluster.client()?;
-    let metadata = client.metadata(Some(&[topic.to_string()]))?;
-    let Some(found) = metadata
-        .topics
-        .iter()
-        .find(|t| t.name.as_deref().map(|n| n.as_str()) == Some(topic))
-    else {
-        bail!(KafkaError::Code {
-            subject: format!("topic {topic:?}"),
-            code: 3,
-            message: None
-        });
-    };
-    check(found.error_code, format!("topic {topic:?}"), None)?;
+    let found = topic_metadata(&mut client, topic)?;
     let replicas: BTreeMap<i32, Vec<i32>> = found
         .partitions
         .iter()
@@ -318,7 +306,7 @@ fn describe(cluster: &ClusterArgs, topic: &str) -> anyhow::Result<()> {
         })
         .collect();
     let internal = found.is_internal;
-    let leaders = partition_leaders(&mut client, topic)?;
+    let leaders = leaders_of(&found);
     let marks = watermarks(&mut client, topic, &leaders)?;
     let configs = describe_configs(&mut client, topic)?;
     let replication = replicas.values().next().map_or(0, Vec::len);
