@@ -2,7 +2,8 @@
 //!
 //! Data flows down; a module calls only the ones below it:
 //!
-//! - [`cli`]: the `sluice` command line.
+//! - [`cli`]: the `sluice` command line: `serve`, `transform` / `sink` (over the HTTP API),
+//!   `topic` / `group` / `cluster` (a small Kafka client, like `rpk`).
 //! - [`server`]: the Kafka listener, one task per connection, graceful shutdown.
 //! - [`protocol`]: framing, request headers, version negotiation, dispatch by API key.
 //! - [`http`]: the HTTP listener: `/health`, the transform admin API, Kafka Connect's REST API.

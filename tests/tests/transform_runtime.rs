@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
-    create_topic, eventually, guest_module, http, run, tool, transform_cli, workspace_root, Broker,
+    create_topic, eventually, guest_module, http, run, tool, transform_cli, unused_port,
+    workspace_root, Broker, Options,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -447,7 +448,11 @@ fn a_backfill_runs_every_stored_record_exactly_once_across_kill9() {
 
 #[test]
 fn an_idempotent_producer_keeps_producing_through_an_in_place_transform_across_restarts() {
-    let mut broker = Broker::start();
+    // The same producer (id, epoch, sequences) reconnects to the restarted broker.
+    let mut broker = Broker::start_with(Options {
+        kafka_port: Some(unused_port()),
+        ..Options::default()
+    });
     create_topic(&broker, "users", 1);
     deployed(
         &broker,

@@ -1,8 +1,22 @@
-//! The `sluice` command line: `serve` runs the broker; more commands (topics, transforms,
-//! connectors) join here.
+//! The `sluice` command line: `serve` runs the broker; `transform` and `sink` manage
+//! WebAssembly deployments over the HTTP API; `topic`, `group` and `cluster` talk Kafka to a
+//! running broker, like `rpk`.
+//!
+//! - [`kafka`]: the blocking Kafka client (bootstrap, ApiVersions, timeouts, error names).
+//! - [`offsets`]: `--offset` / `--to` positions resolved with ListOffsets.
+//! - [`output`]: tables, JSON, and record formats for `topic consume`.
+//! - `topic`, `produce`, `consume`, `group`, `cluster`: one file per command family.
 
+mod cluster;
+mod consume;
+mod group;
+mod kafka;
+mod offsets;
+mod output;
+mod produce;
 mod serve;
 mod sink;
+mod topic;
 mod transform;
 
 use std::net::SocketAddr;
@@ -31,6 +45,12 @@ enum Command {
     /// Deploy and manage WebAssembly sinks (connectors of class sluice.WasmSink).
     #[command(subcommand)]
     Sink(sink::SinkCommand),
+    /// Create, inspect, alter and delete topics; produce and consume records.
+    Topic(topic::TopicArgs),
+    /// List, describe, seek and delete consumer groups.
+    Group(group::GroupArgs),
+    /// Show the cluster's id, brokers and controller.
+    Cluster(cluster::ClusterCommandArgs),
 }
 
 /// `sluice serve` flags; each also reads a `SLUICE_*` environment variable.
@@ -83,5 +103,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Transform(command) => transform::run(command),
         Command::Sink(command) => sink::run(command),
+        Command::Topic(args) => topic::run(args),
+        Command::Group(args) => group::run(args),
+        Command::Cluster(args) => cluster::run(args),
     }
 }

@@ -445,3 +445,12 @@ pub fn create_topic(broker: &Broker, topic: &str, partitions: i32) {
         .expect("create topic");
     assert!(result[0].is_ok(), "{result:?}");
 }
+
+/// A port nothing listens on right now, for a broker that must come back on the same address
+/// (a client that keeps its connection settings across a broker restart).
+pub fn unused_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("an ephemeral port")
+}
