@@ -357,6 +357,11 @@ impl PartitionLog {
         }
     }
 
+    /// The sequence the next batch of idempotent producer `producer_id` must start at here.
+    pub fn next_sequence(&self, producer_id: i64) -> i32 {
+        self.inner.lock().producers.next_sequence(producer_id)
+    }
+
     /// fsyncs issued so far (tests and metrics).
     pub fn fsync_count(&self) -> u64 {
         self.fsyncs.load(Ordering::Relaxed)

@@ -108,6 +108,15 @@ impl ProducerState {
         Ok(Check::Append)
     }
 
+    /// The sequence the next batch of `producer_id` must start at (0 for a producer this
+    /// partition does not know).
+    pub(crate) fn next_sequence(&self, producer_id: i64) -> i32 {
+        self.producers
+            .get(&producer_id)
+            .and_then(|p| p.batches.back())
+            .map_or(0, |b| next_seq(b.last_seq))
+    }
+
     /// Records a stored batch (its header carries the assigned base offset).
     pub(crate) fn record(&mut self, header: &BatchHeader) {
         self.record_stored(header, header.base_offset, header.last_offset());
