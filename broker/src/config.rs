@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use std::time::Duration;
 
-use crate::catalog::TopicDefaults;
+use crate::catalog::{topic_config_of_broker_setting, TopicDefaults, TopicError};
 use crate::group::GroupConfig;
 use crate::log::{FlushPolicy, LogConfig, TimestampType};
 
@@ -97,6 +97,7 @@ impl BrokerConfig {
                     timestamp_type: TimestampType::CreateTime,
                     flush: FlushPolicy::Fsync,
                 },
+                configs: Default::default(),
             },
         }
     }
@@ -236,10 +237,31 @@ impl BrokerConfig {
                 }
             }
             _ => {
-                return Err(ConfigError::UnknownKey {
-                    path: PathBuf::new(),
-                    key: key.to_string(),
-                })
+                // `compression.type`, `compression.*.level`, `log.message.timestamp.*.max.ms`:
+                // the broker defaults of topic configs, validated by the topic config's rules.
+                let Some(topic_name) = topic_config_of_broker_setting(key) else {
+                    return Err(ConfigError::UnknownKey {
+                        path: PathBuf::new(),
+                        key: key.to_string(),
+                    });
+                };
+                let text = match value {
+                    toml::Value::String(s) => s.clone(),
+                    toml::Value::Integer(n) => n.to_string(),
+                    toml::Value::Boolean(b) => b.to_string(),
+                    other => {
+                        return Err(invalid(
+                            key,
+                            format!("expected a string or number, got {other}"),
+                        ))
+                    }
+                };
+                self.topics
+                    .set_config_default(topic_name, &text)
+                    .map_err(|e| match e {
+                        TopicError::InvalidConfig(m) => invalid(key, m),
+                        other => invalid(key, other.to_string()),
+                    })?;
             }
         }
         Ok(())
@@ -322,6 +344,27 @@ mod tests {
         assert_eq!(config.topics.log.segment_bytes, 1_048_576);
         assert!(!config.topics.auto_create_topics);
         assert_eq!(config.topics.log.retention_ms, 3_600_000);
+    }
+
+    #[test]
+    fn topic_config_defaults_use_kafka_broker_names_and_topic_rules() {
+        let config = load_text(
+            "\"compression.type\" = \"zstd\"\n\"compression.zstd.level\" = 7\n\"log.message.timestamp.before.max.ms\" = \"3600000\"\n",
+        )
+        .unwrap();
+        let configs = &config.topics.configs;
+        assert_eq!(configs["compression.type"], "zstd");
+        assert_eq!(configs["compression.zstd.level"], "7");
+        assert_eq!(configs["message.timestamp.before.max.ms"], "3600000");
+        for bad in [
+            "\"compression.type\" = \"brotli\"\n",
+            "\"compression.gzip.level\" = 10\n",
+            "\"log.message.timestamp.after.max.ms\" = -1\n",
+        ] {
+            let err = load_text(bad).unwrap_err().to_string();
+            let key = bad.split('"').nth(1).unwrap();
+            assert!(err.contains(key) && err.contains("Invalid value"), "{err}");
+        }
     }
 
     #[test]

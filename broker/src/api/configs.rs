@@ -140,12 +140,14 @@ fn describe_entry(
             );
         }
         if let Some(d) = def {
-            synonyms.push(
-                DescribeConfigsSynonym::default()
-                    .with_name(StrBytes::from_static_str(d.broker_name))
-                    .with_value(broker.catalog.default_config_value(d.name).map(str_bytes))
-                    .with_source(source_code(ConfigSource::Default)),
-            );
+            synonyms.extend(broker.catalog.config_synonyms(d.name).into_iter().map(
+                |(name, value, source)| {
+                    DescribeConfigsSynonym::default()
+                        .with_name(StrBytes::from_static_str(name))
+                        .with_value(Some(str_bytes(value)))
+                        .with_source(source_code(source))
+                },
+            ));
         }
     }
     let documentation = match def {

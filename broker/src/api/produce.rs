@@ -9,12 +9,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::{now_ms, Broker};
 use crate::log::{AppendError, PartitionLog};
+use crate::records::{BatchError, ConformError};
 
 /// Appended but not yet answered: the response so far and what must be durable before it goes.
 pub(crate) struct PendingProduce {
@@ -54,34 +57,51 @@ pub(crate) fn append(broker: &Broker, version: i16, request: ProduceRequest) -> 
                     set_message(&mut response, version, "no records");
                 }
                 (Some(log), Some(records)) => {
-                    let mut written = Vec::new();
-                    match crate::transform::exec::append(
-                        broker,
-                        &name,
-                        data.index,
-                        &log,
-                        records,
-                        now,
-                        &mut written,
-                    ) {
-                        Ok(outcome) => {
-                            response.base_offset = outcome.base_offset;
-                            response.log_append_time_ms = outcome.log_append_time;
-                            response.log_start_offset = outcome.log_start_offset;
-                            if written.is_empty() {
-                                waits.push((t, p, log, outcome.last_offset));
-                            }
-                            waits.extend(written.into_iter().map(|w| (t, p, w.log, w.last_offset)));
-                        }
+                    // The topic's rules for what it stores (compression.type, timestamp bounds),
+                    // applied before anything is appended. Moves into write/ with the append.
+                    let conformed = match &topic {
+                        Some(t) => crate::records::conform(records, &t.batch_rules(), now),
+                        None => Ok(records),
+                    };
+                    match conformed {
                         Err(e) => {
-                            response.error_code = append_error_code(&e);
+                            tracing::debug!(topic = %name, partition = data.index, "batch refused by the topic's configs: {e}");
+                            refuse_nonconforming(&mut response, version, &e);
                             response.log_start_offset = log.log_start_offset();
-                            if matches!(e, AppendError::Io(_)) {
-                                tracing::error!(topic = %name, partition = data.index, "append failed: {e}");
-                            } else {
-                                tracing::debug!(topic = %name, partition = data.index, "append refused: {e}");
+                        }
+                        Ok(records) => {
+                            let mut written = Vec::new();
+                            match crate::transform::exec::append(
+                                broker,
+                                &name,
+                                data.index,
+                                &log,
+                                records,
+                                now,
+                                &mut written,
+                            ) {
+                                Ok(outcome) => {
+                                    response.base_offset = outcome.base_offset;
+                                    response.log_append_time_ms = outcome.log_append_time;
+                                    response.log_start_offset = outcome.log_start_offset;
+                                    if written.is_empty() {
+                                        waits.push((t, p, log, outcome.last_offset));
+                                    }
+                                    waits.extend(
+                                        written.into_iter().map(|w| (t, p, w.log, w.last_offset)),
+                                    );
+                                }
+                                Err(e) => {
+                                    response.error_code = append_error_code(&e);
+                                    response.log_start_offset = log.log_start_offset();
+                                    if matches!(e, AppendError::Io(_)) {
+                                        tracing::error!(topic = %name, partition = data.index, "append failed: {e}");
+                                    } else {
+                                        tracing::debug!(topic = %name, partition = data.index, "append refused: {e}");
+                                    }
+                                    set_message(&mut response, version, &e.to_string());
+                                }
                             }
-                            set_message(&mut response, version, &e.to_string());
                         }
                     }
                 }
@@ -144,6 +164,40 @@ fn append_error_code(error: &AppendError) -> i16 {
         AppendError::Io(_) => ResponseError::KafkaStorageError,
     }
     .code()
+}
+
+/// Answers a partition whose batches the topic's rules refused, with the code the log's own
+/// validation would give (INVALID_TIMESTAMP for a timestamp out of bounds, with its record).
+fn refuse_nonconforming(
+    response: &mut PartitionProduceResponse,
+    version: i16,
+    error: &ConformError,
+) {
+    let refused = match error {
+        // The log's own mapping of a bad batch (log/partition.rs); one place once in write/.
+        ConformError::Batch(BatchError::Corrupt(m)) => AppendError::CorruptMessage(m.clone()),
+        ConformError::Batch(BatchError::Invalid(m)) => AppendError::InvalidRecord(m.clone()),
+        ConformError::Batch(BatchError::Unsupported(m)) => AppendError::Unsupported(m.clone()),
+        ConformError::Batch(BatchError::TooLarge { size, max }) => AppendError::MessageTooLarge {
+            size: *size,
+            max: *max,
+        },
+        ConformError::InvalidTimestamp {
+            record_index,
+            message,
+        } => {
+            response.error_code = ResponseError::InvalidTimestamp.code();
+            set_message(response, version, message);
+            if version >= 8 {
+                response.record_errors = vec![BatchIndexAndErrorMessage::default()
+                    .with_batch_index(*record_index)
+                    .with_batch_index_error_message(Some(StrBytes::from_string(message.clone())))];
+            }
+            return;
+        }
+    };
+    response.error_code = append_error_code(&refused);
+    set_message(response, version, &refused.to_string());
 }
 
 /// `error_message` exists from v8.
