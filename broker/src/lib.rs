@@ -10,7 +10,8 @@
 //! - [`group`]: the consumer-group coordinator and durable committed offsets.
 //! - [`catalog`]: topics, partitions and topic configs, durable across restarts.
 //! - [`log`]: storage; a partition is a list of segments with offset and time indexes.
-//! - [`records`]: v2 record batches: header, validation, compression.
+//! - [`records`]: v2 record batches: header, validation, codecs, recompression, and the topic's
+//!   rules for what it stores (`compression.type`, timestamp bounds).
 //! - [`producer_ids`]: durable producer id allocation for idempotent producers.
 //! - [`alloc`]: the process allocator, which keeps hostile element counts from aborting.
 //! - [`connect`]: connectors run in the broker (file source and sink), Kafka Connect style.
