@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 use std::time::Duration;
 
-use crate::catalog::{topic_config_of_broker_setting, TopicDefaults, TopicError};
+use crate::catalog::{
+    topic_config_defaulted_by, topic_config_of_broker_setting, TopicDefaults, TopicError,
+};
 use crate::group::GroupConfig;
 use crate::log::{FlushPolicy, LogConfig, TimestampType};
 
@@ -98,6 +100,7 @@ impl BrokerConfig {
                     flush: FlushPolicy::Fsync,
                 },
                 configs: Default::default(),
+                static_settings: Default::default(),
             },
         }
     }
@@ -148,6 +151,12 @@ impl BrokerConfig {
                 },
                 other => other,
             })?;
+            // DescribeConfigs names the setting a topic config's default came from.
+            if let Some(topic_name) = topic_config_defaulted_by(key) {
+                self.topics
+                    .static_settings
+                    .insert(topic_name.to_owned(), (key.clone(), toml_text(value)));
+            }
         }
         Ok(())
     }
@@ -245,17 +254,16 @@ impl BrokerConfig {
                         key: key.to_string(),
                     });
                 };
-                let text = match value {
-                    toml::Value::String(s) => s.clone(),
-                    toml::Value::Integer(n) => n.to_string(),
-                    toml::Value::Boolean(b) => b.to_string(),
-                    other => {
-                        return Err(invalid(
-                            key,
-                            format!("expected a string or number, got {other}"),
-                        ))
-                    }
-                };
+                if !matches!(
+                    value,
+                    toml::Value::String(_) | toml::Value::Integer(_) | toml::Value::Boolean(_)
+                ) {
+                    return Err(invalid(
+                        key,
+                        format!("expected a string or number, got {value}"),
+                    ));
+                }
+                let text = toml_text(value);
                 self.topics
                     .set_config_default(topic_name, &text)
                     .map_err(|e| match e {
@@ -274,6 +282,14 @@ impl BrokerConfig {
             None if self.kafka_listen.ip().is_unspecified() => "127.0.0.1".to_string(),
             None => self.kafka_listen.ip().to_string(),
         }
+    }
+}
+
+/// A TOML value as `server.properties` would spell it.
+fn toml_text(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => s.trim().to_owned(),
+        other => other.to_string(),
     }
 }
 
@@ -356,6 +372,23 @@ mod tests {
         assert_eq!(configs["compression.type"], "zstd");
         assert_eq!(configs["compression.zstd.level"], "7");
         assert_eq!(configs["message.timestamp.before.max.ms"], "3600000");
+        let named = |topic: &str| config.topics.static_settings.get(topic).cloned();
+        assert_eq!(
+            named("compression.zstd.level"),
+            Some(("compression.zstd.level".into(), "7".into()))
+        );
+        let hours =
+            load_text("\"log.roll.hours\" = 2\n\"log.segment.bytes\" = \"1048576\"\n").unwrap();
+        let named = |topic: &str| hours.topics.static_settings.get(topic).cloned();
+        assert_eq!(
+            named("segment.ms"),
+            Some(("log.roll.hours".into(), "2".into()))
+        );
+        assert_eq!(
+            named("segment.bytes"),
+            Some(("log.segment.bytes".into(), "1048576".into()))
+        );
+        assert_eq!(named("retention.ms"), None);
         for bad in [
             "\"compression.type\" = \"brotli\"\n",
             "\"compression.gzip.level\" = 10\n",

@@ -136,4 +136,35 @@ fn the_broker_compression_type_applies_to_topics_that_set_none() {
     assert!(read.status.success(), "{}", read.stderr);
     assert_eq!(read.stdout, all.join("\n") + "\n");
     assert_eq!(stored_codecs(&broker, topic, 0), set(&["zstd"]));
+
+    // DescribeConfigs says where the topic's codec comes from: the broker's file.
+    use rdkafka::admin::{AdminClient, AdminOptions, ConfigSource, ResourceSpecifier};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &broker.kafka)
+        .create()
+        .expect("admin");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let described = rt
+        .block_on(admin.describe_configs(&[ResourceSpecifier::Topic(topic)], &AdminOptions::new()))
+        .expect("describe configs");
+    let resource = described[0].as_ref().expect("topic described");
+    let entry = |name: &str| {
+        resource
+            .entries
+            .iter()
+            .find(|e| e.name == name)
+            .unwrap_or_else(|| panic!("{name} not described"))
+    };
+    for (name, value) in [
+        ("compression.type", "zstd"),
+        ("compression.zstd.level", "9"),
+    ] {
+        let e = entry(name);
+        assert_eq!(e.value.as_deref(), Some(value), "{name}");
+        assert_eq!(e.source, ConfigSource::StaticBroker, "{name}");
+    }
+    assert_eq!(
+        entry("compression.gzip.level").source,
+        ConfigSource::Default
+    );
 }

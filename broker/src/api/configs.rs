@@ -143,7 +143,7 @@ fn describe_entry(
             synonyms.extend(broker.catalog.config_synonyms(d.name).into_iter().map(
                 |(name, value, source)| {
                     DescribeConfigsSynonym::default()
-                        .with_name(StrBytes::from_static_str(name))
+                        .with_name(str_bytes(name))
                         .with_value(Some(str_bytes(value)))
                         .with_source(source_code(source))
                 },

@@ -43,7 +43,9 @@ use crate::log::{LogConfig, PartitionLog};
 use crate::records::{BatchRules, CompressionType};
 
 pub(crate) use topic_config::{broker_config_type, config_def};
-pub use topic_config::{kafka_default_log_config, topic_config_of_broker_setting};
+pub use topic_config::{
+    kafka_default_log_config, topic_config_defaulted_by, topic_config_of_broker_setting,
+};
 
 /// The most partitions a topic may have; far beyond what one node serves well, low enough that
 /// a typo cannot create a million directories.
@@ -66,6 +68,10 @@ pub struct TopicDefaults {
     /// sets (`compression.type`, `compression.zstd.level`, `message.timestamp.before.max.ms`,
     /// ...), by topic-level name, validated and normalised. Absent ones are Kafka's defaults.
     pub configs: BTreeMap<String, String>,
+    /// The broker settings of the config file that give a topic config its default, by
+    /// topic-level name: `(setting name, value)` as written (`log.roll.hours`, `"1"`). Only for
+    /// DescribeConfigs, which reports them as the static broker synonym.
+    pub static_settings: BTreeMap<String, (String, String)>,
 }
 
 impl TopicDefaults {
@@ -86,6 +92,7 @@ impl Default for TopicDefaults {
             auto_create_topics: true,
             log: kafka_default_log_config(),
             configs: BTreeMap::new(),
+            static_settings: BTreeMap::new(),
         }
     }
 }
@@ -662,7 +669,7 @@ impl Catalog {
 
     /// The broker-level synonyms of a topic config (DescribeConfigs `include_synonyms`), most
     /// precedent first: `(broker config name, value, source)`.
-    pub fn config_synonyms(&self, name: &str) -> Vec<(&'static str, String, ConfigSource)> {
+    pub fn config_synonyms(&self, name: &str) -> Vec<(String, String, ConfigSource)> {
         config_def(name).map_or_else(Vec::new, |d| {
             topic_config::broker_synonyms(d, &self.defaults)
         })

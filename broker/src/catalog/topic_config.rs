@@ -312,6 +312,19 @@ pub fn topic_config_of_broker_setting(broker_name: &str) -> Option<&'static str>
         .map(|d| d.name)
 }
 
+/// The topic config whose default a broker setting gives (Kafka's synonyms, hour and minute
+/// variants included), for DescribeConfigs to name the setting.
+pub fn topic_config_defaulted_by(broker_setting: &str) -> Option<&'static str> {
+    match broker_setting {
+        "log.roll.hours" => Some("segment.ms"),
+        "log.retention.minutes" | "log.retention.hours" => Some("retention.ms"),
+        name => CONFIG_DEFS
+            .iter()
+            .find(|d| d.broker_name == Some(name))
+            .map(|d| d.name),
+    }
+}
+
 /// Kafka's broker defaults, for a broker config that sets nothing.
 pub fn kafka_default_log_config() -> LogConfig {
     LogConfig {
@@ -773,7 +786,7 @@ pub(crate) fn batch_rules(
 
 /// Where a topic config's value comes from when the topic does not set it.
 fn default_source(def: &ConfigDef, defaults: &TopicDefaults) -> ConfigSource {
-    if defaults.configs.contains_key(def.name) {
+    if defaults.configs.contains_key(def.name) || defaults.static_settings.contains_key(def.name) {
         ConfigSource::StaticBroker
     } else {
         ConfigSource::Default
@@ -781,27 +794,26 @@ fn default_source(def: &ConfigDef, defaults: &TopicDefaults) -> ConfigSource {
 }
 
 /// The broker-level synonyms of a topic config, most precedent first, as DescribeConfigs lists
-/// them: the broker's own setting (if its file sets one outside [`LogConfig`]), then the default.
+/// them: the broker's config file setting (if it sets one), then Kafka's default.
 pub(crate) fn broker_synonyms(
     def: &ConfigDef,
     defaults: &TopicDefaults,
-) -> Vec<(&'static str, String, ConfigSource)> {
+) -> Vec<(String, String, ConfigSource)> {
     let Some(broker_name) = def.broker_name else {
         return Vec::new();
     };
     let mut out = Vec::new();
-    if let Some(v) = defaults.configs.get(def.name) {
-        out.push((broker_name, v.clone(), ConfigSource::StaticBroker));
+    if let Some((setting, value)) = defaults.static_settings.get(def.name) {
+        out.push((setting.clone(), value.clone(), ConfigSource::StaticBroker));
+    } else if let Some(value) = defaults.configs.get(def.name) {
+        out.push((
+            broker_name.to_owned(),
+            value.clone(),
+            ConfigSource::StaticBroker,
+        ));
     }
-    let kafka = TopicDefaults {
-        configs: BTreeMap::new(),
-        ..defaults.clone()
-    };
-    out.push((
-        broker_name,
-        default_value(def, &kafka),
-        ConfigSource::Default,
-    ));
+    let kafka = default_value(def, &TopicDefaults::default());
+    out.push((broker_name.to_owned(), kafka, ConfigSource::Default));
     out
 }
 
@@ -1317,13 +1329,37 @@ mod tests {
             broker_synonyms(def, &defaults),
             [
                 (
-                    "compression.type",
+                    "compression.type".to_string(),
                     "lz4".to_string(),
                     ConfigSource::StaticBroker
                 ),
                 (
-                    "compression.type",
+                    "compression.type".to_string(),
                     "producer".to_string(),
+                    ConfigSource::Default
+                ),
+            ]
+        );
+        // A LogConfig-backed default set in the file: its setting as written, then Kafka's.
+        defaults.log.segment_bytes = 1_048_576;
+        defaults.static_settings.insert(
+            "segment.bytes".into(),
+            ("log.segment.bytes".into(), "1048576".into()),
+        );
+        let segment = describe(&defaults, &BTreeMap::new(), Some(&["segment.bytes".into()]));
+        assert_eq!(segment[0].value.as_deref(), Some("1048576"));
+        assert_eq!(segment[0].source, ConfigSource::StaticBroker);
+        assert_eq!(
+            broker_synonyms(config_def("segment.bytes").unwrap(), &defaults),
+            [
+                (
+                    "log.segment.bytes".to_string(),
+                    "1048576".to_string(),
+                    ConfigSource::StaticBroker
+                ),
+                (
+                    "log.segment.bytes".to_string(),
+                    "1073741824".to_string(),
                     ConfigSource::Default
                 ),
             ]
