@@ -63,45 +63,44 @@ pub(crate) fn append(broker: &Broker, version: i16, request: ProduceRequest) -> 
                         Some(t) => crate::records::conform(records, &t.batch_rules(), now),
                         None => Ok(records),
                     };
-                    match conformed {
+                    let records = match conformed {
+                        Ok(records) => records,
                         Err(e) => {
                             tracing::debug!(topic = %name, partition = data.index, "batch refused by the topic's configs: {e}");
                             refuse_nonconforming(&mut response, version, &e);
                             response.log_start_offset = log.log_start_offset();
+                            partitions.push(response);
+                            continue;
                         }
-                        Ok(records) => {
-                            let mut written = Vec::new();
-                            match crate::transform::exec::append(
-                                broker,
-                                &name,
-                                data.index,
-                                &log,
-                                records,
-                                now,
-                                &mut written,
-                            ) {
-                                Ok(outcome) => {
-                                    response.base_offset = outcome.base_offset;
-                                    response.log_append_time_ms = outcome.log_append_time;
-                                    response.log_start_offset = outcome.log_start_offset;
-                                    if written.is_empty() {
-                                        waits.push((t, p, log, outcome.last_offset));
-                                    }
-                                    waits.extend(
-                                        written.into_iter().map(|w| (t, p, w.log, w.last_offset)),
-                                    );
-                                }
-                                Err(e) => {
-                                    response.error_code = append_error_code(&e);
-                                    response.log_start_offset = log.log_start_offset();
-                                    if matches!(e, AppendError::Io(_)) {
-                                        tracing::error!(topic = %name, partition = data.index, "append failed: {e}");
-                                    } else {
-                                        tracing::debug!(topic = %name, partition = data.index, "append refused: {e}");
-                                    }
-                                    set_message(&mut response, version, &e.to_string());
-                                }
+                    };
+                    let mut written = Vec::new();
+                    match crate::transform::exec::append(
+                        broker,
+                        &name,
+                        data.index,
+                        &log,
+                        records,
+                        now,
+                        &mut written,
+                    ) {
+                        Ok(outcome) => {
+                            response.base_offset = outcome.base_offset;
+                            response.log_append_time_ms = outcome.log_append_time;
+                            response.log_start_offset = outcome.log_start_offset;
+                            if written.is_empty() {
+                                waits.push((t, p, log, outcome.last_offset));
                             }
+                            waits.extend(written.into_iter().map(|w| (t, p, w.log, w.last_offset)));
+                        }
+                        Err(e) => {
+                            response.error_code = append_error_code(&e);
+                            response.log_start_offset = log.log_start_offset();
+                            if matches!(e, AppendError::Io(_)) {
+                                tracing::error!(topic = %name, partition = data.index, "append failed: {e}");
+                            } else {
+                                tracing::debug!(topic = %name, partition = data.index, "append refused: {e}");
+                            }
+                            set_message(&mut response, version, &e.to_string());
                         }
                     }
                 }

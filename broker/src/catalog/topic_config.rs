@@ -1,5 +1,6 @@
-//! Topic-level configs: the names we support, how each value is validated, and how a topic's
-//! dynamic configs overlay the broker defaults to give a partition its [`LogConfig`].
+//! Topic-level configs: every name Kafka 3.9 defines, how each value is validated (Kafka's rules
+//! and messages), and how a topic's dynamic configs overlay the broker defaults to give a
+//! partition its [`LogConfig`] and the write path its [`BatchRules`].
 //!
 //! Everything here is a pure function of its inputs so it can be tested without opening a log.
 
