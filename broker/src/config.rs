@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 use std::time::Duration;
 
-use crate::catalog::TopicDefaults;
+use crate::catalog::{
+    topic_config_defaulted_by, topic_config_of_broker_setting, TopicDefaults, TopicError,
+};
 use crate::group::GroupConfig;
 use crate::log::{FlushPolicy, LogConfig, TimestampType};
 
@@ -97,6 +99,8 @@ impl BrokerConfig {
                     timestamp_type: TimestampType::CreateTime,
                     flush: FlushPolicy::Fsync,
                 },
+                configs: Default::default(),
+                static_settings: Default::default(),
             },
         }
     }
@@ -147,6 +151,12 @@ impl BrokerConfig {
                 },
                 other => other,
             })?;
+            // DescribeConfigs names the setting a topic config's default came from.
+            if let Some(topic_name) = topic_config_defaulted_by(key) {
+                self.topics
+                    .static_settings
+                    .insert(topic_name.to_owned(), (key.clone(), toml_text(value)));
+            }
         }
         Ok(())
     }
@@ -236,10 +246,30 @@ impl BrokerConfig {
                 }
             }
             _ => {
-                return Err(ConfigError::UnknownKey {
-                    path: PathBuf::new(),
-                    key: key.to_string(),
-                })
+                // `compression.type`, `compression.*.level`, `log.message.timestamp.*.max.ms`:
+                // the broker defaults of topic configs, validated by the topic config's rules.
+                let Some(topic_name) = topic_config_of_broker_setting(key) else {
+                    return Err(ConfigError::UnknownKey {
+                        path: PathBuf::new(),
+                        key: key.to_string(),
+                    });
+                };
+                if !matches!(
+                    value,
+                    toml::Value::String(_) | toml::Value::Integer(_) | toml::Value::Boolean(_)
+                ) {
+                    return Err(invalid(
+                        key,
+                        format!("expected a string or number, got {value}"),
+                    ));
+                }
+                let text = toml_text(value);
+                self.topics
+                    .set_config_default(topic_name, &text)
+                    .map_err(|e| match e {
+                        TopicError::InvalidConfig(m) => invalid(key, m),
+                        other => invalid(key, other.to_string()),
+                    })?;
             }
         }
         Ok(())
@@ -252,6 +282,14 @@ impl BrokerConfig {
             None if self.kafka_listen.ip().is_unspecified() => "127.0.0.1".to_string(),
             None => self.kafka_listen.ip().to_string(),
         }
+    }
+}
+
+/// A TOML value as `server.properties` would spell it.
+fn toml_text(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => s.trim().to_owned(),
+        other => other.to_string(),
     }
 }
 
@@ -322,6 +360,44 @@ mod tests {
         assert_eq!(config.topics.log.segment_bytes, 1_048_576);
         assert!(!config.topics.auto_create_topics);
         assert_eq!(config.topics.log.retention_ms, 3_600_000);
+    }
+
+    #[test]
+    fn topic_config_defaults_use_kafka_broker_names_and_topic_rules() {
+        let config = load_text(
+            "\"compression.type\" = \"zstd\"\n\"compression.zstd.level\" = 7\n\"log.message.timestamp.before.max.ms\" = \"3600000\"\n",
+        )
+        .unwrap();
+        let configs = &config.topics.configs;
+        assert_eq!(configs["compression.type"], "zstd");
+        assert_eq!(configs["compression.zstd.level"], "7");
+        assert_eq!(configs["message.timestamp.before.max.ms"], "3600000");
+        let named = |topic: &str| config.topics.static_settings.get(topic).cloned();
+        assert_eq!(
+            named("compression.zstd.level"),
+            Some(("compression.zstd.level".into(), "7".into()))
+        );
+        let hours =
+            load_text("\"log.roll.hours\" = 2\n\"log.segment.bytes\" = \"1048576\"\n").unwrap();
+        let named = |topic: &str| hours.topics.static_settings.get(topic).cloned();
+        assert_eq!(
+            named("segment.ms"),
+            Some(("log.roll.hours".into(), "2".into()))
+        );
+        assert_eq!(
+            named("segment.bytes"),
+            Some(("log.segment.bytes".into(), "1048576".into()))
+        );
+        assert_eq!(named("retention.ms"), None);
+        for bad in [
+            "\"compression.type\" = \"brotli\"\n",
+            "\"compression.gzip.level\" = 10\n",
+            "\"log.message.timestamp.after.max.ms\" = -1\n",
+        ] {
+            let err = load_text(bad).unwrap_err().to_string();
+            let key = bad.split('"').nth(1).unwrap();
+            assert!(err.contains(key) && err.contains("Invalid value"), "{err}");
+        }
     }
 
     #[test]

@@ -71,6 +71,9 @@ pub struct AppendOutcome {
 pub enum AppendError {
     #[error("unknown topic or partition {0}")]
     UnknownTopicOrPartition(String),
+    /// A record's timestamp is outside the topic's bounds (KIP-937).
+    #[error("{message}")]
+    InvalidTimestamp { record_index: i32, message: String },
     #[error("corrupt record batch: {0}")]
     CorruptMessage(String),
     #[error("invalid record: {0}")]

@@ -8,6 +8,7 @@ use bytes::Bytes;
 
 use crate::log::AppendError;
 use crate::records::batch::{self, BatchError, BatchHeader, HEADER_LEN};
+use crate::records::conform::{self, BatchRules};
 
 /// One validated batch of a request.
 #[derive(Debug)]
@@ -47,8 +48,12 @@ pub(crate) fn validate(records: &Bytes, max_message_bytes: u32) -> Result<Vec<Ba
     let mut batches = Vec::with_capacity(ranges.len());
     for range in ranges {
         let bytes = &records[range.clone()];
-        let (header, decompressed) =
-            batch::validate_keeping_records(bytes, max_message_bytes).map_err(batch_error)?;
+        let (header, records) =
+            batch::validate_and_decompress(bytes, max_message_bytes).map_err(batch_error)?;
+        let decompressed = match records {
+            std::borrow::Cow::Owned(records) => Some(records),
+            std::borrow::Cow::Borrowed(_) => None,
+        };
         batches.push(Batch {
             header,
             range,
@@ -56,6 +61,57 @@ pub(crate) fn validate(records: &Bytes, max_message_bytes: u32) -> Result<Vec<Ba
         });
     }
     Ok(batches)
+}
+
+/// Applies the topic's rules (`compression.type`, timestamp bounds) to validated batches, with
+/// the records already decompressed: the batches unchanged, or recompressed ones.
+pub(crate) fn conform(
+    records: Bytes,
+    batches: Vec<Batch>,
+    rules: &BatchRules,
+    now: i64,
+) -> Result<(Bytes, Vec<Batch>), AppendError> {
+    let views: Vec<(Range<usize>, BatchHeader, &[u8])> = batches
+        .iter()
+        .map(|b| (b.range.clone(), b.header, b.records(&records)))
+        .collect();
+    let Some(rebuilt) =
+        conform::conform_validated(&records, &views, rules, now).map_err(conform_error)?
+    else {
+        return Ok((records, batches));
+    };
+    drop(views);
+    let ranges = batch::split(&rebuilt).map_err(batch_error)?;
+    let mut out = Vec::with_capacity(batches.len());
+    for (old, range) in batches.into_iter().zip(ranges) {
+        let header = BatchHeader::parse(&rebuilt[range.clone()]).ok_or_else(|| {
+            AppendError::CorruptMessage("a recompressed batch has no header".into())
+        })?;
+        // The records area stays as validated; it was in the old buffer if uncompressed.
+        let decompressed = match old.decompressed {
+            Some(area) => Some(area),
+            None => Some(old.records(&records).to_vec()),
+        };
+        out.push(Batch {
+            header,
+            range,
+            decompressed,
+        });
+    }
+    Ok((Bytes::from(rebuilt), out))
+}
+
+fn conform_error(e: conform::ConformError) -> AppendError {
+    match e {
+        conform::ConformError::Batch(e) => batch_error(e),
+        conform::ConformError::InvalidTimestamp {
+            record_index,
+            message,
+        } => AppendError::InvalidTimestamp {
+            record_index,
+            message,
+        },
+    }
 }
 
 /// What the log needs to append validated batches: each one's range and header.
