@@ -9,7 +9,8 @@
 //! - [`http`]: the HTTP listener (`/health`, later admin and Connect REST).
 //! - [`group`]: the consumer-group coordinator and durable committed offsets.
 //! - [`catalog`]: topics, partitions and topic configs, durable across restarts.
-//! - [`log`]: storage; a partition is a list of segments with offset and time indexes.
+//! - [`log`]: storage; a partition is a list of segments with offset and time indexes, and the
+//!   background cleaner that compacts `cleanup.policy=compact` topics.
 //! - [`records`]: v2 record batches: header, validation, compression.
 //! - [`producer_ids`]: durable producer id allocation for idempotent producers.
 //! - [`alloc`]: the process allocator, which keeps hostile element counts from aborting.

@@ -41,8 +41,8 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::log::{LogConfig, PartitionLog};
 
-pub use topic_config::kafka_default_log_config;
 pub(crate) use topic_config::{broker_config_type, config_def};
+pub use topic_config::{kafka_default_log_config, parse_cleanup_policy};
 
 /// The most partitions a topic may have; far beyond what one node serves well, low enough that
 /// a typo cannot create a million directories.
@@ -850,7 +850,7 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
-        let compact = cfg(&[("cleanup.policy", "compact")]);
+        let compact = cfg(&[("cleanup.policy", "compact,bogus")]);
         assert!(matches!(
             c.create_topic("t", 1, 1, &compact, false),
             Err(TopicError::InvalidConfig(_))
