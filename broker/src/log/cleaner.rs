@@ -1039,8 +1039,11 @@ mod tests {
         ))
     }
 
-    /// Every stored record from the log start: (offset, key, value), plus each batch's codec.
-    fn stored(log: &PartitionLog) -> (Vec<(i64, String, Option<String>)>, Vec<i16>) {
+    /// (offset, key, value) of stored records.
+    type Records = Vec<(i64, String, Option<String>)>;
+
+    /// Every stored record from the log start, plus each batch's codec.
+    fn stored(log: &PartitionLog) -> (Records, Vec<i16>) {
         let mut out = Vec::new();
         let mut codecs = Vec::new();
         let mut next = log.log_start_offset();
@@ -1070,7 +1073,7 @@ mod tests {
     }
 
     /// The latest (offset, value) of every key in `records`.
-    fn latest(records: &[(i64, String, Option<String>)]) -> Vec<(i64, String, Option<String>)> {
+    fn latest(records: &[(i64, String, Option<String>)]) -> Records {
         let mut m: std::collections::BTreeMap<String, (i64, Option<String>)> = Default::default();
         for (o, k, v) in records {
             m.insert(k.clone(), (*o, v.clone()));
