@@ -13,7 +13,8 @@ use crate::catalog::{
     topic_config_defaulted_by, topic_config_of_broker_setting, TopicDefaults, TopicError,
 };
 use crate::group::GroupConfig;
-use crate::log::{FlushPolicy, LogConfig, TimestampType};
+use crate::log::cleaner::CleanerConfig;
+use crate::log::{CleanupPolicy, FlushPolicy, LogConfig, TimestampType};
 
 /// How log lines are written to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -71,6 +72,8 @@ pub struct BrokerConfig {
     pub topics: TopicDefaults,
     /// Consumer-group coordinator settings (`group.*`).
     pub groups: GroupConfig,
+    /// The log cleaner (`log.cleaner.*`).
+    pub cleaner: CleanerConfig,
 }
 
 impl BrokerConfig {
@@ -85,6 +88,7 @@ impl BrokerConfig {
             max_request_bytes: 100 * 1024 * 1024,
             retention_check_interval_ms: 300_000,
             groups: GroupConfig::default(),
+            cleaner: CleanerConfig::default(),
             topics: TopicDefaults {
                 num_partitions: 1,
                 auto_create_topics: true,
@@ -98,6 +102,11 @@ impl BrokerConfig {
                     max_message_bytes: 1_048_588,
                     timestamp_type: TimestampType::CreateTime,
                     flush: FlushPolicy::Fsync,
+                    cleanup_policy: CleanupPolicy::DELETE,
+                    min_compaction_lag_ms: 0,
+                    max_compaction_lag_ms: i64::MAX,
+                    min_cleanable_dirty_ratio: 0.5,
+                    delete_retention_ms: 24 * 3600 * 1000,
                 },
                 configs: Default::default(),
                 static_settings: Default::default(),
@@ -233,6 +242,48 @@ impl BrokerConfig {
             "message.max.bytes" => {
                 log.max_message_bytes = int_in(key, value, 0, i32::MAX as i64)? as u32
             }
+            "log.cleanup.policy" => {
+                let text = match value {
+                    toml::Value::Array(items) => items
+                        .iter()
+                        .map(|i| string(key, i))
+                        .collect::<Result<Vec<_>, _>>()?
+                        .join(","),
+                    other => string(key, other)?.to_owned(),
+                };
+                log.cleanup_policy =
+                    crate::catalog::parse_cleanup_policy(&text).ok_or_else(|| {
+                        invalid(key, format!("'{text}' is not compact, delete or both"))
+                    })?
+            }
+            "log.cleaner.min.compaction.lag.ms" => {
+                log.min_compaction_lag_ms = int_in(key, value, 0, i64::MAX)?
+            }
+            "log.cleaner.max.compaction.lag.ms" => {
+                log.max_compaction_lag_ms = int_in(key, value, 1, i64::MAX)?
+            }
+            "log.cleaner.delete.retention.ms" => {
+                log.delete_retention_ms = int_in(key, value, 0, i64::MAX)?
+            }
+            "log.cleaner.min.cleanable.ratio" => {
+                log.min_cleanable_dirty_ratio = float_in(key, value, 0.0, 1.0)?
+            }
+            "log.cleaner.enable" => self.cleaner.enable = boolean(key, value)?,
+            "log.cleaner.threads" => self.cleaner.threads = int_in(key, value, 1, 64)? as usize,
+            "log.cleaner.backoff.ms" => {
+                self.cleaner.backoff =
+                    Duration::from_millis(int_in(key, value, 1, i64::MAX)? as u64)
+            }
+            "log.cleaner.dedupe.buffer.size" => {
+                self.cleaner.dedupe_buffer_size =
+                    usize::try_from(int_in(key, value, 1024, i64::MAX)?).unwrap_or(usize::MAX)
+            }
+            "log.cleaner.io.max.bytes.per.second" => {
+                self.cleaner.io_max_bytes_per_second = float_in(key, value, 1.0, f64::MAX)?
+            }
+            "log.cleaner.io.buffer.load.factor" => {
+                self.cleaner.load_factor = float_in(key, value, 0.1, 1.0)?
+            }
             "log.message.timestamp.type" => {
                 log.timestamp_type = match string(key, value)? {
                     "CreateTime" => TimestampType::CreateTime,
@@ -324,6 +375,23 @@ fn boolean(key: &str, value: &toml::Value) -> Result<bool, ConfigError> {
     }
 }
 
+/// A number (or a string holding one) within `[min, max]`.
+fn float_in(key: &str, value: &toml::Value, min: f64, max: f64) -> Result<f64, ConfigError> {
+    let n = match value {
+        toml::Value::Float(n) => *n,
+        toml::Value::Integer(n) => *n as f64,
+        toml::Value::String(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| invalid(key, format!("'{s}' is not a number")))?,
+        other => return Err(invalid(key, format!("expected a number, got {other}"))),
+    };
+    if !(min..=max).contains(&n) {
+        return Err(invalid(key, format!("{n} is outside [{min}, {max}]")));
+    }
+    Ok(n)
+}
+
 /// An integer (or a string holding one, as in `server.properties`) within `[min, max]`.
 fn int_in(key: &str, value: &toml::Value, min: i64, max: i64) -> Result<i64, ConfigError> {
     let n = match value {
@@ -398,6 +466,26 @@ mod tests {
             let key = bad.split('"').nth(1).unwrap();
             assert!(err.contains(key) && err.contains("Invalid value"), "{err}");
         }
+    }
+
+    #[test]
+    fn cleaner_settings_use_kafka_names() {
+        let config = load_text(
+            "\"log.cleanup.policy\" = \"compact,delete\"\n\"log.cleaner.threads\" = 2\n\"log.cleaner.dedupe.buffer.size\" = 1048576\n\"log.cleaner.io.max.bytes.per.second\" = 1e6\n\"log.cleaner.backoff.ms\" = 50\n\"log.cleaner.enable\" = false\n\"log.cleaner.min.cleanable.ratio\" = 0.1\n\"log.cleaner.delete.retention.ms\" = 10\n\"log.cleaner.min.compaction.lag.ms\" = 5\n",
+        )
+        .unwrap();
+        let log = &config.topics.log;
+        assert!(log.cleanup_policy.compact && log.cleanup_policy.delete);
+        assert_eq!(config.cleaner.threads, 2);
+        assert_eq!(config.cleaner.dedupe_buffer_size, 1 << 20);
+        assert_eq!(config.cleaner.io_max_bytes_per_second, 1e6);
+        assert_eq!(config.cleaner.backoff, Duration::from_millis(50));
+        assert!(!config.cleaner.enable);
+        assert_eq!(log.min_cleanable_dirty_ratio, 0.1);
+        assert_eq!(log.delete_retention_ms, 10);
+        assert_eq!(log.min_compaction_lag_ms, 5);
+        assert!(load_text("\"log.cleanup.policy\" = \"shred\"\n").is_err());
+        assert!(load_text("\"log.cleaner.min.cleanable.ratio\" = 2\n").is_err());
     }
 
     #[test]

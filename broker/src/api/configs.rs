@@ -495,7 +495,7 @@ mod tests {
             &b,
             1,
             IncrementalAlterConfigsRequest::default()
-                .with_resources(vec![resource(vec![set("cleanup.policy", "compact")])]),
+                .with_resources(vec![resource(vec![set("cleanup.policy", "compact,bogus")])]),
         );
         assert_eq!(
             bad.responses[0].error_code,

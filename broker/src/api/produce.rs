@@ -101,7 +101,17 @@ pub(crate) fn append(broker: &Broker, version: i16, request: ProduceRequest) -> 
                             } else {
                                 tracing::debug!(topic = %name, partition = data.index, "append refused: {e}");
                             }
-                            set_message(&mut response, version, &e.to_string());
+                            if let AppendError::KeylessRecords { records } = &e {
+                                set_keyless_errors(
+                                    &mut response,
+                                    version,
+                                    records,
+                                    &name,
+                                    data.index,
+                                );
+                            } else {
+                                set_message(&mut response, version, &e.to_string());
+                            }
                         }
                     }
                 }
@@ -157,7 +167,9 @@ pub(crate) async fn complete(pending: PendingProduce) -> ProduceResponse {
 fn append_error_code(error: &AppendError) -> i16 {
     match error {
         AppendError::CorruptMessage(_) => ResponseError::CorruptMessage,
-        AppendError::InvalidRecord(_) | AppendError::Unsupported(_) => ResponseError::InvalidRecord,
+        AppendError::InvalidRecord(_)
+        | AppendError::Unsupported(_)
+        | AppendError::KeylessRecords { .. } => ResponseError::InvalidRecord,
         AppendError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
         AppendError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         AppendError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
@@ -173,6 +185,34 @@ fn set_message(response: &mut PartitionProduceResponse, version: i16, message: &
     if version >= 8 {
         response.error_message = Some(StrBytes::from_string(message.to_string()));
     }
+}
+
+/// A compacted topic's refusal of keyless records, worded as Kafka words it, with one KIP-467
+/// `record_errors` entry per keyless record (v8+).
+fn set_keyless_errors(
+    response: &mut PartitionProduceResponse,
+    version: i16,
+    records: &[i32],
+    topic: &str,
+    partition: i32,
+) {
+    if version < 8 {
+        return;
+    }
+    let why = format!(
+        "Compacted topic cannot accept message without key in topic partition {topic}-{partition}."
+    );
+    response.error_message = Some(StrBytes::from_string(format!(
+        "One or more records have been rejected: {why}"
+    )));
+    response.record_errors = records
+        .iter()
+        .map(|&i| {
+            BatchIndexAndErrorMessage::default()
+                .with_batch_index(i)
+                .with_batch_index_error_message(Some(StrBytes::from_string(why.clone())))
+        })
+        .collect();
 }
 
 #[cfg(test)]

@@ -44,7 +44,8 @@ use crate::records::{BatchRules, CompressionType};
 
 pub(crate) use topic_config::{broker_config_type, config_def};
 pub use topic_config::{
-    kafka_default_log_config, topic_config_defaulted_by, topic_config_of_broker_setting,
+    kafka_default_log_config, parse_cleanup_policy, topic_config_defaulted_by,
+    topic_config_of_broker_setting,
 };
 
 /// The most partitions a topic may have; far beyond what one node serves well, low enough that
@@ -896,7 +897,7 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
-        let compact = cfg(&[("cleanup.policy", "compact")]);
+        let compact = cfg(&[("cleanup.policy", "compact,bogus")]);
         assert!(matches!(
             c.create_topic("t", 1, 1, &compact, false),
             Err(TopicError::InvalidConfig(_))

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use super::{ConfigEntry, ConfigOp, ConfigSource, TopicDefaults, TopicError};
-use crate::log::{FlushPolicy, LogConfig, TimestampType};
+use crate::log::{CleanupPolicy, FlushPolicy, LogConfig, TimestampType};
 use crate::records::compression::level;
 use crate::records::{BatchRules, Codec, Compression, CompressionType, TimestampBounds};
 
@@ -18,6 +18,7 @@ pub(crate) enum ConfigType {
     String = 2,
     Int = 3,
     Long = 5,
+    Double = 6,
     List = 7,
 }
 
@@ -100,7 +101,7 @@ pub(crate) const CONFIG_DEFS: &[ConfigDef] = &[
         name: "cleanup.policy",
         config_type: ConfigType::List,
         broker_name: Some("log.cleanup.policy"),
-        doc: "How old log segments are discarded. Only `delete` is supported; compaction is not.",
+        doc: "How old log segments are discarded: delete (retention), compact (latest record per key), or both.",
     },
     ConfigDef {
         name: "compression.gzip.level",
@@ -131,6 +132,12 @@ pub(crate) const CONFIG_DEFS: &[ConfigDef] = &[
         config_type: ConfigType::Long,
         broker_name: Some("log.segment.delete.delay.ms"),
         doc: "Stored for compatibility; Sluice deletes a segment's files as soon as retention removes it.",
+    },
+    ConfigDef {
+        name: "delete.retention.ms",
+        config_type: ConfigType::Long,
+        broker_name: Some("log.cleaner.delete.retention.ms"),
+        doc: "How long a tombstone stays in a compacted topic after the cleaning that first saw it.",
     },
     ConfigDef {
         name: "flush.messages",
@@ -205,6 +212,12 @@ pub(crate) const CONFIG_DEFS: &[ConfigDef] = &[
         doc: "Under CreateTime, a batch with a record timestamped more than this before the broker's clock is refused with INVALID_TIMESTAMP.",
     },
     ConfigDef {
+        name: "max.compaction.lag.ms",
+        config_type: ConfigType::Long,
+        broker_name: Some("log.cleaner.max.compaction.lag.ms"),
+        doc: "A record is compacted at the latest this long after it was written, whatever the dirty ratio.",
+    },
+    ConfigDef {
         name: "message.timestamp.difference.max.ms",
         config_type: ConfigType::Long,
         broker_name: Some("log.message.timestamp.difference.max.ms"),
@@ -215,6 +228,18 @@ pub(crate) const CONFIG_DEFS: &[ConfigDef] = &[
         config_type: ConfigType::String,
         broker_name: Some("log.message.timestamp.type"),
         doc: "CreateTime keeps the producer's timestamps; LogAppendTime stamps batches with the broker's clock.",
+    },
+    ConfigDef {
+        name: "min.cleanable.dirty.ratio",
+        config_type: ConfigType::Double,
+        broker_name: Some("log.cleaner.min.cleanable.ratio"),
+        doc: "The share of a compacted log that must be uncleaned before the cleaner runs on it.",
+    },
+    ConfigDef {
+        name: "min.compaction.lag.ms",
+        config_type: ConfigType::Long,
+        broker_name: Some("log.cleaner.min.compaction.lag.ms"),
+        doc: "A record stays uncompacted at least this long after it was written.",
     },
     ConfigDef {
         name: "min.insync.replicas",
@@ -338,7 +363,24 @@ pub fn kafka_default_log_config() -> LogConfig {
         max_message_bytes: 1024 * 1024 + 12,
         timestamp_type: TimestampType::CreateTime,
         flush: FlushPolicy::PageCache,
+        cleanup_policy: CleanupPolicy::DELETE,
+        min_compaction_lag_ms: 0,
+        max_compaction_lag_ms: i64::MAX,
+        min_cleanable_dirty_ratio: 0.5,
+        delete_retention_ms: 24 * 60 * 60 * 1000,
     }
+}
+
+/// Parses a `cleanup.policy` list (Kafka's items `compact` and `delete`, at least one).
+pub fn parse_cleanup_policy(value: &str) -> Option<CleanupPolicy> {
+    let items = list_items(value);
+    if items.is_empty() || items.iter().any(|i| i != "compact" && i != "delete") {
+        return None;
+    }
+    Some(CleanupPolicy {
+        delete: items.iter().any(|i| i == "delete"),
+        compact: items.iter().any(|i| i == "compact"),
+    })
 }
 
 fn timestamp_type_name(t: TimestampType) -> &'static str {
@@ -356,7 +398,11 @@ pub(crate) fn default_value(def: &ConfigDef, defaults: &TopicDefaults) -> String
     }
     let log = &defaults.log;
     match def.name {
-        "cleanup.policy" => "delete".into(),
+        "cleanup.policy" => log.cleanup_policy.name().into(),
+        "delete.retention.ms" => log.delete_retention_ms.to_string(),
+        "max.compaction.lag.ms" => log.max_compaction_lag_ms.to_string(),
+        "min.compaction.lag.ms" => log.min_compaction_lag_ms.to_string(),
+        "min.cleanable.dirty.ratio" => log.min_cleanable_dirty_ratio.to_string(),
         "compression.type" => "producer".into(),
         "compression.gzip.level" => level::GZIP_DEFAULT.to_string(),
         "compression.lz4.level" => level::LZ4_DEFAULT.to_string(),
@@ -473,20 +519,22 @@ pub(crate) fn validate_config(name: &str, value: &str) -> Result<String, TopicEr
     };
     let value = value.trim();
     match def.name {
-        "cleanup.policy" => {
-            let items = list_items(value);
-            if items.iter().any(|i| i == "compact") {
-                return Err(invalid(
-                    name,
-                    value,
-                    "log compaction is not supported yet; only cleanup.policy=delete is",
-                ));
+        "cleanup.policy" => parse_cleanup_policy(value)
+            .map(|p| p.name().to_owned())
+            .ok_or_else(|| invalid(name, value, "String must be one of: compact, delete")),
+        "min.cleanable.dirty.ratio" => {
+            let ratio: f64 = value
+                .parse()
+                .map_err(|_| invalid(name, value, "Not a number of type DOUBLE"))?;
+            if !(0.0..=1.0).contains(&ratio) {
+                return Err(invalid(name, value, "Value must be between 0 and 1"));
             }
-            if items.is_empty() || items.iter().any(|i| i != "delete") {
-                return Err(invalid(name, value, "String must be one of: delete"));
-            }
-            Ok("delete".into())
+            Ok(ratio.to_string())
         }
+        "min.compaction.lag.ms" | "delete.retention.ms" => {
+            parse_long(name, value, 0, i64::MAX).map(|n| n.to_string())
+        }
+        "max.compaction.lag.ms" => parse_long(name, value, 1, i64::MAX).map(|n| n.to_string()),
         "compression.type" => {
             let lower = value.to_ascii_lowercase();
             if !COMPRESSION_TYPES.contains(&lower.as_str()) {
@@ -694,6 +742,18 @@ pub(crate) fn effective_log_config(
         let to_u32 = |n: i64| u32::try_from(n).map_err(|_| invalid(name, &value, "out of range"));
         match name.as_str() {
             "retention.ms" => log.retention_ms = num(-1)?,
+            "cleanup.policy" => {
+                log.cleanup_policy = parse_cleanup_policy(&value)
+                    .ok_or_else(|| invalid(name, &value, "not a cleanup policy"))?;
+            }
+            "min.compaction.lag.ms" => log.min_compaction_lag_ms = num(0)?,
+            "max.compaction.lag.ms" => log.max_compaction_lag_ms = num(1)?,
+            "delete.retention.ms" => log.delete_retention_ms = num(0)?,
+            "min.cleanable.dirty.ratio" => {
+                log.min_cleanable_dirty_ratio = value
+                    .parse()
+                    .map_err(|_| invalid(name, &value, "Not a number of type DOUBLE"))?;
+            }
             "retention.bytes" => log.retention_bytes = num(i64::MIN)?,
             "segment.ms" => log.segment_ms = num(1)?,
             "segment.bytes" => {
@@ -855,7 +915,11 @@ pub(crate) fn broker_config_type(name: &str) -> ConfigType {
         | "log.roll.ms"
         | "log.message.timestamp.after.max.ms"
         | "log.message.timestamp.before.max.ms"
-        | "log.message.timestamp.difference.max.ms" => ConfigType::Long,
+        | "log.message.timestamp.difference.max.ms"
+        | "log.cleaner.delete.retention.ms"
+        | "log.cleaner.min.compaction.lag.ms"
+        | "log.cleaner.max.compaction.lag.ms" => ConfigType::Long,
+        "log.cleaner.min.cleanable.ratio" => ConfigType::Double,
         "log.message.timestamp.type" | "sluice.flush.policy" | "compression.type" => {
             ConfigType::String
         }
@@ -898,6 +962,23 @@ pub(crate) fn describe_broker(
             timestamp_type_name(log.timestamp_type).to_owned(),
         ),
         ("sluice.flush.policy", flush.to_owned()),
+        ("log.cleanup.policy", log.cleanup_policy.name().to_owned()),
+        (
+            "log.cleaner.delete.retention.ms",
+            log.delete_retention_ms.to_string(),
+        ),
+        (
+            "log.cleaner.min.compaction.lag.ms",
+            log.min_compaction_lag_ms.to_string(),
+        ),
+        (
+            "log.cleaner.max.compaction.lag.ms",
+            log.max_compaction_lag_ms.to_string(),
+        ),
+        (
+            "log.cleaner.min.cleanable.ratio",
+            log.min_cleanable_dirty_ratio.to_string(),
+        ),
     ];
     // The topic configs' broker defaults kept outside LogConfig, by their broker names.
     let topic_level = CONFIG_DEFS.iter().filter_map(|d| {
@@ -910,7 +991,6 @@ pub(crate) fn describe_broker(
         ))
     });
     let fixed = [
-        ("log.cleanup.policy", "delete"),
         ("default.replication.factor", "1"),
         ("min.insync.replicas", "1"),
         ("unclean.leader.election.enable", "false"),
@@ -999,6 +1079,12 @@ mod tests {
             ("compression.type", "brotli"),
             ("unclean.leader.election.enable", "yes"),
             ("cleanup.policy", ""),
+            ("cleanup.policy", "compact,none"),
+            ("min.cleanable.dirty.ratio", "1.5"),
+            ("min.cleanable.dirty.ratio", "half"),
+            ("min.compaction.lag.ms", "-1"),
+            ("max.compaction.lag.ms", "0"),
+            ("delete.retention.ms", "-1"),
         ] {
             let msg = invalid_message(validate_config(name, value));
             assert!(msg.contains(name), "{name}={value}: {msg}");
@@ -1012,11 +1098,38 @@ mod tests {
     }
 
     #[test]
-    fn compaction_is_refused_with_a_clear_message() {
-        for v in ["compact", "delete,compact", "compact,delete"] {
-            let msg = invalid_message(validate_config("cleanup.policy", v));
-            assert!(msg.contains("compaction is not supported"), "{msg}");
+    fn cleanup_policies_are_normalised_and_reach_the_log_config() {
+        for (v, want) in [
+            ("compact", "compact"),
+            ("delete, compact", "compact,delete"),
+            ("compact,delete", "compact,delete"),
+            ("delete", "delete"),
+        ] {
+            assert_eq!(validate_config("cleanup.policy", v).unwrap(), want);
         }
+        let defaults = kafka_default_log_config();
+        let log = effective_log_config(
+            &defaults,
+            &set(&[
+                ("cleanup.policy", "compact"),
+                ("min.cleanable.dirty.ratio", "0.01"),
+                ("min.compaction.lag.ms", "5"),
+                ("max.compaction.lag.ms", "60000"),
+                ("delete.retention.ms", "100"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            log.cleanup_policy,
+            CleanupPolicy {
+                compact: true,
+                delete: false
+            }
+        );
+        assert_eq!(log.min_cleanable_dirty_ratio, 0.01);
+        assert_eq!(log.min_compaction_lag_ms, 5);
+        assert_eq!(log.max_compaction_lag_ms, 60000);
+        assert_eq!(log.delete_retention_ms, 100);
     }
 
     #[test]
@@ -1063,6 +1176,7 @@ mod tests {
                 max_message_bytes: 2_000_000,
                 timestamp_type: TimestampType::LogAppendTime,
                 flush: defaults.flush,
+                ..defaults.clone()
             }
         );
         assert_eq!(
@@ -1086,8 +1200,15 @@ mod tests {
             &cur,
             &[ConfigOp::Append("cleanup.policy".into(), "compact".into())],
             &log,
+        )
+        .unwrap();
+        assert_eq!(compact, set(&[("cleanup.policy", "compact,delete")]));
+        let bogus = apply_ops(
+            &cur,
+            &[ConfigOp::Append("cleanup.policy".into(), "bogus".into())],
+            &log,
         );
-        assert!(matches!(compact, Err(TopicError::InvalidConfig(_))));
+        assert!(matches!(bogus, Err(TopicError::InvalidConfig(_))));
         let emptied = apply_ops(
             &cur,
             &[ConfigOp::Subtract("cleanup.policy".into(), "delete".into())],

@@ -24,6 +24,9 @@ const MAX_TIMESTAMP_AT: usize = 35;
 const LOG_APPEND_TIME_BIT: i16 = 0x08;
 const TRANSACTIONAL_BIT: i16 = 0x10;
 const CONTROL_BIT: i16 = 0x20;
+/// Attributes bit 6 (KIP-534): the log cleaner set a delete horizon, carried in baseTimestamp;
+/// tombstones in the batch may be removed once the horizon has passed.
+pub const DELETE_HORIZON_BIT: i16 = 0x40;
 /// The most a compressed batch may inflate to, relative to `max.message.bytes`, and absolutely.
 const INFLATE_FACTOR: usize = 64;
 const INFLATE_CAP: usize = 256 << 20;
@@ -127,6 +130,10 @@ impl BatchHeader {
     }
     pub fn has_log_append_time(&self) -> bool {
         self.attributes & LOG_APPEND_TIME_BIT != 0
+    }
+    /// The cleaner's delete horizon for the batch's tombstones, if one was set (KIP-534).
+    pub fn delete_horizon(&self) -> Option<i64> {
+        (self.attributes & DELETE_HORIZON_BIT != 0).then_some(self.base_timestamp)
     }
     /// Whether an idempotent producer wrote it (sequence numbers apply).
     pub fn is_idempotent(&self) -> bool {

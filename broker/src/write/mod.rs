@@ -132,6 +132,9 @@ fn append_at(
         .partition(partition)
         .ok_or_else(|| AppendError::UnknownTopicOrPartition(format!("{topic}/{partition}")))?;
     let batches = validate::validate(&records, log.max_message_bytes())?;
+    if log.is_compacted() {
+        validate::refuse_keyless(&records, &batches)?;
+    }
     let (records, batches) = validate::conform(records, batches, &handle.batch_rules(), now)?;
     let transforms = broker.transforms.for_topic(topic);
     if transforms.is_empty() {
