@@ -3,14 +3,18 @@
 //! Data flows down; a module calls only the ones below it:
 //!
 //! - [`cli`]: the `sluice` command line.
-//! - [`server`]: the Kafka listener, one task per connection, graceful shutdown.
-//! - [`protocol`]: framing, request headers, version negotiation, dispatch by API key.
+//! - [`server`]: the Kafka listeners (PLAINTEXT, SSL, SASL_*), one task per connection, graceful
+//!   shutdown.
+//! - [`protocol`]: framing, request headers, version negotiation, the connection's session
+//!   (pre-authentication gating), dispatch by API key.
 //! - [`api`]: one file per Kafka API family; request in, response out.
 //! - [`http`]: the HTTP listener (`/health`, later admin and Connect REST).
 //! - [`group`]: the consumer-group coordinator and durable committed offsets.
 //! - [`catalog`]: topics, partitions and topic configs, durable across restarts.
 //! - [`log`]: storage; a partition is a list of segments with offset and time indexes.
 //! - [`records`]: v2 record batches: header, validation, compression.
+//! - [`auth`]: SASL mechanisms (PLAIN, SCRAM, OAUTHBEARER), SCRAM credentials, TLS configs and
+//!   reloading, certificate principals.
 //! - [`producer_ids`]: durable producer id allocation for idempotent producers.
 //! - [`alloc`]: the process allocator, which keeps hostile element counts from aborting.
 //! - [`connect`]: connectors run in the broker (file source and sink), Kafka Connect style.
@@ -20,6 +24,7 @@
 
 pub mod alloc;
 pub mod api;
+pub mod auth;
 pub mod catalog;
 pub mod cli;
 pub mod config;

@@ -26,6 +26,8 @@ pub struct Broker {
     pub transforms: crate::transform::TransformRegistry,
     /// Connectors (Kafka Connect-style) running in the broker.
     pub connect: crate::connect::Connect,
+    /// SCRAM credentials (SASL PLAIN and SCRAM, AlterUserScramCredentials).
+    pub credentials: std::sync::Arc<crate::auth::credentials::CredentialStore>,
 }
 
 pub(crate) mod api_versions;
@@ -38,6 +40,8 @@ pub(crate) mod init_producer_id;
 pub(crate) mod list_offsets;
 pub(crate) mod metadata;
 pub(crate) mod produce;
+pub(crate) mod sasl;
+pub(crate) mod scram_credentials;
 pub(crate) mod topics;
 
 use kafka_protocol::error::ResponseError;
@@ -104,6 +108,9 @@ pub(crate) fn test_broker() -> (tempfile::TempDir, Broker) {
         )
         .expect("transforms"),
         connect: crate::connect::Connect::open(dir.path()).expect("connect"),
+        credentials: std::sync::Arc::new(
+            crate::auth::credentials::CredentialStore::open(dir.path()).expect("credentials"),
+        ),
     };
     (dir, broker)
 }

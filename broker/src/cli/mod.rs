@@ -4,6 +4,7 @@
 mod serve;
 mod sink;
 mod transform;
+mod user;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,6 +32,9 @@ enum Command {
     /// Deploy and manage WebAssembly sinks (connectors of class sluice.WasmSink).
     #[command(subcommand)]
     Sink(sink::SinkCommand),
+    /// Add, list and remove SCRAM users in a data dir (before the broker starts).
+    #[command(subcommand)]
+    User(user::UserCommand),
 }
 
 /// `sluice serve` flags; each also reads a `SLUICE_*` environment variable.
@@ -83,5 +87,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Transform(command) => transform::run(command),
         Command::Sink(command) => sink::run(command),
+        Command::User(command) => user::run(command),
     }
 }

@@ -12,12 +12,15 @@ use tokio::sync::watch;
 
 use crate::api::{now_ms, Broker};
 use crate::catalog::Catalog;
-use crate::config::{BrokerConfig, LogFormat, Overrides};
+use crate::config::{BrokerConfig, LogFormat, Overrides, SecurityProtocol};
 use crate::group::GroupCoordinator;
 use crate::producer_ids::{write_atomically, ProducerIds};
+use crate::protocol::session::ListenerContext;
 
 /// Directory under the data dir for broker-level state (cluster id, producer ids, lock).
-const META_DIR: &str = "__sluice";
+pub(super) const META_DIR: &str = "__sluice";
+/// How often keystore and truststore files are checked for changes.
+const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
 
 pub(super) fn serve(config_file: Option<&Path>, overrides: Overrides) -> anyhow::Result<()> {
     let config = BrokerConfig::load(config_file, overrides)?;
@@ -75,25 +78,71 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         "log loaded"
     );
 
-    let kafka = TcpListener::bind(config.kafka_listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.kafka_listen))?;
+    let credentials = Arc::new(
+        crate::auth::credentials::CredentialStore::open(&meta)
+            .with_context(|| format!("cannot load SCRAM credentials from {}", meta.display()))?,
+    );
+    let listener_configs = config.resolve_listeners()?;
+    let authenticator = if listener_configs.iter().any(|l| l.protocol.uses_sasl()) {
+        Some(Arc::new(
+            crate::auth::Authenticator::new(credentials.clone(), &config.sasl)
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        ))
+    } else {
+        None
+    };
+    let tls = if listener_configs.iter().any(|l| l.protocol.uses_tls()) {
+        Some(Arc::new(
+            crate::auth::tls::TlsServer::load(config.tls.clone())
+                .map_err(|e| anyhow::anyhow!("TLS: {e}"))?,
+        ))
+    } else {
+        None
+    };
+    let mut listeners = Vec::new();
+    for l in &listener_configs {
+        let tcp = TcpListener::bind(l.bind)
+            .await
+            .with_context(|| format!("cannot listen on {} (listener {})", l.bind, l.name))?;
+        let bound = tcp.local_addr()?;
+        let (advertised_host, advertised_port) = match &l.advertised {
+            Some((host, port)) => (host.clone(), *port),
+            None => (config.advertised_host_for(bound), bound.port()),
+        };
+        let context = Arc::new(ListenerContext {
+            name: l.name.clone(),
+            protocol: l.protocol,
+            advertised_host,
+            advertised_port: i32::from(advertised_port),
+            authenticator: l
+                .protocol
+                .uses_sasl()
+                .then(|| authenticator.clone())
+                .flatten(),
+        });
+        listeners.push(crate::server::Listener {
+            tcp,
+            context,
+            tls: l.protocol.uses_tls().then(|| tls.clone()).flatten(),
+        });
+    }
     let http = TcpListener::bind(config.http_listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.http_listen))?;
-    let kafka_addr = kafka.local_addr()?;
+    let kafka_addr = listeners[0].tcp.local_addr()?;
     let http_addr = http.local_addr()?;
     let broker = Arc::new(Broker {
         catalog,
         node_id: 1,
         cluster_id,
-        advertised_host: config.advertised_host(),
-        advertised_port: i32::from(kafka_addr.port()),
+        advertised_host: listeners[0].context.advertised_host.clone(),
+        advertised_port: listeners[0].context.advertised_port,
         producer_ids,
         groups: groups.clone(),
         transforms,
         connect: crate::connect::Connect::open(&meta)
             .with_context(|| format!("cannot load connectors from {}", meta.display()))?,
+        credentials,
     });
 
     // Transforms a crash interrupted are completed before any client is served.
@@ -103,12 +152,29 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     }
     broker.connect.start_all(&broker);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let kafka_task = tokio::spawn(crate::server::run(
-        kafka,
-        broker.clone(),
-        config.max_request_bytes,
-        stop_rx.clone(),
-    ));
+    // Beyond the default single listener, the stdout line names every listener.
+    let extra_field =
+        if listeners.len() > 1 || listeners[0].context.protocol != SecurityProtocol::Plaintext {
+            let mut names = Vec::new();
+            for l in &listeners {
+                names.push(format!("{}://{}", l.context.name, l.tcp.local_addr()?));
+            }
+            format!(" listeners={}", names.join(","))
+        } else {
+            String::new()
+        };
+    let kafka_tasks: Vec<_> = listeners
+        .into_iter()
+        .map(|listener| {
+            tokio::spawn(crate::server::run(
+                listener,
+                broker.clone(),
+                config.max_request_bytes,
+                stop_rx.clone(),
+            ))
+        })
+        .collect();
+    let tls_watch = tls.map(|tls| tokio::spawn(tls.watch(TLS_RELOAD_INTERVAL, stop_rx.clone())));
     let http_task = tokio::spawn(crate::http::run(http, broker.clone(), stop_rx.clone()));
     let group_timers = tokio::spawn(crate::group::run_timers(groups, stop_rx.clone()));
     let retention_task = tokio::spawn(retention_loop(
@@ -120,14 +186,22 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     // The one line on stdout: tests and scripts read the bound ports from it.
     {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "sluice listening kafka={kafka_addr} http={http_addr}")?;
+        writeln!(
+            out,
+            "sluice listening kafka={kafka_addr} http={http_addr}{extra_field}"
+        )?;
         out.flush()?;
     }
 
     wait_for_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");
     let _ = stop_tx.send(true);
-    let _ = kafka_task.await;
+    for task in kafka_tasks {
+        let _ = task.await;
+    }
+    if let Some(task) = tls_watch {
+        let _ = task.await;
+    }
     match http_task.await {
         Ok(Err(e)) => tracing::warn!("http listener: {e}"),
         Err(e) => tracing::warn!("http listener: {e}"),
