@@ -124,6 +124,9 @@ pub async fn run(
                             };
                             match principal {
                                 Ok(principal) => {
+                                    if let Some(p) = principal.as_ref().filter(|p| **p != Principal::anonymous()) {
+                                        tracing::info!(%peer, listener = %context.name, principal = %p, "client certificate accepted");
+                                    }
                                     let session = Session::new(context, peer, principal);
                                     let (read_half, write_half) = tokio::io::split(stream);
                                     serve_connection(

@@ -216,7 +216,9 @@ impl ScramServer {
                 "SCRAM channel binding does not match",
             ));
         }
-        if got_nonce != nonce {
+        // The nonce must end with the one sent in server-first (which holds the client's and
+        // ours): librdkafka repeats its client nonce in front, and Kafka accepts that the same way.
+        if !got_nonce.ends_with(nonce) {
             return Err(SaslFailure::malformed("SCRAM nonce does not match"));
         }
         let Some(proof) = b64_decode(proof) else {
