@@ -54,8 +54,12 @@ pub(crate) fn handshake(
 pub(crate) enum Outcome {
     /// Send these bytes; the exchange goes on or has succeeded.
     Reply { bytes: Vec<u8>, lifetime_ms: i64 },
-    /// Refused: answer after `delay`, then close.
-    Failed { message: String, delay: Duration },
+    /// Refused with `code`: answer after `delay`, then close.
+    Failed {
+        code: ResponseError,
+        message: String,
+        delay: Duration,
+    },
 }
 
 /// Runs one client message of the current exchange.
@@ -66,6 +70,7 @@ pub(crate) fn step(session: &mut Session, message: &[u8]) -> Outcome {
     ) else {
         session.close_after_reply = true;
         return Outcome::Failed {
+            code: ResponseError::IllegalSaslState,
             message: "SaslAuthenticate before a successful SaslHandshake".to_string(),
             delay: Duration::ZERO,
         };
@@ -76,6 +81,7 @@ pub(crate) fn step(session: &mut Session, message: &[u8]) -> Outcome {
         auth.record_failure(ip, mechanism, &failure);
         session.close_after_reply = true;
         Outcome::Failed {
+            code: ResponseError::SaslAuthenticationFailed,
             message: failure.client_message(),
             delay: auth.failed_delay,
         }
@@ -141,9 +147,13 @@ pub(crate) fn authenticate(
                 .with_session_lifetime_ms(lifetime_ms),
             Duration::ZERO,
         ),
-        Outcome::Failed { message, delay } => (
+        Outcome::Failed {
+            code,
+            message,
+            delay,
+        } => (
             SaslAuthenticateResponse::default()
-                .with_error_code(ResponseError::SaslAuthenticationFailed.code())
+                .with_error_code(code.code())
                 .with_error_message(Some(s(&message))),
             delay,
         ),

@@ -63,18 +63,6 @@ impl Session {
         }
     }
 
-    /// A PLAINTEXT connection (tests, and the default listener).
-    pub fn plaintext(peer: SocketAddr) -> Session {
-        let listener = Arc::new(ListenerContext {
-            name: "PLAINTEXT".to_string(),
-            protocol: SecurityProtocol::Plaintext,
-            advertised_host: peer.ip().to_string(),
-            advertised_port: i32::from(peer.port()),
-            authenticator: None,
-        });
-        Session::new(listener, peer, Some(Principal::anonymous()))
-    }
-
     pub fn is_authenticated(&self) -> bool {
         self.principal.is_some()
     }
