@@ -923,6 +923,25 @@ fn hostile_sasl_frames_never_take_the_broker_down() {
     assert_eq!(v0.error_code, 0);
     stream.write_all(&[0, 0, 0, 3, 1, 2, 3]).expect("send");
     assert!(is_closed(&mut stream));
+    // SaslHandshake v0 then a bare PLAIN token: a bare empty token answers success.
+    let mut stream = connect(&addr);
+    let v0: SaslHandshakeResponse = call(
+        &mut stream,
+        ApiKey::SaslHandshake,
+        0,
+        1,
+        &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
+    )
+    .expect("v0 handshake");
+    assert_eq!(v0.error_code, 0);
+    let token = b"\0alice\0alice-secret";
+    let mut raw = (token.len() as i32).to_be_bytes().to_vec();
+    raw.extend_from_slice(token);
+    stream.write_all(&raw).expect("send token");
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).expect("token reply");
+    assert_eq!(i32::from_be_bytes(len), 0);
+    assert!(metadata(&mut stream).is_some(), "authenticated through v0");
     // The broker is up and authenticates a real client.
     let mut stream = connect(&addr);
     let ok = plain_login(&mut stream, "alice", "alice-secret").expect("answered");
@@ -949,10 +968,12 @@ fn repeated_failures_from_one_address_are_refused_even_with_the_right_password()
     let mut stream = connect(&addr);
     let locked = plain_login(&mut stream, "alice", "alice-secret").expect("answered");
     assert_eq!(locked.error_code, SASL_AUTHENTICATION_FAILED);
-    assert!(
-        broker.stderr().contains("too many failed authentications"),
-        "{}",
-        broker.stderr()
+    // The locked-out attempt was not checked: only the three real failures are in the log.
+    let log = broker.stderr();
+    assert_eq!(
+        log.matches("user 'alice': wrong password").count(),
+        3,
+        "{log}"
     );
 }
 

@@ -238,10 +238,15 @@ impl Authenticator {
         })
     }
 
-    /// Counts a failure from `ip` (and logs it).
+    /// Counts a failure from `ip` (and logs it; once the address is locked out, only at debug
+    /// level, so a flood of attempts cannot flood the log).
     pub fn record_failure(&self, ip: IpAddr, mechanism: &str, failure: &SaslFailure) {
         self.limiter.record_failure(ip);
-        tracing::warn!(peer = %ip, mechanism, "authentication failed: {}", failure.detail);
+        if failure.kind == FailureKind::Throttled {
+            tracing::debug!(peer = %ip, mechanism, "authentication refused: {}", failure.detail);
+        } else {
+            tracing::warn!(peer = %ip, mechanism, "authentication failed: {}", failure.detail);
+        }
     }
 }
 
