@@ -661,11 +661,31 @@ mod tests {
             ("\"listeners\" = \"FOO://127.0.0.1:1\"\n", "FOO"),
             ("\"listeners\" = \"PLAINTEXT//127.0.0.1:1\"\n", "NAME://host:port"),
             ("\"listeners\" = \"SSL://127.0.0.1:1\"\n", "ssl.keystore"),
+            ("\"listeners\" = \"PLAINTEXT://example.com:1\"\n", "IP address"),
             ("\"listeners\" = \"PLAINTEXT://127.0.0.1:1\"\n\"advertised.listeners\" = \"SSL://h:1\"\n", "SSL"),
         ] {
             let err = load_text(text).unwrap().resolve_listeners().unwrap_err();
             assert!(err.to_string().contains(needle), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn security_settings_are_checked_when_read() {
+        for (text, needle) in [
+            ("\"ssl.keystore.type\" = \"JKS\"\n", "only PEM"),
+            ("\"ssl.client.auth\" = \"maybe\"\n", "requested"),
+            ("\"ssl.key.password\" = \"x\"\n", "unencrypted"),
+            ("\"ssl.principal.mapping.rules\" = \"RULE:x\"\n", "'/'"),
+        ] {
+            let err = load_text(text).unwrap_err();
+            assert!(err.to_string().contains(needle), "{text}: {err}");
+        }
+        let config = load_text(
+            "\"sasl.enabled.mechanisms\" = \"SCRAM-SHA-512, PLAIN\"\n\"connections.max.reauth.ms\" = 60000\n",
+        )
+        .unwrap();
+        assert_eq!(config.sasl.enabled_mechanisms, ["SCRAM-SHA-512", "PLAIN"]);
+        assert_eq!(config.sasl.max_reauth_ms, 60_000);
     }
 
     #[test]

@@ -125,7 +125,10 @@ def kafka_python_roundtrip():
         kwargs["ssl_keyfile"] = env("KEY")
     mechanism = env("MECHANISM")
     if mechanism == "OAUTHBEARER":
-        from kafka.sasl.oauth import AbstractTokenProvider
+        try:
+            from kafka.net.sasl.oauth import AbstractTokenProvider
+        except ImportError:  # kafka-python before 3.0
+            from kafka.sasl.oauth import AbstractTokenProvider
 
         class Provider(AbstractTokenProvider):
             def token(self):

@@ -1,5 +1,5 @@
 //! Listeners, TLS and SASL end to end: kcat, confluent-kafka, kafka-python and kafkajs over SSL,
-//! SASL_SSL (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER) and mutual TLS, with certificates
+//! SASL_SSL (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512), OAUTHBEARER and mutual TLS, with certificates
 //! the test makes with `openssl`; refusals (wrong password, unknown user, expired token, wrong CA,
 //! plaintext on a TLS port, requests before authentication, hostile SASL frames); users created
 //! with `sluice user add` and AlterUserScramCredentials; KIP-368 re-authentication; certificates
@@ -667,6 +667,9 @@ fn oauthbearer_accepts_a_signed_token_and_refuses_an_expired_one() {
             "{}",
             broker.stderr()
         );
+        let mut kp = env(600, "sluice");
+        kp.push(("TOPIC", s("oauth-kafka-python")));
+        assert_eq!(python("kafka-python-roundtrip", &kp).as_deref(), Some("ok"));
         let expired = python("confluent-refused", &env(-600, "sluice")).unwrap_or_default();
         assert!(
             expired.contains("Authentication failed") && expired.contains("xpired"),

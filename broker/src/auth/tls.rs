@@ -284,3 +284,40 @@ fn escape_rfc2253(value: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keystore_mistakes_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = TlsSettings {
+            keystore_location: Some(dir.path().join("nope.pem")),
+            ..TlsSettings::default()
+        };
+        let err = TlsServer::load(missing).unwrap_err();
+        assert!(err.contains("nope.pem"), "{err}");
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "not a pem file").unwrap();
+        let err = TlsServer::load(TlsSettings {
+            keystore_location: Some(garbage),
+            ..TlsSettings::default()
+        })
+        .unwrap_err();
+        assert!(err.contains("no certificate"), "{err}");
+        let err = TlsServer::load(TlsSettings {
+            keystore_certificate_chain: Some("x".into()),
+            ..TlsSettings::default()
+        })
+        .unwrap_err();
+        assert!(err.contains("ssl.keystore.key"), "{err}");
+    }
+
+    #[test]
+    fn rfc2253_values_are_escaped() {
+        assert_eq!(escape_rfc2253("Acme, Inc"), "Acme\\, Inc");
+        assert_eq!(escape_rfc2253("#1"), "\\#1");
+        assert_eq!(escape_rfc2253("plain"), "plain");
+    }
+}
