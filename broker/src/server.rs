@@ -95,10 +95,9 @@ pub async fn run(
         connections.spawn(async move {
             tracing::debug!(%peer, listener = %context.name, "connection opened");
             let _ = stream.set_nodelay(true);
-            let sasl = context.protocol.uses_sasl();
             let result = match tls {
                 None => {
-                    let principal = (!sasl).then(Principal::anonymous);
+                    let principal = (!context.protocol.uses_sasl()).then(Principal::anonymous);
                     let session = Session::new(context, peer, principal);
                     let (read_half, write_half) = stream.into_split();
                     serve_connection(
@@ -112,41 +111,16 @@ pub async fn run(
                     .await
                 }
                 Some(tls) => {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream))
-                        .await
-                    {
-                        Ok(Ok(stream)) => {
-                            let principal = if sasl {
-                                Ok(None)
-                            } else {
-                                tls.principal(stream.get_ref().1.peer_certificates())
-                                    .map(Some)
-                            };
-                            match principal {
-                                Ok(principal) => {
-                                    if let Some(p) = principal.as_ref().filter(|p| **p != Principal::anonymous()) {
-                                        tracing::info!(%peer, listener = %context.name, principal = %p, "client certificate accepted");
-                                    }
-                                    let session = Session::new(context, peer, principal);
-                                    let (read_half, write_half) = tokio::io::split(stream);
-                                    serve_connection(
-                                        read_half,
-                                        write_half,
-                                        session,
-                                        broker,
-                                        max_request_bytes,
-                                        shutdown,
-                                    )
-                                    .await
-                                }
-                                Err(e) => Err(ConnectionError::Tls(e)),
-                            }
-                        }
-                        Ok(Err(e)) => {
-                            Err(ConnectionError::Tls(format!("TLS handshake failed: {e}")))
-                        }
-                        Err(_) => Err(ConnectionError::Tls("TLS handshake timed out".to_string())),
-                    }
+                    serve_tls(
+                        stream,
+                        peer,
+                        context,
+                        &tls,
+                        broker,
+                        max_request_bytes,
+                        shutdown,
+                    )
+                    .await
                 }
             };
             if let Err(e) = result {
@@ -176,6 +150,48 @@ enum ConnectionError {
     Request(#[from] RequestError),
     #[error("{0}")]
     Tls(String),
+}
+
+/// Runs the TLS handshake (bounded in time), takes an SSL connection's principal from its client
+/// certificate, then serves it.
+async fn serve_tls(
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    context: Arc<ListenerContext>,
+    tls: &TlsServer,
+    broker: Arc<Broker>,
+    max_request_bytes: usize,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), ConnectionError> {
+    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream)).await
+    {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return Err(ConnectionError::Tls(format!("TLS handshake failed: {e}"))),
+        Err(_) => return Err(ConnectionError::Tls("TLS handshake timed out".to_string())),
+    };
+    // On SASL_SSL the principal comes from SASL, whatever certificate was shown.
+    let principal = if context.protocol.uses_sasl() {
+        None
+    } else {
+        let principal = tls
+            .principal(stream.get_ref().1.peer_certificates())
+            .map_err(ConnectionError::Tls)?;
+        if principal != Principal::anonymous() {
+            tracing::info!(%peer, listener = %context.name, %principal, "client certificate accepted");
+        }
+        Some(principal)
+    };
+    let session = Session::new(context, peer, principal);
+    let (read_half, write_half) = tokio::io::split(stream);
+    serve_connection(
+        read_half,
+        write_half,
+        session,
+        broker,
+        max_request_bytes,
+        shutdown,
+    )
+    .await
 }
 
 async fn serve_connection<R, W>(

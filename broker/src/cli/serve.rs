@@ -183,6 +183,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         stop_rx.clone(),
     ));
     tracing::info!(kafka = %kafka_addr, http = %http_addr, data_dir = %config.data_dir.display(), "sluice started");
+    let stop = stop_signals();
     // The one line on stdout: tests and scripts read the bound ports from it.
     {
         let mut out = std::io::stdout().lock();
@@ -193,7 +194,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         out.flush()?;
     }
 
-    wait_for_signal().await;
+    stop.await;
     tracing::info!("shutting down: finishing in-flight requests");
     let _ = stop_tx.send(true);
     for task in kafka_tasks {
@@ -232,25 +233,34 @@ fn cluster_id(meta: &Path) -> anyhow::Result<String> {
     }
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Ctrl-C and SIGTERM, listened for from the moment this is called: it is called before the
+/// startup line is printed, so a signal sent as soon as the line is read stops the broker cleanly
+/// instead of killing it with the default action.
+fn stop_signals() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
+        use tokio::signal::unix::{signal, SignalKind};
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
                 }
-            }
-            Err(e) => {
-                tracing::warn!("cannot listen for SIGTERM: {e}");
-                let _ = ctrl_c.await;
+                _ => {
+                    tracing::warn!("cannot listen for SIGTERM and SIGINT; waiting for Ctrl-C only");
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// Applies `retention.ms` / `retention.bytes` every `log.retention.check.interval.ms`.
