@@ -41,7 +41,31 @@ impl OAuthSettings {
 #[derive(Debug)]
 pub struct JwtValidator {
     settings: OAuthSettings,
-    keys: JwkSet,
+    /// The JWKS file; re-read when its modification time changes, so keys rotate without a
+    /// restart.
+    path: PathBuf,
+    /// The keys and the modification time they were read at.
+    keys: parking_lot::RwLock<(JwkSet, Option<std::time::SystemTime>)>,
+}
+
+/// Reads and checks a JWKS file.
+fn read_jwks(path: &std::path::Path) -> Result<JwkSet, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read JWKS {}: {e}", path.display()))?;
+    let keys: JwkSet = serde_json::from_str(&text)
+        .map_err(|e| format!("{} is not a JSON Web Key Set: {e}", path.display()))?;
+    if keys.keys.is_empty() {
+        return Err(format!("JWKS {} holds no keys", path.display()));
+    }
+    for jwk in &keys.keys {
+        DecodingKey::from_jwk(jwk)
+            .map_err(|e| format!("JWKS {}: unusable key: {e}", path.display()))?;
+    }
+    Ok(keys)
+}
+
+fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 /// A token that was accepted.
@@ -59,18 +83,37 @@ impl JwtValidator {
             "OAUTHBEARER needs sasl.oauthbearer.jwks.endpoint.url (a file: URL or path)".to_string()
         })?;
         let path = jwks_path(&url)?;
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("cannot read JWKS {}: {e}", path.display()))?;
-        let keys: JwkSet = serde_json::from_str(&text)
-            .map_err(|e| format!("{} is not a JSON Web Key Set: {e}", path.display()))?;
-        if keys.keys.is_empty() {
-            return Err(format!("JWKS {} holds no keys", path.display()));
+        let stamp = modified(&path);
+        let keys = read_jwks(&path)?;
+        Ok(JwtValidator {
+            settings,
+            path,
+            keys: parking_lot::RwLock::new((keys, stamp)),
+        })
+    }
+
+    /// Re-reads the key set if its file changed; a broken new file is logged and the old keys
+    /// stay in use.
+    fn refresh(&self) {
+        let stamp = modified(&self.path);
+        if self.keys.read().1 == stamp {
+            return;
         }
-        for jwk in &keys.keys {
-            DecodingKey::from_jwk(jwk)
-                .map_err(|e| format!("JWKS {}: unusable key: {e}", path.display()))?;
+        let mut keys = self.keys.write();
+        if keys.1 == stamp {
+            return;
         }
-        Ok(JwtValidator { settings, keys })
+        match read_jwks(&self.path) {
+            Ok(fresh) => {
+                *keys = (fresh, stamp);
+                tracing::info!(path = %self.path.display(), "JWKS reloaded");
+            }
+            Err(e) => {
+                // Remember the stamp so a broken file is reported once, not per login.
+                keys.1 = stamp;
+                tracing::warn!("JWKS changed but cannot be used (keeping the old keys): {e}");
+            }
+        }
     }
 
     /// Validates the client's first (and only) OAUTHBEARER message.
@@ -79,6 +122,7 @@ impl JwtValidator {
             return Err(SaslFailure::malformed("OAUTHBEARER message too long"));
         }
         let token = bearer_token(message)?;
+        self.refresh();
         self.validate(token)
     }
 
@@ -86,14 +130,15 @@ impl JwtValidator {
         let refuse = |why: String| SaslFailure::bad_token(why);
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| refuse(format!("bad JWT header: {e}")))?;
+        let keys = self.keys.read();
         let candidates: Vec<_> = match &header.kid {
-            Some(kid) => self
-                .keys
+            Some(kid) => keys
+                .0
                 .keys
                 .iter()
                 .filter(|k| k.common.key_id.as_deref() == Some(kid.as_str()))
                 .collect(),
-            None => self.keys.keys.iter().collect(),
+            None => keys.0.keys.iter().collect(),
         };
         if candidates.is_empty() {
             return Err(refuse("no key in the JWKS matches the token's kid".into()));
@@ -251,5 +296,27 @@ mod tests {
         ] {
             assert!(v.authenticate(garbage).is_err());
         }
+    }
+
+    #[test]
+    fn a_rotated_key_set_is_used_without_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = validator(dir.path());
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = serde_json::json!({"sub": "alice", "iss": "https://issuer.test", "aud": "sluice", "exp": now + 600});
+        let new_secret = b"the-rotated-secret-of-32-bytes!!";
+        let token = message(&hs256(new_secret, &claims));
+        assert!(v.authenticate(&token).is_err());
+        let jwks = serde_json::json!({"keys": [{"kty": "oct", "kid": "k1", "alg": "HS256", "k": b64url(new_secret)}]});
+        let path = dir.path().join("jwks.json");
+        std::fs::write(&path, jwks.to_string()).unwrap();
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+        assert_eq!(v.authenticate(&token).unwrap().subject, "alice");
     }
 }
