@@ -115,7 +115,9 @@ pub(crate) fn step(session: &mut Session, message: &[u8]) -> Outcome {
                 if let Some(expires) = credential_expires_ms {
                     lifetime = lifetime.min((expires - crate::api::now_ms()).max(1));
                 }
-                session.expires_at = Some(Instant::now() + Duration::from_millis(lifetime as u64));
+                // A lifetime past what the clock can hold is no limit at all.
+                session.expires_at =
+                    Instant::now().checked_add(Duration::from_millis(lifetime.unsigned_abs()));
                 lifetime
             } else {
                 session.expires_at = None;

@@ -239,6 +239,21 @@ impl CredentialStore {
                         path: path.clone(),
                         message: e.to_string(),
                     })?;
+                // A hand-edited iteration count would make every PLAIN login that slow.
+                let bad = file
+                    .users
+                    .values()
+                    .flat_map(BTreeMap::values)
+                    .find(|c| !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&c.iterations));
+                if let Some(c) = bad {
+                    return Err(CredentialError::Corrupt {
+                        path,
+                        message: format!(
+                            "iterations {} outside [{MIN_ITERATIONS}, {MAX_ITERATIONS}]",
+                            c.iterations
+                        ),
+                    });
+                }
                 file.users
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
