@@ -104,6 +104,10 @@ pub struct ListenerConfig {
     pub bind: SocketAddr,
     /// `advertised.listeners` host and port; `None` advertises the bound address.
     pub advertised: Option<(String, u16)>,
+    /// The `ssl.*` settings with this listener's `listener.name.<name>.ssl.*` overrides.
+    pub tls: TlsSettings,
+    /// The SASL settings with this listener's `listener.name.<name>.*` overrides.
+    pub sasl: SaslSettings,
 }
 
 /// Everything `sluice serve` runs with.
@@ -123,6 +127,9 @@ pub struct BrokerConfig {
     pub tls: TlsSettings,
     /// `sasl.*` and friends: authentication on SASL listeners.
     pub sasl: SaslSettings,
+    /// `listener.name.<name>.<setting>`: per-listener TLS and SASL settings, as
+    /// `(lower-cased listener name, setting, value)`.
+    pub listener_overrides: Vec<(String, String, toml::Value)>,
     /// Where the HTTP listener (health, admin, Connect REST) binds.
     pub http_listen: SocketAddr,
     /// Root of all durable state.
@@ -151,6 +158,7 @@ impl BrokerConfig {
             advertised_listeners: None,
             tls: TlsSettings::default(),
             sasl: SaslSettings::default(),
+            listener_overrides: Vec::new(),
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8083)),
             data_dir: PathBuf::from("data"),
             log_format: LogFormat::Text,
@@ -347,6 +355,36 @@ impl BrokerConfig {
                     }
                 }
             }
+            _ if key.starts_with("listener.name.") => {
+                let rest = &key["listener.name.".len()..];
+                let (name, setting) = rest.split_once('.').ok_or_else(|| {
+                    invalid(key, "expected listener.name.<listener>.<setting>".into())
+                })?;
+                let per_listener = setting.starts_with("ssl.")
+                    || setting.starts_with("sasl.")
+                    || setting == "connections.max.reauth.ms"
+                    || setting == "connection.failed.authentication.delay.ms";
+                if !per_listener {
+                    return Err(invalid(
+                        key,
+                        format!("'{setting}' cannot be set per listener (ssl.*, sasl.* and connections.max.reauth.ms can)"),
+                    ));
+                }
+                // Checked now, applied per listener when listeners are resolved.
+                BrokerConfig::defaults()
+                    .apply_setting(setting, value)
+                    .map_err(|e| match e {
+                        ConfigError::UnknownKey { .. } => {
+                            invalid(key, format!("unknown setting '{setting}'"))
+                        }
+                        other => other,
+                    })?;
+                self.listener_overrides.push((
+                    name.to_lowercase(),
+                    setting.to_string(),
+                    value.clone(),
+                ));
+            }
             "group.initial.rebalance.delay.ms" => {
                 self.groups.initial_rebalance_delay =
                     Duration::from_millis(int_in(key, value, 0, i32::MAX as i64)? as u64)
@@ -424,6 +462,8 @@ impl BrokerConfig {
                 protocol: SecurityProtocol::Plaintext,
                 bind: self.kafka_listen,
                 advertised: None,
+                tls: self.tls.clone(),
+                sasl: self.sasl.clone(),
             }]);
         };
         let mut map = std::collections::HashMap::new();
@@ -485,11 +525,14 @@ impl BrokerConfig {
                     format!("listener '{name}' is named twice"),
                 ));
             }
+            let (tls, sasl) = self.listener_security(&name)?;
             listeners.push(ListenerConfig {
                 name,
                 protocol,
                 bind,
                 advertised: None,
+                tls,
+                sasl,
             });
         }
         if listeners.is_empty() {
@@ -510,16 +553,31 @@ impl BrokerConfig {
                 listener.advertised = Some((host, port));
             }
         }
-        if listeners.iter().any(|l| l.protocol.uses_tls())
-            && self.tls.keystore_location.is_none()
-            && self.tls.keystore_certificate_chain.is_none()
-        {
-            return Err(invalid(
-                "listeners",
-                "an SSL or SASL_SSL listener needs ssl.keystore.location or ssl.keystore.certificate.chain and ssl.keystore.key".into(),
-            ));
+        for l in &listeners {
+            if l.protocol.uses_tls()
+                && l.tls.keystore_location.is_none()
+                && l.tls.keystore_certificate_chain.is_none()
+            {
+                return Err(invalid(
+                    "listeners",
+                    format!("listener {} ({}) needs ssl.keystore.location or ssl.keystore.certificate.chain and ssl.keystore.key", l.name, l.protocol.name()),
+                ));
+            }
         }
         Ok(listeners)
+    }
+
+    /// The TLS and SASL settings of listener `name`: the broker-wide ones with its
+    /// `listener.name.<name>.*` overrides applied.
+    fn listener_security(&self, name: &str) -> Result<(TlsSettings, SaslSettings), ConfigError> {
+        let lower = name.to_lowercase();
+        let mut scoped = self.clone();
+        for (listener, setting, value) in &self.listener_overrides {
+            if *listener == lower {
+                scoped.apply_setting(setting, value)?;
+            }
+        }
+        Ok((scoped.tls, scoped.sasl))
     }
 
     /// The host advertised for a listener bound at `bound` without an `advertised.listeners`
@@ -653,6 +711,36 @@ mod tests {
             Some(("broker.internal".to_string(), 19093))
         );
         assert_eq!(listeners[2].bind, "127.0.0.1:0".parse().unwrap());
+    }
+
+    #[test]
+    fn listener_name_settings_override_the_broker_wide_ones() {
+        let config = load_text(
+            "\"listeners\" = \"SSL://127.0.0.1:0,MTLS://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0\"\n\"listener.security.protocol.map\" = \"SSL:SSL,MTLS:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT\"\n\"ssl.keystore.location\" = \"/k.pem\"\n\"listener.name.mtls.ssl.client.auth\" = \"required\"\n\"listener.name.sasl_plaintext.sasl.enabled.mechanisms\" = \"PLAIN\"\n",
+        )
+        .unwrap();
+        let listeners = config.resolve_listeners().unwrap();
+        assert_eq!(listeners[0].tls.client_auth, ClientAuth::None);
+        assert_eq!(listeners[1].tls.client_auth, ClientAuth::Required);
+        assert_eq!(listeners[2].sasl.enabled_mechanisms, ["PLAIN"]);
+        assert_eq!(listeners[0].sasl.enabled_mechanisms.len(), 3);
+        for (text, needle) in [
+            (
+                "\"listener.name.x.num.partitions\" = 3\n",
+                "cannot be set per listener",
+            ),
+            (
+                "\"listener.name.x.ssl.nonsense\" = 3\n",
+                "unknown setting 'ssl.nonsense'",
+            ),
+            (
+                "\"listener.name.x.ssl.client.auth\" = \"sometimes\"\n",
+                "requested",
+            ),
+        ] {
+            let err = load_text(text).unwrap_err();
+            assert!(err.to_string().contains(needle), "{text}: {err}");
+        }
     }
 
     #[test]

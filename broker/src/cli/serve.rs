@@ -83,22 +83,26 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
             .with_context(|| format!("cannot load SCRAM credentials from {}", meta.display()))?,
     );
     let listener_configs = config.resolve_listeners()?;
-    let authenticator = if listener_configs.iter().any(|l| l.protocol.uses_sasl()) {
-        Some(Arc::new(
-            crate::auth::Authenticator::new(credentials.clone(), &config.sasl)
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
-        ))
-    } else {
-        None
-    };
-    let tls = if listener_configs.iter().any(|l| l.protocol.uses_tls()) {
-        Some(Arc::new(
-            crate::auth::tls::TlsServer::load(config.tls.clone())
-                .map_err(|e| anyhow::anyhow!("TLS: {e}"))?,
-        ))
-    } else {
-        None
-    };
+    // One authenticator and one TLS config per distinct settings (listeners without
+    // `listener.name.*` overrides share them, and with them the failure counts and reloads).
+    let mut authenticators: Vec<(crate::auth::SaslSettings, Arc<crate::auth::Authenticator>)> =
+        Vec::new();
+    let mut tls_servers: Vec<(
+        crate::auth::tls::TlsSettings,
+        Arc<crate::auth::tls::TlsServer>,
+    )> = Vec::new();
+    for l in &listener_configs {
+        if l.protocol.uses_sasl() && !authenticators.iter().any(|(s, _)| *s == l.sasl) {
+            let authenticator = crate::auth::Authenticator::new(credentials.clone(), &l.sasl)
+                .map_err(|e| anyhow::anyhow!("listener {}: {e}", l.name))?;
+            authenticators.push((l.sasl.clone(), Arc::new(authenticator)));
+        }
+        if l.protocol.uses_tls() && !tls_servers.iter().any(|(s, _)| *s == l.tls) {
+            let tls = crate::auth::tls::TlsServer::load(l.tls.clone())
+                .map_err(|e| anyhow::anyhow!("listener {}: TLS: {e}", l.name))?;
+            tls_servers.push((l.tls.clone(), Arc::new(tls)));
+        }
+    }
     let mut listeners = Vec::new();
     for l in &listener_configs {
         let tcp = TcpListener::bind(l.bind)
@@ -114,16 +118,18 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
             protocol: l.protocol,
             advertised_host,
             advertised_port: i32::from(advertised_port),
-            authenticator: l
-                .protocol
-                .uses_sasl()
-                .then(|| authenticator.clone())
-                .flatten(),
+            authenticator: authenticators
+                .iter()
+                .find(|(s, _)| l.protocol.uses_sasl() && *s == l.sasl)
+                .map(|(_, a)| a.clone()),
         });
         listeners.push(crate::server::Listener {
             tcp,
             context,
-            tls: l.protocol.uses_tls().then(|| tls.clone()).flatten(),
+            tls: tls_servers
+                .iter()
+                .find(|(s, _)| l.protocol.uses_tls() && *s == l.tls)
+                .map(|(_, t)| t.clone()),
         });
     }
     let http = TcpListener::bind(config.http_listen)
@@ -174,7 +180,10 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
             ))
         })
         .collect();
-    let tls_watch = tls.map(|tls| tokio::spawn(tls.watch(TLS_RELOAD_INTERVAL, stop_rx.clone())));
+    let tls_watches: Vec<_> = tls_servers
+        .into_iter()
+        .map(|(_, tls)| tokio::spawn(tls.watch(TLS_RELOAD_INTERVAL, stop_rx.clone())))
+        .collect();
     let http_task = tokio::spawn(crate::http::run(http, broker.clone(), stop_rx.clone()));
     let group_timers = tokio::spawn(crate::group::run_timers(groups, stop_rx.clone()));
     let retention_task = tokio::spawn(retention_loop(
@@ -200,7 +209,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     for task in kafka_tasks {
         let _ = task.await;
     }
-    if let Some(task) = tls_watch {
+    for task in tls_watches {
         let _ = task.await;
     }
     match http_task.await {
