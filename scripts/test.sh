@@ -10,7 +10,7 @@ as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else "$@"; fi
 }
 
-step "system packages (kcat: Debian's librdkafka 2.0.2 client; node for kafkajs; a C toolchain for librdkafka)"
+step "system packages (kcat: Debian's librdkafka 2.0.2 client; node for kafkajs; a C toolchain for librdkafka; openssl for the TLS tests' certificates)"
 # command -> Debian package; only what is missing is installed.
 packages=()
 need() { command -v "$1" >/dev/null 2>&1 || packages+=("$2"); }
@@ -21,6 +21,7 @@ need npm npm
 need cc build-essential
 need make build-essential
 need python3 python3
+need openssl openssl
 if [ ${#packages[@]} -gt 0 ]; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null

@@ -29,6 +29,8 @@ pub struct Broker {
     pub transforms: TransformRegistry,
     /// The threads guests run on, off the async workers that serve connections.
     pub guests: GuestPool,
+    /// SCRAM credentials (SASL PLAIN and SCRAM, AlterUserScramCredentials).
+    pub credentials: Arc<crate::auth::credentials::CredentialStore>,
 }
 
 /// Milliseconds since the Unix epoch, the clock Kafka timestamps use.
@@ -68,6 +70,9 @@ pub(crate) fn test_broker() -> (tempfile::TempDir, Broker) {
         )
         .expect("transforms"),
         guests: GuestPool::new(1),
+        credentials: Arc::new(
+            crate::auth::credentials::CredentialStore::open(dir.path()).expect("credentials"),
+        ),
     };
     (dir, broker)
 }

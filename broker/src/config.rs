@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use std::time::Duration;
 
+use crate::auth::tls::{ClientAuth, TlsSettings};
+use crate::auth::SaslSettings;
 use crate::catalog::{
     topic_config_defaulted_by, topic_config_of_broker_setting, TopicDefaults, TopicError,
 };
@@ -52,11 +54,85 @@ pub struct Overrides {
     pub advertised_host: Option<String>,
 }
 
+/// How a listener's connections are secured (Kafka's `security.protocol` values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecurityProtocol {
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "PLAINTEXT",
+            SecurityProtocol::Ssl => "SSL",
+            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
+            SecurityProtocol::SaslSsl => "SASL_SSL",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<SecurityProtocol> {
+        [
+            SecurityProtocol::Plaintext,
+            SecurityProtocol::Ssl,
+            SecurityProtocol::SaslPlaintext,
+            SecurityProtocol::SaslSsl,
+        ]
+        .into_iter()
+        .find(|p| p.name() == name)
+    }
+
+    pub fn uses_tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+
+    pub fn uses_sasl(self) -> bool {
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
+    }
+}
+
+/// One named Kafka listener, resolved from `listeners`, `listener.security.protocol.map` and
+/// `advertised.listeners`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerConfig {
+    /// The listener name (`PLAINTEXT`, `SSL`, or a custom name from the protocol map).
+    pub name: String,
+    pub protocol: SecurityProtocol,
+    /// Where it binds (port 0: an ephemeral port).
+    pub bind: SocketAddr,
+    /// `advertised.listeners` host and port; `None` advertises the bound address.
+    pub advertised: Option<(String, u16)>,
+    /// The `ssl.*` settings with this listener's `listener.name.<name>.ssl.*` overrides.
+    pub tls: TlsSettings,
+    /// The SASL settings with this listener's `listener.name.<name>.*` overrides.
+    pub sasl: SaslSettings,
+}
+
 /// Everything `sluice serve` runs with.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
-    /// Where the Kafka protocol listener binds.
+    /// Where the Kafka protocol listener binds (the first of `listeners` when that is set).
     pub kafka_listen: SocketAddr,
+    /// Whether `kafka_listen` was given (flag, env or file) rather than defaulted.
+    pub kafka_listen_set: bool,
+    /// `listeners`, as written (`NAME://host:port,...`).
+    pub listeners: Option<String>,
+    /// `listener.security.protocol.map` (`NAME:PROTOCOL,...`).
+    pub protocol_map: Option<String>,
+    /// `advertised.listeners` (`NAME://host:port,...`).
+    pub advertised_listeners: Option<String>,
+    /// `ssl.*`: the TLS of SSL and SASL_SSL listeners.
+    pub tls: TlsSettings,
+    /// `sasl.*` and friends: authentication on SASL listeners.
+    pub sasl: SaslSettings,
+    /// `listener.name.<name>.<setting>`: per-listener TLS and SASL settings, as
+    /// `(lower-cased listener name, setting, value)`.
+    pub listener_overrides: Vec<(String, String, toml::Value)>,
     /// Where the HTTP listener (health, admin, Connect REST) binds.
     pub http_listen: SocketAddr,
     /// Root of all durable state.
@@ -81,6 +157,13 @@ impl BrokerConfig {
     pub fn defaults() -> BrokerConfig {
         BrokerConfig {
             kafka_listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            kafka_listen_set: false,
+            listeners: None,
+            protocol_map: None,
+            advertised_listeners: None,
+            tls: TlsSettings::default(),
+            sasl: SaslSettings::default(),
+            listener_overrides: Vec::new(),
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8083)),
             data_dir: PathBuf::from("data"),
             log_format: LogFormat::Text,
@@ -126,6 +209,7 @@ impl BrokerConfig {
         }
         if let Some(v) = overrides.kafka_listen {
             config.kafka_listen = v;
+            config.kafka_listen_set = true;
         }
         if let Some(v) = overrides.http_listen {
             config.http_listen = v;
@@ -142,6 +226,8 @@ impl BrokerConfig {
         if let Some(v) = overrides.advertised_host {
             config.advertised_host = Some(v);
         }
+        // Listener mistakes stop the broker at start, not at the first connection.
+        config.resolve_listeners()?;
         Ok(config)
     }
 
@@ -174,7 +260,98 @@ impl BrokerConfig {
     fn apply_setting(&mut self, key: &str, value: &toml::Value) -> Result<(), ConfigError> {
         let log = &mut self.topics.log;
         match key {
-            "kafka.listen" => self.kafka_listen = parse_str(key, value)?,
+            "kafka.listen" => {
+                self.kafka_listen = parse_str(key, value)?;
+                self.kafka_listen_set = true;
+            }
+            "listeners" => self.listeners = Some(string(key, value)?.to_string()),
+            "listener.security.protocol.map" => {
+                self.protocol_map = Some(string(key, value)?.to_string())
+            }
+            "advertised.listeners" => {
+                self.advertised_listeners = Some(string(key, value)?.to_string())
+            }
+            "ssl.keystore.type" | "ssl.truststore.type" => {
+                let kind = string(key, value)?;
+                if !kind.eq_ignore_ascii_case("PEM") {
+                    return Err(invalid(key, format!("'{kind}': only PEM is supported")));
+                }
+            }
+            "ssl.keystore.location" => {
+                self.tls.keystore_location = Some(PathBuf::from(string(key, value)?))
+            }
+            "ssl.keystore.certificate.chain" => {
+                self.tls.keystore_certificate_chain = Some(string(key, value)?.to_string())
+            }
+            "ssl.keystore.key" => self.tls.keystore_key = Some(string(key, value)?.to_string()),
+            "ssl.key.password" | "ssl.keystore.password" => {
+                if !string(key, value)?.is_empty() {
+                    return Err(invalid(
+                        key,
+                        "encrypted keys are not supported; give an unencrypted PEM key".into(),
+                    ));
+                }
+            }
+            "ssl.truststore.location" => {
+                self.tls.truststore_location = Some(PathBuf::from(string(key, value)?))
+            }
+            "ssl.truststore.certificates" => {
+                self.tls.truststore_certificates = Some(string(key, value)?.to_string())
+            }
+            "ssl.client.auth" => {
+                self.tls.client_auth = match string(key, value)? {
+                    "none" => ClientAuth::None,
+                    "requested" => ClientAuth::Requested,
+                    "required" => ClientAuth::Required,
+                    other => {
+                        return Err(invalid(
+                            key,
+                            format!("'{other}' is not none, requested or required"),
+                        ))
+                    }
+                }
+            }
+            "ssl.principal.mapping.rules" => {
+                let rules = string(key, value)?;
+                crate::auth::principal_rules::PrincipalRules::parse(rules)
+                    .map_err(|e| invalid(key, e))?;
+                self.tls.principal_mapping_rules = rules.to_string();
+            }
+            "sasl.enabled.mechanisms" => {
+                self.sasl.enabled_mechanisms = string(key, value)?
+                    .split(',')
+                    .map(|m| m.trim().to_string())
+                    .filter(|m| !m.is_empty())
+                    .collect()
+            }
+            "connections.max.reauth.ms" => {
+                self.sasl.max_reauth_ms = int_in(key, value, 0, i64::MAX)?
+            }
+            "connection.failed.authentication.delay.ms" => {
+                self.sasl.failed_delay_ms = int_in(key, value, 0, 60_000)? as u64
+            }
+            "sasl.failed.authentications.max.per.minute" => {
+                self.sasl.max_failures_per_minute = int_in(key, value, 0, 1_000_000)? as u32
+            }
+            "sasl.oauthbearer.jwks.endpoint.url" => {
+                self.sasl.oauth.jwks_url = Some(string(key, value)?.to_string())
+            }
+            "sasl.oauthbearer.expected.issuer" => {
+                self.sasl.oauth.expected_issuer = Some(string(key, value)?.to_string())
+            }
+            "sasl.oauthbearer.expected.audience" => {
+                self.sasl.oauth.expected_audience = string(key, value)?
+                    .split(',')
+                    .map(|a| a.trim().to_string())
+                    .filter(|a| !a.is_empty())
+                    .collect()
+            }
+            "sasl.oauthbearer.sub.claim.name" => {
+                self.sasl.oauth.sub_claim = string(key, value)?.to_string()
+            }
+            "sasl.oauthbearer.clock.skew.seconds" => {
+                self.sasl.oauth.clock_skew_seconds = int_in(key, value, 0, 3600)? as u64
+            }
             "http.listen" => self.http_listen = parse_str(key, value)?,
             "data.dir" => self.data_dir = PathBuf::from(string(key, value)?),
             "advertised.host" => self.advertised_host = Some(string(key, value)?.to_string()),
@@ -196,6 +373,36 @@ impl BrokerConfig {
                         ))
                     }
                 }
+            }
+            _ if key.starts_with("listener.name.") => {
+                let rest = &key["listener.name.".len()..];
+                let (name, setting) = rest.split_once('.').ok_or_else(|| {
+                    invalid(key, "expected listener.name.<listener>.<setting>".into())
+                })?;
+                let per_listener = setting.starts_with("ssl.")
+                    || setting.starts_with("sasl.")
+                    || setting == "connections.max.reauth.ms"
+                    || setting == "connection.failed.authentication.delay.ms";
+                if !per_listener {
+                    return Err(invalid(
+                        key,
+                        format!("'{setting}' cannot be set per listener (ssl.*, sasl.* and connections.max.reauth.ms can)"),
+                    ));
+                }
+                // Checked now, applied per listener when listeners are resolved.
+                BrokerConfig::defaults()
+                    .apply_setting(setting, value)
+                    .map_err(|e| match e {
+                        ConfigError::UnknownKey { .. } => {
+                            invalid(key, format!("unknown setting '{setting}'"))
+                        }
+                        other => other,
+                    })?;
+                self.listener_overrides.push((
+                    name.to_lowercase(),
+                    setting.to_string(),
+                    value.clone(),
+                ));
             }
             "group.initial.rebalance.delay.ms" => {
                 self.groups.initial_rebalance_delay =
@@ -326,6 +533,144 @@ impl BrokerConfig {
         Ok(())
     }
 
+    /// The Kafka listeners. Without `listeners`, one PLAINTEXT listener on `kafka_listen`; with
+    /// it, `kafka_listen` (when given) replaces the first listener's address, so
+    /// `--kafka-listen` keeps meaning "the main listener".
+    pub fn resolve_listeners(&self) -> Result<Vec<ListenerConfig>, ConfigError> {
+        let Some(spec) = &self.listeners else {
+            return Ok(vec![ListenerConfig {
+                name: "PLAINTEXT".to_string(),
+                protocol: SecurityProtocol::Plaintext,
+                bind: self.kafka_listen,
+                advertised: None,
+                tls: self.tls.clone(),
+                sasl: self.sasl.clone(),
+            }]);
+        };
+        let mut map = std::collections::HashMap::new();
+        if let Some(text) = &self.protocol_map {
+            for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+                let (name, protocol) = entry.split_once(':').ok_or_else(|| {
+                    invalid(
+                        "listener.security.protocol.map",
+                        format!("'{entry}' is not NAME:PROTOCOL"),
+                    )
+                })?;
+                let protocol = SecurityProtocol::from_name(protocol.trim()).ok_or_else(|| {
+                    invalid(
+                        "listener.security.protocol.map",
+                        format!("'{protocol}' is not PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"),
+                    )
+                })?;
+                map.insert(name.trim().to_string(), protocol);
+            }
+        }
+        let mut listeners: Vec<ListenerConfig> = Vec::new();
+        for (i, entry) in spec
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .enumerate()
+        {
+            let (name, host, port) = split_listener("listeners", entry)?;
+            let protocol = map
+                .get(&name)
+                .copied()
+                .or_else(|| SecurityProtocol::from_name(&name))
+                .ok_or_else(|| {
+                    invalid(
+                        "listeners",
+                        format!(
+                            "listener '{name}' has no protocol in listener.security.protocol.map"
+                        ),
+                    )
+                })?;
+            let bind = if i == 0 && self.kafka_listen_set {
+                self.kafka_listen
+            } else {
+                let ip: std::net::IpAddr = match host.as_str() {
+                    "" | "0.0.0.0" => [0, 0, 0, 0].into(),
+                    "localhost" => [127, 0, 0, 1].into(),
+                    other => other.parse().map_err(|_| {
+                        invalid(
+                            "listeners",
+                            format!("'{entry}': bind to an IP address (or localhost, or nothing for all interfaces)"),
+                        )
+                    })?,
+                };
+                SocketAddr::new(ip, port)
+            };
+            if listeners.iter().any(|l| l.name == name) {
+                return Err(invalid(
+                    "listeners",
+                    format!("listener '{name}' is named twice"),
+                ));
+            }
+            let (tls, sasl) = self.listener_security(&name)?;
+            listeners.push(ListenerConfig {
+                name,
+                protocol,
+                bind,
+                advertised: None,
+                tls,
+                sasl,
+            });
+        }
+        if listeners.is_empty() {
+            return Err(invalid("listeners", "no listener given".into()));
+        }
+        if let Some(text) = &self.advertised_listeners {
+            for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+                let (name, host, port) = split_listener("advertised.listeners", entry)?;
+                let listener = listeners
+                    .iter_mut()
+                    .find(|l| l.name == name)
+                    .ok_or_else(|| {
+                        invalid(
+                            "advertised.listeners",
+                            format!("'{name}' is not one of the listeners"),
+                        )
+                    })?;
+                listener.advertised = Some((host, port));
+            }
+        }
+        for l in &listeners {
+            if l.protocol.uses_tls()
+                && l.tls.keystore_location.is_none()
+                && l.tls.keystore_certificate_chain.is_none()
+            {
+                return Err(invalid(
+                    "listeners",
+                    format!("listener {} ({}) needs ssl.keystore.location or ssl.keystore.certificate.chain and ssl.keystore.key", l.name, l.protocol.name()),
+                ));
+            }
+        }
+        Ok(listeners)
+    }
+
+    /// The TLS and SASL settings of listener `name`: the broker-wide ones with its
+    /// `listener.name.<name>.*` overrides applied.
+    fn listener_security(&self, name: &str) -> Result<(TlsSettings, SaslSettings), ConfigError> {
+        let lower = name.to_lowercase();
+        let mut scoped = self.clone();
+        for (listener, setting, value) in &self.listener_overrides {
+            if *listener == lower {
+                scoped.apply_setting(setting, value)?;
+            }
+        }
+        Ok((scoped.tls, scoped.sasl))
+    }
+
+    /// The host advertised for a listener bound at `bound` without an `advertised.listeners`
+    /// entry: `advertised.host` if set, else the bound IP (loopback for a wildcard bind).
+    pub fn advertised_host_for(&self, bound: SocketAddr) -> String {
+        match &self.advertised_host {
+            Some(host) => host.clone(),
+            None if bound.ip().is_unspecified() => "127.0.0.1".to_string(),
+            None => bound.ip().to_string(),
+        }
+    }
+
     /// The host clients are told to connect to.
     pub fn advertised_host(&self) -> String {
         match &self.advertised_host {
@@ -342,6 +687,19 @@ fn toml_text(value: &toml::Value) -> String {
         toml::Value::String(s) => s.trim().to_owned(),
         other => other.to_string(),
     }
+}
+
+/// `NAME://host:port` (host may be empty or a bracketed IPv6 address).
+fn split_listener(key: &str, entry: &str) -> Result<(String, String, u16), ConfigError> {
+    let bad = || invalid(key, format!("'{entry}' is not NAME://host:port"));
+    let (name, address) = entry.split_once("://").ok_or_else(bad)?;
+    let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    if name.is_empty() {
+        return Err(bad());
+    }
+    Ok((name.to_string(), host.to_string(), port))
 }
 
 fn invalid(key: &str, message: String) -> ConfigError {
@@ -499,6 +857,87 @@ mod tests {
     fn out_of_range_value_is_refused() {
         let err = load_text("\"num.partitions\" = 0\n").unwrap_err();
         assert!(err.to_string().contains("num.partitions"), "{err}");
+    }
+
+    #[test]
+    fn listeners_resolve_names_protocols_and_advertised_addresses() {
+        let config = load_text(
+            "\"listeners\" = \"PLAINTEXT://127.0.0.1:9092,INTERNAL://:9093,SASL_PLAINTEXT://localhost:0\"\n\"listener.security.protocol.map\" = \"INTERNAL:SASL_PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT\"\n\"advertised.listeners\" = \"INTERNAL://broker.internal:19093\"\n",
+        )
+        .unwrap();
+        let listeners = config.resolve_listeners().unwrap();
+        assert_eq!(listeners.len(), 3);
+        assert_eq!(listeners[1].name, "INTERNAL");
+        assert_eq!(listeners[1].protocol, SecurityProtocol::SaslPlaintext);
+        assert_eq!(listeners[1].bind, "0.0.0.0:9093".parse().unwrap());
+        assert_eq!(
+            listeners[1].advertised,
+            Some(("broker.internal".to_string(), 19093))
+        );
+        assert_eq!(listeners[2].bind, "127.0.0.1:0".parse().unwrap());
+    }
+
+    #[test]
+    fn listener_name_settings_override_the_broker_wide_ones() {
+        let config = load_text(
+            "\"listeners\" = \"SSL://127.0.0.1:0,MTLS://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0\"\n\"listener.security.protocol.map\" = \"SSL:SSL,MTLS:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT\"\n\"ssl.keystore.location\" = \"/k.pem\"\n\"listener.name.mtls.ssl.client.auth\" = \"required\"\n\"listener.name.sasl_plaintext.sasl.enabled.mechanisms\" = \"PLAIN\"\n",
+        )
+        .unwrap();
+        let listeners = config.resolve_listeners().unwrap();
+        assert_eq!(listeners[0].tls.client_auth, ClientAuth::None);
+        assert_eq!(listeners[1].tls.client_auth, ClientAuth::Required);
+        assert_eq!(listeners[2].sasl.enabled_mechanisms, ["PLAIN"]);
+        assert_eq!(listeners[0].sasl.enabled_mechanisms.len(), 3);
+        for (text, needle) in [
+            (
+                "\"listener.name.x.num.partitions\" = 3\n",
+                "cannot be set per listener",
+            ),
+            (
+                "\"listener.name.x.ssl.nonsense\" = 3\n",
+                "unknown setting 'ssl.nonsense'",
+            ),
+            (
+                "\"listener.name.x.ssl.client.auth\" = \"sometimes\"\n",
+                "requested",
+            ),
+        ] {
+            let err = load_text(text).unwrap_err();
+            assert!(err.to_string().contains(needle), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn listener_mistakes_are_named() {
+        for (text, needle) in [
+            ("\"listeners\" = \"FOO://127.0.0.1:1\"\n", "FOO"),
+            ("\"listeners\" = \"PLAINTEXT//127.0.0.1:1\"\n", "NAME://host:port"),
+            ("\"listeners\" = \"SSL://127.0.0.1:1\"\n", "ssl.keystore"),
+            ("\"listeners\" = \"PLAINTEXT://example.com:1\"\n", "IP address"),
+            ("\"listeners\" = \"PLAINTEXT://127.0.0.1:1\"\n\"advertised.listeners\" = \"SSL://h:1\"\n", "SSL"),
+        ] {
+            let err = load_text(text).unwrap().resolve_listeners().unwrap_err();
+            assert!(err.to_string().contains(needle), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn security_settings_are_checked_when_read() {
+        for (text, needle) in [
+            ("\"ssl.keystore.type\" = \"JKS\"\n", "only PEM"),
+            ("\"ssl.client.auth\" = \"maybe\"\n", "requested"),
+            ("\"ssl.key.password\" = \"x\"\n", "unencrypted"),
+            ("\"ssl.principal.mapping.rules\" = \"RULE:x\"\n", "'/'"),
+        ] {
+            let err = load_text(text).unwrap_err();
+            assert!(err.to_string().contains(needle), "{text}: {err}");
+        }
+        let config = load_text(
+            "\"sasl.enabled.mechanisms\" = \"SCRAM-SHA-512, PLAIN\"\n\"connections.max.reauth.ms\" = 60000\n",
+        )
+        .unwrap();
+        assert_eq!(config.sasl.enabled_mechanisms, ["SCRAM-SHA-512", "PLAIN"]);
+        assert_eq!(config.sasl.max_reauth_ms, 60_000);
     }
 
     #[test]

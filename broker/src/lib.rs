@@ -4,8 +4,10 @@
 //!
 //! - [`cli`]: the `sluice` command line: `serve`, `transform` / `sink` (over the HTTP API),
 //!   `topic` / `group` / `cluster` (a small Kafka client, like `rpk`).
-//! - [`server`]: the Kafka listener, one task per connection, graceful shutdown.
-//! - [`protocol`]: framing, request headers, version negotiation, dispatch by API key.
+//! - [`server`]: the Kafka listeners (PLAINTEXT, SSL, SASL_*), one task per connection, graceful
+//!   shutdown.
+//! - [`protocol`]: framing, request headers, version negotiation, the connection's session
+//!   (pre-authentication gating), dispatch by API key.
 //! - [`http`]: the HTTP listener: `/health`, the transform admin API, Kafka Connect's REST API.
 //! - [`connect`]: connectors run in the broker (file source and sink, WASM sinks), Kafka Connect
 //!   style; beside the HTTP listener, writing through [`write`].
@@ -22,6 +24,8 @@
 //!   rules for what it stores (`compression.type`, timestamp bounds), murmur2 partitioning.
 //! - [`wasm`]: the wasmtime engine, module validation and cache, the host side of the guest ABI,
 //!   the guest thread pool.
+//! - [`auth`]: SASL mechanisms (PLAIN, SCRAM, OAUTHBEARER), SCRAM credentials, TLS configs and
+//!   reloading, certificate principals.
 //! - [`producer_ids`]: durable producer id allocation for idempotent producers.
 //! - [`meta`]: the one owner of `data/__sluice/`: file names and the atomic write helper.
 //! - [`config`]: the broker's settings from flags, `SLUICE_*` env vars and a TOML file.
@@ -29,6 +33,7 @@
 
 pub mod alloc;
 pub mod api;
+pub mod auth;
 pub mod broker;
 pub mod catalog;
 pub mod cli;

@@ -1,4 +1,7 @@
-//! The Kafka listener: one task per connection, responses in request order, graceful shutdown.
+//! The Kafka listeners: one task per connection, responses in request order, graceful shutdown.
+//! SSL and SASL_SSL listeners run the TLS handshake first (with the TLS config current at accept
+//! time, so reloaded certificates apply to new connections); SASL listeners start each connection
+//! unauthenticated.
 //!
 //! A connection's reader decodes and dispatches requests one after another (so appends happen in
 //! the order the client pipelined them); replies that must wait (fsync, fetch long-poll) run as
@@ -8,13 +11,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::auth::tls::{TlsServer, HANDSHAKE_TIMEOUT};
+use crate::auth::Principal;
 use crate::broker::Broker;
 use crate::protocol::frame::read_frame;
+use crate::protocol::session::{ListenerContext, Session};
 use crate::protocol::{handle_request, Reply, RequestError};
 
 /// Most requests a connection may have outstanding before we stop reading more from it
@@ -25,16 +31,37 @@ const MAX_CONNECTIONS: usize = 10_000;
 /// How long shutdown waits for in-flight requests to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Largest frame an unauthenticated connection may send (Kafka's `sasl.server.max.receive.size`
+/// default), so a stranger cannot make the broker buffer 100 MiB.
+const PRE_AUTH_MAX_FRAME: usize = 512 * 1024;
+
+fn frame_limit(session: &Session, max_request_bytes: usize) -> usize {
+    if session.is_authenticated() {
+        max_request_bytes
+    } else {
+        PRE_AUTH_MAX_FRAME.min(max_request_bytes)
+    }
+}
+
 /// A reply on its way to the writer.
 enum Outgoing {
     Ready(BytesMut),
     Waiting(JoinHandle<Result<BytesMut, RequestError>>),
 }
 
+/// One bound Kafka listener.
+pub struct Listener {
+    pub tcp: TcpListener,
+    /// Its name, protocol, advertised address and (SASL) authenticator.
+    pub context: Arc<ListenerContext>,
+    /// The TLS config of an SSL or SASL_SSL listener.
+    pub tls: Option<Arc<TlsServer>>,
+}
+
 /// Accepts connections until `shutdown` turns true, then lets every connection finish the
 /// requests it has read and returns.
 pub async fn run(
-    listener: TcpListener,
+    listener: Listener,
     broker: Arc<Broker>,
     max_request_bytes: usize,
     mut shutdown: watch::Receiver<bool>,
@@ -50,7 +77,7 @@ pub async fn run(
             _ = shutdown.changed() => break,
         };
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
+            accepted = listener.tcp.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -63,11 +90,40 @@ pub async fn run(
         };
         let broker = broker.clone();
         let shutdown = shutdown.clone();
+        let context = listener.context.clone();
+        let tls = listener.tls.clone();
         connections.spawn(async move {
-            tracing::debug!(%peer, "connection opened");
-            if let Err(e) =
-                serve_connection(stream, peer, broker, max_request_bytes, shutdown).await
-            {
+            tracing::debug!(%peer, listener = %context.name, "connection opened");
+            let _ = stream.set_nodelay(true);
+            let result = match tls {
+                None => {
+                    let principal = (!context.protocol.uses_sasl()).then(Principal::anonymous);
+                    let session = Session::new(context, peer, principal);
+                    let (read_half, write_half) = stream.into_split();
+                    serve_connection(
+                        read_half,
+                        write_half,
+                        session,
+                        broker,
+                        max_request_bytes,
+                        shutdown,
+                    )
+                    .await
+                }
+                Some(tls) => {
+                    serve_tls(
+                        stream,
+                        peer,
+                        context,
+                        &tls,
+                        broker,
+                        max_request_bytes,
+                        shutdown,
+                    )
+                    .await
+                }
+            };
+            if let Err(e) = result {
                 tracing::info!(%peer, "connection closed: {e}");
             }
             drop(permit);
@@ -92,17 +148,64 @@ enum ConnectionError {
     Frame(#[from] crate::protocol::frame::FrameError),
     #[error(transparent)]
     Request(#[from] RequestError),
+    #[error("{0}")]
+    Tls(String),
 }
 
-async fn serve_connection(
-    stream: TcpStream,
+/// Runs the TLS handshake (bounded in time), takes an SSL connection's principal from its client
+/// certificate, then serves it.
+async fn serve_tls(
+    stream: tokio::net::TcpStream,
     peer: std::net::SocketAddr,
+    context: Arc<ListenerContext>,
+    tls: &TlsServer,
+    broker: Arc<Broker>,
+    max_request_bytes: usize,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), ConnectionError> {
+    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream)).await
+    {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return Err(ConnectionError::Tls(format!("TLS handshake failed: {e}"))),
+        Err(_) => return Err(ConnectionError::Tls("TLS handshake timed out".to_string())),
+    };
+    // On SASL_SSL the principal comes from SASL, whatever certificate was shown.
+    let principal = if context.protocol.uses_sasl() {
+        None
+    } else {
+        let principal = tls
+            .principal(stream.get_ref().1.peer_certificates())
+            .map_err(ConnectionError::Tls)?;
+        if principal != Principal::anonymous() {
+            tracing::info!(%peer, listener = %context.name, %principal, "client certificate accepted");
+        }
+        Some(principal)
+    };
+    let session = Session::new(context, peer, principal);
+    let (read_half, write_half) = tokio::io::split(stream);
+    serve_connection(
+        read_half,
+        write_half,
+        session,
+        broker,
+        max_request_bytes,
+        shutdown,
+    )
+    .await
+}
+
+async fn serve_connection<R, W>(
+    read_half: R,
+    write_half: W,
+    mut session: Session,
     broker: Arc<Broker>,
     max_request_bytes: usize,
     mut shutdown: watch::Receiver<bool>,
-) -> Result<(), ConnectionError> {
-    let _ = stream.set_nodelay(true);
-    let (read_half, write_half) = stream.into_split();
+) -> Result<(), ConnectionError>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let mut reader = BufReader::with_capacity(64 * 1024, read_half);
     let (tx, rx) = mpsc::channel::<Outgoing>(MAX_IN_FLIGHT);
     let writer = tokio::spawn(write_replies(
@@ -114,7 +217,7 @@ async fn serve_connection(
             break Ok(());
         }
         let frame = tokio::select! {
-            frame = read_frame(&mut reader, max_request_bytes) => frame,
+            frame = read_frame(&mut reader, frame_limit(&session, max_request_bytes)) => frame,
             _ = shutdown.changed() => break Ok(()),
         };
         let frame = match frame {
@@ -122,7 +225,7 @@ async fn serve_connection(
             Ok(None) => break Ok(()),
             Err(e) => break Err(e.into()),
         };
-        let reply = match handle_request(&broker, frame, peer) {
+        let reply = match handle_request(&broker, frame, &mut session) {
             Ok(Reply::First(work)) => work.await,
             other => other,
         };
@@ -145,6 +248,9 @@ async fn serve_connection(
             // The writer stopped: the peer is gone.
             break Ok(());
         }
+        if session.close_after_reply {
+            break Ok(());
+        }
     };
     // Let the writer send every reply already promised, then end.
     drop(tx);
@@ -152,9 +258,9 @@ async fn serve_connection(
     result
 }
 
-async fn write_replies(
+async fn write_replies<W: AsyncWrite + Unpin>(
     mut rx: mpsc::Receiver<Outgoing>,
-    mut out: BufWriter<tokio::net::tcp::OwnedWriteHalf>,
+    mut out: BufWriter<W>,
 ) {
     while let Some(item) = rx.recv().await {
         let bytes = match item {
@@ -180,4 +286,6 @@ async fn write_replies(
         }
     }
     let _ = out.flush().await;
+    // A TLS stream sends close_notify here, so the peer sees a clean end.
+    let _ = out.shutdown().await;
 }

@@ -16,6 +16,8 @@ pub(crate) mod init_producer_id;
 pub(crate) mod list_offsets;
 pub(crate) mod metadata;
 pub(crate) mod produce;
+pub(crate) mod sasl;
+pub(crate) mod scram_credentials;
 pub(crate) mod topics;
 
 use kafka_protocol::error::ResponseError;

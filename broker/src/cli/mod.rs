@@ -18,6 +18,7 @@ mod serve;
 mod sink;
 mod topic;
 mod transform;
+mod user;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -51,6 +52,9 @@ enum Command {
     Group(group::GroupArgs),
     /// Show the cluster's id, brokers and controller.
     Cluster(cluster::ClusterCommandArgs),
+    /// Add, list and remove SCRAM users in a data dir (before the broker starts).
+    #[command(subcommand)]
+    User(user::UserCommand),
 }
 
 /// `sluice serve` flags; each also reads a `SLUICE_*` environment variable.
@@ -106,5 +110,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Topic(args) => topic::run(args),
         Command::Group(args) => group::run(args),
         Command::Cluster(args) => cluster::run(args),
+        Command::User(command) => user::run(command),
     }
 }

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use crate::broker::{now_ms, Broker};
 use crate::catalog::Catalog;
-use crate::config::{BrokerConfig, LogFormat, Overrides};
+use crate::config::{BrokerConfig, LogFormat, Overrides, SecurityProtocol};
 use crate::connect::Connect;
 use crate::group::GroupCoordinator;
 use crate::meta::{write_atomically, MetaDir};
@@ -20,6 +20,10 @@ use crate::producer_ids::ProducerIds;
 
 /// How often transform progress is checkpointed (see `transform::progress`).
 const PROGRESS_CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+use crate::protocol::session::ListenerContext;
+
+/// How often keystore and truststore files are checked for changes.
+const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
 
 pub(super) fn serve(config_file: Option<&Path>, overrides: Overrides) -> anyhow::Result<()> {
     let config = BrokerConfig::load(config_file, overrides)?;
@@ -82,24 +86,76 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         "log loaded"
     );
 
-    let kafka = TcpListener::bind(config.kafka_listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.kafka_listen))?;
+    let credentials = Arc::new(
+        crate::auth::credentials::CredentialStore::open(&meta)
+            .with_context(|| format!("cannot load SCRAM credentials from {}", meta.display()))?,
+    );
+    let listener_configs = config.resolve_listeners()?;
+    // One authenticator and one TLS config per distinct settings (listeners without
+    // `listener.name.*` overrides share them, and with them the failure counts and reloads).
+    let mut authenticators: Vec<(crate::auth::SaslSettings, Arc<crate::auth::Authenticator>)> =
+        Vec::new();
+    let mut tls_servers: Vec<(
+        crate::auth::tls::TlsSettings,
+        Arc<crate::auth::tls::TlsServer>,
+    )> = Vec::new();
+    for l in &listener_configs {
+        if l.protocol.uses_sasl() && !authenticators.iter().any(|(s, _)| *s == l.sasl) {
+            let authenticator = crate::auth::Authenticator::new(credentials.clone(), &l.sasl)
+                .map_err(|e| anyhow::anyhow!("listener {}: {e}", l.name))?;
+            authenticators.push((l.sasl.clone(), Arc::new(authenticator)));
+        }
+        if l.protocol.uses_tls() && !tls_servers.iter().any(|(s, _)| *s == l.tls) {
+            let tls = crate::auth::tls::TlsServer::load(l.tls.clone())
+                .map_err(|e| anyhow::anyhow!("listener {}: TLS: {e}", l.name))?;
+            tls_servers.push((l.tls.clone(), Arc::new(tls)));
+        }
+    }
+    let mut listeners = Vec::new();
+    for l in &listener_configs {
+        let tcp = TcpListener::bind(l.bind)
+            .await
+            .with_context(|| format!("cannot listen on {} (listener {})", l.bind, l.name))?;
+        let bound = tcp.local_addr()?;
+        let (advertised_host, advertised_port) = match &l.advertised {
+            Some((host, port)) => (host.clone(), *port),
+            None => (config.advertised_host_for(bound), bound.port()),
+        };
+        let context = Arc::new(ListenerContext {
+            name: l.name.clone(),
+            protocol: l.protocol,
+            advertised_host,
+            advertised_port: i32::from(advertised_port),
+            authenticator: authenticators
+                .iter()
+                .find(|(s, _)| l.protocol.uses_sasl() && *s == l.sasl)
+                .map(|(_, a)| a.clone()),
+        });
+        listeners.push(crate::server::Listener {
+            tcp,
+            context,
+            tls: tls_servers
+                .iter()
+                .find(|(s, _)| l.protocol.uses_tls() && *s == l.tls)
+                .map(|(_, t)| t.clone()),
+        });
+    }
     let http = TcpListener::bind(config.http_listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.http_listen))?;
-    let kafka_addr = kafka.local_addr()?;
+    let kafka_addr = listeners[0].tcp.local_addr()?;
     let http_addr = http.local_addr()?;
     let broker = Arc::new(Broker {
         catalog,
         node_id: 1,
         cluster_id,
-        advertised_host: config.advertised_host(),
-        advertised_port: i32::from(kafka_addr.port()),
+        advertised_host: listeners[0].context.advertised_host.clone(),
+        advertised_port: listeners[0].context.advertised_port,
         producer_ids,
         groups: groups.clone(),
         transforms,
         guests: crate::wasm::GuestPool::sized_to_machine(),
+        credentials,
     });
     let connect = Arc::new(
         Connect::open(&meta_dir)
@@ -118,12 +174,32 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     crate::write::spawn_backfills(&broker);
     connect.start_all(&broker);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let kafka_task = tokio::spawn(crate::server::run(
-        kafka,
-        broker.clone(),
-        config.max_request_bytes,
-        stop_rx.clone(),
-    ));
+    // Beyond the default single listener, the stdout line names every listener.
+    let extra_field =
+        if listeners.len() > 1 || listeners[0].context.protocol != SecurityProtocol::Plaintext {
+            let mut names = Vec::new();
+            for l in &listeners {
+                names.push(format!("{}://{}", l.context.name, l.tcp.local_addr()?));
+            }
+            format!(" listeners={}", names.join(","))
+        } else {
+            String::new()
+        };
+    let kafka_tasks: Vec<_> = listeners
+        .into_iter()
+        .map(|listener| {
+            tokio::spawn(crate::server::run(
+                listener,
+                broker.clone(),
+                config.max_request_bytes,
+                stop_rx.clone(),
+            ))
+        })
+        .collect();
+    let tls_watches: Vec<_> = tls_servers
+        .into_iter()
+        .map(|(_, tls)| tokio::spawn(tls.watch(TLS_RELOAD_INTERVAL, stop_rx.clone())))
+        .collect();
     let http_task = tokio::spawn(crate::http::run(
         http,
         crate::http::AppState {
@@ -156,17 +232,26 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         .context("cannot start the log cleaner")?
     };
     tracing::info!(kafka = %kafka_addr, http = %http_addr, data_dir = %config.data_dir.display(), "sluice started");
+    let stop = stop_signals();
     // The one line on stdout: tests and scripts read the bound ports from it.
     {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "sluice listening kafka={kafka_addr} http={http_addr}")?;
+        writeln!(
+            out,
+            "sluice listening kafka={kafka_addr} http={http_addr}{extra_field}"
+        )?;
         out.flush()?;
     }
 
-    wait_for_signal().await;
+    stop.await;
     tracing::info!("shutting down: finishing in-flight requests");
     let _ = stop_tx.send(true);
-    let _ = kafka_task.await;
+    for task in kafka_tasks {
+        let _ = task.await;
+    }
+    for task in tls_watches {
+        let _ = task.await;
+    }
     match http_task.await {
         Ok(Err(e)) => tracing::warn!("http listener: {e}"),
         Err(e) => tracing::warn!("http listener: {e}"),
@@ -208,25 +293,34 @@ fn cluster_id(meta: &MetaDir) -> anyhow::Result<String> {
     }
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Ctrl-C and SIGTERM, listened for from the moment this is called: it is called before the
+/// startup line is printed, so a signal sent as soon as the line is read stops the broker cleanly
+/// instead of killing it with the default action.
+fn stop_signals() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
+        use tokio::signal::unix::{signal, SignalKind};
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
                 }
-            }
-            Err(e) => {
-                tracing::warn!("cannot listen for SIGTERM: {e}");
-                let _ = ctrl_c.await;
+                _ => {
+                    tracing::warn!("cannot listen for SIGTERM and SIGINT; waiting for Ctrl-C only");
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// Checkpoints transform progress every [`PROGRESS_CHECKPOINT_EVERY`] while it changes.

@@ -13,6 +13,7 @@
 //! | `modules/<sha256>.wasm` | [`crate::transform`] | uploaded guest modules |
 //! | `connectors.json` | [`crate::connect`] | connectors, their configs and target states |
 //! | `connect-offsets/<name>.json` | [`crate::connect`] | a source connector's file position |
+//! | `scram-credentials.json` | [`crate::auth`] | SCRAM credentials: salt, stored key, server key |
 
 mod atomic;
 
@@ -93,5 +94,8 @@ impl MetaDir {
     }
     pub fn connect_offsets(&self) -> PathBuf {
         self.root.join("connect-offsets")
+    }
+    pub fn scram_credentials(&self) -> PathBuf {
+        self.root.join("scram-credentials.json")
     }
 }

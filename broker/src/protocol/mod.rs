@@ -5,6 +5,7 @@
 //! [`crate::api`].
 
 pub mod frame;
+pub mod session;
 pub mod versions;
 
 use std::future::Future;
@@ -13,10 +14,11 @@ use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, RequestHeader, ResponseHeader};
-use kafka_protocol::protocol::{Decodable, Encodable};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use crate::api;
 use crate::broker::Broker;
+use session::{ListenerContext, Session};
 
 /// A response that is ready, one that comes later, or none at all (`acks=0`).
 pub enum Reply {
@@ -51,6 +53,14 @@ pub enum RequestError {
         version: i16,
         message: String,
     },
+    #[error("{api:?} before authentication (only ApiVersions, SaslHandshake and SaslAuthenticate are served until then)")]
+    NotAuthenticated { api: ApiKey },
+    #[error(
+        "{api:?} after the session expired (connections.max.reauth.ms) without re-authentication"
+    )]
+    SessionExpired { api: ApiKey },
+    #[error("authentication failed")]
+    AuthenticationFailed,
     #[error("cannot encode {api:?} v{version} response: {message}")]
     Encode {
         api: ApiKey,
@@ -96,14 +106,34 @@ impl RequestContext {
     }
 }
 
-/// Decodes one request frame and routes it to its handler.
-/// `peer` is the client's address (shown as a group member's client host).
+/// Whether `api` may be sent before the connection has authenticated.
+fn allowed_before_authentication(api: ApiKey) -> bool {
+    matches!(
+        api,
+        ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
+    )
+}
+
+/// Decodes one request frame and routes it to its handler, within the connection's `session`
+/// (its listener, its principal, its SASL exchange).
 pub fn handle_request(
     broker: &Arc<Broker>,
     frame: Bytes,
-    peer: std::net::SocketAddr,
+    session: &mut Session,
 ) -> Result<Reply, RequestError> {
+    if session.raw_tokens {
+        return raw_sasl_token(session, &frame);
+    }
+    let peer = session.peer;
     let (ctx, header, mut body) = parse_header(frame)?;
+    if !allowed_before_authentication(ctx.api) {
+        if !session.is_authenticated() {
+            return Err(RequestError::NotAuthenticated { api: ctx.api });
+        }
+        if session.is_expired() {
+            return Err(RequestError::SessionExpired { api: ctx.api });
+        }
+    }
     if !versions::is_served(ctx.api, ctx.version) {
         if ctx.api == ApiKey::ApiVersions {
             // KIP-511: a client newer than us asks with a version we lack; answer in v0 so it can
@@ -126,7 +156,34 @@ pub fn handle_request(
     let v = ctx.version;
     let reply = match ctx.api {
         ApiKey::ApiVersions => now(&ctx, api::api_versions::handle(b, v, ctx.decode(body)?))?,
-        ApiKey::Metadata => now(&ctx, api::metadata::handle(b, v, ctx.decode(body)?))?,
+        ApiKey::Metadata => {
+            let mut response = api::metadata::handle(b, v, ctx.decode(body)?);
+            for entry in &mut response.brokers {
+                if entry.node_id.0 == b.node_id {
+                    entry.host = StrBytes::from_string(session.listener.advertised_host.clone());
+                    entry.port = session.listener.advertised_port;
+                }
+            }
+            now(&ctx, response)?
+        }
+        ApiKey::SaslHandshake => now(&ctx, api::sasl::handshake(session, v, ctx.decode(body)?))?,
+        ApiKey::SaslAuthenticate => {
+            let (response, delay) = api::sasl::authenticate(session, ctx.decode(body)?);
+            if delay.is_zero() {
+                now(&ctx, response)?
+            } else {
+                later(ctx, async move {
+                    tokio::time::sleep(delay).await;
+                    response
+                })
+            }
+        }
+        ApiKey::AlterUserScramCredentials => {
+            now(&ctx, api::scram_credentials::alter(b, ctx.decode(body)?))?
+        }
+        ApiKey::DescribeUserScramCredentials => {
+            now(&ctx, api::scram_credentials::describe(b, ctx.decode(body)?))?
+        }
         ApiKey::Produce => {
             let request: kafka_protocol::messages::ProduceRequest = ctx.decode(body)?;
             let acks = request.acks;
@@ -180,7 +237,9 @@ pub fn handle_request(
             api::configs::incremental_alter_configs(b, v, ctx.decode(body)?),
         )?,
         ApiKey::FindCoordinator => {
-            now(&ctx, api::groups::find_coordinator(b, v, ctx.decode(body)?))?
+            let mut response = api::groups::find_coordinator(b, v, ctx.decode(body)?);
+            advertise_coordinator(&mut response, b.node_id, &session.listener);
+            now(&ctx, response)?
         }
         ApiKey::JoinGroup => {
             let client_id = header.client_id.as_deref().unwrap_or_default().to_string();
@@ -225,6 +284,40 @@ pub fn handle_request(
         }
     };
     Ok(reply)
+}
+
+/// Points FindCoordinator answers naming this broker at the listener the client came in on.
+fn advertise_coordinator(
+    response: &mut kafka_protocol::messages::FindCoordinatorResponse,
+    node_id: i32,
+    listener: &ListenerContext,
+) {
+    let host = StrBytes::from_string(listener.advertised_host.clone());
+    if response.node_id.0 == node_id {
+        response.host = host.clone();
+        response.port = listener.advertised_port;
+    }
+    for c in &mut response.coordinators {
+        if c.node_id.0 == node_id {
+            c.host = host.clone();
+            c.port = listener.advertised_port;
+        }
+    }
+}
+
+/// A bare SASL token after SaslHandshake v0: answered with a bare length-prefixed token; a
+/// failure closes the connection (the v0 framing has no way to say why).
+fn raw_sasl_token(session: &mut Session, token: &[u8]) -> Result<Reply, RequestError> {
+    match api::sasl::step(session, token) {
+        api::sasl::Outcome::Reply { bytes, .. } => {
+            let mut buf = BytesMut::with_capacity(bytes.len() + 4);
+            let start = frame::start_frame(&mut buf);
+            buf.extend_from_slice(&bytes);
+            frame::finish_frame(&mut buf, start);
+            Ok(Reply::Now(buf))
+        }
+        api::sasl::Outcome::Failed { .. } => Err(RequestError::AuthenticationFailed),
+    }
 }
 
 fn now<R: Encodable>(ctx: &RequestContext, response: R) -> Result<Reply, RequestError> {
@@ -300,6 +393,14 @@ pub fn decode_only(frame: Bytes) -> Result<(), RequestError> {
         ApiKey::ListGroups => ctx.decode::<ListGroupsRequest>(body).map(drop),
         ApiKey::DeleteGroups => ctx.decode::<DeleteGroupsRequest>(body).map(drop),
         ApiKey::OffsetDelete => ctx.decode::<OffsetDeleteRequest>(body).map(drop),
+        ApiKey::SaslHandshake => ctx.decode::<SaslHandshakeRequest>(body).map(drop),
+        ApiKey::SaslAuthenticate => ctx.decode::<SaslAuthenticateRequest>(body).map(drop),
+        ApiKey::AlterUserScramCredentials => ctx
+            .decode::<AlterUserScramCredentialsRequest>(body)
+            .map(drop),
+        ApiKey::DescribeUserScramCredentials => ctx
+            .decode::<DescribeUserScramCredentialsRequest>(body)
+            .map(drop),
         _ => Ok(()),
     }
 }

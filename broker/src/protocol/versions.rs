@@ -32,6 +32,10 @@ pub const SERVED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 /// The served range of `api`, if we implement it at all.
@@ -88,6 +92,14 @@ mod tests {
             ApiKey::ListGroups => both::<ListGroupsRequest, ListGroupsResponse>(),
             ApiKey::DeleteGroups => both::<DeleteGroupsRequest, DeleteGroupsResponse>(),
             ApiKey::OffsetDelete => both::<OffsetDeleteRequest, OffsetDeleteResponse>(),
+            ApiKey::SaslHandshake => both::<SaslHandshakeRequest, SaslHandshakeResponse>(),
+            ApiKey::SaslAuthenticate => both::<SaslAuthenticateRequest, SaslAuthenticateResponse>(),
+            ApiKey::DescribeUserScramCredentials => {
+                both::<DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse>()
+            }
+            ApiKey::AlterUserScramCredentials => {
+                both::<AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse>()
+            }
             other => panic!("{other:?} is served but has no codec range here"),
         }
     }
