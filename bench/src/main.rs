@@ -225,7 +225,8 @@ fn create_compacted(args: &Args) -> anyhow::Result<()> {
         .iter()
         .map(|t| NewTopic::new(t, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact"))
         .collect();
-    let results = block_on(admin.create_topics(&topics, &AdminOptions::new()))?;
+    let results =
+        block_on(admin.create_topics(&topics, &AdminOptions::new()))?.context("creating topics")?;
     for result in results {
         if let Err((topic, e)) = result {
             bail!("creating {topic}: {e}");
