@@ -5,7 +5,8 @@
 //! README reports, since absolute figures depend on the machine.
 //!
 //! `--cleaner-keys N` measures the log cleaner alone, without a broker: it writes a partition
-//! of `--records` records over N keys into a temporary directory and times one cleaning.
+//! of `--records` records over N keys (`--segment-bytes` segments) into a temporary directory
+//! and times one cleaning.
 
 use std::time::{Duration, Instant};
 
@@ -52,6 +53,9 @@ struct Args {
     /// many keys.
     #[arg(long)]
     cleaner_keys: Option<usize>,
+    /// `segment.bytes` of the cleaner bench's partition.
+    #[arg(long, default_value_t = 1 << 20)]
+    segment_bytes: u64,
     /// Key-map memory for the cleaner bench (`log.cleaner.dedupe.buffer.size`).
     #[arg(long, default_value_t = 128 << 20)]
     dedupe_buffer: usize,
@@ -280,7 +284,7 @@ fn bench_cleaner(args: &Args, keys: usize) -> anyhow::Result<()> {
         compact: true,
         delete: false,
     };
-    config.segment_bytes = 16 << 20;
+    config.segment_bytes = args.segment_bytes;
     config.min_cleanable_dirty_ratio = 0.0;
     let log = PartitionLog::open(&dir, config).context("opening the bench partition")?;
     let value = vec![b'v'; args.size];
@@ -310,7 +314,7 @@ fn bench_cleaner(args: &Args, keys: usize) -> anyhow::Result<()> {
     let rss_after = peak_rss();
     let _ = std::fs::remove_dir_all(&dir);
     let Some(stats) = stats else {
-        bail!("nothing to clean: use more --records than one 16 MiB segment holds");
+        bail!("nothing to clean: use more --records than one segment holds");
     };
     println!(
         "cleaner records={} keys={keys} size={} codec={}: {:.1} MB/s of log cleaned ({} -> {} bytes, {} -> {} records, {:.2} s); key map {} keys in {} MiB; peak RSS {} -> {} MiB",
