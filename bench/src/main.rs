@@ -3,6 +3,10 @@
 //!
 //! Compare configurations in one run (e.g. `--topics plain,transformed`): the ratio is what the
 //! README reports, since absolute figures depend on the machine.
+//!
+//! `--cleaner-keys N` measures the log cleaner alone, without a broker: it writes a partition
+//! of `--records` records over N keys (`--segment-bytes` segments) into a temporary directory
+//! and times one cleaning.
 
 use std::time::{Duration, Instant};
 
@@ -39,15 +43,34 @@ struct Args {
     /// wasm module (built from guest-examples/uppercase), and compare.
     #[arg(long)]
     guest_module: Option<std::path::PathBuf>,
-    /// Records per guest call in the guest comparison.
+    /// Records per guest call in the guest comparison (and per batch in the cleaner bench).
     #[arg(long, default_value_t = 1000)]
     batch: usize,
+    /// Topics to create with `cleanup.policy=compact` before producing (a subset of --topics).
+    #[arg(long, value_delimiter = ',')]
+    compact_topics: Vec<String>,
+    /// Instead of producing: time the log cleaner on a partition of --records records over this
+    /// many keys.
+    #[arg(long)]
+    cleaner_keys: Option<usize>,
+    /// `segment.bytes` of the cleaner bench's partition.
+    #[arg(long, default_value_t = 1 << 20)]
+    segment_bytes: u64,
+    /// Key-map memory for the cleaner bench (`log.cleaner.dedupe.buffer.size`).
+    #[arg(long, default_value_t = 128 << 20)]
+    dedupe_buffer: usize,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if let Some(module) = &args.guest_module {
         return compare_guest(&args, module);
+    }
+    if let Some(keys) = args.cleaner_keys {
+        return bench_cleaner(&args, keys);
+    }
+    if !args.compact_topics.is_empty() {
+        create_compacted(&args)?;
     }
     for topic in &args.topics {
         let rate = produce(&args, topic)?;
@@ -190,6 +213,124 @@ fn compare_guest(args: &Args, module: &std::path::Path) -> anyhow::Result<()> {
         total / native.as_secs_f64(),
         total / wasm.as_secs_f64(),
         native.as_secs_f64() / wasm.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Creates `--compact-topics` with `cleanup.policy=compact`.
+fn create_compacted(args: &Args) -> anyhow::Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &args.broker)
+        .create()
+        .context("creating admin client")?;
+    let topics: Vec<NewTopic<'_>> = args
+        .compact_topics
+        .iter()
+        .map(|t| NewTopic::new(t, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact"))
+        .collect();
+    let results =
+        block_on(admin.create_topics(&topics, &AdminOptions::new()))?.context("creating topics")?;
+    for result in results {
+        if let Err((topic, e)) = result {
+            bail!("creating {topic}: {e}");
+        }
+    }
+    Ok(())
+}
+
+/// Runs a future to completion on this thread (the admin client drives itself).
+fn block_on<F: std::future::Future>(f: F) -> anyhow::Result<F::Output> {
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    let mut f = std::pin::pin!(f);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) {
+            return Ok(out);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Peak resident memory of this process, from /proc (Linux), in bytes.
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Writes a partition of `--records` records over `keys` keys and times one cleaning of it.
+fn bench_cleaner(args: &Args, keys: usize) -> anyhow::Result<()> {
+    use sluice::log::cleaner::{clean_now, CleanerConfig};
+    use sluice::log::{CleanupPolicy, PartitionLog};
+    use sluice::records::record::{build_batch, BatchMeta, NewRecord};
+    let codec = match args.compression.as_str() {
+        "none" => sluice::records::Compression::None,
+        "gzip" => sluice::records::Compression::Gzip,
+        "snappy" => sluice::records::Compression::Snappy,
+        "lz4" => sluice::records::Compression::Lz4,
+        "zstd" => sluice::records::Compression::Zstd,
+        other => bail!("unknown codec {other}"),
+    };
+    let dir = std::env::temp_dir().join(format!("sluice-cleaner-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut config = sluice::catalog::kafka_default_log_config();
+    config.cleanup_policy = CleanupPolicy {
+        compact: true,
+        delete: false,
+    };
+    config.segment_bytes = args.segment_bytes;
+    config.min_cleanable_dirty_ratio = 0.0;
+    let log = PartitionLog::open(&dir, config).context("opening the bench partition")?;
+    let value = vec![b'v'; args.size];
+    let mut i = 0usize;
+    while i < args.records {
+        let n = args.batch.min(args.records - i);
+        let records: Vec<NewRecord> = (i..i + n)
+            .map(|j| NewRecord {
+                timestamp: 0,
+                key: Some(format!("key-{}", (j * 7919) % keys).into_bytes()),
+                value: Some(value.clone()),
+                headers: vec![],
+            })
+            .collect();
+        let batch = build_batch(&records, codec, &BatchMeta::default());
+        log.append(batch.into(), 0).context("appending")?;
+        i += n;
+    }
+    let rss_before = peak_rss();
+    let cleaner = CleanerConfig {
+        dedupe_buffer_size: args.dedupe_buffer,
+        ..CleanerConfig::default()
+    };
+    let start = Instant::now();
+    let stats = clean_now(&log, &cleaner, 1).context("cleaning")?;
+    let elapsed = start.elapsed().as_secs_f64();
+    let rss_after = peak_rss();
+    let _ = std::fs::remove_dir_all(&dir);
+    let Some(stats) = stats else {
+        bail!("nothing to clean: use more --records than one segment holds");
+    };
+    println!(
+        "cleaner records={} keys={keys} size={} codec={}: {:.1} MB/s of log cleaned ({} -> {} bytes, {} -> {} records, {:.2} s); key map {} keys in {} MiB; peak RSS {} -> {} MiB",
+        args.records,
+        args.size,
+        args.compression,
+        stats.bytes_before as f64 / elapsed / 1e6,
+        stats.bytes_before,
+        stats.bytes_after,
+        stats.records_before,
+        stats.records_after,
+        elapsed,
+        stats.keys,
+        args.dedupe_buffer >> 20,
+        rss_before.unwrap_or(0) >> 20,
+        rss_after.unwrap_or(0) >> 20,
     );
     Ok(())
 }

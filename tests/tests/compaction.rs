@@ -267,12 +267,15 @@ fn overwritten_keys_are_compacted_and_a_reader_from_the_start_sees_the_latest() 
 fn tombstones_are_kept_for_delete_retention_ms_then_removed() {
     let broker = Broker::start_with(options(""));
     let mut configs = COMPACTED.to_vec();
-    configs.push(("delete.retention.ms", "4000"));
+    configs.push(("delete.retention.ms", "15000"));
     create(&broker, "deletes", &configs);
     let p = producer(&broker, &[]);
     let mut latest = BTreeMap::new();
     produce_ok(&p, "deletes", &overwrites("t", 10, 0..3, 50), &mut latest);
     let tombstones: Vec<_> = (0..5).map(|k| (Some(format!("t{k}")), None)).collect();
+    // No cleaning can have stamped a delete horizon before this, so none passes before
+    // `written + delete.retention.ms`.
+    let written = Instant::now();
     produce_ok(&p, "deletes", &tombstones, &mut latest);
     // Later writes to other keys roll segments, so the tombstones become cleanable.
     produce_ok(
@@ -282,9 +285,9 @@ fn tombstones_are_kept_for_delete_retention_ms_then_removed() {
         &mut latest,
     );
     wait_cleaned_below(&broker, "deletes", cleaned_size(12, 200));
-    let cleaned_at = Instant::now();
     let got = read_all(&broker, "deletes");
-    if cleaned_at.elapsed() < Duration::from_secs(3) {
+    // On a machine too loaded to get here within the retention, only the expiry is checked.
+    if written.elapsed() < Duration::from_secs(14) {
         assert_latest(&got, &latest);
         for k in 0..5 {
             let key = Some(format!("t{k}"));

@@ -1412,6 +1412,40 @@ mod tests {
     }
 
     #[test]
+    fn reads_and_appends_are_served_correctly_while_cleanings_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(overwritten(dir.path()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let cleaning = {
+            let (log, stop) = (log.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut cleaned = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    cleaned += usize::from(clean_now(&log, &cleaner(), 1000).unwrap().is_some());
+                }
+                cleaned
+            })
+        };
+        let mut written = stored(&log).0;
+        for round in 20..60 {
+            for k in 0..10 {
+                let v = format!("v{round}");
+                let at = log
+                    .append(kv(&[(&format!("k{k}"), Some(&v))], 100), 0)
+                    .unwrap()
+                    .base_offset;
+                written.push((at, format!("k{k}"), Some(v)));
+            }
+            let (now, _) = stored(&log);
+            assert_eq!(latest(&now), latest(&written), "round {round}");
+            assert!(now.windows(2).all(|w| w[0].0 < w[1].0));
+            assert!(now.iter().all(|r| written.contains(r)));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(cleaning.join().unwrap() > 1);
+    }
+
+    #[test]
     fn a_small_map_cleans_in_several_passes() {
         let dir = tempfile::tempdir().unwrap();
         let log = PartitionLog::open(dir.path(), compacted()).unwrap();

@@ -563,6 +563,10 @@ impl PartitionLog {
             if !delete {
                 return false;
             }
+            // Compaction can leave a segment empty; it holds nothing to keep.
+            if seg.size == 0 {
+                return true;
+            }
             let too_old = retention_ms >= 0
                 && seg.max_timestamp >= 0
                 && now_ms.saturating_sub(seg.max_timestamp) > retention_ms;
