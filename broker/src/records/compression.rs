@@ -139,24 +139,37 @@ fn read_bounded(
 
 /// Compresses `data` with `codec` (snappy without framing, as librdkafka writes it).
 pub fn compress(codec: Compression, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    compress_into(codec, data, &mut out);
+    out
+}
+
+/// Appends `data` compressed with `codec` to `out` (copied as is for [`Compression::None`]).
+pub fn compress_into(codec: Compression, data: &[u8], out: &mut Vec<u8>) {
+    // Writing to a Vec cannot fail, so the encoders' io errors are unreachable.
     match codec {
-        Compression::None => data.to_vec(),
+        Compression::None => out.extend_from_slice(data),
         Compression::Gzip => {
-            let mut encoder =
-                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-            // Writing to a Vec cannot fail.
+            let mut encoder = flate2::write::GzEncoder::new(out, flate2::Compression::default());
             let _ = encoder.write_all(data);
-            encoder.finish().unwrap_or_default()
+            let _ = encoder.finish();
         }
-        Compression::Snappy => snap::raw::Encoder::new()
-            .compress_vec(data)
-            .unwrap_or_default(),
+        Compression::Snappy => {
+            let start = out.len();
+            out.resize(start + snap::raw::max_compress_len(data.len()), 0);
+            let n = snap::raw::Encoder::new()
+                .compress(data, &mut out[start..])
+                .unwrap_or(0);
+            out.truncate(start + n);
+        }
         Compression::Lz4 => {
-            let mut encoder = lz4_flex::frame::FrameEncoder::new(Vec::new());
+            let mut encoder = lz4_flex::frame::FrameEncoder::new(out);
             let _ = encoder.write_all(data);
-            encoder.finish().unwrap_or_default()
+            let _ = encoder.finish();
         }
-        Compression::Zstd => zstd::bulk::compress(data, 3).unwrap_or_default(),
+        Compression::Zstd => {
+            let _ = zstd::stream::copy_encode(data, out, 3);
+        }
     }
 }
 

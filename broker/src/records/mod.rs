@@ -1,11 +1,13 @@
 //! Kafka v2 record batches: the header ([`batch`]), validation (CRC32C, sizes, counts),
-//! compression codecs ([`compression`]) and record-level decoding/encoding ([`record`]).
+//! compression codecs ([`compression`]), record-level decoding/encoding ([`record`]) and batches
+//! built around already-encoded records ([`build`]).
 //!
 //! The log stores batches exactly as producers sent them; this module only reads them, rewrites
 //! the broker-owned header fields (base offset, log-append time) and, for transforms, builds new
 //! batches.
 
 pub mod batch;
+pub mod build;
 pub mod compression;
 pub mod record;
 mod varint;

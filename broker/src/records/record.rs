@@ -2,6 +2,8 @@
 //! building new batches (transforms write them).
 
 use super::batch::{self, BatchError, BatchHeader, HEADER_LEN};
+pub use super::build::BatchMeta;
+use super::build::{build_encoded, EncodedRecords};
 use super::compression::{self, Compression};
 use super::varint::{read_varint, read_varlong, write_varlong};
 
@@ -24,33 +26,89 @@ pub struct NewRecord {
     pub headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
-/// Producer fields of a new batch; the defaults are a non-idempotent batch at offset 0.
+/// One record's fields, borrowed from an uncompressed records area: what the host reads on its
+/// slow paths (re-partitioning outputs by key, dead-letter copies, narrowing failures) without
+/// copying or allocating.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchMeta {
-    pub base_offset: i64,
-    pub producer_id: i64,
-    pub producer_epoch: i16,
-    pub base_sequence: i32,
+pub struct EncodedRecord<'a> {
+    pub timestamp_delta: i64,
+    pub offset_delta: i32,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub headers: HeaderViews<'a>,
+    /// The whole record as encoded, length prefix included: a sub-range of a records area is
+    /// the concatenation of such slices.
+    pub raw: &'a [u8],
 }
 
-impl Default for BatchMeta {
-    fn default() -> BatchMeta {
-        BatchMeta {
-            base_offset: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            base_sequence: -1,
-        }
+/// A record's headers, `(key, value)` views parsed on demand from bytes whose framing was
+/// already checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderViews<'a> {
+    raw: &'a [u8],
+    remaining: usize,
+}
+
+impl HeaderViews<'_> {
+    /// How many headers are left to iterate.
+    pub fn count_left(&self) -> usize {
+        self.remaining
     }
 }
 
-/// One record's fields, borrowed from the (decompressed) records area.
-struct RawRecord<'a> {
-    timestamp_delta: i64,
-    offset_delta: i32,
-    key: Option<&'a [u8]>,
-    value: Option<&'a [u8]>,
-    headers: Vec<(&'a [u8], Option<&'a [u8]>)>,
+impl<'a> Iterator for HeaderViews<'a> {
+    type Item = (&'a [u8], Option<&'a [u8]>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.remaining == 0 {
+            return None;
+        }
+        // The framing was checked when the record was parsed, so `None` here cannot happen;
+        // stopping early is the total answer if it ever did.
+        let header = next_header(&mut self.raw);
+        self.remaining = if header.is_some() {
+            self.remaining - 1
+        } else {
+            0
+        };
+        header
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+/// Iterates the records of an uncompressed records area, front to back, without allocating.
+/// After an error it yields nothing more.
+#[derive(Debug, Clone)]
+pub struct RecordIter<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> RecordIter<'a> {
+    pub fn new(records: &'a [u8]) -> RecordIter<'a> {
+        RecordIter { rest: records }
+    }
+    /// The bytes not yet iterated.
+    pub fn rest(&self) -> &'a [u8] {
+        self.rest
+    }
+}
+
+impl<'a> Iterator for RecordIter<'a> {
+    type Item = Result<EncodedRecord<'a>, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let record = next_record(&mut self.rest);
+        if record.is_err() {
+            self.rest = &[];
+        }
+        Some(record)
+    }
 }
 
 fn take<'a>(buf: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
@@ -70,12 +128,21 @@ fn opt_bytes<'a>(buf: &mut &'a [u8]) -> Option<Option<&'a [u8]>> {
     }
 }
 
-/// Parses one record from the front of `buf`.
-fn next_record<'a>(buf: &mut &'a [u8]) -> Result<RawRecord<'a>, String> {
+fn next_header<'a>(buf: &mut &'a [u8]) -> Option<(&'a [u8], Option<&'a [u8]>)> {
+    let key_len = usize::try_from(read_varint(buf)?).ok()?;
+    let key = take(buf, key_len)?;
+    let value = opt_bytes(buf)?;
+    Some((key, value))
+}
+
+/// Parses one record from the front of `buf`, checking its whole framing.
+fn next_record<'a>(buf: &mut &'a [u8]) -> Result<EncodedRecord<'a>, String> {
+    let whole = *buf;
     let len = read_varint(buf).ok_or("record length is not a varint")?;
     let len = usize::try_from(len).map_err(|_| format!("record length {len} is negative"))?;
     let mut body =
         take(buf, len).ok_or_else(|| format!("record of {len} bytes overruns the batch"))?;
+    let raw = &whole[..whole.len() - buf.len()];
     let b = &mut body;
     take(b, 1).ok_or("record has no attributes")?;
     let timestamp_delta = read_varlong(b).ok_or("bad timestampDelta")?;
@@ -86,44 +153,67 @@ fn next_record<'a>(buf: &mut &'a [u8]) -> Result<RawRecord<'a>, String> {
     if count < 0 || count as usize > b.len() {
         return Err(format!("header count {count} is impossible"));
     }
-    let mut headers = Vec::with_capacity(count as usize);
+    let headers = HeaderViews {
+        raw: b,
+        remaining: count as usize,
+    };
     for _ in 0..count {
-        let key_len = read_varint(b).ok_or("bad header key length")?;
-        let key_len = usize::try_from(key_len).map_err(|_| "negative header key length")?;
-        let key = take(b, key_len).ok_or("header key overruns the record")?;
-        let value = opt_bytes(b).ok_or("bad header value")?;
-        headers.push((key, value));
+        next_header(b).ok_or("a header overruns the record")?;
     }
     if !b.is_empty() {
         return Err(format!("record has {} bytes past its last header", b.len()));
     }
-    Ok(RawRecord {
+    Ok(EncodedRecord {
         timestamp_delta,
         offset_delta,
         key,
         value,
         headers,
+        raw,
     })
 }
 
+/// What [`scan_records`] learnt of a well-framed records area.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordsSummary {
+    /// The largest timestampDelta (0 for no records).
+    pub max_timestamp_delta: i64,
+}
+
 /// Checks that `records` holds exactly `count` well-framed records with offset deltas 0..count.
-pub fn check_records(mut records: &[u8], count: i32) -> Result<(), String> {
+pub fn scan_records(records: &[u8], count: i32) -> Result<RecordsSummary, String> {
+    let mut iter = RecordIter::new(records);
+    let mut max_timestamp_delta = None::<i64>;
     for expected in 0..count {
-        let record = next_record(&mut records)?;
+        let record = iter.next().unwrap_or_else(|| {
+            Err(format!(
+                "{expected} records where the header announces {count}"
+            ))
+        })?;
         if record.offset_delta != expected {
             return Err(format!(
                 "record {expected} has offsetDelta {}",
                 record.offset_delta
             ));
         }
+        max_timestamp_delta = Some(
+            max_timestamp_delta.map_or(record.timestamp_delta, |m| m.max(record.timestamp_delta)),
+        );
     }
-    if !records.is_empty() {
+    if !iter.rest().is_empty() {
         return Err(format!(
             "{} bytes follow the {count} records the header announces",
-            records.len()
+            iter.rest().len()
         ));
     }
-    Ok(())
+    Ok(RecordsSummary {
+        max_timestamp_delta: max_timestamp_delta.unwrap_or(0),
+    })
+}
+
+/// Checks that `records` holds exactly `count` well-framed records with offset deltas 0..count.
+pub fn check_records(records: &[u8], count: i32) -> Result<(), String> {
+    scan_records(records, count).map(|_| ())
 }
 
 /// Decodes every record of a stored batch (decompressing it, bounded by `limit` bytes).
@@ -138,10 +228,13 @@ pub fn decode_records(
     let payload = &batch_bytes[HEADER_LEN..];
     let data = compression::decompress(codec, payload, limit)
         .map_err(|e| BatchError::Corrupt(e.to_string()))?;
-    let mut rest = &data[..];
+    let mut iter = RecordIter::new(&data);
     let mut out = Vec::with_capacity(header.records_count.clamp(0, 1 << 16) as usize);
     for _ in 0..header.records_count {
-        let r = next_record(&mut rest).map_err(BatchError::Corrupt)?;
+        let r = iter
+            .next()
+            .unwrap_or_else(|| Err("fewer records than the header announces".into()))
+            .map_err(BatchError::Corrupt)?;
         out.push(RecordView {
             offset: header.base_offset + i64::from(r.offset_delta),
             timestamp: if header.has_log_append_time() {
@@ -153,7 +246,6 @@ pub fn decode_records(
             value: r.value.map(<[u8]>::to_vec),
             headers: r
                 .headers
-                .into_iter()
                 .map(|(k, v)| {
                     (
                         String::from_utf8_lossy(k).into_owned(),
@@ -166,6 +258,20 @@ pub fn decode_records(
     Ok((header, out))
 }
 
+fn varint_len(value: i64) -> usize {
+    let mut v = ((value << 1) ^ (value >> 63)) as u64;
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
+}
+
+fn opt_len(b: Option<&[u8]>) -> usize {
+    b.map_or(1, |b| varint_len(b.len() as i64) + b.len())
+}
+
 fn put_opt(out: &mut Vec<u8>, b: Option<&[u8]>) {
     match b {
         None => write_varlong(out, -1),
@@ -176,48 +282,71 @@ fn put_opt(out: &mut Vec<u8>, b: Option<&[u8]>) {
     }
 }
 
+/// Appends one record in Kafka's v2 record format, length prefix first (sized up front, so no
+/// scratch buffer).
+pub fn write_record<'h, H>(
+    out: &mut Vec<u8>,
+    offset_delta: i32,
+    timestamp_delta: i64,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: H,
+) where
+    H: Iterator<Item = (&'h [u8], Option<&'h [u8]>)> + Clone,
+{
+    let mut header_count = 0usize;
+    let mut headers_len = 0usize;
+    for (k, v) in headers.clone() {
+        header_count += 1;
+        headers_len += varint_len(k.len() as i64) + k.len() + opt_len(v);
+    }
+    let body = 1
+        + varint_len(timestamp_delta)
+        + varint_len(i64::from(offset_delta))
+        + opt_len(key)
+        + opt_len(value)
+        + varint_len(header_count as i64)
+        + headers_len;
+    out.reserve(varint_len(body as i64) + body);
+    write_varlong(out, body as i64);
+    out.push(0); // attributes: unused in v2
+    write_varlong(out, timestamp_delta);
+    write_varlong(out, i64::from(offset_delta));
+    put_opt(out, key);
+    put_opt(out, value);
+    write_varlong(out, header_count as i64);
+    for (k, v) in headers {
+        write_varlong(out, k.len() as i64);
+        out.extend_from_slice(k);
+        put_opt(out, v);
+    }
+}
+
 /// Builds a v2 batch holding `records` (at least one), compressed with `codec`.
 pub fn build_batch(records: &[NewRecord], codec: Compression, meta: &BatchMeta) -> Vec<u8> {
     let base_timestamp = records.iter().map(|r| r.timestamp).min().unwrap_or(0);
     let max_timestamp = records.iter().map(|r| r.timestamp).max().unwrap_or(0);
     let mut body = Vec::new();
-    let mut one = Vec::new();
     for (i, r) in records.iter().enumerate() {
-        one.clear();
-        one.push(0); // attributes: unused in v2
-        write_varlong(&mut one, r.timestamp - base_timestamp);
-        write_varlong(&mut one, i as i64);
-        put_opt(&mut one, r.key.as_deref());
-        put_opt(&mut one, r.value.as_deref());
-        write_varlong(&mut one, r.headers.len() as i64);
-        for (k, v) in &r.headers {
-            write_varlong(&mut one, k.len() as i64);
-            one.extend_from_slice(k.as_bytes());
-            put_opt(&mut one, v.as_deref());
-        }
-        write_varlong(&mut body, one.len() as i64);
-        body.extend_from_slice(&one);
+        write_record(
+            &mut body,
+            i as i32,
+            r.timestamp - base_timestamp,
+            r.key.as_deref(),
+            r.value.as_deref(),
+            r.headers.iter().map(|(k, v)| (k.as_bytes(), v.as_deref())),
+        );
     }
-    let payload = compression::compress(codec, &body);
-    let count = records.len() as i32;
-    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
-    out.extend_from_slice(&meta.base_offset.to_be_bytes());
-    out.extend_from_slice(&((HEADER_LEN - 12 + payload.len()) as i32).to_be_bytes());
-    out.extend_from_slice(&0i32.to_be_bytes()); // partition leader epoch
-    out.push(2); // magic
-    out.extend_from_slice(&0u32.to_be_bytes()); // crc, filled below
-    out.extend_from_slice(&codec.id().to_be_bytes());
-    out.extend_from_slice(&(count - 1).to_be_bytes());
-    out.extend_from_slice(&base_timestamp.to_be_bytes());
-    out.extend_from_slice(&max_timestamp.to_be_bytes());
-    out.extend_from_slice(&meta.producer_id.to_be_bytes());
-    out.extend_from_slice(&meta.producer_epoch.to_be_bytes());
-    out.extend_from_slice(&meta.base_sequence.to_be_bytes());
-    out.extend_from_slice(&count.to_be_bytes());
-    out.extend_from_slice(&payload);
-    let crc = batch::compute_crc(&out);
-    out[17..21].copy_from_slice(&crc.to_be_bytes());
-    out
+    build_encoded(
+        &EncodedRecords {
+            records: &body,
+            count: records.len() as i32,
+            base_timestamp,
+            max_timestamp,
+        },
+        codec,
+        meta,
+    )
 }
 
 #[cfg(test)]
