@@ -19,10 +19,10 @@ use sluice_sdk::SinkError;
 use super::{wait_until_running, Connector, Target};
 use crate::api::{now_ms, Broker};
 use crate::group::Committed;
-use crate::records::record::{build_batch, BatchMeta, NewRecord, RecordView};
+use crate::records::record::{build_batch, write_record, BatchMeta, NewRecord, RecordView};
 use crate::records::Compression;
 use crate::wasm::host::{Grants, GuestLog};
-use crate::wasm::{Guest, GuestLimits};
+use crate::wasm::{BatchInput, Guest, GuestLimits};
 
 const POLL: Duration = Duration::from_millis(100);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -77,18 +77,41 @@ fn settings(c: &Connector) -> Result<Settings, String> {
     })
 }
 
-/// One delivery attempt of `records` (all from one partition).
+/// One delivery attempt of `records` (all from one partition, in offset order), given to the
+/// guest in Kafka's record format (ABI v2).
 fn deliver(
     guest: &mut Guest,
     topic: &str,
     partition: i32,
     records: &[RecordView],
 ) -> Result<(), SinkError> {
-    match guest.on_batch(&crate::transform::exec::guest_input(
-        topic, partition, records,
-    )) {
-        Ok(out) => sluice_sdk::sink::decode_result(&out)
-            .unwrap_or_else(|| Err(SinkError::Permanent("malformed sink result".into()))),
+    let base_offset = records.first().map_or(0, |r| r.offset);
+    let base_timestamp = records.first().map_or(0, |r| r.timestamp);
+    let mut area = Vec::new();
+    for r in records {
+        // One delivery reads about 1 MiB of one partition: its offsets are close together.
+        let offset_delta = i32::try_from(r.offset - base_offset).map_err(|_| {
+            SinkError::Permanent(format!("offset {} is too far from {base_offset}", r.offset))
+        })?;
+        write_record(
+            &mut area,
+            offset_delta,
+            r.timestamp.wrapping_sub(base_timestamp),
+            r.key.as_deref(),
+            r.value.as_deref(),
+            r.headers.iter().map(|(k, v)| (k.as_bytes(), v.as_deref())),
+        );
+    }
+    let input = BatchInput {
+        topic,
+        partition,
+        base_offset,
+        base_timestamp,
+        record_count: u32::try_from(records.len()).unwrap_or(u32::MAX),
+        records: &area,
+    };
+    match guest.sink_batch(&input) {
+        Ok(verdict) => verdict,
         Err(e) => Err(SinkError::Permanent(e.to_string())),
     }
 }

@@ -79,6 +79,8 @@ impl<'a> Iterator for HeaderViews<'a> {
     }
 }
 
+impl ExactSizeIterator for HeaderViews<'_> {}
+
 /// Iterates the records of an uncompressed records area, front to back, without allocating.
 /// After an error it yields nothing more.
 #[derive(Debug, Clone)]
