@@ -46,7 +46,7 @@ pub mod __private;
 
 pub use error::Error;
 pub use output::Output;
-pub use record::{Header, HeaderIter, Headers, OwnedRecord, Record};
+pub use record::{Header, HeaderBytes, HeaderIter, Headers, OwnedRecord, Record};
 pub use sink::SinkError;
 pub use sluice_sdk_macros::{sink, transform};
 

@@ -42,6 +42,12 @@ impl<'a> Headers<'a> {
     /// The headers, in order.
     pub fn iter(&self) -> HeaderIter<'a> {
         HeaderIter {
+            bytes: self.iter_bytes(),
+        }
+    }
+    /// The headers as `(key bytes, value)`, in order: exactly as encoded, for copying.
+    pub fn iter_bytes(&self) -> HeaderBytes<'a> {
+        HeaderBytes {
             raw: self.raw,
             left: self.count,
         }
@@ -67,32 +73,44 @@ impl<'a> IntoIterator for &Headers<'a> {
 /// Iterates a record's [`Headers`].
 #[derive(Debug, Clone)]
 pub struct HeaderIter<'a> {
-    raw: &'a [u8],
-    left: u32,
+    bytes: HeaderBytes<'a>,
 }
 
 impl<'a> Iterator for HeaderIter<'a> {
     type Item = Header<'a>;
     fn next(&mut self) -> Option<Header<'a>> {
+        let (key, value) = self.bytes.next()?;
+        Some(crate::codec::records::header_from(key, value))
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.bytes.size_hint()
+    }
+}
+
+/// Iterates a record's [`Headers`] as `(key bytes, value)`.
+#[derive(Debug, Clone)]
+pub struct HeaderBytes<'a> {
+    raw: &'a [u8],
+    left: u32,
+}
+
+impl<'a> Iterator for HeaderBytes<'a> {
+    type Item = (&'a [u8], Option<&'a [u8]>);
+    fn next(&mut self) -> Option<Self::Item> {
         if self.left == 0 {
             return None;
         }
         // Checked framing cannot fail here; stopping is the total answer if it ever did.
-        match crate::codec::records::next_header(&mut self.raw) {
-            Some((key, value)) => {
-                self.left -= 1;
-                Some(crate::codec::records::header_from(key, value))
-            }
-            None => {
-                self.left = 0;
-                None
-            }
-        }
+        let header = crate::codec::records::next_header(&mut self.raw);
+        self.left = if header.is_some() { self.left - 1 } else { 0 };
+        header
     }
     fn size_hint(&self) -> (usize, Option<usize>) {
         (self.left as usize, Some(self.left as usize))
     }
 }
+
+impl ExactSizeIterator for HeaderBytes<'_> {}
 
 impl ExactSizeIterator for HeaderIter<'_> {}
 

@@ -19,7 +19,7 @@ use sluice_sdk::SinkError;
 use super::{wait_until_running, Connector, Target};
 use crate::api::{now_ms, Broker};
 use crate::group::Committed;
-use crate::records::record::{build_batch, write_record, BatchMeta, NewRecord, RecordView};
+use crate::records::record::{build_batch, BatchMeta, NewRecord, RecordView, RecordsArea};
 use crate::records::Compression;
 use crate::wasm::host::{Grants, GuestLog};
 use crate::wasm::{BatchInput, Guest, GuestLimits};
@@ -85,31 +85,18 @@ fn deliver(
     partition: i32,
     records: &[RecordView],
 ) -> Result<(), SinkError> {
-    let base_offset = records.first().map_or(0, |r| r.offset);
-    let base_timestamp = records.first().map_or(0, |r| r.timestamp);
-    let mut area = Vec::new();
+    let mut area = RecordsArea::new();
     for r in records {
-        // One delivery reads about 1 MiB of one partition: its offsets are close together.
-        let offset_delta = i32::try_from(r.offset - base_offset).map_err(|_| {
-            SinkError::Permanent(format!("offset {} is too far from {base_offset}", r.offset))
-        })?;
-        write_record(
-            &mut area,
-            offset_delta,
-            r.timestamp.wrapping_sub(base_timestamp),
+        area.push(
+            r.offset,
+            r.timestamp,
             r.key.as_deref(),
             r.value.as_deref(),
             r.headers.iter().map(|(k, v)| (k.as_bytes(), v.as_deref())),
-        );
+        )
+        .map_err(SinkError::Permanent)?;
     }
-    let input = BatchInput {
-        topic,
-        partition,
-        base_offset,
-        base_timestamp,
-        record_count: u32::try_from(records.len()).unwrap_or(u32::MAX),
-        records: &area,
-    };
+    let input = BatchInput::of_area(topic, partition, &area);
     match guest.sink_batch(&input) {
         Ok(verdict) => verdict,
         Err(e) => Err(SinkError::Permanent(e.to_string())),

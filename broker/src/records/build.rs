@@ -130,7 +130,7 @@ mod tests {
         }
         let views: Vec<_> = RecordIter::new(&area).map(Result::unwrap).collect();
         assert_eq!(views[0].key, Some(&b"k"[..]));
-        assert_eq!(views[1].headers.count_left(), 1);
+        assert_eq!(views[1].headers.len(), 1);
         assert_eq!([views[0].raw, views[1].raw].concat(), area);
     }
 }

@@ -10,7 +10,6 @@ pub mod batch;
 pub mod build;
 pub mod compression;
 pub mod record;
-mod varint;
 
 pub use batch::{BatchError, BatchHeader};
 pub use compression::Compression;

@@ -5,7 +5,8 @@ use super::batch::{self, BatchError, BatchHeader, HEADER_LEN};
 pub use super::build::BatchMeta;
 use super::build::{build_encoded, EncodedRecords};
 use super::compression::{self, Compression};
-use super::varint::{read_varint, read_varlong, write_varlong};
+use sluice_sdk::codec::records::next_record;
+pub use sluice_sdk::codec::records::{write_record, RawRecord};
 
 /// A decoded record with absolute offset and timestamp.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,63 +27,11 @@ pub struct NewRecord {
     pub headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
-/// One record's fields, borrowed from an uncompressed records area: what the host reads on its
-/// slow paths (re-partitioning outputs by key, dead-letter copies, narrowing failures) without
-/// copying or allocating.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EncodedRecord<'a> {
-    pub timestamp_delta: i64,
-    pub offset_delta: i32,
-    pub key: Option<&'a [u8]>,
-    pub value: Option<&'a [u8]>,
-    pub headers: HeaderViews<'a>,
-    /// The whole record as encoded, length prefix included: a sub-range of a records area is
-    /// the concatenation of such slices.
-    pub raw: &'a [u8],
-}
-
-/// A record's headers, `(key, value)` views parsed on demand from bytes whose framing was
-/// already checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HeaderViews<'a> {
-    raw: &'a [u8],
-    remaining: usize,
-}
-
-impl HeaderViews<'_> {
-    /// How many headers are left to iterate.
-    pub fn count_left(&self) -> usize {
-        self.remaining
-    }
-}
-
-impl<'a> Iterator for HeaderViews<'a> {
-    type Item = (&'a [u8], Option<&'a [u8]>);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.remaining == 0 {
-            return None;
-        }
-        // The framing was checked when the record was parsed, so `None` here cannot happen;
-        // stopping early is the total answer if it ever did.
-        let header = next_header(&mut self.raw);
-        self.remaining = if header.is_some() {
-            self.remaining - 1
-        } else {
-            0
-        };
-        header
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.remaining, Some(self.remaining))
-    }
-}
-
-impl ExactSizeIterator for HeaderViews<'_> {}
-
-/// Iterates the records of an uncompressed records area, front to back, without allocating.
-/// After an error it yields nothing more.
+/// Iterates the records of an uncompressed records area, front to back, without copying or
+/// allocating: what the host reads on its slow paths (re-partitioning outputs by key,
+/// dead-letter copies, narrowing failures). After an error it yields nothing more. The record
+/// format itself is the guest ABI's (`sluice_sdk::codec::records`), one implementation for both
+/// sides.
 #[derive(Debug, Clone)]
 pub struct RecordIter<'a> {
     rest: &'a [u8],
@@ -99,80 +48,18 @@ impl<'a> RecordIter<'a> {
 }
 
 impl<'a> Iterator for RecordIter<'a> {
-    type Item = Result<EncodedRecord<'a>, String>;
+    type Item = Result<RawRecord<'a>, String>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.rest.is_empty() {
             return None;
         }
-        let record = next_record(&mut self.rest);
+        let record = next_record(&mut self.rest).map_err(|e| e.0);
         if record.is_err() {
             self.rest = &[];
         }
         Some(record)
     }
-}
-
-fn take<'a>(buf: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-    if buf.len() < n {
-        return None;
-    }
-    let (head, tail) = buf.split_at(n);
-    *buf = tail;
-    Some(head)
-}
-
-fn opt_bytes<'a>(buf: &mut &'a [u8]) -> Option<Option<&'a [u8]>> {
-    match read_varint(buf)? {
-        -1 => Some(None),
-        n if n < 0 => None,
-        n => take(buf, n as usize).map(Some),
-    }
-}
-
-fn next_header<'a>(buf: &mut &'a [u8]) -> Option<(&'a [u8], Option<&'a [u8]>)> {
-    let key_len = usize::try_from(read_varint(buf)?).ok()?;
-    let key = take(buf, key_len)?;
-    let value = opt_bytes(buf)?;
-    Some((key, value))
-}
-
-/// Parses one record from the front of `buf`, checking its whole framing.
-fn next_record<'a>(buf: &mut &'a [u8]) -> Result<EncodedRecord<'a>, String> {
-    let whole = *buf;
-    let len = read_varint(buf).ok_or("record length is not a varint")?;
-    let len = usize::try_from(len).map_err(|_| format!("record length {len} is negative"))?;
-    let mut body =
-        take(buf, len).ok_or_else(|| format!("record of {len} bytes overruns the batch"))?;
-    let raw = &whole[..whole.len() - buf.len()];
-    let b = &mut body;
-    take(b, 1).ok_or("record has no attributes")?;
-    let timestamp_delta = read_varlong(b).ok_or("bad timestampDelta")?;
-    let offset_delta = read_varint(b).ok_or("bad offsetDelta")?;
-    let key = opt_bytes(b).ok_or("bad key")?;
-    let value = opt_bytes(b).ok_or("bad value")?;
-    let count = read_varint(b).ok_or("bad header count")?;
-    if count < 0 || count as usize > b.len() {
-        return Err(format!("header count {count} is impossible"));
-    }
-    let headers = HeaderViews {
-        raw: b,
-        remaining: count as usize,
-    };
-    for _ in 0..count {
-        next_header(b).ok_or("a header overruns the record")?;
-    }
-    if !b.is_empty() {
-        return Err(format!("record has {} bytes past its last header", b.len()));
-    }
-    Ok(EncodedRecord {
-        timestamp_delta,
-        offset_delta,
-        key,
-        value,
-        headers,
-        raw,
-    })
 }
 
 /// What [`scan_records`] learnt of a well-framed records area.
@@ -248,6 +135,7 @@ pub fn decode_records(
             value: r.value.map(<[u8]>::to_vec),
             headers: r
                 .headers
+                .iter_bytes()
                 .map(|(k, v)| {
                     (
                         String::from_utf8_lossy(k).into_owned(),
@@ -260,67 +148,50 @@ pub fn decode_records(
     Ok((header, out))
 }
 
-fn varint_len(value: i64) -> usize {
-    let mut v = ((value << 1) ^ (value >> 63)) as u64;
-    let mut n = 1;
-    while v >= 0x80 {
-        v >>= 7;
-        n += 1;
+/// Records with absolute offsets and timestamps, encoded as a records area with deltas from the
+/// first record's: how owned records become a guest's input.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordsArea {
+    pub base_offset: i64,
+    pub base_timestamp: i64,
+    pub count: u32,
+    pub records: Vec<u8>,
+}
+
+impl RecordsArea {
+    pub fn new() -> RecordsArea {
+        RecordsArea::default()
     }
-    n
-}
 
-fn opt_len(b: Option<&[u8]>) -> usize {
-    b.map_or(1, |b| varint_len(b.len() as i64) + b.len())
-}
-
-fn put_opt(out: &mut Vec<u8>, b: Option<&[u8]>) {
-    match b {
-        None => write_varlong(out, -1),
-        Some(b) => {
-            write_varlong(out, b.len() as i64);
-            out.extend_from_slice(b);
+    /// Appends one record; the first one sets the bases. Refused if its offset is more than
+    /// `i32::MAX` from the first one's.
+    pub fn push<'h, H>(
+        &mut self,
+        offset: i64,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: H,
+    ) -> Result<(), String>
+    where
+        H: Iterator<Item = (&'h [u8], Option<&'h [u8]>)> + Clone,
+    {
+        if self.count == 0 {
+            self.base_offset = offset;
+            self.base_timestamp = timestamp;
         }
-    }
-}
-
-/// Appends one record in Kafka's v2 record format, length prefix first (sized up front, so no
-/// scratch buffer).
-pub fn write_record<'h, H>(
-    out: &mut Vec<u8>,
-    offset_delta: i32,
-    timestamp_delta: i64,
-    key: Option<&[u8]>,
-    value: Option<&[u8]>,
-    headers: H,
-) where
-    H: Iterator<Item = (&'h [u8], Option<&'h [u8]>)> + Clone,
-{
-    let mut header_count = 0usize;
-    let mut headers_len = 0usize;
-    for (k, v) in headers.clone() {
-        header_count += 1;
-        headers_len += varint_len(k.len() as i64) + k.len() + opt_len(v);
-    }
-    let body = 1
-        + varint_len(timestamp_delta)
-        + varint_len(i64::from(offset_delta))
-        + opt_len(key)
-        + opt_len(value)
-        + varint_len(header_count as i64)
-        + headers_len;
-    out.reserve(varint_len(body as i64) + body);
-    write_varlong(out, body as i64);
-    out.push(0); // attributes: unused in v2
-    write_varlong(out, timestamp_delta);
-    write_varlong(out, i64::from(offset_delta));
-    put_opt(out, key);
-    put_opt(out, value);
-    write_varlong(out, header_count as i64);
-    for (k, v) in headers {
-        write_varlong(out, k.len() as i64);
-        out.extend_from_slice(k);
-        put_opt(out, v);
+        let offset_delta = i32::try_from(offset.wrapping_sub(self.base_offset))
+            .map_err(|_| format!("offset {offset} is too far from {}", self.base_offset))?;
+        write_record(
+            &mut self.records,
+            offset_delta,
+            timestamp.wrapping_sub(self.base_timestamp),
+            key,
+            value,
+            headers,
+        );
+        self.count += 1;
+        Ok(())
     }
 }
 
@@ -354,6 +225,7 @@ pub fn build_batch(records: &[NewRecord], codec: Compression, meta: &BatchMeta) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_sdk::codec::records::write_varlong;
 
     #[test]
     fn records_round_trip_with_nulls_and_headers() {

@@ -6,7 +6,7 @@
 use sluice_sdk::codec::{self, InputHeader};
 
 use super::guest::GuestError;
-use crate::records::record::scan_records;
+use crate::records::record::{scan_records, RecordsArea};
 
 /// One batch's records for a guest. `records` is a Kafka v2 records area (uncompressed), as in
 /// the batch body: a record's offset is `base_offset + offsetDelta`, its timestamp
@@ -22,7 +22,19 @@ pub struct BatchInput<'a> {
     pub records: &'a [u8],
 }
 
-impl BatchInput<'_> {
+impl<'a> BatchInput<'a> {
+    /// The records of `area` (from `topic`/`partition`) as a guest's input.
+    pub fn of_area(topic: &'a str, partition: i32, area: &'a RecordsArea) -> BatchInput<'a> {
+        BatchInput {
+            topic,
+            partition,
+            base_offset: area.base_offset,
+            base_timestamp: area.base_timestamp,
+            record_count: area.count,
+            records: &area.records,
+        }
+    }
+
     /// Appends the input buffer's fixed part (what precedes the records) to `out`.
     pub(crate) fn encode_header(&self, out: &mut Vec<u8>) -> Result<(), GuestError> {
         let records_len = u32::try_from(self.records.len())

@@ -1,5 +1,7 @@
 //! Kafka's v2 record format, as records cross the ABI: zig-zag varints, and one record's
-//! framing (`length, attributes, timestampDelta, offsetDelta, key, value, headers`).
+//! framing (`length, attributes, timestampDelta, offsetDelta, key, value, headers`). The broker
+//! reads and writes records with this same module (its `records` module builds on it), so the
+//! guest and the host cannot disagree on the format.
 //!
 //! Decoding borrows from the buffer and never allocates or panics: the buffer comes from the
 //! other side of a sandbox. Encoding sizes a record first, so it is written in one pass with no
@@ -68,7 +70,7 @@ pub(crate) fn next_header<'a>(buf: &mut &'a [u8]) -> Option<(&'a [u8], Option<&'
     Some((key, opt_bytes(buf)?))
 }
 
-/// One record's fields as encoded, borrowed.
+/// One record's fields as encoded, borrowed from the records area.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RawRecord<'a> {
     pub timestamp_delta: i64,
@@ -76,19 +78,25 @@ pub struct RawRecord<'a> {
     pub key: Option<&'a [u8]>,
     pub value: Option<&'a [u8]>,
     pub headers: Headers<'a>,
+    /// The whole record as encoded, length prefix included: a sub-range of a records area is
+    /// the concatenation of such slices.
+    pub raw: &'a [u8],
 }
 
-fn bad(what: &str) -> CodecError {
-    CodecError(format!("input record: {what}"))
+fn bad(what: impl Into<String>) -> CodecError {
+    CodecError(what.into())
 }
 
 /// Parses the record at the front of `buf`, checking its whole framing.
 pub fn next_record<'a>(buf: &mut &'a [u8]) -> Result<RawRecord<'a>, CodecError> {
-    let len = read_varint(buf).ok_or_else(|| bad("length is not a varint"))?;
-    let len = usize::try_from(len).map_err(|_| bad("negative length"))?;
-    let mut body = take(buf, len).ok_or_else(|| bad("overruns the buffer"))?;
+    let whole = *buf;
+    let len = read_varint(buf).ok_or_else(|| bad("record length is not a varint"))?;
+    let len = usize::try_from(len).map_err(|_| bad(format!("record length {len} is negative")))?;
+    let mut body =
+        take(buf, len).ok_or_else(|| bad(format!("record of {len} bytes overruns the batch")))?;
+    let raw = &whole[..whole.len() - buf.len()];
     let b = &mut body;
-    take(b, 1).ok_or_else(|| bad("no attributes"))?;
+    take(b, 1).ok_or_else(|| bad("record has no attributes"))?;
     let timestamp_delta = read_varlong(b).ok_or_else(|| bad("bad timestampDelta"))?;
     let offset_delta = read_varint(b).ok_or_else(|| bad("bad offsetDelta"))?;
     let key = opt_bytes(b).ok_or_else(|| bad("bad key"))?;
@@ -98,13 +106,16 @@ pub fn next_record<'a>(buf: &mut &'a [u8]) -> Result<RawRecord<'a>, CodecError> 
     let count = u32::try_from(count)
         .ok()
         .filter(|&c| c as usize <= b.len() / 2)
-        .ok_or_else(|| bad("impossible header count"))?;
+        .ok_or_else(|| bad(format!("header count {count} is impossible")))?;
     let headers = Headers::new(b, count);
     for _ in 0..count {
         next_header(b).ok_or_else(|| bad("a header overruns the record"))?;
     }
     if !b.is_empty() {
-        return Err(bad("bytes past its last header"));
+        return Err(bad(format!(
+            "record has {} bytes past its last header",
+            b.len()
+        )));
     }
     Ok(RawRecord {
         timestamp_delta,
@@ -112,6 +123,7 @@ pub fn next_record<'a>(buf: &mut &'a [u8]) -> Result<RawRecord<'a>, CodecError> 
         key,
         value,
         headers,
+        raw,
     })
 }
 
