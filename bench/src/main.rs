@@ -174,17 +174,6 @@ fn compare_guest(args: &Args, module: &std::path::Path) -> anyhow::Result<()> {
     sluice_sdk::__private::init(&init);
     let mut out = sluice_sdk::__private::new_output(vec!["out".into()]);
 
-    let start = Instant::now();
-    let mut native_bytes = 0usize;
-    for _ in 0..calls {
-        sluice_sdk::__private::run_batch(&mut out, &buffer, &mut uppercase::uppercase)
-            .context("native batch")?;
-        native_bytes += sluice_sdk::__private::sections(&out)
-            .map(|s| s.records.len())
-            .sum::<usize>();
-    }
-    let native = start.elapsed();
-
     let engine = sluice::wasm::WasmEngine::new().map_err(|e| anyhow::anyhow!("{e}"))?;
     let bytes = std::fs::read(module).with_context(|| format!("reading {}", module.display()))?;
     let compiled = engine.compile(&bytes)?;
@@ -197,17 +186,26 @@ fn compare_guest(args: &Args, module: &std::path::Path) -> anyhow::Result<()> {
         "bench",
         &init,
     )?;
-    let start = Instant::now();
-    let mut wasm_bytes = 0usize;
+    // Batch by batch, native then wasm, so a busy machine slows both alike.
+    let (mut native, mut wasm) = (Duration::ZERO, Duration::ZERO);
+    let (mut native_bytes, mut wasm_bytes) = (0usize, 0usize);
     for _ in 0..calls {
+        let start = Instant::now();
+        sluice_sdk::__private::run_batch(&mut out, &buffer, &mut uppercase::uppercase)
+            .context("native batch")?;
+        native_bytes += sluice_sdk::__private::sections(&out)
+            .map(|s| s.records.len())
+            .sum::<usize>();
+        let middle = Instant::now();
         let output = guest.transform(&input, 1)?;
         wasm_bytes += output
             .sections
             .iter()
             .map(|s| s.records.len())
             .sum::<usize>();
+        wasm += middle.elapsed();
+        native += middle - start;
     }
-    let wasm = start.elapsed();
     let native_records: Vec<&[u8]> = sluice_sdk::__private::sections(&out)
         .map(|s| s.records)
         .collect();

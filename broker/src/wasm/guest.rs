@@ -703,6 +703,26 @@ mod tests {
                 vec![("n".to_string(), None)]
             );
         }
+        // Records that do not frame: the SDK refuses the batch (a negative result), the host
+        // calls that a failed batch, and nothing panics on either side.
+        for garbage in [
+            vec![0xff; 40],
+            vec![0x02, 0x00],
+            area[..area.len() - 1].to_vec(),
+        ] {
+            let input = BatchInput {
+                topic: "in",
+                partition: 2,
+                base_offset: 0,
+                base_timestamp: 0,
+                record_count: 3,
+                records: &garbage,
+            };
+            assert!(matches!(
+                guest.transform(&input, 1),
+                Err(GuestError::Malformed(m)) if m.contains("error status")
+            ));
+        }
     }
 
     #[test]
@@ -717,10 +737,16 @@ mod tests {
             file_dir: Some(dir.path().to_path_buf()),
             http_allow: vec![],
         };
+        // The sink syncs what it appends: on a busy disk that can take longer than the default
+        // per-call limit, which this test is not about.
+        let limits = GuestLimits {
+            cpu_per_call: Duration::from_secs(60),
+            ..GuestLimits::default()
+        };
         let mut guest = Guest::start_with(
             &engine,
             &module,
-            GuestLimits::default(),
+            limits,
             Arc::new(GuestLog::default()),
             "sink",
             &init,

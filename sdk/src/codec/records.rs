@@ -12,6 +12,14 @@ use crate::record::{Header, Headers, Record};
 
 /// Reads a zig-zag varint of at most 10 bytes from the front of `buf`.
 pub fn read_varlong(buf: &mut &[u8]) -> Option<i64> {
+    // Most fields of a record (attributes aside) are small: one byte, read without the loop.
+    if let Some((&byte, rest)) = buf.split_first() {
+        if byte < 0x80 {
+            *buf = rest;
+            let v = u64::from(byte);
+            return Some(((v >> 1) as i64) ^ -((v & 1) as i64));
+        }
+    }
     let mut value: u64 = 0;
     for i in 0..10 {
         let (&byte, rest) = buf.split_first()?;
