@@ -151,20 +151,43 @@ fn consume(args: &Args, topic: &str) -> anyhow::Result<f64> {
 }
 
 /// The uppercase transform over `records` records in batches: natively (the SDK's own batch loop
-/// called directly) and in wasm through the broker's guest runtime, same input buffers.
+/// called directly on the ABI v2 input buffer) and in wasm through the broker's guest runtime
+/// (`Guest::transform`: the records copied into guest memory, the output sections checked where
+/// they lie), same records.
 fn compare_guest(args: &Args, module: &std::path::Path) -> anyhow::Result<()> {
-    use sluice_sdk::codec::{encode_input, InRecord};
+    use sluice::records::record::write_record;
+    use sluice::wasm::BatchInput;
+    use sluice_sdk::codec::{encode_batch_input, InputHeader};
     let value = vec![b'x'; args.size];
-    let batch: Vec<InRecord<'_>> = (0..args.batch)
-        .map(|i| InRecord {
-            offset: i as i64,
-            timestamp: 0,
-            key: None,
-            value: Some(&value),
-            headers: vec![],
-        })
-        .collect();
-    let input = encode_input("bench", 0, &batch);
+    let mut records = Vec::new();
+    for i in 0..args.batch {
+        write_record(
+            &mut records,
+            i as i32,
+            0,
+            None,
+            Some(&value),
+            std::iter::empty(),
+        );
+    }
+    let input = BatchInput {
+        topic: "bench",
+        partition: 0,
+        base_offset: 0,
+        base_timestamp: 0,
+        record_count: u32::try_from(args.batch)?,
+        records: &records,
+    };
+    let buffer = encode_batch_input(
+        &InputHeader {
+            topic: input.topic,
+            partition: input.partition,
+            base_offset: input.base_offset,
+            base_timestamp: input.base_timestamp,
+            record_count: input.record_count,
+        },
+        &records,
+    );
     let calls = args.records.div_ceil(args.batch);
     let init = sluice_sdk::codec::encode_deployment(&sluice_sdk::codec::Deployment {
         outputs: vec!["out".into()],
@@ -172,15 +195,7 @@ fn compare_guest(args: &Args, module: &std::path::Path) -> anyhow::Result<()> {
     });
     // The native side needs the same deployment the guest gets.
     sluice_sdk::__private::init(&init);
-
-    let start = Instant::now();
-    let mut native_bytes = 0usize;
-    for _ in 0..calls {
-        let out = sluice_sdk::__private::run_batch(&input, &mut uppercase::uppercase)
-            .context("native batch")?;
-        native_bytes += out.len();
-    }
-    let native = start.elapsed();
+    let mut out = sluice_sdk::__private::new_output(vec!["out".into()]);
 
     let engine = sluice::wasm::WasmEngine::new().map_err(|e| anyhow::anyhow!("{e}"))?;
     let bytes = std::fs::read(module).with_context(|| format!("reading {}", module.display()))?;
@@ -194,15 +209,34 @@ fn compare_guest(args: &Args, module: &std::path::Path) -> anyhow::Result<()> {
         "bench",
         &init,
     )?;
-    let start = Instant::now();
-    let mut wasm_bytes = 0usize;
+    // Batch by batch, native then wasm, so a busy machine slows both alike.
+    let (mut native, mut wasm) = (Duration::ZERO, Duration::ZERO);
+    let (mut native_bytes, mut wasm_bytes) = (0usize, 0usize);
     for _ in 0..calls {
-        wasm_bytes += guest.on_batch(&input)?.len();
+        let start = Instant::now();
+        sluice_sdk::__private::run_batch(&mut out, &buffer, &mut uppercase::uppercase)
+            .context("native batch")?;
+        native_bytes += sluice_sdk::__private::sections(&out)
+            .map(|s| s.records.len())
+            .sum::<usize>();
+        let middle = Instant::now();
+        let output = guest.transform(&input, 1)?;
+        wasm_bytes += output
+            .sections
+            .iter()
+            .map(|s| s.records.len())
+            .sum::<usize>();
+        wasm += middle.elapsed();
+        native += middle - start;
     }
-    let wasm = start.elapsed();
+    let native_records: Vec<&[u8]> = sluice_sdk::__private::sections(&out)
+        .map(|s| s.records)
+        .collect();
+    let wasm_output = guest.transform(&input, 1)?;
+    let wasm_records: Vec<&[u8]> = wasm_output.sections.iter().map(|s| s.records).collect();
     anyhow::ensure!(
-        native_bytes == wasm_bytes,
-        "native and wasm outputs differ in size"
+        native_bytes == wasm_bytes && native_records == wasm_records,
+        "native and wasm outputs differ"
     );
     let total = (calls * args.batch) as f64;
     println!(

@@ -21,9 +21,10 @@
 //! - [`log`]: storage; a partition is a list of segments with offset and time indexes, and the
 //!   background cleaner that compacts `cleanup.policy=compact` topics.
 //! - [`records`]: v2 record batches: header, validation, codecs, recompression, the topic's
-//!   rules for what it stores (`compression.type`, timestamp bounds), murmur2 partitioning.
-//! - [`wasm`]: the wasmtime engine, module validation and cache, the host side of the guest ABI,
-//!   the guest thread pool.
+//!   rules for what it stores (`compression.type`, timestamp bounds), murmur2 partitioning,
+//!   zero-copy record views and batches built around already-encoded records.
+//! - [`wasm`]: the wasmtime engine, module validation and cache, the host side of the guest ABI
+//!   (v2: records cross in Kafka's own record format), the guest thread pool.
 //! - [`auth`]: SASL mechanisms (PLAIN, SCRAM, OAUTHBEARER), SCRAM credentials, TLS configs and
 //!   reloading, certificate principals.
 //! - [`producer_ids`]: durable producer id allocation for idempotent producers.

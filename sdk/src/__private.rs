@@ -1,9 +1,11 @@
-//! The glue behind `#[transform]`: decode the input buffer, call the transform per record, encode
-//! the output. Target-independent so the test harness runs exactly this path natively; the raw
+//! The glue behind `#[transform]` and `#[sink]`: read the input batch, call the function per
+//! record (or once with all records), leave the outputs in their section buffers. Target-
+//! independent so the test harness and the benchmark run exactly this path natively; the raw
 //! wasm entry points at the bottom exist only on `wasm32`.
 
 use std::cell::RefCell;
 
+use crate::codec::records::RecordReader;
 use crate::codec::{self, CodecError, Deployment};
 use crate::{Error, Output, Record};
 
@@ -12,28 +14,62 @@ thread_local! {
     pub(crate) static DEPLOYMENT: RefCell<Deployment> = RefCell::new(Deployment::default());
 }
 
-/// Runs `transform` over every record of an encoded input batch; returns the encoded output.
-/// A record whose transform fails contributes an error entry and none of what it wrote.
-pub fn run_batch<F>(input: &[u8], transform: &mut F) -> Result<Vec<u8>, CodecError>
+/// An [`Output`] for the deployment's outputs (what the wasm entry keeps across batches).
+pub fn new_output(outputs: Vec<String>) -> Output {
+    Output::new(outputs)
+}
+
+/// Runs `transform` over every record of an input buffer, leaving what it wrote in `out`'s
+/// sections and the records it refused in `out`'s errors. A record whose transform fails
+/// contributes an error entry and none of what it wrote. `Err` only for a buffer that does not
+/// follow the ABI.
+pub fn run_batch<F>(out: &mut Output, input: &[u8], transform: &mut F) -> Result<(), CodecError>
 where
     F: FnMut(Record<'_>, &mut Output) -> Result<(), Error>,
 {
-    let records = codec::decode_input(input)?;
-    let outputs = DEPLOYMENT.with(|d| d.borrow().outputs.clone());
-    let timestamps: Vec<i64> = records.iter().map(Record::timestamp).collect();
-    let mut written = Vec::new();
-    let mut errors = Vec::new();
-    let mut out = Output::new(outputs);
-    for (index, record) in records.into_iter().enumerate() {
-        // A batch holds far fewer than u32::MAX records (the host bounds it).
-        let index = index as u32;
-        out.written.clear();
-        match transform(record, &mut out) {
-            Ok(()) => written.extend(out.written.drain(..).map(|(o, r)| (index, o, r))),
-            Err(e) => errors.push((index, e.message().to_string())),
+    let (header, records) = codec::decode_batch_input(input)?;
+    out.start_batch();
+    for (index, record) in RecordReader::new(&header, records).enumerate() {
+        let record = record?;
+        // At most `record_count` (a u32) records are read.
+        out.start_record(index as u32, record.timestamp());
+        if let Err(e) = transform(record, out) {
+            out.refuse_record(e.message().to_string());
         }
     }
-    Ok(codec::encode_output(&written, &timestamps, &errors))
+    Ok(())
+}
+
+/// One output's records after [`run_batch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SectionView<'a> {
+    pub output: u32,
+    pub record_count: u32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    /// Kafka v2 records, offset deltas 0..record_count.
+    pub records: &'a [u8],
+}
+
+/// The non-empty sections of `out`, in output order.
+pub fn sections(out: &Output) -> impl Iterator<Item = SectionView<'_>> {
+    out.sections
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.count > 0)
+        .map(|(i, s)| SectionView {
+            // The deployment's output list is bounded far below u32::MAX by the broker.
+            output: i as u32,
+            record_count: s.count,
+            base_timestamp: s.base_timestamp,
+            max_timestamp: s.base_timestamp.wrapping_add(s.max_delta),
+            records: &s.records,
+        })
+}
+
+/// The records `out`'s transform refused in the last batch.
+pub fn errors(out: &Output) -> &[(u32, String)] {
+    &out.errors
 }
 
 /// Installs the deployment (from the init buffer); returns the encoded init result.
@@ -47,6 +83,12 @@ pub fn init(buf: &[u8]) -> Vec<u8> {
     }
 }
 
+/// The deployment's output topics.
+#[cfg(target_arch = "wasm32")]
+pub(crate) fn outputs() -> Vec<String> {
+    DEPLOYMENT.with(|d| d.borrow().outputs.clone())
+}
+
 #[cfg(target_arch = "wasm32")]
 pub use self::wasm::*;
 
@@ -58,58 +100,97 @@ pub use self::wasm::*;
 mod wasm {
     use std::cell::RefCell;
 
+    use crate::codec::{self, SectionRef};
+    use crate::Output;
+
     thread_local! {
         /// Where the host writes the next input (from `sluice_alloc`).
         static INPUT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-        /// The last output; must stay put until the host's next call.
-        static OUTPUT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+        /// The last result buffer (init result, output table, sink result); must stay put
+        /// until the host's next call.
+        static RESULT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+        /// The section buffers, kept across batches (so also put until the next call).
+        static OUTPUT: RefCell<Option<Output>> = const { RefCell::new(None) };
     }
 
-    /// `sluice_alloc`: a buffer of `len` bytes for the host to write into.
+    /// `sluice_alloc`: a buffer of `len` bytes for the host to write into. Grown only, never
+    /// zeroed again: the host overwrites all of it.
     pub fn wasm_alloc(len: i32) -> i32 {
         let Ok(len) = usize::try_from(len) else {
             return 0;
         };
         INPUT.with(|b| {
             let mut b = b.borrow_mut();
-            b.clear();
-            b.resize(len, 0);
+            if b.len() < len {
+                b.resize(len, 0);
+            } else {
+                b.truncate(len);
+            }
             b.as_mut_ptr() as i32
         })
     }
 
-    /// Runs `f` on the input buffer the host filled, keeps the output and returns its location.
-    fn with_input(ptr: i32, len: i32, f: impl FnOnce(&[u8]) -> Option<Vec<u8>>) -> i64 {
-        let result = INPUT.with(|b| {
+    fn packed(buf: &[u8]) -> i64 {
+        ((buf.as_ptr() as u32 as i64) << 32) | (buf.len() as u32 as i64)
+    }
+
+    /// Runs `f` on the input buffer the host filled, keeps the result and returns its location.
+    fn with_input(ptr: i32, len: i32, f: impl FnOnce(&[u8], &mut Vec<u8>) -> bool) -> i64 {
+        INPUT.with(|b| {
             let b = b.borrow();
             // The host must pass back exactly the buffer it got from `sluice_alloc`; anything
             // else is refused rather than read.
             if ptr as usize != b.as_ptr() as usize || len as usize != b.len() {
-                return None;
+                return -1;
             }
-            f(&b)
-        });
-        match result {
-            Some(out) => OUTPUT.with(|o| {
-                let mut o = o.borrow_mut();
-                *o = out;
-                ((o.as_ptr() as u32 as i64) << 32) | (o.len() as u32 as i64)
-            }),
-            None => -1,
-        }
+            RESULT.with(|r| {
+                let mut r = r.borrow_mut();
+                r.clear();
+                if f(&b, &mut r) {
+                    packed(&r)
+                } else {
+                    -1
+                }
+            })
+        })
     }
 
     /// `sluice_init`.
     pub fn wasm_init(ptr: i32, len: i32) -> i64 {
-        with_input(ptr, len, |buf| Some(super::init(buf)))
+        let result = with_input(ptr, len, |buf, result| {
+            *result = super::init(buf);
+            true
+        });
+        OUTPUT.with(|o| *o.borrow_mut() = Some(Output::new(super::outputs())));
+        result
     }
 
-    /// `sluice_on_batch`.
+    /// `sluice_on_batch`: runs the batch, then describes the sections where they lie.
     pub fn wasm_on_batch<F>(ptr: i32, len: i32, mut transform: F) -> i64
     where
         F: FnMut(crate::Record<'_>, &mut crate::Output) -> Result<(), crate::Error>,
     {
-        with_input(ptr, len, |buf| super::run_batch(buf, &mut transform).ok())
+        OUTPUT.with(|o| {
+            let mut o = o.borrow_mut();
+            let out = o.get_or_insert_with(|| Output::new(super::outputs()));
+            with_input(ptr, len, |buf, table| {
+                if super::run_batch(out, buf, &mut transform).is_err() {
+                    return false;
+                }
+                let sections: Vec<SectionRef> = super::sections(out)
+                    .map(|s| SectionRef {
+                        output: s.output,
+                        record_count: s.record_count,
+                        base_timestamp: s.base_timestamp,
+                        max_timestamp: s.max_timestamp,
+                        records_ptr: s.records.as_ptr() as u32,
+                        records_len: s.records.len() as u32,
+                    })
+                    .collect();
+                codec::encode_output_table(table, &sections, super::errors(out));
+                true
+            })
+        })
     }
 
     #[link(wasm_import_module = "sluice")]
@@ -176,7 +257,10 @@ mod wasm {
     where
         F: FnMut(&[crate::Record<'_>]) -> Result<(), crate::SinkError>,
     {
-        with_input(ptr, len, |buf| Some(crate::sink::run_sink(buf, &mut sink)))
+        with_input(ptr, len, |buf, result| {
+            *result = crate::sink::run_sink(buf, &mut sink);
+            true
+        })
     }
 
     /// Sends a log line to the host.
@@ -184,5 +268,107 @@ mod wasm {
         // SAFETY: the pointer and length describe a live string for the duration of the call;
         // the host only reads it.
         unsafe { host_log(level, message.as_ptr(), message.len()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::records::{write_record, RecordReader};
+    use crate::codec::InputHeader;
+    use crate::OwnedRecord;
+
+    fn input(values: &[&str]) -> Vec<u8> {
+        let mut area = Vec::new();
+        for (i, v) in values.iter().enumerate() {
+            write_record(
+                &mut area,
+                i as i32,
+                i as i64,
+                None,
+                Some(v.as_bytes()),
+                std::iter::empty(),
+            );
+        }
+        let header = InputHeader {
+            topic: "in",
+            partition: 0,
+            base_offset: 100,
+            base_timestamp: 1000,
+            record_count: values.len() as u32,
+        };
+        codec::encode_batch_input(&header, &area)
+    }
+
+    fn values(s: &SectionView<'_>) -> Vec<(String, i64)> {
+        let header = InputHeader {
+            topic: "",
+            partition: 0,
+            base_offset: 0,
+            base_timestamp: s.base_timestamp,
+            record_count: s.record_count,
+        };
+        RecordReader::new(&header, s.records)
+            .map(|r| {
+                let r = r.unwrap();
+                (r.value_str().unwrap().to_string(), r.timestamp())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sections_hold_each_outputs_records_and_a_refused_record_writes_nothing() {
+        let mut out = new_output(vec!["a".into(), "b".into(), "c".into()]);
+        let mut f = |r: Record<'_>, out: &mut Output| -> Result<(), Error> {
+            let v = r.value_str().unwrap_or_default();
+            out.write(r.with_value(Some(format!("a:{v}"))))?;
+            if v == "both" {
+                out.write_to("c", OwnedRecord::new().with_value("c").with_timestamp(5))?;
+            }
+            if v == "bad" {
+                out.write_to("c", OwnedRecord::new().with_value("lost"))?;
+                return Err(Error::new("bad record"));
+            }
+            Ok(())
+        };
+        for _ in 0..2 {
+            // Twice: the second batch must not see the first's records.
+            run_batch(&mut out, &input(&["x", "bad", "both"]), &mut f).unwrap();
+            let sections: Vec<_> = sections(&out).collect();
+            assert_eq!(sections.len(), 2);
+            assert_eq!(sections[0].output, 0);
+            assert_eq!(
+                values(&sections[0]),
+                vec![("a:x".into(), 1000), ("a:both".into(), 1002)]
+            );
+            assert_eq!(
+                (sections[0].base_timestamp, sections[0].max_timestamp),
+                (1000, 1002)
+            );
+            assert_eq!(sections[1].output, 2);
+            assert_eq!(values(&sections[1]), vec![("c".into(), 5)]);
+            assert_eq!(errors(&out), &[(1, "bad record".to_string())]);
+        }
+    }
+
+    #[test]
+    fn hostile_input_buffers_fail_the_batch_without_panicking() {
+        let good = input(&["one", "two"]);
+        let mut out = new_output(vec!["a".into()]);
+        let mut f = |r: Record<'_>, out: &mut Output| out.write(r);
+        for cut in 0..good.len() {
+            assert!(
+                run_batch(&mut out, &good[..cut], &mut f).is_err(),
+                "cut {cut}"
+            );
+        }
+        for i in 0..good.len() {
+            for b in [0x00, 0x01, 0x7f, 0x80, 0xff] {
+                let mut bad = good.clone();
+                bad[i] = b;
+                let _ = run_batch(&mut out, &bad, &mut f);
+            }
+        }
+        assert!(run_batch(&mut out, &good, &mut f).is_ok());
     }
 }

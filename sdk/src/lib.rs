@@ -17,10 +17,13 @@
 //! deploy the `.wasm` with `sluice transform deploy`.
 //!
 //! Modules:
-//! - [`record`]: the input [`Record`] (borrowed) and the [`OwnedRecord`] a transform writes.
-//! - [`output`]: [`Output`], where a transform writes records, to its default output or by name.
+//! - [`record`]: the input [`Record`] (borrowed from the batch, headers read in place) and the
+//!   [`OwnedRecord`] a transform writes.
+//! - [`output`]: [`Output`], where a transform writes records, to its default output or by name;
+//!   each write is encoded straight into that output's section of the batch's output.
 //! - [`error`]: the [`Error`] a transform returns to reject one record.
-//! - [`codec`]: the ABI's buffer encodings (documented in `ABI.md`), shared with the broker.
+//! - [`codec`]: the ABI's buffers (documented in `ABI.md`), shared with the broker; records cross
+//!   in Kafka's own v2 record format ([`codec::records`]).
 //! - [`sink`]: sinks: deliver batches to files and HTTP endpoints the deployment grants.
 //! - [`testing`]: run a transform or a sink natively on given records.
 //! - [`config`] / [`log`](mod@log): the deployment's `--env` values and log lines for the operator.
@@ -43,12 +46,12 @@ pub mod __private;
 
 pub use error::Error;
 pub use output::Output;
-pub use record::{Header, OwnedRecord, Record};
+pub use record::{Header, HeaderBytes, HeaderIter, Headers, OwnedRecord, Record};
 pub use sink::SinkError;
 pub use sluice_sdk_macros::{sink, transform};
 
 /// The ABI version this SDK speaks (`ABI.md`).
-pub const ABI_VERSION: i32 = 1;
+pub const ABI_VERSION: i32 = 2;
 
 /// Everything a transform needs: `use sluice_sdk::prelude::*;`.
 pub mod prelude {

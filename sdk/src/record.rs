@@ -1,5 +1,5 @@
-//! Records: [`Record`] borrows an input record from the batch buffer; [`OwnedRecord`] is what a
-//! transform writes.
+//! Records: [`Record`] borrows an input record from the batch buffer (key, value and headers are
+//! views into it, nothing is copied); [`OwnedRecord`] is what a transform writes.
 
 /// A header: a key and an optional value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,8 +17,102 @@ pub struct Record<'a> {
     pub(crate) timestamp: i64,
     pub(crate) key: Option<&'a [u8]>,
     pub(crate) value: Option<&'a [u8]>,
-    pub(crate) headers: Vec<Header<'a>>,
+    pub(crate) headers: Headers<'a>,
 }
+
+/// A record's headers, read in place from the batch buffer (iterate, or look one up by key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Headers<'a> {
+    /// The encoded headers, whose framing was checked when the record was read.
+    raw: &'a [u8],
+    count: u32,
+}
+
+impl<'a> Headers<'a> {
+    pub(crate) fn new(raw: &'a [u8], count: u32) -> Headers<'a> {
+        Headers { raw, count }
+    }
+    /// How many headers the record has.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+    /// The headers, in order.
+    pub fn iter(&self) -> HeaderIter<'a> {
+        HeaderIter {
+            bytes: self.iter_bytes(),
+        }
+    }
+    /// The headers as `(key bytes, value)`, in order: exactly as encoded, for copying.
+    pub fn iter_bytes(&self) -> HeaderBytes<'a> {
+        HeaderBytes {
+            raw: self.raw,
+            left: self.count,
+        }
+    }
+}
+
+impl<'a> IntoIterator for Headers<'a> {
+    type Item = Header<'a>;
+    type IntoIter = HeaderIter<'a>;
+    fn into_iter(self) -> HeaderIter<'a> {
+        self.iter()
+    }
+}
+
+impl<'a> IntoIterator for &Headers<'a> {
+    type Item = Header<'a>;
+    type IntoIter = HeaderIter<'a>;
+    fn into_iter(self) -> HeaderIter<'a> {
+        self.iter()
+    }
+}
+
+/// Iterates a record's [`Headers`].
+#[derive(Debug, Clone)]
+pub struct HeaderIter<'a> {
+    bytes: HeaderBytes<'a>,
+}
+
+impl<'a> Iterator for HeaderIter<'a> {
+    type Item = Header<'a>;
+    fn next(&mut self) -> Option<Header<'a>> {
+        let (key, value) = self.bytes.next()?;
+        Some(crate::codec::records::header_from(key, value))
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.bytes.size_hint()
+    }
+}
+
+/// Iterates a record's [`Headers`] as `(key bytes, value)`.
+#[derive(Debug, Clone)]
+pub struct HeaderBytes<'a> {
+    raw: &'a [u8],
+    left: u32,
+}
+
+impl<'a> Iterator for HeaderBytes<'a> {
+    type Item = (&'a [u8], Option<&'a [u8]>);
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        // Checked framing cannot fail here; stopping is the total answer if it ever did.
+        let header = crate::codec::records::next_header(&mut self.raw);
+        self.left = if header.is_some() { self.left - 1 } else { 0 };
+        header
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left as usize, Some(self.left as usize))
+    }
+}
+
+impl ExactSizeIterator for HeaderBytes<'_> {}
+
+impl ExactSizeIterator for HeaderIter<'_> {}
 
 impl<'a> Record<'a> {
     /// The key, `None` when null.
@@ -34,8 +128,8 @@ impl<'a> Record<'a> {
         self.value.and_then(|v| std::str::from_utf8(v).ok())
     }
     /// All headers, in order.
-    pub fn headers(&self) -> &[Header<'a>] {
-        &self.headers
+    pub fn headers(&self) -> Headers<'a> {
+        self.headers
     }
     /// The first header named `key`: `Some(None)` if present with a null value.
     pub fn header(&self, key: &str) -> Option<Option<&'a [u8]>> {
@@ -58,31 +152,39 @@ impl<'a> Record<'a> {
         self.topic
     }
 
+    fn owned_headers(&self) -> Vec<(String, Option<Vec<u8>>)> {
+        self.headers
+            .iter()
+            .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+            .collect()
+    }
+
     /// A copy to write out, with key, value, headers and timestamp kept.
     pub fn to_owned_record(&self) -> OwnedRecord {
         OwnedRecord {
             key: self.key.map(<[u8]>::to_vec),
             value: self.value.map(<[u8]>::to_vec),
-            headers: self
-                .headers
-                .iter()
-                .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
-                .collect(),
+            headers: self.owned_headers(),
             timestamp: Some(self.timestamp),
         }
     }
     /// This record with another value; key, headers and timestamp kept.
     pub fn with_value<V: Into<Vec<u8>>>(&self, value: Option<V>) -> OwnedRecord {
+        // Built field by field: the old value is never copied only to be dropped.
         OwnedRecord {
+            key: self.key.map(<[u8]>::to_vec),
             value: value.map(Into::into),
-            ..self.to_owned_record()
+            headers: self.owned_headers(),
+            timestamp: Some(self.timestamp),
         }
     }
     /// This record with another key; value, headers and timestamp kept.
     pub fn with_key<K: Into<Vec<u8>>>(&self, key: Option<K>) -> OwnedRecord {
         OwnedRecord {
             key: key.map(Into::into),
-            ..self.to_owned_record()
+            value: self.value.map(<[u8]>::to_vec),
+            headers: self.owned_headers(),
+            timestamp: Some(self.timestamp),
         }
     }
 }

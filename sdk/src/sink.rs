@@ -185,12 +185,16 @@ pub fn http(
     }
 }
 
-/// Runs a sink over an encoded input batch (the SDK's side of `sluice_on_sink_batch`).
+/// Runs a sink over an input buffer (the SDK's side of `sluice_on_sink_batch`); returns the
+/// sink result buffer.
 pub fn run_sink<F>(input: &[u8], sink: &mut F) -> Vec<u8>
 where
     F: FnMut(&[Record<'_>]) -> Result<(), SinkError>,
 {
-    let result = match crate::codec::decode_input(input) {
+    let records = crate::codec::decode_batch_input(input).and_then(|(header, records)| {
+        crate::codec::records::RecordReader::new(&header, records).collect::<Result<Vec<_>, _>>()
+    });
+    let result = match records {
         Ok(records) => sink(&records),
         Err(e) => Err(SinkError::Permanent(format!("malformed input: {e}"))),
     };

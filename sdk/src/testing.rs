@@ -1,26 +1,32 @@
 //! Run a transform natively, in plain `cargo test`: records in, what it wrote out. The records go
-//! through the same ABI encoding and per-record loop as inside the broker.
+//! through the same ABI v2 buffers and per-record loop as inside the broker.
 
-use crate::codec::{self, Deployment, InRecord};
+use crate::codec::records::{write_record, RecordReader};
+use crate::codec::{self, Deployment, InputHeader};
 use crate::{Error, Output, OwnedRecord, Record};
 
-/// Test records as ABI input records: offsets 0, 1, ...; missing timestamps are 0.
-fn in_records(records: &[OwnedRecord]) -> Vec<InRecord<'_>> {
-    records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| InRecord {
-            offset: i as i64,
-            timestamp: r.timestamp.unwrap_or(0),
-            key: r.key.as_deref(),
-            value: r.value.as_deref(),
-            headers: r
-                .headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_deref()))
-                .collect(),
-        })
-        .collect()
+/// Test records as an ABI input buffer: offsets 0, 1, ...; missing timestamps are 0.
+fn input_buffer(topic: &str, partition: i32, records: &[OwnedRecord]) -> Vec<u8> {
+    let base_timestamp = records.first().and_then(|r| r.timestamp).unwrap_or(0);
+    let mut area = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        write_record(
+            &mut area,
+            i as i32,
+            r.timestamp.unwrap_or(0).wrapping_sub(base_timestamp),
+            r.key.as_deref(),
+            r.value.as_deref(),
+            r.headers.iter().map(|(k, v)| (k.as_bytes(), v.as_deref())),
+        );
+    }
+    let header = InputHeader {
+        topic,
+        partition,
+        base_offset: 0,
+        base_timestamp,
+        record_count: records.len() as u32,
+    };
+    codec::encode_batch_input(&header, &area)
 }
 
 /// One record the transform wrote, with the output topic it went to.
@@ -95,39 +101,60 @@ impl Harness {
         F: FnMut(Record<'_>, &mut Output) -> Result<(), Error>,
     {
         let records: Vec<OwnedRecord> = records.into_iter().collect();
-        let inputs = in_records(&records);
-        let input = codec::encode_input(&self.topic, self.partition, &inputs);
+        let input = input_buffer(&self.topic, self.partition, &records);
         crate::__private::init(&codec::encode_deployment(&self.deployment));
         crate::log::CAPTURED.with(|c| c.borrow_mut().clear());
+        let mut out = Output::new(self.deployment.outputs.clone());
+        out.trace = Some(Vec::new());
         // The encoder and decoder are this crate's own; a failure here is a bug in the SDK.
-        let output =
-            crate::__private::run_batch(&input, &mut transform).expect("SDK codec round trip");
-        let decoded = codec::decode_output(&output, inputs.len(), self.deployment.outputs.len())
+        crate::__private::run_batch(&mut out, &input, &mut transform)
             .expect("SDK codec round trip");
-        TestRun {
-            written: decoded
-                .records
-                .into_iter()
-                .map(|r| Written {
-                    input_index: r.input_index as usize,
-                    topic: self
-                        .deployment
-                        .outputs
-                        .get(r.output as usize)
-                        .cloned()
-                        .unwrap_or_default(),
+        // Each output's records in order; the trace says in which order they were written
+        // across outputs.
+        let mut readers: Vec<Option<RecordReader<'_>>> =
+            self.deployment.outputs.iter().map(|_| None).collect();
+        for s in crate::__private::sections(&out) {
+            let header = InputHeader {
+                topic: "",
+                partition: 0,
+                base_offset: 0,
+                base_timestamp: s.base_timestamp,
+                record_count: s.record_count,
+            };
+            readers[s.output as usize] = Some(RecordReader::new(&header, s.records));
+        }
+        let written = out
+            .trace
+            .iter()
+            .flatten()
+            .map(|&(input_index, output)| {
+                let r = readers[output as usize]
+                    .as_mut()
+                    .and_then(Iterator::next)
+                    .expect("one record per traced write")
+                    .expect("SDK codec round trip");
+                Written {
+                    input_index: input_index as usize,
+                    topic: self.deployment.outputs[output as usize].clone(),
                     record: OwnedRecord {
-                        key: r.key,
-                        value: r.value,
-                        headers: r.headers,
-                        timestamp: Some(r.timestamp),
+                        key: r.key().map(<[u8]>::to_vec),
+                        value: r.value().map(<[u8]>::to_vec),
+                        headers: r
+                            .headers()
+                            .iter()
+                            .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                            .collect(),
+                        timestamp: Some(r.timestamp()),
                     },
-                })
-                .collect(),
-            errors: decoded
+                }
+            })
+            .collect();
+        TestRun {
+            written,
+            errors: out
                 .errors
-                .into_iter()
-                .map(|(i, m)| (i as usize, m))
+                .iter()
+                .map(|(i, m)| (*i as usize, m.clone()))
                 .collect(),
             logs: crate::log::CAPTURED
                 .with(|c| c.borrow().iter().map(|(_, m)| m.clone()).collect()),
@@ -206,13 +233,12 @@ impl SinkHarness {
         F: FnMut(&[Record<'_>]) -> Result<(), crate::SinkError>,
     {
         let records: Vec<OwnedRecord> = records.into_iter().collect();
-        let inputs = in_records(&records);
         crate::__private::init(&codec::encode_deployment(&Deployment {
             outputs: Vec::new(),
             env: self.env.clone(),
         }));
         SINK_FILES.with(|f| f.borrow_mut().clear());
-        let out = crate::sink::run_sink(&codec::encode_input("input", 0, &inputs), &mut sink);
+        let out = crate::sink::run_sink(&input_buffer("input", 0, &records), &mut sink);
         SinkRun {
             result: crate::sink::decode_result(&out)
                 .unwrap_or(Err(crate::SinkError::Permanent("malformed result".into()))),

@@ -386,15 +386,17 @@ fn hostile_guests_fail_their_own_batches_and_nothing_else() {
 #[test]
 fn a_guest_returning_malformed_output_is_refused() {
     let broker = Broker::start();
-    // Claims one output record that names input 7 of a one-record batch.
+    // Speaks ABI v2 and claims a section for output 7 of a one-output deployment.
     let bad = wat::parse_str(
         r#"(module (memory (export "memory") 1)
-            (data (i32.const 1024) "\01\00\00\00\07\00\00\00\00\00\00\00")
+            (data (i32.const 1024) "\01\00\00\00\07\00\00\00\01\00\00\00")
+            (data (i32.const 1036) "\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00")
+            (data (i32.const 1052) "\00\08\00\00\01\00\00\00\00\00\00\00")
             (data (i32.const 2048) "\00")
-            (func (export "sluice_abi_version") (result i32) i32.const 1)
+            (func (export "sluice_abi_version") (result i32) i32.const 2)
             (func (export "sluice_alloc") (param i32) (result i32) i32.const 4096)
             (func (export "sluice_init") (param i32 i32) (result i64) i64.const 8796093022209)
-            (func (export "sluice_on_batch") (param i32 i32) (result i64) i64.const 4398046511116))"#,
+            (func (export "sluice_on_batch") (param i32 i32) (result i64) i64.const 4398046511144))"#,
     )
     .expect("wat");
     let dir = tempfile::tempdir().expect("dir");

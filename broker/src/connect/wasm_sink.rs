@@ -18,9 +18,9 @@ use sluice_sdk::SinkError;
 use super::{wait_until_running, Connector, Target};
 use crate::broker::{now_ms, Broker};
 use crate::group::Committed;
-use crate::records::record::{NewRecord, RecordView};
+use crate::records::record::{NewRecord, RecordView, RecordsArea};
 use crate::wasm::host::{Grants, GuestLog};
-use crate::wasm::{Guest, GuestLimits};
+use crate::wasm::{BatchInput, Guest, GuestLimits};
 
 const POLL: Duration = Duration::from_millis(100);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -75,18 +75,28 @@ fn settings(c: &Connector) -> Result<Settings, String> {
     })
 }
 
-/// One delivery attempt of `records` (all from one partition).
+/// One delivery attempt of `records` (all from one partition, in offset order), given to the
+/// guest in Kafka's record format (ABI v2).
 fn deliver(
     guest: &mut Guest,
     topic: &str,
     partition: i32,
     records: &[RecordView],
 ) -> Result<(), SinkError> {
-    match guest.on_batch(&crate::transform::run::guest_input(
-        topic, partition, records,
-    )) {
-        Ok(out) => sluice_sdk::sink::decode_result(&out)
-            .unwrap_or_else(|| Err(SinkError::Permanent("malformed sink result".into()))),
+    let mut area = RecordsArea::new();
+    for r in records {
+        area.push(
+            r.offset,
+            r.timestamp,
+            r.key.as_deref(),
+            r.value.as_deref(),
+            r.headers.iter().map(|(k, v)| (k.as_bytes(), v.as_deref())),
+        )
+        .map_err(SinkError::Permanent)?;
+    }
+    let input = BatchInput::of_area(topic, partition, &area);
+    match guest.sink_batch(&input) {
+        Ok(verdict) => verdict,
         Err(e) => Err(SinkError::Permanent(e.to_string())),
     }
 }

@@ -202,28 +202,46 @@ pub fn compress(codec: Compression, data: &[u8]) -> Vec<u8> {
     compress_with(Codec::new(codec), data)
 }
 
-/// Compresses `data` with `codec.compression` at `codec.level`. A level outside Kafka's range
-/// (config validation keeps them in it) falls back to the codec's default.
+/// Compresses `data` with `codec.compression` at `codec.level`.
 pub fn compress_with(codec: Codec, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    compress_into_with(codec, data, &mut out);
+    out
+}
+
+/// Appends `data` compressed with `codec` (at its default level) to `out` (copied as is for
+/// [`Compression::None`]).
+pub fn compress_into(codec: Compression, data: &[u8], out: &mut Vec<u8>) {
+    compress_into_with(Codec::new(codec), data, out);
+}
+
+/// Appends `data` compressed with `codec.compression` at `codec.level` to `out`. A level
+/// outside Kafka's range (config validation keeps them in it) falls back to the codec's default.
+pub fn compress_into_with(codec: Codec, data: &[u8], out: &mut Vec<u8>) {
+    // Writing to a Vec cannot fail, so the encoders' io errors are unreachable.
     match codec.compression {
-        Compression::None => data.to_vec(),
+        Compression::None => out.extend_from_slice(data),
         Compression::Gzip => {
             let gzip_level = u32::try_from(codec.level)
                 .ok()
                 .filter(|l| (level::GZIP_MIN as u32..=level::GZIP_MAX as u32).contains(l))
                 .map_or_else(flate2::Compression::default, flate2::Compression::new);
-            let mut encoder = flate2::write::GzEncoder::new(Vec::new(), gzip_level);
-            // Writing to a Vec cannot fail.
+            let mut encoder = flate2::write::GzEncoder::new(out, gzip_level);
             let _ = encoder.write_all(data);
-            encoder.finish().unwrap_or_default()
+            let _ = encoder.finish();
         }
-        Compression::Snappy => snap::raw::Encoder::new()
-            .compress_vec(data)
-            .unwrap_or_default(),
+        Compression::Snappy => {
+            let start = out.len();
+            out.resize(start + snap::raw::max_compress_len(data.len()), 0);
+            let n = snap::raw::Encoder::new()
+                .compress(data, &mut out[start..])
+                .unwrap_or(0);
+            out.truncate(start + n);
+        }
         Compression::Lz4 => {
-            let mut encoder = lz4_flex::frame::FrameEncoder::new(Vec::new());
+            let mut encoder = lz4_flex::frame::FrameEncoder::new(out);
             let _ = encoder.write_all(data);
-            encoder.finish().unwrap_or_default()
+            let _ = encoder.finish();
         }
         Compression::Zstd => {
             let zstd_level = if (level::ZSTD_MIN..=level::ZSTD_MAX).contains(&codec.level) {
@@ -231,7 +249,7 @@ pub fn compress_with(codec: Codec, data: &[u8]) -> Vec<u8> {
             } else {
                 level::ZSTD_DEFAULT
             };
-            zstd::bulk::compress(data, zstd_level).unwrap_or_default()
+            let _ = zstd::stream::copy_encode(data, out, zstd_level);
         }
     }
 }

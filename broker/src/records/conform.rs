@@ -7,7 +7,7 @@ use bytes::Bytes;
 use super::batch::{self, BatchError, BatchHeader};
 use super::compression::CompressionType;
 use super::recompress::recompress_records;
-use super::varint::{read_varint, read_varlong};
+use sluice_sdk::codec::records::{read_varint, read_varlong};
 
 /// Kafka's "no timestamp" marker, which the bounds do not apply to.
 const NO_TIMESTAMP: i64 = -1;

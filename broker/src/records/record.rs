@@ -2,8 +2,11 @@
 //! building new batches (transforms write them).
 
 use super::batch::{self, BatchError, BatchHeader, HEADER_LEN};
+pub use super::build::BatchMeta;
+use super::build::{build_encoded, EncodedRecords};
 use super::compression::{self, Compression};
-use super::varint::{read_varint, read_varlong, write_varlong};
+use sluice_sdk::codec::records::{next_record, read_varint, read_varlong, write_varlong};
+pub use sluice_sdk::codec::records::{write_record, RawRecord};
 
 /// A decoded record with absolute offset and timestamp.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,106 +27,82 @@ pub struct NewRecord {
     pub headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
-/// Producer fields of a new batch; the defaults are a non-idempotent batch at offset 0.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchMeta {
-    pub base_offset: i64,
-    pub producer_id: i64,
-    pub producer_epoch: i16,
-    pub base_sequence: i32,
+/// Iterates the records of an uncompressed records area, front to back, without copying or
+/// allocating: what the host reads on its slow paths (re-partitioning outputs by key,
+/// dead-letter copies, narrowing failures). After an error it yields nothing more. The record
+/// format itself is the guest ABI's (`sluice_sdk::codec::records`), one implementation for both
+/// sides.
+#[derive(Debug, Clone)]
+pub struct RecordIter<'a> {
+    rest: &'a [u8],
 }
 
-impl Default for BatchMeta {
-    fn default() -> BatchMeta {
-        BatchMeta {
-            base_offset: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            base_sequence: -1,
+impl<'a> RecordIter<'a> {
+    pub fn new(records: &'a [u8]) -> RecordIter<'a> {
+        RecordIter { rest: records }
+    }
+    /// The bytes not yet iterated.
+    pub fn rest(&self) -> &'a [u8] {
+        self.rest
+    }
+}
+
+impl<'a> Iterator for RecordIter<'a> {
+    type Item = Result<RawRecord<'a>, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
         }
+        let record = next_record(&mut self.rest).map_err(|e| e.0);
+        if record.is_err() {
+            self.rest = &[];
+        }
+        Some(record)
     }
 }
 
-/// One record's fields, borrowed from the (decompressed) records area.
-struct RawRecord<'a> {
-    timestamp_delta: i64,
-    offset_delta: i32,
-    key: Option<&'a [u8]>,
-    value: Option<&'a [u8]>,
-    headers: Vec<(&'a [u8], Option<&'a [u8]>)>,
-}
-
-fn take<'a>(buf: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-    if buf.len() < n {
-        return None;
-    }
-    let (head, tail) = buf.split_at(n);
-    *buf = tail;
-    Some(head)
-}
-
-fn opt_bytes<'a>(buf: &mut &'a [u8]) -> Option<Option<&'a [u8]>> {
-    match read_varint(buf)? {
-        -1 => Some(None),
-        n if n < 0 => None,
-        n => take(buf, n as usize).map(Some),
-    }
-}
-
-/// Parses one record from the front of `buf`.
-fn next_record<'a>(buf: &mut &'a [u8]) -> Result<RawRecord<'a>, String> {
-    let len = read_varint(buf).ok_or("record length is not a varint")?;
-    let len = usize::try_from(len).map_err(|_| format!("record length {len} is negative"))?;
-    let mut body =
-        take(buf, len).ok_or_else(|| format!("record of {len} bytes overruns the batch"))?;
-    let b = &mut body;
-    take(b, 1).ok_or("record has no attributes")?;
-    let timestamp_delta = read_varlong(b).ok_or("bad timestampDelta")?;
-    let offset_delta = read_varint(b).ok_or("bad offsetDelta")?;
-    let key = opt_bytes(b).ok_or("bad key")?;
-    let value = opt_bytes(b).ok_or("bad value")?;
-    let count = read_varint(b).ok_or("bad header count")?;
-    if count < 0 || count as usize > b.len() {
-        return Err(format!("header count {count} is impossible"));
-    }
-    let mut headers = Vec::with_capacity(count as usize);
-    for _ in 0..count {
-        let key_len = read_varint(b).ok_or("bad header key length")?;
-        let key_len = usize::try_from(key_len).map_err(|_| "negative header key length")?;
-        let key = take(b, key_len).ok_or("header key overruns the record")?;
-        let value = opt_bytes(b).ok_or("bad header value")?;
-        headers.push((key, value));
-    }
-    if !b.is_empty() {
-        return Err(format!("record has {} bytes past its last header", b.len()));
-    }
-    Ok(RawRecord {
-        timestamp_delta,
-        offset_delta,
-        key,
-        value,
-        headers,
-    })
+/// What [`scan_records`] learnt of a well-framed records area.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordsSummary {
+    /// The largest timestampDelta (0 for no records).
+    pub max_timestamp_delta: i64,
 }
 
 /// Checks that `records` holds exactly `count` well-framed records with offset deltas 0..count.
-pub fn check_records(mut records: &[u8], count: i32) -> Result<(), String> {
+pub fn scan_records(records: &[u8], count: i32) -> Result<RecordsSummary, String> {
+    let mut iter = RecordIter::new(records);
+    let mut max_timestamp_delta = None::<i64>;
     for expected in 0..count {
-        let record = next_record(&mut records)?;
+        let record = iter.next().unwrap_or_else(|| {
+            Err(format!(
+                "{expected} records where the header announces {count}"
+            ))
+        })?;
         if record.offset_delta != expected {
             return Err(format!(
                 "record {expected} has offsetDelta {}",
                 record.offset_delta
             ));
         }
+        max_timestamp_delta = Some(
+            max_timestamp_delta.map_or(record.timestamp_delta, |m| m.max(record.timestamp_delta)),
+        );
     }
-    if !records.is_empty() {
+    if !iter.rest().is_empty() {
         return Err(format!(
             "{} bytes follow the {count} records the header announces",
-            records.len()
+            iter.rest().len()
         ));
     }
-    Ok(())
+    Ok(RecordsSummary {
+        max_timestamp_delta: max_timestamp_delta.unwrap_or(0),
+    })
+}
+
+/// Checks that `records` holds exactly `count` well-framed records with offset deltas 0..count.
+pub fn check_records(records: &[u8], count: i32) -> Result<(), String> {
+    scan_records(records, count).map(|_| ())
 }
 
 /// Decodes every record of a stored batch (decompressing it, bounded by `limit` bytes).
@@ -143,10 +122,13 @@ pub fn decode_records(
 
 /// Decodes the records of a batch from its (uncompressed) records area.
 pub fn decode_area(header: &BatchHeader, data: &[u8]) -> Result<Vec<RecordView>, BatchError> {
-    let mut rest = data;
+    let mut iter = RecordIter::new(data);
     let mut out = Vec::with_capacity(header.records_count.clamp(0, 1 << 16) as usize);
     for _ in 0..header.records_count {
-        let r = next_record(&mut rest).map_err(BatchError::Corrupt)?;
+        let r = iter
+            .next()
+            .unwrap_or_else(|| Err("fewer records than the header announces".into()))
+            .map_err(BatchError::Corrupt)?;
         out.push(RecordView {
             offset: header.base_offset + i64::from(r.offset_delta),
             timestamp: if header.has_log_append_time() {
@@ -158,7 +140,7 @@ pub fn decode_area(header: &BatchHeader, data: &[u8]) -> Result<Vec<RecordView>,
             value: r.value.map(<[u8]>::to_vec),
             headers: r
                 .headers
-                .into_iter()
+                .iter_bytes()
                 .map(|(k, v)| {
                     (
                         String::from_utf8_lossy(k).into_owned(),
@@ -229,6 +211,34 @@ pub fn stored_records<'a>(
         });
     }
     Ok(out)
+}
+
+fn take<'a>(buf: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+    if buf.len() < n {
+        return None;
+    }
+    let (head, tail) = buf.split_at(n);
+    *buf = tail;
+    Some(head)
+}
+
+fn put_opt(out: &mut Vec<u8>, b: Option<&[u8]>) {
+    match b {
+        None => write_varlong(out, -1),
+        Some(b) => {
+            write_varlong(out, b.len() as i64);
+            out.extend_from_slice(b);
+        }
+    }
+}
+
+/// A nullable byte string: varint length (-1 for null), then the bytes.
+fn opt_bytes<'a>(buf: &mut &'a [u8]) -> Option<Option<&'a [u8]>> {
+    match read_varint(buf)? {
+        -1 => Some(None),
+        n if n < 0 => None,
+        n => take(buf, n as usize).map(Some),
+    }
 }
 
 fn corrupt(what: &str) -> BatchError {
@@ -318,13 +328,50 @@ pub fn rebuild_batch(
     out
 }
 
-fn put_opt(out: &mut Vec<u8>, b: Option<&[u8]>) {
-    match b {
-        None => write_varlong(out, -1),
-        Some(b) => {
-            write_varlong(out, b.len() as i64);
-            out.extend_from_slice(b);
+/// Records with absolute offsets and timestamps, encoded as a records area with deltas from the
+/// first record's: how owned records become a guest's input.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordsArea {
+    pub base_offset: i64,
+    pub base_timestamp: i64,
+    pub count: u32,
+    pub records: Vec<u8>,
+}
+
+impl RecordsArea {
+    pub fn new() -> RecordsArea {
+        RecordsArea::default()
+    }
+
+    /// Appends one record; the first one sets the bases. Refused if its offset is more than
+    /// `i32::MAX` from the first one's.
+    pub fn push<'h, H>(
+        &mut self,
+        offset: i64,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: H,
+    ) -> Result<(), String>
+    where
+        H: Iterator<Item = (&'h [u8], Option<&'h [u8]>)> + Clone,
+    {
+        if self.count == 0 {
+            self.base_offset = offset;
+            self.base_timestamp = timestamp;
         }
+        let offset_delta = i32::try_from(offset.wrapping_sub(self.base_offset))
+            .map_err(|_| format!("offset {offset} is too far from {}", self.base_offset))?;
+        write_record(
+            &mut self.records,
+            offset_delta,
+            timestamp.wrapping_sub(self.base_timestamp),
+            key,
+            value,
+            headers,
+        );
+        self.count += 1;
+        Ok(())
     }
 }
 
@@ -356,48 +403,32 @@ pub fn build_batch(records: &[NewRecord], codec: Compression, meta: &BatchMeta) 
     let base_timestamp = records.iter().map(|r| r.timestamp).min().unwrap_or(0);
     let max_timestamp = records.iter().map(|r| r.timestamp).max().unwrap_or(0);
     let mut body = Vec::new();
-    let mut one = Vec::new();
     for (i, r) in records.iter().enumerate() {
-        one.clear();
-        one.push(0); // attributes: unused in v2
-        write_varlong(&mut one, r.timestamp - base_timestamp);
-        write_varlong(&mut one, i as i64);
-        put_opt(&mut one, r.key.as_deref());
-        put_opt(&mut one, r.value.as_deref());
-        write_varlong(&mut one, r.headers.len() as i64);
-        for (k, v) in &r.headers {
-            write_varlong(&mut one, k.len() as i64);
-            one.extend_from_slice(k.as_bytes());
-            put_opt(&mut one, v.as_deref());
-        }
-        write_varlong(&mut body, one.len() as i64);
-        body.extend_from_slice(&one);
+        write_record(
+            &mut body,
+            i as i32,
+            r.timestamp - base_timestamp,
+            r.key.as_deref(),
+            r.value.as_deref(),
+            r.headers.iter().map(|(k, v)| (k.as_bytes(), v.as_deref())),
+        );
     }
-    let payload = compression::compress(codec, &body);
-    let count = records.len() as i32;
-    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
-    out.extend_from_slice(&meta.base_offset.to_be_bytes());
-    out.extend_from_slice(&((HEADER_LEN - 12 + payload.len()) as i32).to_be_bytes());
-    out.extend_from_slice(&0i32.to_be_bytes()); // partition leader epoch
-    out.push(2); // magic
-    out.extend_from_slice(&0u32.to_be_bytes()); // crc, filled below
-    out.extend_from_slice(&codec.id().to_be_bytes());
-    out.extend_from_slice(&(count - 1).to_be_bytes());
-    out.extend_from_slice(&base_timestamp.to_be_bytes());
-    out.extend_from_slice(&max_timestamp.to_be_bytes());
-    out.extend_from_slice(&meta.producer_id.to_be_bytes());
-    out.extend_from_slice(&meta.producer_epoch.to_be_bytes());
-    out.extend_from_slice(&meta.base_sequence.to_be_bytes());
-    out.extend_from_slice(&count.to_be_bytes());
-    out.extend_from_slice(&payload);
-    let crc = batch::compute_crc(&out);
-    out[17..21].copy_from_slice(&crc.to_be_bytes());
-    out
+    build_encoded(
+        &EncodedRecords {
+            records: &body,
+            count: records.len() as i32,
+            base_timestamp,
+            max_timestamp,
+        },
+        codec,
+        meta,
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_sdk::codec::records::write_varlong;
 
     #[test]
     fn records_round_trip_with_nulls_and_headers() {

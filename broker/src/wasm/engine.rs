@@ -29,7 +29,7 @@ pub enum ModuleError {
     WrongExportType { name: String, expected: String },
     #[error("module imports {0}, which Sluice does not provide (no files, clock, network or environment are granted)")]
     UnknownImport(String),
-    #[error("module speaks guest ABI version {found}; this broker speaks version {expected}")]
+    #[error("module speaks guest ABI version {found}; this broker speaks version {expected} (rebuild it with a sluice-sdk that speaks version {expected})")]
     AbiVersion { found: i32, expected: i32 },
     #[error("module failed while starting: {0}")]
     Start(String),

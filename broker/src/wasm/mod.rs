@@ -5,14 +5,23 @@
 //! - [`engine`]: the engine, its epoch ticker (CPU-time caps), module validation and the cache.
 //! - [`host`]: the functions a guest may import: `sluice.log`, and the few WASI preview-1 calls
 //!   Rust's standard library needs, granting nothing (no files, clock, environment or network).
-//! - [`guest`]: a live instance with its limits, called once per batch.
+//! - [`guest`]: a live instance with its limits, called once per batch
+//!   ([`Guest::transform`], [`Guest::sink_batch`]).
+//! - [`abi`]: the v2 batch buffers on the host side: [`BatchInput`] in (the batch's records as
+//!   Kafka encodes them, copied once into guest memory), [`GuestOutput`] out (per output, records
+//!   in Kafka's format borrowed from guest memory after their framing is checked).
 //! - [`pool`]: the bounded set of low-priority threads guests run on.
+//! - `v1_bridge`: [`Guest::on_batch`], the v1 buffers translated to v2 for the write path until
+//!   it calls [`Guest::transform`].
 
+pub mod abi;
 pub mod engine;
 pub mod guest;
 pub mod host;
 pub mod pool;
+mod v1_bridge;
 
+pub use abi::{BatchInput, GuestOutput, OutputSection};
 pub use engine::{CompiledModule, WasmEngine};
 pub use guest::{Guest, GuestError, GuestLimits};
 pub use pool::{GuestPool, PoolClosed};
