@@ -47,6 +47,7 @@ pub struct Overrides {
     pub log_format: Option<LogFormat>,
     pub flush: Option<FlushPolicy>,
     pub advertised_host: Option<String>,
+    pub metrics_enabled: Option<bool>,
 }
 
 /// Everything `sluice serve` runs with.
@@ -69,6 +70,9 @@ pub struct BrokerConfig {
     pub topics: TopicDefaults,
     /// Consumer-group coordinator settings (`group.*`).
     pub groups: GroupConfig,
+    /// `metrics.enabled`: keep the hot-path counters and histograms of `/metrics` (state read
+    /// at scrape time is always there).
+    pub metrics_enabled: bool,
 }
 
 impl BrokerConfig {
@@ -83,6 +87,7 @@ impl BrokerConfig {
             max_request_bytes: 100 * 1024 * 1024,
             retention_check_interval_ms: 300_000,
             groups: GroupConfig::default(),
+            metrics_enabled: true,
             topics: TopicDefaults {
                 num_partitions: 1,
                 auto_create_topics: true,
@@ -128,6 +133,9 @@ impl BrokerConfig {
         }
         if let Some(v) = overrides.advertised_host {
             config.advertised_host = Some(v);
+        }
+        if let Some(v) = overrides.metrics_enabled {
+            config.metrics_enabled = v;
         }
         Ok(config)
     }
@@ -190,6 +198,7 @@ impl BrokerConfig {
                 self.groups.max_session_timeout =
                     Duration::from_millis(int_in(key, value, 1, i32::MAX as i64)? as u64)
             }
+            "metrics.enabled" => self.metrics_enabled = boolean(key, value)?,
             "num.partitions" => self.topics.num_partitions = int_in(key, value, 1, 100_000)? as i32,
             "auto.create.topics.enable" => self.topics.auto_create_topics = boolean(key, value)?,
             "socket.request.max.bytes" => {

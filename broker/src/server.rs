@@ -5,7 +5,7 @@
 //! their own tasks, and a writer task sends every reply in request order.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::broker::Broker;
+use crate::metrics;
 use crate::protocol::frame::read_frame;
 use crate::protocol::{handle_request, Reply, RequestError};
 
@@ -26,9 +27,16 @@ const MAX_CONNECTIONS: usize = 10_000;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A reply on its way to the writer.
-enum Outgoing {
+enum Pending {
     Ready(BytesMut),
-    Waiting(JoinHandle<Result<BytesMut, RequestError>>),
+    /// Deferred work, and when it finished (when metrics are on).
+    Waiting(JoinHandle<(Result<BytesMut, RequestError>, Option<Instant>)>),
+}
+
+/// A reply and its request's timings.
+struct Outgoing {
+    reply: Pending,
+    timer: metrics::RequestTimer,
 }
 
 /// Accepts connections until `shutdown` turns true, then lets every connection finish the
@@ -64,6 +72,7 @@ pub async fn run(
         let broker = broker.clone();
         let shutdown = shutdown.clone();
         connections.spawn(async move {
+            let _open = metrics::connection_opened();
             tracing::debug!(%peer, "connection opened");
             if let Err(e) =
                 serve_connection(stream, peer, broker, max_request_bytes, shutdown).await
@@ -122,14 +131,24 @@ async fn serve_connection(
             Ok(None) => break Ok(()),
             Err(e) => break Err(e.into()),
         };
+        let mut timer = metrics::RequestTimer::start(&frame);
         let reply = match handle_request(&broker, frame, peer) {
             Ok(Reply::First(work)) => work.await,
             other => other,
         };
-        let outgoing = match reply {
-            Ok(Reply::Now(bytes)) => Outgoing::Ready(bytes),
-            Ok(Reply::Later(future)) => Outgoing::Waiting(tokio::spawn(future)),
-            Ok(Reply::Nothing) => continue,
+        let reply = match reply {
+            Ok(Reply::Now(bytes)) => {
+                timer.handled();
+                Pending::Ready(bytes)
+            }
+            Ok(Reply::Later(future)) => Pending::Waiting(tokio::spawn(async move {
+                let reply = future.await;
+                (reply, metrics::clock())
+            })),
+            Ok(Reply::Nothing) => {
+                timer.handled();
+                continue;
+            }
             Ok(Reply::First(_)) => {
                 // `First` work never answers with more `First` work.
                 break Err(RequestError::Encode {
@@ -141,7 +160,7 @@ async fn serve_connection(
             }
             Err(e) => break Err(e.into()),
         };
-        if tx.send(outgoing).await.is_err() {
+        if tx.send(Outgoing { reply, timer }).await.is_err() {
             // The writer stopped: the peer is gone.
             break Ok(());
         }
@@ -156,12 +175,15 @@ async fn write_replies(
     mut rx: mpsc::Receiver<Outgoing>,
     mut out: BufWriter<tokio::net::tcp::OwnedWriteHalf>,
 ) {
-    while let Some(item) = rx.recv().await {
-        let bytes = match item {
-            Outgoing::Ready(bytes) => bytes,
-            Outgoing::Waiting(handle) => match handle.await {
-                Ok(Ok(bytes)) => bytes,
-                Ok(Err(e)) => {
+    while let Some(Outgoing { reply, mut timer }) = rx.recv().await {
+        let bytes = match reply {
+            Pending::Ready(bytes) => bytes,
+            Pending::Waiting(handle) => match handle.await {
+                Ok((Ok(bytes), done)) => {
+                    timer.handled_at(done);
+                    bytes
+                }
+                Ok((Err(e), _)) => {
                     tracing::error!("dropping connection: {e}");
                     return;
                 }
@@ -171,6 +193,7 @@ async fn write_replies(
                 }
             },
         };
+        let writing = timer.writing();
         if out.write_all(&bytes).await.is_err() {
             return;
         }
@@ -178,6 +201,7 @@ async fn write_replies(
         if rx.is_empty() && out.flush().await.is_err() {
             return;
         }
+        timer.written(writing);
     }
     let _ = out.flush().await;
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::{now_ms, Broker};
@@ -89,6 +89,7 @@ pub(crate) fn append(broker: &Broker, version: i16, request: ProduceRequest) -> 
                     }
                 }
             }
+            crate::metrics::request_error(ApiKey::Produce, response.error_code);
             partitions.push(response);
         }
         topics.push(
@@ -125,6 +126,7 @@ pub(crate) async fn complete(pending: PendingProduce) -> ProduceResponse {
             }
             Err(_) => ResponseError::RequestTimedOut.code(),
         };
+        crate::metrics::request_error(ApiKey::Produce, code);
         if let Some(partition) = response
             .responses
             .get_mut(t)

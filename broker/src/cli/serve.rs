@@ -24,6 +24,7 @@ const PROGRESS_CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 pub(super) fn serve(config_file: Option<&Path>, overrides: Overrides) -> anyhow::Result<()> {
     let config = BrokerConfig::load(config_file, overrides)?;
     init_tracing(config.log_format);
+    crate::metrics::set_enabled(config.metrics_enabled);
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("sluice")
