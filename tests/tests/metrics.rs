@@ -267,6 +267,8 @@ fn metrics_are_valid_prometheus_and_move_with_clients_transforms_and_connectors(
     );
     assert!(value(&text, "sluice_transform_execution_seconds_count", &picky) >= 3.0);
     assert!(value(&text, "sluice_transform_memory_limit_bytes", &picky) > 0.0);
+    assert!(value(&text, "sluice_transform_instances", &picky) >= 1.0);
+    assert!(value(&text, "sluice_transform_memory_bytes", &picky) > 0.0);
     assert_eq!(value(&text, "sluice_transform_paused", &picky), 0.0);
     assert_eq!(value(&text, "sluice_transform_lag", &picky), 0.0);
     assert_eq!(

@@ -164,6 +164,11 @@ fn scrape(state: &AppState) -> String {
         "Idle guest instances a deployment keeps for its next batches.",
         d,
     );
+    let memory_used = Scrape::gauge(
+        "sluice_transform_memory_bytes",
+        "Linear memory of a deployment's idle guest instances.",
+        d,
+    );
     let memory = Scrape::gauge(
         "sluice_transform_memory_limit_bytes",
         "The memory cap of each of a deployment's guest instances.",
@@ -197,7 +202,9 @@ fn scrape(state: &AppState) -> String {
         for (c, v) in counters.iter().zip(values) {
             c.set(&[&name], v.load(Ordering::Relaxed));
         }
-        instances.set(&[&name], running.idle_instances() as f64);
+        let (count, used) = running.idle_instances();
+        instances.set(&[&name], count as f64);
+        memory_used.set(&[&name], used as f64);
         memory.set(&[&name], running.limits().memory_bytes as f64);
         paused.set(&[&name], if is_paused { 1.0 } else { 0.0 });
         let progress = running.progress.lock().clone();
@@ -214,7 +221,7 @@ fn scrape(state: &AppState) -> String {
     for c in counters {
         scrape.finish_counter(c);
     }
-    for g in [instances, memory, paused, transform_lag] {
+    for g in [instances, memory_used, memory, paused, transform_lag] {
         scrape.finish(g);
     }
 

@@ -13,7 +13,7 @@ pub mod process;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock, OnceLock};
+use std::sync::{LazyLock, OnceLock};
 use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
@@ -99,7 +99,7 @@ pub struct Metrics {
     bytes_out: IntCounterVec,
     records_out: IntCounterVec,
     /// Children of the four per-topic vectors, so a batch costs one map lookup.
-    topics: RwLock<HashMap<String, Arc<TopicCounters>>>,
+    topics: RwLock<HashMap<String, TopicCounters>>,
     fsync_seconds: Histogram,
     group_commit_records: Histogram,
     transform_seconds: HistogramVec,
@@ -277,22 +277,23 @@ impl Metrics {
         }
     }
 
-    fn topic(&self, topic: &str) -> Arc<TopicCounters> {
+    /// Runs `f` on `topic`'s counters: under a shared lock once they exist, so the hot path
+    /// neither allocates nor clones.
+    fn with_topic(&self, topic: &str, f: impl FnOnce(&TopicCounters)) {
         if let Some(c) = self.topics.read().get(topic) {
-            return c.clone();
+            return f(c);
         }
         let labels = &[topic];
-        let c = Arc::new(TopicCounters {
-            bytes_in: self.bytes_in.with_label_values(labels),
-            records_in: self.records_in.with_label_values(labels),
-            bytes_out: self.bytes_out.with_label_values(labels),
-            records_out: self.records_out.with_label_values(labels),
-        });
-        self.topics
-            .write()
+        let mut topics = self.topics.write();
+        let c = topics
             .entry(topic.to_string())
-            .or_insert(c)
-            .clone()
+            .or_insert_with(|| TopicCounters {
+                bytes_in: self.bytes_in.with_label_values(labels),
+                records_in: self.records_in.with_label_values(labels),
+                bytes_out: self.bytes_out.with_label_values(labels),
+                records_out: self.records_out.with_label_values(labels),
+            });
+        f(c)
     }
 
     fn timers(&self, api_key: i16) -> &ApiTimers {
@@ -514,9 +515,10 @@ pub fn topic_in(topic: &str, bytes: usize, records: u64) {
     if !enabled() {
         return;
     }
-    let c = get().topic(topic);
-    c.bytes_in.inc_by(bytes as u64);
-    c.records_in.inc_by(records);
+    get().with_topic(topic, |c| {
+        c.bytes_in.inc_by(bytes as u64);
+        c.records_in.inc_by(records);
+    });
 }
 
 /// Fetch returned `batches` (whole v2 record batches) from `topic` (which exists).
@@ -524,9 +526,11 @@ pub fn topic_out(topic: &str, batches: &[u8]) {
     if !enabled() || batches.is_empty() {
         return;
     }
-    let c = get().topic(topic);
-    c.bytes_out.inc_by(batches.len() as u64);
-    c.records_out.inc_by(record_count(batches));
+    let records = record_count(batches);
+    get().with_topic(topic, |c| {
+        c.bytes_out.inc_by(batches.len() as u64);
+        c.records_out.inc_by(records);
+    });
 }
 
 /// Records in a run of v2 batches, from each batch header's record count (a partial batch at

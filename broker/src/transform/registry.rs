@@ -118,9 +118,10 @@ impl Running {
         result
     }
 
-    /// Idle instances kept for the next batches (metrics: instances).
-    pub fn idle_instances(&self) -> usize {
-        self.idle.lock().len()
+    /// Idle instances kept for the next batches and their linear memory in bytes (metrics).
+    pub fn idle_instances(&self) -> (usize, usize) {
+        let idle = self.idle.lock();
+        (idle.len(), idle.iter().map(Guest::memory_bytes).sum())
     }
 
     pub fn name(&self) -> String {

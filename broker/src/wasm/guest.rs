@@ -142,6 +142,11 @@ impl Guest {
     }
 
     /// Runs one batch: the encoded input in, the encoded output (unchecked) out.
+    /// Bytes of linear memory the instance has grown to (metrics).
+    pub fn memory_bytes(&self) -> usize {
+        self.memory.data_size(&self.store)
+    }
+
     pub fn on_batch(&mut self, input: &[u8]) -> Result<Vec<u8>, GuestError> {
         let on_batch = self.on_batch.clone();
         self.call(on_batch, input)
