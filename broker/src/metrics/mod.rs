@@ -389,9 +389,11 @@ fn api_label(api_key: i16) -> String {
     }
 }
 
-/// Snake-case name of a Kafka error code (`unknown_topic_or_partition`), or its number.
+/// Snake-case name of a Kafka error code (`unknown_topic_or_partition`), or `code_N` for a code
+/// the protocol crate does not name.
 fn error_label(code: i16) -> String {
     match kafka_protocol::error::ResponseError::try_from_code(code) {
+        Some(kafka_protocol::error::ResponseError::Unknown(_)) | None => format!("code_{code}"),
         Some(e) => {
             let camel = format!("{e:?}");
             let mut out = String::with_capacity(camel.len() + 4);
@@ -407,7 +409,6 @@ fn error_label(code: i16) -> String {
             }
             out
         }
-        None => format!("code_{code}"),
     }
 }
 
