@@ -9,9 +9,12 @@ use std::path::{Path, PathBuf};
 
 use std::time::Duration;
 
-use crate::catalog::TopicDefaults;
+use crate::catalog::{
+    topic_config_defaulted_by, topic_config_of_broker_setting, TopicDefaults, TopicError,
+};
 use crate::group::GroupConfig;
-use crate::log::{FlushPolicy, LogConfig, TimestampType};
+use crate::log::cleaner::CleanerConfig;
+use crate::log::{CleanupPolicy, FlushPolicy, LogConfig, TimestampType};
 
 /// How log lines are written to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -70,6 +73,8 @@ pub struct BrokerConfig {
     pub topics: TopicDefaults,
     /// Consumer-group coordinator settings (`group.*`).
     pub groups: GroupConfig,
+    /// The log cleaner (`log.cleaner.*`).
+    pub cleaner: CleanerConfig,
     /// `metrics.enabled`: keep the hot-path counters and histograms of `/metrics` (state read
     /// at scrape time is always there).
     pub metrics_enabled: bool,
@@ -87,6 +92,7 @@ impl BrokerConfig {
             max_request_bytes: 100 * 1024 * 1024,
             retention_check_interval_ms: 300_000,
             groups: GroupConfig::default(),
+            cleaner: CleanerConfig::default(),
             metrics_enabled: true,
             topics: TopicDefaults {
                 num_partitions: 1,
@@ -101,7 +107,14 @@ impl BrokerConfig {
                     max_message_bytes: 1_048_588,
                     timestamp_type: TimestampType::CreateTime,
                     flush: FlushPolicy::Fsync,
+                    cleanup_policy: CleanupPolicy::DELETE,
+                    min_compaction_lag_ms: 0,
+                    max_compaction_lag_ms: i64::MAX,
+                    min_cleanable_dirty_ratio: 0.5,
+                    delete_retention_ms: 24 * 3600 * 1000,
                 },
+                configs: Default::default(),
+                static_settings: Default::default(),
             },
         }
     }
@@ -155,6 +168,12 @@ impl BrokerConfig {
                 },
                 other => other,
             })?;
+            // DescribeConfigs names the setting a topic config's default came from.
+            if let Some(topic_name) = topic_config_defaulted_by(key) {
+                self.topics
+                    .static_settings
+                    .insert(topic_name.to_owned(), (key.clone(), toml_text(value)));
+            }
         }
         Ok(())
     }
@@ -232,6 +251,48 @@ impl BrokerConfig {
             "message.max.bytes" => {
                 log.max_message_bytes = int_in(key, value, 0, i32::MAX as i64)? as u32
             }
+            "log.cleanup.policy" => {
+                let text = match value {
+                    toml::Value::Array(items) => items
+                        .iter()
+                        .map(|i| string(key, i))
+                        .collect::<Result<Vec<_>, _>>()?
+                        .join(","),
+                    other => string(key, other)?.to_owned(),
+                };
+                log.cleanup_policy =
+                    crate::catalog::parse_cleanup_policy(&text).ok_or_else(|| {
+                        invalid(key, format!("'{text}' is not compact, delete or both"))
+                    })?
+            }
+            "log.cleaner.min.compaction.lag.ms" => {
+                log.min_compaction_lag_ms = int_in(key, value, 0, i64::MAX)?
+            }
+            "log.cleaner.max.compaction.lag.ms" => {
+                log.max_compaction_lag_ms = int_in(key, value, 1, i64::MAX)?
+            }
+            "log.cleaner.delete.retention.ms" => {
+                log.delete_retention_ms = int_in(key, value, 0, i64::MAX)?
+            }
+            "log.cleaner.min.cleanable.ratio" => {
+                log.min_cleanable_dirty_ratio = float_in(key, value, 0.0, 1.0)?
+            }
+            "log.cleaner.enable" => self.cleaner.enable = boolean(key, value)?,
+            "log.cleaner.threads" => self.cleaner.threads = int_in(key, value, 1, 64)? as usize,
+            "log.cleaner.backoff.ms" => {
+                self.cleaner.backoff =
+                    Duration::from_millis(int_in(key, value, 1, i64::MAX)? as u64)
+            }
+            "log.cleaner.dedupe.buffer.size" => {
+                self.cleaner.dedupe_buffer_size =
+                    usize::try_from(int_in(key, value, 1024, i64::MAX)?).unwrap_or(usize::MAX)
+            }
+            "log.cleaner.io.max.bytes.per.second" => {
+                self.cleaner.io_max_bytes_per_second = float_in(key, value, 1.0, f64::MAX)?
+            }
+            "log.cleaner.io.buffer.load.factor" => {
+                self.cleaner.load_factor = float_in(key, value, 0.1, 1.0)?
+            }
             "log.message.timestamp.type" => {
                 log.timestamp_type = match string(key, value)? {
                     "CreateTime" => TimestampType::CreateTime,
@@ -245,10 +306,30 @@ impl BrokerConfig {
                 }
             }
             _ => {
-                return Err(ConfigError::UnknownKey {
-                    path: PathBuf::new(),
-                    key: key.to_string(),
-                })
+                // `compression.type`, `compression.*.level`, `log.message.timestamp.*.max.ms`:
+                // the broker defaults of topic configs, validated by the topic config's rules.
+                let Some(topic_name) = topic_config_of_broker_setting(key) else {
+                    return Err(ConfigError::UnknownKey {
+                        path: PathBuf::new(),
+                        key: key.to_string(),
+                    });
+                };
+                if !matches!(
+                    value,
+                    toml::Value::String(_) | toml::Value::Integer(_) | toml::Value::Boolean(_)
+                ) {
+                    return Err(invalid(
+                        key,
+                        format!("expected a string or number, got {value}"),
+                    ));
+                }
+                let text = toml_text(value);
+                self.topics
+                    .set_config_default(topic_name, &text)
+                    .map_err(|e| match e {
+                        TopicError::InvalidConfig(m) => invalid(key, m),
+                        other => invalid(key, other.to_string()),
+                    })?;
             }
         }
         Ok(())
@@ -261,6 +342,14 @@ impl BrokerConfig {
             None if self.kafka_listen.ip().is_unspecified() => "127.0.0.1".to_string(),
             None => self.kafka_listen.ip().to_string(),
         }
+    }
+}
+
+/// A TOML value as `server.properties` would spell it.
+fn toml_text(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => s.trim().to_owned(),
+        other => other.to_string(),
     }
 }
 
@@ -293,6 +382,23 @@ fn boolean(key: &str, value: &toml::Value) -> Result<bool, ConfigError> {
         toml::Value::String(s) if s == "false" => Ok(false),
         other => Err(invalid(key, format!("expected true or false, got {other}"))),
     }
+}
+
+/// A number (or a string holding one) within `[min, max]`.
+fn float_in(key: &str, value: &toml::Value, min: f64, max: f64) -> Result<f64, ConfigError> {
+    let n = match value {
+        toml::Value::Float(n) => *n,
+        toml::Value::Integer(n) => *n as f64,
+        toml::Value::String(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| invalid(key, format!("'{s}' is not a number")))?,
+        other => return Err(invalid(key, format!("expected a number, got {other}"))),
+    };
+    if !(min..=max).contains(&n) {
+        return Err(invalid(key, format!("{n} is outside [{min}, {max}]")));
+    }
+    Ok(n)
 }
 
 /// An integer (or a string holding one, as in `server.properties`) within `[min, max]`.
@@ -331,6 +437,64 @@ mod tests {
         assert_eq!(config.topics.log.segment_bytes, 1_048_576);
         assert!(!config.topics.auto_create_topics);
         assert_eq!(config.topics.log.retention_ms, 3_600_000);
+    }
+
+    #[test]
+    fn topic_config_defaults_use_kafka_broker_names_and_topic_rules() {
+        let config = load_text(
+            "\"compression.type\" = \"zstd\"\n\"compression.zstd.level\" = 7\n\"log.message.timestamp.before.max.ms\" = \"3600000\"\n",
+        )
+        .unwrap();
+        let configs = &config.topics.configs;
+        assert_eq!(configs["compression.type"], "zstd");
+        assert_eq!(configs["compression.zstd.level"], "7");
+        assert_eq!(configs["message.timestamp.before.max.ms"], "3600000");
+        let named = |topic: &str| config.topics.static_settings.get(topic).cloned();
+        assert_eq!(
+            named("compression.zstd.level"),
+            Some(("compression.zstd.level".into(), "7".into()))
+        );
+        let hours =
+            load_text("\"log.roll.hours\" = 2\n\"log.segment.bytes\" = \"1048576\"\n").unwrap();
+        let named = |topic: &str| hours.topics.static_settings.get(topic).cloned();
+        assert_eq!(
+            named("segment.ms"),
+            Some(("log.roll.hours".into(), "2".into()))
+        );
+        assert_eq!(
+            named("segment.bytes"),
+            Some(("log.segment.bytes".into(), "1048576".into()))
+        );
+        assert_eq!(named("retention.ms"), None);
+        for bad in [
+            "\"compression.type\" = \"brotli\"\n",
+            "\"compression.gzip.level\" = 10\n",
+            "\"log.message.timestamp.after.max.ms\" = -1\n",
+        ] {
+            let err = load_text(bad).unwrap_err().to_string();
+            let key = bad.split('"').nth(1).unwrap();
+            assert!(err.contains(key) && err.contains("Invalid value"), "{err}");
+        }
+    }
+
+    #[test]
+    fn cleaner_settings_use_kafka_names() {
+        let config = load_text(
+            "\"log.cleanup.policy\" = \"compact,delete\"\n\"log.cleaner.threads\" = 2\n\"log.cleaner.dedupe.buffer.size\" = 1048576\n\"log.cleaner.io.max.bytes.per.second\" = 1e6\n\"log.cleaner.backoff.ms\" = 50\n\"log.cleaner.enable\" = false\n\"log.cleaner.min.cleanable.ratio\" = 0.1\n\"log.cleaner.delete.retention.ms\" = 10\n\"log.cleaner.min.compaction.lag.ms\" = 5\n",
+        )
+        .unwrap();
+        let log = &config.topics.log;
+        assert!(log.cleanup_policy.compact && log.cleanup_policy.delete);
+        assert_eq!(config.cleaner.threads, 2);
+        assert_eq!(config.cleaner.dedupe_buffer_size, 1 << 20);
+        assert_eq!(config.cleaner.io_max_bytes_per_second, 1e6);
+        assert_eq!(config.cleaner.backoff, Duration::from_millis(50));
+        assert!(!config.cleaner.enable);
+        assert_eq!(log.min_cleanable_dirty_ratio, 0.1);
+        assert_eq!(log.delete_retention_ms, 10);
+        assert_eq!(log.min_compaction_lag_ms, 5);
+        assert!(load_text("\"log.cleanup.policy\" = \"shred\"\n").is_err());
+        assert!(load_text("\"log.cleaner.min.cleanable.ratio\" = 2\n").is_err());
     }
 
     #[test]

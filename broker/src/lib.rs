@@ -17,8 +17,10 @@
 //!   records (it appends nothing itself).
 //! - [`group`]: the consumer-group coordinator and durable committed offsets.
 //! - [`catalog`]: topics, partitions and topic configs, durable across restarts.
-//! - [`log`]: storage; a partition is a list of segments with offset and time indexes.
-//! - [`records`]: v2 record batches: header, validation, compression, murmur2 partitioning.
+//! - [`log`]: storage; a partition is a list of segments with offset and time indexes, and the
+//!   background cleaner that compacts `cleanup.policy=compact` topics.
+//! - [`records`]: v2 record batches: header, validation, codecs, recompression, the topic's
+//!   rules for what it stores (`compression.type`, timestamp bounds), murmur2 partitioning.
 //! - [`wasm`]: the wasmtime engine, module validation and cache, the host side of the guest ABI,
 //!   the guest thread pool.
 //! - [`producer_ids`]: durable producer id allocation for idempotent producers.

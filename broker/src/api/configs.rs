@@ -140,12 +140,14 @@ fn describe_entry(
             );
         }
         if let Some(d) = def {
-            synonyms.push(
-                DescribeConfigsSynonym::default()
-                    .with_name(StrBytes::from_static_str(d.broker_name))
-                    .with_value(broker.catalog.default_config_value(d.name).map(str_bytes))
-                    .with_source(source_code(ConfigSource::Default)),
-            );
+            synonyms.extend(broker.catalog.config_synonyms(d.name).into_iter().map(
+                |(name, value, source)| {
+                    DescribeConfigsSynonym::default()
+                        .with_name(str_bytes(name))
+                        .with_value(Some(str_bytes(value)))
+                        .with_source(source_code(source))
+                },
+            ));
         }
     }
     let documentation = match def {
@@ -493,7 +495,7 @@ mod tests {
             &b,
             1,
             IncrementalAlterConfigsRequest::default()
-                .with_resources(vec![resource(vec![set("cleanup.policy", "compact")])]),
+                .with_resources(vec![resource(vec![set("cleanup.policy", "compact,bogus")])]),
         );
         assert_eq!(
             bad.responses[0].error_code,
@@ -533,5 +535,67 @@ mod tests {
         assert_eq!(segment.config_source, 5);
         assert!(!segment.read_only);
         encodes_at(&resp, 1..=4);
+    }
+    #[test]
+    fn new_topic_configs_are_described_with_types_synonyms_and_docs_at_every_version() {
+        let (_dir, b) = broker();
+        let configs = [
+            ("compression.type".to_string(), Some("zstd".to_string())),
+            ("compression.zstd.level".to_string(), Some("12".to_string())),
+        ];
+        b.catalog.create_topic("t", 1, 1, &configs, false).unwrap();
+        for version in 1..=4 {
+            let req = describe_req(vec![(RESOURCE_TOPIC, "t")])
+                .with_include_synonyms(true)
+                .with_include_documentation(version >= 3);
+            let resp = describe_configs(&b, version, req);
+            let r = &resp.results[0];
+            assert_eq!(r.error_code, 0);
+            let get = |name: &str| {
+                r.configs
+                    .iter()
+                    .find(|c| c.name.as_str() == name)
+                    .unwrap_or_else(|| panic!("{name} not described"))
+            };
+            let level = get("compression.zstd.level");
+            assert_eq!(
+                (level.value.as_deref(), level.config_source),
+                (Some("12"), 1)
+            );
+            assert_eq!(level.config_type, 3);
+            let synonyms: Vec<_> = level
+                .synonyms
+                .iter()
+                .map(|s| {
+                    (
+                        s.name.to_string(),
+                        s.value.as_deref().map(str::to_owned),
+                        s.source,
+                    )
+                })
+                .collect();
+            assert_eq!(
+                synonyms,
+                [
+                    ("compression.zstd.level".into(), Some("12".into()), 1),
+                    ("compression.zstd.level".into(), Some("3".into()), 5),
+                ]
+            );
+            assert_eq!(level.documentation.is_some(), version >= 3);
+            let throttled = get("leader.replication.throttled.replicas");
+            assert_eq!(
+                (throttled.value.as_deref(), throttled.config_source),
+                (Some(""), 5)
+            );
+            assert_eq!(throttled.config_type, 7);
+            assert!(throttled.synonyms.is_empty());
+            let format = get("message.format.version");
+            assert_eq!(format.value.as_deref(), Some("3.0-IV1"));
+            if version >= 3 {
+                let doc = format.documentation.as_deref().unwrap_or_default();
+                assert!(doc.contains("Stored for compatibility"), "{doc}");
+            }
+            encodes_at(&resp, version..=version);
+        }
     }
 }

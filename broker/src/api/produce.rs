@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 
@@ -79,12 +81,37 @@ pub(crate) fn append(broker: &Broker, version: i16, request: ProduceRequest) -> 
                         Err(e) => {
                             response.error_code = append_error_code(&e);
                             response.log_start_offset = log.log_start_offset();
+                            if let AppendError::InvalidTimestamp {
+                                record_index,
+                                message,
+                            } = &e
+                            {
+                                // KIP-467: which record, from v8.
+                                if version >= 8 {
+                                    response.record_errors =
+                                        vec![BatchIndexAndErrorMessage::default()
+                                            .with_batch_index(*record_index)
+                                            .with_batch_index_error_message(Some(
+                                                StrBytes::from_string(message.clone()),
+                                            ))];
+                                }
+                            }
                             if matches!(e, AppendError::Io(_)) {
                                 tracing::error!(topic = %name, partition = data.index, "append failed: {e}");
                             } else {
                                 tracing::debug!(topic = %name, partition = data.index, "append refused: {e}");
                             }
-                            set_message(&mut response, version, &e.to_string());
+                            if let AppendError::KeylessRecords { records } = &e {
+                                set_keyless_errors(
+                                    &mut response,
+                                    version,
+                                    records,
+                                    &name,
+                                    data.index,
+                                );
+                            } else {
+                                set_message(&mut response, version, &e.to_string());
+                            }
                         }
                     }
                 }
@@ -142,11 +169,14 @@ pub(crate) async fn complete(pending: PendingProduce) -> ProduceResponse {
 fn append_error_code(error: &AppendError) -> i16 {
     match error {
         AppendError::CorruptMessage(_) => ResponseError::CorruptMessage,
-        AppendError::InvalidRecord(_) | AppendError::Unsupported(_) => ResponseError::InvalidRecord,
+        AppendError::InvalidRecord(_)
+        | AppendError::Unsupported(_)
+        | AppendError::KeylessRecords { .. } => ResponseError::InvalidRecord,
         AppendError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
         AppendError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         AppendError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
         AppendError::UnknownTopicOrPartition(_) => ResponseError::UnknownTopicOrPartition,
+        AppendError::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp,
         AppendError::Io(_) => ResponseError::KafkaStorageError,
     }
     .code()
@@ -156,5 +186,108 @@ fn append_error_code(error: &AppendError) -> i16 {
 fn set_message(response: &mut PartitionProduceResponse, version: i16, message: &str) {
     if version >= 8 {
         response.error_message = Some(StrBytes::from_string(message.to_string()));
+    }
+}
+
+/// A compacted topic's refusal of keyless records, worded as Kafka words it, with one KIP-467
+/// `record_errors` entry per keyless record (v8+).
+fn set_keyless_errors(
+    response: &mut PartitionProduceResponse,
+    version: i16,
+    records: &[i32],
+    topic: &str,
+    partition: i32,
+) {
+    if version < 8 {
+        return;
+    }
+    let why = format!(
+        "Compacted topic cannot accept message without key in topic partition {topic}-{partition}."
+    );
+    response.error_message = Some(StrBytes::from_string(format!(
+        "One or more records have been rejected: {why}"
+    )));
+    response.record_errors = records
+        .iter()
+        .map(|&i| {
+            BatchIndexAndErrorMessage::default()
+                .with_batch_index(i)
+                .with_batch_index_error_message(Some(StrBytes::from_string(why.clone())))
+        })
+        .collect();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::test_broker;
+    use crate::records::record::{build_batch, BatchMeta, NewRecord};
+    use crate::records::{batch, Compression};
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::TopicName;
+
+    fn batch_at(timestamp: i64, codec: Compression) -> bytes::Bytes {
+        let record = NewRecord {
+            timestamp,
+            key: Some(b"k".to_vec()),
+            value: Some(b"a value, a value, a value, a value".to_vec()),
+            headers: vec![],
+        };
+        build_batch(&[record], codec, &BatchMeta::default()).into()
+    }
+
+    fn request(topic: &str, records: bytes::Bytes) -> ProduceRequest {
+        ProduceRequest::default()
+            .with_acks(1)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(topic.into())))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(records))])])
+    }
+
+    fn partition(pending: &PendingProduce) -> &PartitionProduceResponse {
+        &pending.response.responses[0].partition_responses[0]
+    }
+
+    #[test]
+    fn batches_are_stored_in_the_topic_codec() {
+        let (_dir, b) = test_broker();
+        let configs = [("compression.type".to_string(), Some("zstd".to_string()))];
+        let topic = b.catalog.create_topic("z", 1, 1, &configs, false).unwrap();
+        let pending = append(&b, 9, request("z", batch_at(now_ms(), Compression::Gzip)));
+        assert_eq!(partition(&pending).error_code, 0);
+        let stored = topic.partition(0).unwrap().read(0, 1 << 20, true).unwrap();
+        let header = batch::validate(&stored.records, 1 << 20).unwrap();
+        assert_eq!(header.compression(), Some(Compression::Zstd));
+    }
+
+    #[test]
+    fn timestamps_out_of_bounds_get_invalid_timestamp_with_the_record_at_v8() {
+        let (_dir, b) = test_broker();
+        let configs = [(
+            "message.timestamp.before.max.ms".to_string(),
+            Some("60000".to_string()),
+        )];
+        let topic = b.catalog.create_topic("ts", 1, 1, &configs, false).unwrap();
+        let old = now_ms() - 3_600_000;
+        for version in [7, 8] {
+            let pending = append(&b, version, request("ts", batch_at(old, Compression::Lz4)));
+            let p = partition(&pending);
+            assert_eq!(p.error_code, ResponseError::InvalidTimestamp.code());
+            assert_eq!(p.base_offset, -1);
+            if version >= 8 {
+                assert_eq!(p.record_errors.len(), 1);
+                assert_eq!(p.record_errors[0].batch_index, 0);
+                let message = p.error_message.as_deref().unwrap_or_default();
+                assert!(message.contains("is out of range"), "{message}");
+            } else {
+                assert!(p.record_errors.is_empty() && p.error_message.is_none());
+            }
+        }
+        assert_eq!(topic.partition(0).unwrap().high_watermark(), 0);
+        let pending = append(&b, 9, request("ts", batch_at(now_ms(), Compression::Lz4)));
+        assert_eq!(partition(&pending).error_code, 0);
+        assert_eq!(topic.partition(0).unwrap().high_watermark(), 1);
     }
 }

@@ -420,7 +420,7 @@ mod tests {
                 topic("p0", 0, 1),
                 topic("cfg", 1, 1).with_configs(vec![CreatableTopicConfig::default()
                     .with_name("cleanup.policy".into())
-                    .with_value(Some("compact".into()))]),
+                    .with_value(Some("compact,bogus".into()))]),
                 topic("unknown-cfg", 1, 1).with_configs(vec![CreatableTopicConfig::default()
                     .with_name("no.such".into())
                     .with_value(Some("1".into()))]),

@@ -40,9 +40,13 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 
 use crate::log::{LogConfig, PartitionLog};
+use crate::records::{BatchRules, CompressionType};
 
-pub use topic_config::kafka_default_log_config;
 pub(crate) use topic_config::{broker_config_type, config_def};
+pub use topic_config::{
+    kafka_default_log_config, parse_cleanup_policy, topic_config_defaulted_by,
+    topic_config_of_broker_setting,
+};
 
 /// The most partitions a topic may have; far beyond what one node serves well, low enough that
 /// a typo cannot create a million directories.
@@ -61,6 +65,24 @@ pub struct TopicDefaults {
     /// Every topic-level config's broker default, as Kafka names them at topic level
     /// (`retention.ms`, `segment.bytes`, ...), already validated.
     pub log: LogConfig,
+    /// The broker defaults of topic configs outside [`LogConfig`] that the broker's config file
+    /// sets (`compression.type`, `compression.zstd.level`, `message.timestamp.before.max.ms`,
+    /// ...), by topic-level name, validated and normalised. Absent ones are Kafka's defaults.
+    pub configs: BTreeMap<String, String>,
+    /// The broker settings of the config file that give a topic config its default, by
+    /// topic-level name: `(setting name, value)` as written (`log.roll.hours`, `"1"`). Only for
+    /// DescribeConfigs, which reports them as the static broker synonym.
+    pub static_settings: BTreeMap<String, (String, String)>,
+}
+
+impl TopicDefaults {
+    /// Sets the broker default of topic config `name` (one [`topic_config_of_broker_setting`]
+    /// names) after validating it with the topic config's own rules.
+    pub fn set_config_default(&mut self, name: &str, value: &str) -> Result<(), TopicError> {
+        let value = topic_config::validate_config(name, value)?;
+        self.configs.insert(name.to_owned(), value);
+        Ok(())
+    }
 }
 
 impl Default for TopicDefaults {
@@ -70,6 +92,8 @@ impl Default for TopicDefaults {
             num_partitions: 1,
             auto_create_topics: true,
             log: kafka_default_log_config(),
+            configs: BTreeMap::new(),
+            static_settings: BTreeMap::new(),
         }
     }
 }
@@ -176,6 +200,9 @@ struct TopicState {
     partition_count: i32,
     /// Configs set on the topic (validated, normalised).
     configs: BTreeMap<String, String>,
+    /// What produced batches are stored under, derived from `configs` and the broker defaults
+    /// whenever either is set.
+    rules: BatchRules,
 }
 
 /// A topic and its partitions.
@@ -211,6 +238,16 @@ impl Topic {
     /// The configs set on this topic (not the defaults).
     pub fn dynamic_configs(&self) -> BTreeMap<String, String> {
         self.state.read().configs.clone()
+    }
+    /// The topic's `compression.type` (with its codec's level): what the write path stores
+    /// batches in, produced or written by a transform.
+    pub fn compression(&self) -> CompressionType {
+        self.state.read().rules.compression
+    }
+    /// Everything the write path applies to a batch before appending it to this topic
+    /// ([`crate::records::conform`]).
+    pub fn batch_rules(&self) -> BatchRules {
+        self.state.read().rules
     }
 
     fn record(&self) -> store::TopicRecord {
@@ -271,6 +308,7 @@ impl Catalog {
         let mut topics = BTreeMap::new();
         for r in records {
             let log = topic_config::effective_log_config(&defaults.log, &r.configs)?;
+            let rules = topic_config::batch_rules(&defaults, &r.configs, &log)?;
             let mut partitions = Vec::new();
             for p in 0..r.partitions {
                 let dir = partition_dir(&data_dir, &r.name, p);
@@ -283,6 +321,7 @@ impl Catalog {
                     partitions,
                     partition_count: r.partitions,
                     configs: r.configs,
+                    rules,
                 }),
             };
             topics.insert(r.name, Arc::new(topic));
@@ -386,6 +425,7 @@ impl Catalog {
         }
         let configs = topic_config::validate_config_set(configs)?;
         let log = topic_config::effective_log_config(&self.defaults.log, &configs)?;
+        let rules = topic_config::batch_rules(&self.defaults, &configs, &log)?;
 
         let _admin = self.admin.lock();
         {
@@ -406,6 +446,7 @@ impl Catalog {
                 partitions: Vec::new(),
                 partition_count: count,
                 configs,
+                rules,
             };
             return Ok(Arc::new(Topic {
                 name: name.to_owned(),
@@ -443,6 +484,7 @@ impl Catalog {
                 partitions,
                 partition_count: count,
                 configs,
+                rules,
             }),
         });
         self.topics
@@ -618,7 +660,7 @@ impl Catalog {
     /// Like [`Catalog::describe_configs`], for a topic already in hand (e.g. a `validate_only`
     /// preview that is not registered).
     pub fn describe_topic(&self, topic: &Topic, names: Option<&[String]>) -> Vec<ConfigEntry> {
-        topic_config::describe(&self.defaults.log, &topic.state.read().configs, names)
+        topic_config::describe(&self.defaults, &topic.state.read().configs, names)
     }
 
     /// The broker-level configs (DescribeConfigs on a BROKER resource); all read-only.
@@ -626,9 +668,12 @@ impl Catalog {
         topic_config::describe_broker(&self.defaults, names)
     }
 
-    /// The broker default of a topic config, if it is one we support (DescribeConfigs synonyms).
-    pub fn default_config_value(&self, name: &str) -> Option<String> {
-        config_def(name).map(|d| topic_config::default_value(d, &self.defaults.log))
+    /// The broker-level synonyms of a topic config (DescribeConfigs `include_synonyms`), most
+    /// precedent first: `(broker config name, value, source)`.
+    pub fn config_synonyms(&self, name: &str) -> Vec<(String, String, ConfigSource)> {
+        config_def(name).map_or_else(Vec::new, |d| {
+            topic_config::broker_synonyms(d, &self.defaults)
+        })
     }
 
     /// AlterConfigs: replaces the topic's whole set of dynamic configs.
@@ -649,9 +694,9 @@ impl Catalog {
         ops: &[ConfigOp],
         validate_only: bool,
     ) -> Result<(), TopicError> {
-        let log = &self.defaults.log;
+        let defaults = &self.defaults;
         self.change_configs(topic, validate_only, |current| {
-            topic_config::apply_ops(current, ops, log)
+            topic_config::apply_ops(current, ops, defaults)
         })
     }
 
@@ -667,6 +712,7 @@ impl Catalog {
             .ok_or_else(|| TopicError::UnknownTopicOrPartition(name.to_owned()))?;
         let next = change(&topic.dynamic_configs())?;
         let log = topic_config::effective_log_config(&self.defaults.log, &next)?;
+        let rules = topic_config::batch_rules(&self.defaults, &next, &log)?;
         if validate_only {
             return Ok(());
         }
@@ -676,6 +722,7 @@ impl Catalog {
         let partitions = {
             let mut state = topic.state.write();
             state.configs = next;
+            state.rules = rules;
             state.partitions.clone()
         };
         for p in partitions {
@@ -850,7 +897,7 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
-        let compact = cfg(&[("cleanup.policy", "compact")]);
+        let compact = cfg(&[("cleanup.policy", "compact,bogus")]);
         assert!(matches!(
             c.create_topic("t", 1, 1, &compact, false),
             Err(TopicError::InvalidConfig(_))
@@ -1080,6 +1127,54 @@ mod tests {
         assert!(c.get("t").unwrap().dynamic_configs().is_empty());
         let entries = c.describe_configs("t", None).unwrap();
         assert!(entries.iter().all(|e| e.source == ConfigSource::Default));
+    }
+
+    #[test]
+    fn compression_follows_the_topic_config_through_alter_and_reopen() {
+        use crate::records::{Codec, Compression};
+        let dir = tempfile::tempdir().unwrap();
+        let zstd9 = CompressionType::Broker(Codec {
+            compression: Compression::Zstd,
+            level: 9,
+        });
+        {
+            let c = open(dir.path());
+            let t = c.create_topic("t", 1, 1, &[], false).unwrap();
+            assert_eq!(t.compression(), CompressionType::Producer);
+            c.alter_configs(
+                "t",
+                &[
+                    ConfigOp::Set("compression.type".into(), "zstd".into()),
+                    ConfigOp::Set("compression.zstd.level".into(), "9".into()),
+                ],
+                false,
+            )
+            .unwrap();
+            assert_eq!(t.compression(), zstd9);
+            let lz4 = c
+                .create_topic("lz4", 1, 1, &cfg(&[("compression.type", "lz4")]), false)
+                .unwrap();
+            assert_eq!(
+                lz4.compression(),
+                CompressionType::Broker(Codec::new(Compression::Lz4))
+            );
+            c.close();
+        }
+        let c = open(dir.path());
+        assert_eq!(c.get("t").unwrap().compression(), zstd9);
+        // A broker default applies to topics that set nothing.
+        let mut defaults = TopicDefaults::default();
+        defaults
+            .set_config_default("compression.type", "gzip")
+            .unwrap();
+        c.close();
+        let c = Catalog::open(dir.path().to_path_buf(), defaults).unwrap();
+        let auto = c.get_or_auto_create("auto").unwrap();
+        assert_eq!(
+            auto.compression(),
+            CompressionType::Broker(Codec::new(Compression::Gzip))
+        );
+        assert_eq!(c.get("t").unwrap().compression(), zstd9);
     }
 
     #[test]

@@ -147,7 +147,7 @@ mod tests {
                 uuid::Uuid::new_v4()
             ),
             format!(
-                r#"{{"version":1,"topics":[{{"name":"t","id":"{}","partitions":1,"configs":{{"cleanup.policy":"compact"}}}}]}}"#,
+                r#"{{"version":1,"topics":[{{"name":"t","id":"{}","partitions":1,"configs":{{"cleanup.policy":"shred"}}}}]}}"#,
                 uuid::Uuid::new_v4()
             ),
         ] {

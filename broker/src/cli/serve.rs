@@ -140,6 +140,22 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         Duration::from_millis(config.retention_check_interval_ms),
         stop_rx.clone(),
     ));
+    let cleaner = {
+        let broker = broker.clone();
+        crate::log::cleaner::LogCleaner::start(
+            config.cleaner.clone(),
+            Arc::new(move || {
+                broker
+                    .catalog
+                    .list()
+                    .iter()
+                    .flat_map(|t| t.partitions())
+                    .collect()
+            }),
+            now_ms,
+        )
+        .context("cannot start the log cleaner")?
+    };
     tracing::info!(kafka = %kafka_addr, http = %http_addr, data_dir = %config.data_dir.display(), "sluice started");
     // The one line on stdout: tests and scripts read the bound ports from it.
     {
@@ -158,6 +174,8 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         Ok(Ok(())) => {}
     }
     let _ = retention_task.await;
+    // Cleanings in progress are abandoned (the log keeps its old segments) before the close.
+    tokio::task::spawn_blocking(move || cleaner.shutdown()).await?;
     let _ = group_timers.await;
     let _ = checkpoints.await;
     connect.stop_all();

@@ -5,7 +5,9 @@
 //! - [`segment`]: one `<base>.log` with its `.index` and `.timeindex`.
 //! - [`index_file`]: the memory-mapped entry files behind both indexes.
 //! - [`producer_state`]: idempotent-producer sequence checks.
+//! - [`cleaner`]: log compaction: the background cleaner, its key map and the segment swap.
 
+pub mod cleaner;
 mod index_file;
 pub mod partition;
 mod producer_state;
@@ -51,6 +53,41 @@ pub struct LogConfig {
     pub timestamp_type: TimestampType,
     /// Durability of `acks=-1`.
     pub flush: FlushPolicy,
+    /// `cleanup.policy`: whether old segments are deleted, compacted, or both.
+    pub cleanup_policy: CleanupPolicy,
+    /// `min.compaction.lag.ms`: a record stays uncompacted at least this long.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: a dirty segment older than this is cleaned whatever the ratio.
+    pub max_compaction_lag_ms: i64,
+    /// `min.cleanable.dirty.ratio`: clean once dirty bytes are this share of the cleanable log.
+    pub min_cleanable_dirty_ratio: f64,
+    /// `delete.retention.ms`: how long a tombstone outlives the cleaning that first saw it.
+    pub delete_retention_ms: i64,
+}
+
+/// `cleanup.policy`: `delete`, `compact` or `compact,delete`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanupPolicy {
+    /// Segments past `retention.ms` / `retention.bytes` are deleted.
+    pub delete: bool,
+    /// The cleaner keeps only the latest record per key.
+    pub compact: bool,
+}
+
+impl CleanupPolicy {
+    /// Kafka's default.
+    pub const DELETE: CleanupPolicy = CleanupPolicy {
+        delete: true,
+        compact: false,
+    };
+    /// Kafka's list value, in the canonical order.
+    pub fn name(self) -> &'static str {
+        match (self.compact, self.delete) {
+            (true, true) => "compact,delete",
+            (true, false) => "compact",
+            _ => "delete",
+        }
+    }
 }
 
 /// What an append did.
@@ -71,6 +108,9 @@ pub struct AppendOutcome {
 pub enum AppendError {
     #[error("unknown topic or partition {0}")]
     UnknownTopicOrPartition(String),
+    /// A record's timestamp is outside the topic's bounds (KIP-937).
+    #[error("{message}")]
+    InvalidTimestamp { record_index: i32, message: String },
     #[error("corrupt record batch: {0}")]
     CorruptMessage(String),
     #[error("invalid record: {0}")]
@@ -93,6 +133,10 @@ pub enum AppendError {
     },
     #[error("unsupported record batch: {0}")]
     Unsupported(String),
+    /// A compacted topic refuses records without a key; `records` are their indexes within the
+    /// request's records (KIP-467 `batch_index`).
+    #[error("compacted topic cannot accept records without a key ({} of them)", records.len())]
+    KeylessRecords { records: Vec<i32> },
     #[error("storage error: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -4,10 +4,12 @@
 //! Locking: one mutex guards the segment list and counters; it is held for appends and for the
 //! short lookups that start a read, never for the file reads themselves (segment files are
 //! append-only, so a reader that captured a file handle and a size reads a stable prefix).
+//! The log cleaner ([`super::cleaner`]) builds cleaned segments without the lock and swaps them
+//! in under it; a reader holding a replaced segment's file keeps reading the old, unlinked file.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -17,6 +19,7 @@ use tokio::sync::watch;
 use crate::records::batch::{self, BatchError, BatchHeader, HEADER_LEN};
 use crate::records::record::decode_records;
 
+use super::cleaner::{self, CleanerCheckpoint, SegmentRef, Snapshot};
 use super::producer_state::{Check, ProducerState};
 use super::segment::{self, Segment};
 use super::{
@@ -43,6 +46,10 @@ pub struct PartitionLog {
     sync_lock: tokio::sync::Mutex<()>,
     /// fsyncs issued for `acks=-1` (group commit makes this far smaller than the produce count).
     fsyncs: AtomicU64,
+    /// A cleaner thread has claimed the partition (one cleaning at a time).
+    cleaning: AtomicBool,
+    /// Cleaning failed (damaged data, a too-small dedupe buffer): not retried until restart.
+    uncleanable: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -56,6 +63,8 @@ struct Inner {
     unsynced: Vec<Arc<File>>,
     /// A segment file was created or removed since the directory was last synced.
     dir_dirty: bool,
+    /// How far the cleaner got, persisted in `cleaner-offset-checkpoint`.
+    cleaned: CleanerCheckpoint,
 }
 
 impl Inner {
@@ -89,6 +98,8 @@ impl PartitionLog {
     /// Opens (creating if missing) the partition directory and recovers it.
     pub fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog, LogError> {
         std::fs::create_dir_all(dir)?;
+        // A cleaning interrupted by a crash is finished or discarded before segments are listed.
+        cleaner::recover_swaps(dir)?;
         let marker = dir.join(CLEAN_SHUTDOWN);
         let clean = marker.exists();
         let mut bases = Vec::new();
@@ -136,8 +147,13 @@ impl PartitionLog {
             producers: ProducerState::default(),
             unsynced: Vec::new(),
             dir_dirty: false,
+            cleaned: CleanerCheckpoint::read(dir)?,
         };
         inner.log_start_offset = inner.log_start_offset.min(inner.next_offset());
+        inner.cleaned.first_dirty = inner
+            .cleaned
+            .first_dirty
+            .clamp(inner.log_start_offset, inner.next_offset());
         for seg in &inner.segments {
             for header in segment::headers(&seg.log, seg.size) {
                 inner.producers.record(&header);
@@ -156,6 +172,8 @@ impl PartitionLog {
             durable: watch::Sender::new(end),
             sync_lock: tokio::sync::Mutex::new(()),
             fsyncs: AtomicU64::new(0),
+            cleaning: AtomicBool::new(false),
+            uncleanable: AtomicBool::new(false),
         })
     }
 
@@ -169,6 +187,11 @@ impl PartitionLog {
             batches.push((r, header));
         }
         self.append_validated(&records, &batches, now_ms, None)
+    }
+
+    /// Whether the topic is compacted (`cleanup.policy` includes `compact`): its records need keys.
+    pub fn is_compacted(&self) -> bool {
+        self.inner.lock().config.cleanup_policy.compact
     }
 
     /// The largest batch this partition accepts (`max.message.bytes`).
@@ -359,6 +382,11 @@ impl PartitionLog {
         }
     }
 
+    /// The sequence the next batch of idempotent producer `producer_id` must start at here.
+    pub fn next_sequence(&self, producer_id: i64) -> i32 {
+        self.inner.lock().producers.next_sequence(producer_id)
+    }
+
     /// How many segments the log has and their bytes on disk (metrics and the console).
     pub fn size(&self) -> (usize, u64) {
         let inner = self.inner.lock();
@@ -399,7 +427,9 @@ impl PartitionLog {
                         .partition_point(|s| s.base_offset <= offset)
                         .saturating_sub(1),
                 )
-                .find(|s| s.next_offset > offset);
+                // Compaction may leave empty segments and gaps: the first one holding data at
+                // or past `offset`.
+                .find(|s| s.next_offset > offset && s.size > 0);
             match found {
                 Some(seg) => (seg.log.clone(), seg.position_for(offset), seg.size, hw, lso),
                 None => {
@@ -536,7 +566,12 @@ impl PartitionLog {
         let mut inner = self.inner.lock();
         let retention_ms = inner.config.retention_ms;
         let retention_bytes = inner.config.retention_bytes;
+        // `cleanup.policy=compact` alone keeps segments however old or large the log is.
+        let delete = inner.config.cleanup_policy.delete;
         let deleted = self.delete_old_segments(&mut inner, |seg, total| {
+            if !delete {
+                return false;
+            }
             let too_old = retention_ms >= 0
                 && seg.max_timestamp >= 0
                 && now_ms.saturating_sub(seg.max_timestamp) > retention_ms;
@@ -571,6 +606,111 @@ impl PartitionLog {
     /// The partition's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// What the cleaner needs to decide and plan a cleaning: the non-active segments, the
+    /// config and the checkpoint. `None` unless the topic is compacted and cleaning may run.
+    pub(crate) fn cleaning_snapshot(&self) -> Option<Snapshot> {
+        if self.uncleanable.load(Ordering::Relaxed) {
+            return None;
+        }
+        let inner = self.inner.lock();
+        if !inner.config.cleanup_policy.compact {
+            return None;
+        }
+        let n = inner.segments.len() - 1;
+        Some(Snapshot {
+            config: inner.config.clone(),
+            segments: inner.segments[..n]
+                .iter()
+                .map(|s| SegmentRef {
+                    base_offset: s.base_offset,
+                    next_offset: s.next_offset,
+                    size: s.size,
+                    max_timestamp: s.max_timestamp,
+                    log: s.log.clone(),
+                })
+                .collect(),
+            active_base: inner.active().base_offset,
+            checkpoint: inner.cleaned,
+        })
+    }
+
+    /// Base offset of each idempotent producer's last stored batch.
+    pub(crate) fn last_producer_batches(&self) -> std::collections::HashMap<i64, i64> {
+        self.inner.lock().producers.last_batches()
+    }
+
+    /// Claims the partition for one cleaner thread; `false` if another holds it.
+    pub(crate) fn try_claim_cleaning(&self) -> bool {
+        self.cleaning
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    pub(crate) fn release_cleaning(&self) {
+        self.cleaning.store(false, Ordering::Release);
+    }
+
+    /// Stops cleaning this partition until the broker restarts.
+    pub(crate) fn mark_uncleanable(&self) {
+        self.uncleanable.store(true, Ordering::Relaxed);
+    }
+
+    /// Swaps the cleaned segment built aside at `replaced[0]`'s base offset in for `replaced`
+    /// (consecutive non-active segments, followed by the segment at `next_base`). Returns
+    /// `false`, changing nothing, if the segments changed meanwhile (retention, DeleteRecords).
+    pub(crate) fn swap_cleaned(
+        &self,
+        replaced: &[SegmentRef],
+        next_base: i64,
+    ) -> Result<bool, LogError> {
+        let mut inner = self.inner.lock();
+        let Some(first) = replaced.first() else {
+            return Ok(false);
+        };
+        let Some(at) = inner
+            .segments
+            .iter()
+            .position(|s| s.base_offset == first.base_offset)
+        else {
+            return Ok(false);
+        };
+        let same = inner.segments.len() > at + replaced.len()
+            && inner.segments[at + replaced.len()].base_offset == next_base
+            && replaced.iter().zip(&inner.segments[at..]).all(|(r, s)| {
+                r.base_offset == s.base_offset && Arc::ptr_eq(&r.log, &s.log) && r.size == s.size
+            });
+        if !same {
+            return Ok(false);
+        }
+        let bases: Vec<i64> = replaced.iter().map(|r| r.base_offset).collect();
+        cleaner::commit_swap(&self.dir, &bases, next_base)?;
+        let interval = u64::from(inner.config.index_interval_bytes);
+        let index_bytes = inner.config.segment_index_bytes as usize;
+        let new = Segment::open(
+            &self.dir,
+            first.base_offset,
+            false,
+            false,
+            index_bytes,
+            interval,
+        )?;
+        // The replaced segments' files are gone; dropping them only unmaps and closes.
+        inner
+            .segments
+            .splice(at..at + replaced.len(), std::iter::once(new));
+        Ok(true)
+    }
+
+    /// Records (and persists) how far the cleaner got.
+    pub(crate) fn set_cleaner_checkpoint(
+        &self,
+        checkpoint: CleanerCheckpoint,
+    ) -> Result<(), LogError> {
+        checkpoint.write(&self.dir)?;
+        self.inner.lock().cleaned = checkpoint;
+        Ok(())
     }
 }
 
@@ -623,12 +763,12 @@ fn read_batches(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::records::record::{build_batch, BatchMeta, NewRecord};
     use crate::records::Compression;
 
-    fn config() -> LogConfig {
+    pub(crate) fn config() -> LogConfig {
         LogConfig {
             segment_bytes: 1 << 20,
             segment_ms: i64::MAX,
@@ -639,6 +779,11 @@ mod tests {
             max_message_bytes: 1 << 20,
             timestamp_type: TimestampType::CreateTime,
             flush: FlushPolicy::Fsync,
+            cleanup_policy: super::super::CleanupPolicy::DELETE,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            min_cleanable_dirty_ratio: 0.5,
+            delete_retention_ms: 86_400_000,
         }
     }
 

@@ -108,6 +108,24 @@ impl ProducerState {
         Ok(Check::Append)
     }
 
+    /// The sequence the next batch of `producer_id` must start at (0 for a producer this
+    /// partition does not know).
+    pub(crate) fn next_sequence(&self, producer_id: i64) -> i32 {
+        self.producers
+            .get(&producer_id)
+            .and_then(|p| p.batches.back())
+            .map_or(0, |b| next_seq(b.last_seq))
+    }
+
+    /// The base offset of each producer's last stored batch: the log cleaner keeps that batch
+    /// (emptied if need be) so the producer's sequence survives a rebuild from the log.
+    pub(crate) fn last_batches(&self) -> HashMap<i64, i64> {
+        self.producers
+            .iter()
+            .filter_map(|(pid, p)| p.batches.back().map(|b| (*pid, b.base_offset)))
+            .collect()
+    }
+
     /// Records a stored batch (its header carries the assigned base offset).
     pub(crate) fn record(&mut self, header: &BatchHeader) {
         self.record_stored(header, header.base_offset, header.last_offset());

@@ -27,6 +27,16 @@ pub(crate) fn file_name(base_offset: i64, ext: &str) -> String {
     format!("{base_offset:020}.{ext}")
 }
 
+/// The files of one segment, by extension.
+pub(crate) const EXTENSIONS: [&str; 3] = ["log", "index", "timeindex"];
+/// Suffix of a segment file the cleaner is building aside.
+pub(crate) const CLEANED_SUFFIX: &str = ".cleaned";
+
+/// `<base>.<ext>.cleaned`.
+pub(crate) fn cleaned_name(base_offset: i64, ext: &str) -> String {
+    format!("{}{CLEANED_SUFFIX}", file_name(base_offset, ext))
+}
+
 /// One segment of a partition.
 #[derive(Debug)]
 pub(crate) struct Segment {
@@ -62,28 +72,41 @@ impl Segment {
         base_offset: i64,
         index_bytes: usize,
     ) -> Result<Segment, LogError> {
-        let log_path = dir.join(file_name(base_offset, "log"));
+        Segment::create_with_suffix(dir, base_offset, index_bytes, "")
+    }
+
+    /// Creates the files of a segment the cleaner builds aside (`<base>.log.cleaned`, ...),
+    /// replacing leftovers of an abandoned attempt.
+    pub(crate) fn create_cleaned(
+        dir: &Path,
+        base_offset: i64,
+        index_bytes: usize,
+    ) -> Result<Segment, LogError> {
+        let _ = std::fs::remove_file(dir.join(cleaned_name(base_offset, "log")));
+        Segment::create_with_suffix(dir, base_offset, index_bytes, CLEANED_SUFFIX)
+    }
+
+    fn create_with_suffix(
+        dir: &Path,
+        base_offset: i64,
+        index_bytes: usize,
+        suffix: &str,
+    ) -> Result<Segment, LogError> {
+        let name = |ext: &str| format!("{}{suffix}", file_name(base_offset, ext));
+        let log_path = dir.join(name("log"));
         let log = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .open(&log_path)?;
         // Stale indexes of a segment that was deleted at this base must not be trusted.
-        let _ = std::fs::remove_file(dir.join(file_name(base_offset, "index")));
-        let _ = std::fs::remove_file(dir.join(file_name(base_offset, "timeindex")));
+        let _ = std::fs::remove_file(dir.join(name("index")));
+        let _ = std::fs::remove_file(dir.join(name("timeindex")));
         Ok(Segment {
             base_offset,
             log: Arc::new(log),
-            index: IndexFile::open(
-                &dir.join(file_name(base_offset, "index")),
-                OFFSET_ENTRY,
-                index_bytes,
-            )?,
-            time_index: IndexFile::open(
-                &dir.join(file_name(base_offset, "timeindex")),
-                TIME_ENTRY,
-                index_bytes,
-            )?,
+            index: IndexFile::open(&dir.join(name("index")), OFFSET_ENTRY, index_bytes)?,
+            time_index: IndexFile::open(&dir.join(name("timeindex")), TIME_ENTRY, index_bytes)?,
             log_path,
             size: 0,
             next_offset: base_offset,

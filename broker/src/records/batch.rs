@@ -17,13 +17,16 @@ pub const HEADER_LEN: usize = 61;
 /// baseOffset + batchLength: the part of the header `batchLength` does not count.
 pub const LOG_OVERHEAD: usize = 12;
 const MAGIC_AT: usize = 16;
-const CRC_AT: usize = 17;
-const ATTRIBUTES_AT: usize = 21;
+pub(super) const CRC_AT: usize = 17;
+pub(super) const ATTRIBUTES_AT: usize = 21;
 const MAX_TIMESTAMP_AT: usize = 35;
 /// Attributes bit 3: the batch carries the broker's log-append time.
 const LOG_APPEND_TIME_BIT: i16 = 0x08;
 const TRANSACTIONAL_BIT: i16 = 0x10;
 const CONTROL_BIT: i16 = 0x20;
+/// Attributes bit 6 (KIP-534): the log cleaner set a delete horizon, carried in baseTimestamp;
+/// tombstones in the batch may be removed once the horizon has passed.
+pub const DELETE_HORIZON_BIT: i16 = 0x40;
 /// The most a compressed batch may inflate to, relative to `max.message.bytes`, and absolutely.
 const INFLATE_FACTOR: usize = 64;
 const INFLATE_CAP: usize = 256 << 20;
@@ -128,6 +131,10 @@ impl BatchHeader {
     pub fn has_log_append_time(&self) -> bool {
         self.attributes & LOG_APPEND_TIME_BIT != 0
     }
+    /// The cleaner's delete horizon for the batch's tombstones, if one was set (KIP-534).
+    pub fn delete_horizon(&self) -> Option<i64> {
+        (self.attributes & DELETE_HORIZON_BIT != 0).then_some(self.base_timestamp)
+    }
     /// Whether an idempotent producer wrote it (sequence numbers apply).
     pub fn is_idempotent(&self) -> bool {
         self.producer_id >= 0 && self.base_sequence >= 0
@@ -184,16 +191,15 @@ pub fn check_frame(batch: &[u8]) -> Result<BatchHeader, BatchError> {
 /// Full validation of a produced batch: framing, CRC, size, offsets and every record's framing
 /// (decompressing to check, with bounded output).
 pub fn validate(batch: &[u8], max_message_bytes: u32) -> Result<BatchHeader, BatchError> {
-    validate_keeping_records(batch, max_message_bytes).map(|(header, _)| header)
+    validate_and_decompress(batch, max_message_bytes).map(|(header, _)| header)
 }
 
-/// [`validate`], also handing back the decompressed records area of a compressed batch (`None`
-/// when the batch is uncompressed: its records are `batch[HEADER_LEN..]`), so that a batch is
-/// decompressed once on the write path.
-pub fn validate_keeping_records(
+/// [`validate`], also handing back the records area it checked (decompressed, or borrowed from
+/// `batch` when the batch is uncompressed), so a caller that needs the records decompresses once.
+pub fn validate_and_decompress(
     batch: &[u8],
     max_message_bytes: u32,
-) -> Result<(BatchHeader, Option<Vec<u8>>), BatchError> {
+) -> Result<(BatchHeader, std::borrow::Cow<'_, [u8]>), BatchError> {
     let header = check_frame(batch)?;
     if batch.len() > max_message_bytes as usize {
         return Err(BatchError::TooLarge {
@@ -233,18 +239,15 @@ pub fn validate_keeping_records(
     let limit = (max_message_bytes as usize)
         .saturating_mul(INFLATE_FACTOR)
         .min(INFLATE_CAP);
-    match codec {
-        Compression::None => {
-            record::check_records(payload, header.records_count).map_err(BatchError::Corrupt)?;
-            Ok((header, None))
-        }
-        codec => {
-            let records = compression::decompress(codec, payload, limit)
-                .map_err(|e| BatchError::Corrupt(e.to_string()))?;
-            record::check_records(&records, header.records_count).map_err(BatchError::Corrupt)?;
-            Ok((header, Some(records)))
-        }
-    }
+    let records = match codec {
+        Compression::None => std::borrow::Cow::Borrowed(payload),
+        codec => std::borrow::Cow::Owned(
+            compression::decompress(codec, payload, limit)
+                .map_err(|e| BatchError::Corrupt(e.to_string()))?,
+        ),
+    };
+    record::check_records(&records, header.records_count).map_err(BatchError::Corrupt)?;
+    Ok((header, records))
 }
 
 /// Writes the broker-assigned base offset (not covered by the CRC).

@@ -1,5 +1,6 @@
-//! The four codecs Kafka batches use. Decompression output is bounded: a batch is untrusted and a
-//! few kilobytes of zstd can claim gigabytes.
+//! The four codecs Kafka batches use, the levels the broker compresses at, and a topic's
+//! `compression.type`. Decompression output is bounded: a batch is untrusted and a few kilobytes of
+//! zstd can claim gigabytes.
 
 use std::io::{Read, Write};
 
@@ -34,6 +35,64 @@ impl Compression {
             Compression::Snappy => 2,
             Compression::Lz4 => 3,
             Compression::Zstd => 4,
+        }
+    }
+}
+
+/// Kafka's compression levels (KIP-390, `compression.<codec>.level`): their ranges and defaults.
+pub mod level {
+    /// gzip: 1 (fastest) to 9 (smallest), or -1 for zlib's default (6).
+    pub const GZIP_MIN: i32 = 1;
+    pub const GZIP_MAX: i32 = 9;
+    pub const GZIP_DEFAULT: i32 = -1;
+    /// lz4: 1 to 17; Kafka's default 9 is lz4's fast mode, the only one Sluice's encoder has.
+    pub const LZ4_MIN: i32 = 1;
+    pub const LZ4_MAX: i32 = 17;
+    pub const LZ4_DEFAULT: i32 = 9;
+    /// zstd: its negative "fast" levels up to 22.
+    pub const ZSTD_MIN: i32 = -131_072;
+    pub const ZSTD_MAX: i32 = 22;
+    pub const ZSTD_DEFAULT: i32 = 3;
+}
+
+/// A codec and the level to compress at (ignored by codecs without levels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Codec {
+    pub compression: Compression,
+    /// A level within Kafka's range for `compression`.
+    pub level: i32,
+}
+
+impl Codec {
+    /// `compression` at Kafka's default level.
+    pub fn new(compression: Compression) -> Codec {
+        let level = match compression {
+            Compression::Gzip => level::GZIP_DEFAULT,
+            Compression::Lz4 => level::LZ4_DEFAULT,
+            Compression::Zstd => level::ZSTD_DEFAULT,
+            Compression::None | Compression::Snappy => 0,
+        };
+        Codec { compression, level }
+    }
+}
+
+/// A topic's `compression.type`: keep what the producer sent, or store every batch in one codec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompressionType {
+    /// `producer`: batches are stored as the producer compressed them.
+    Producer,
+    /// `uncompressed`, `gzip`, `snappy`, `lz4` or `zstd`: batches in another codec are
+    /// recompressed into this one.
+    Broker(Codec),
+}
+
+impl CompressionType {
+    /// The codec a batch produced with `sent` is stored in, `None` when it is stored as sent.
+    /// Like Kafka, a batch already in the topic's codec is kept even if its level differs.
+    pub fn target_for(self, sent: Compression) -> Option<Codec> {
+        match self {
+            CompressionType::Broker(codec) if codec.compression != sent => Some(codec),
+            _ => None,
         }
     }
 }
@@ -137,13 +196,23 @@ fn read_bounded(
     Ok(out)
 }
 
-/// Compresses `data` with `codec` (snappy without framing, as librdkafka writes it).
+/// Compresses `data` with `codec` at its default level (snappy without framing, as librdkafka
+/// writes it).
 pub fn compress(codec: Compression, data: &[u8]) -> Vec<u8> {
-    match codec {
+    compress_with(Codec::new(codec), data)
+}
+
+/// Compresses `data` with `codec.compression` at `codec.level`. A level outside Kafka's range
+/// (config validation keeps them in it) falls back to the codec's default.
+pub fn compress_with(codec: Codec, data: &[u8]) -> Vec<u8> {
+    match codec.compression {
         Compression::None => data.to_vec(),
         Compression::Gzip => {
-            let mut encoder =
-                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            let gzip_level = u32::try_from(codec.level)
+                .ok()
+                .filter(|l| (level::GZIP_MIN as u32..=level::GZIP_MAX as u32).contains(l))
+                .map_or_else(flate2::Compression::default, flate2::Compression::new);
+            let mut encoder = flate2::write::GzEncoder::new(Vec::new(), gzip_level);
             // Writing to a Vec cannot fail.
             let _ = encoder.write_all(data);
             encoder.finish().unwrap_or_default()
@@ -156,7 +225,14 @@ pub fn compress(codec: Compression, data: &[u8]) -> Vec<u8> {
             let _ = encoder.write_all(data);
             encoder.finish().unwrap_or_default()
         }
-        Compression::Zstd => zstd::bulk::compress(data, 3).unwrap_or_default(),
+        Compression::Zstd => {
+            let zstd_level = if (level::ZSTD_MIN..=level::ZSTD_MAX).contains(&codec.level) {
+                codec.level
+            } else {
+                level::ZSTD_DEFAULT
+            };
+            zstd::bulk::compress(data, zstd_level).unwrap_or_default()
+        }
     }
 }
 
@@ -183,6 +259,49 @@ mod tests {
                 "{codec:?}"
             );
         }
+    }
+
+    #[test]
+    fn levels_change_the_output_and_still_round_trip() {
+        let data: Vec<u8> = (0..20_000u32)
+            .flat_map(|i| format!("record {} of a batch;", i % 97).into_bytes())
+            .collect();
+        for (compression, low, high) in [(Compression::Gzip, 1, 9), (Compression::Zstd, -5, 19)] {
+            let fast = compress_with(
+                Codec {
+                    compression,
+                    level: low,
+                },
+                &data,
+            );
+            let small = compress_with(
+                Codec {
+                    compression,
+                    level: high,
+                },
+                &data,
+            );
+            assert!(small.len() < fast.len(), "{compression:?}");
+            for packed in [fast, small] {
+                assert_eq!(decompress(compression, &packed, 1 << 22).unwrap(), data);
+            }
+        }
+        let gzip_default = compress_with(Codec::new(Compression::Gzip), &data);
+        assert_eq!(
+            decompress(Compression::Gzip, &gzip_default, 1 << 22).unwrap(),
+            data
+        );
+    }
+
+    #[test]
+    fn a_batch_in_the_topic_codec_is_kept_whatever_its_level() {
+        let zstd = CompressionType::Broker(Codec::new(Compression::Zstd));
+        assert_eq!(zstd.target_for(Compression::Zstd), None);
+        assert_eq!(
+            zstd.target_for(Compression::Gzip),
+            Some(Codec::new(Compression::Zstd))
+        );
+        assert_eq!(CompressionType::Producer.target_for(Compression::Lz4), None);
     }
 
     #[test]

@@ -1,17 +1,23 @@
 //! Kafka v2 record batches: the header ([`batch`]), validation (CRC32C, sizes, counts),
-//! compression codecs ([`compression`]), record-level decoding/encoding ([`record`]) and Kafka's
-//! murmur2 partitioner ([`partitioner`]).
+//! compression codecs and levels ([`compression`]), record-level decoding/encoding ([`record`]),
+//! recompression into another codec ([`recompress`]), a topic's rules for what it stores
+//! ([`conform`]: `compression.type`, timestamp bounds) and Kafka's murmur2 partitioner
+//! ([`partitioner`]).
 //!
-//! The log stores batches exactly as producers sent them; this module only reads them, rewrites
-//! the broker-owned header fields (base offset, log-append time) and, for transforms, builds new
-//! batches.
+//! The log stores batches as producers sent them unless the topic's `compression.type` names
+//! another codec; this module reads them, rewrites the broker-owned header fields (base offset,
+//! log-append time), recompresses them, and, for transforms, builds new batches.
 
 pub mod batch;
 pub mod compression;
+pub mod conform;
 pub mod partitioner;
+pub mod recompress;
 pub mod record;
 mod varint;
 
 pub use batch::{BatchError, BatchHeader};
-pub use compression::Compression;
+pub use compression::{Codec, Compression, CompressionType};
+pub use conform::{conform, BatchRules, ConformError, TimestampBounds};
+pub use recompress::{recompress, recompress_records};
 pub use record::{build_batch, decode_records, NewRecord, RecordView};

@@ -171,6 +171,153 @@ pub fn decode_area(header: &BatchHeader, data: &[u8]) -> Result<Vec<RecordView>,
     Ok(out)
 }
 
+/// A record of a stored batch, borrowed from its decompressed records area: what the log
+/// cleaner reads and rewrites without decoding headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredRecord<'a> {
+    pub offset_delta: i32,
+    /// Absolute timestamp: baseTimestamp + timestampDelta.
+    pub timestamp: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    /// The header count and headers, exactly as encoded.
+    headers: &'a [u8],
+}
+
+/// The records area of a batch, decompressed (bounded by `limit` bytes) when needed.
+pub fn records_area<'a>(
+    batch_bytes: &'a [u8],
+    header: &BatchHeader,
+    limit: usize,
+) -> Result<std::borrow::Cow<'a, [u8]>, BatchError> {
+    let codec = header
+        .compression()
+        .ok_or_else(|| BatchError::Invalid("unknown compression codec".into()))?;
+    let payload = batch_bytes
+        .get(HEADER_LEN..)
+        .ok_or_else(|| BatchError::Corrupt("batch shorter than its header".into()))?;
+    match codec {
+        Compression::None => Ok(std::borrow::Cow::Borrowed(payload)),
+        codec => compression::decompress(codec, payload, limit)
+            .map(std::borrow::Cow::Owned)
+            .map_err(|e| BatchError::Corrupt(e.to_string())),
+    }
+}
+
+/// Splits a records area into its `header.records_count` records.
+pub fn stored_records<'a>(
+    header: &BatchHeader,
+    mut area: &'a [u8],
+) -> Result<Vec<StoredRecord<'a>>, BatchError> {
+    let mut out = Vec::with_capacity(header.records_count.clamp(0, 1 << 16) as usize);
+    for _ in 0..header.records_count {
+        let len = read_varint(&mut area).ok_or_else(|| corrupt("record length"))?;
+        let len = usize::try_from(len).map_err(|_| corrupt("record length"))?;
+        let mut body = take(&mut area, len).ok_or_else(|| corrupt("record overruns the batch"))?;
+        let b = &mut body;
+        take(b, 1).ok_or_else(|| corrupt("record attributes"))?;
+        let timestamp_delta = read_varlong(b).ok_or_else(|| corrupt("timestampDelta"))?;
+        let offset_delta = read_varint(b).ok_or_else(|| corrupt("offsetDelta"))?;
+        let key = opt_bytes(b).ok_or_else(|| corrupt("key"))?;
+        let value = opt_bytes(b).ok_or_else(|| corrupt("value"))?;
+        out.push(StoredRecord {
+            offset_delta,
+            timestamp: header.base_timestamp.saturating_add(timestamp_delta),
+            key,
+            value,
+            headers: body,
+        });
+    }
+    Ok(out)
+}
+
+fn corrupt(what: &str) -> BatchError {
+    BatchError::Corrupt(format!("bad {what} in a stored record"))
+}
+
+/// Indexes (in batch order) of the records of a validated batch that have no key: a compacted
+/// topic refuses them.
+pub fn keyless_records(batch_bytes: &[u8], limit: usize) -> Result<Vec<i32>, BatchError> {
+    let header = batch::check_frame(batch_bytes)?;
+    let area = records_area(batch_bytes, &header, limit)?;
+    Ok(stored_records(&header, &area)?
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.key.is_none())
+        .map(|(i, _)| i as i32)
+        .collect())
+}
+
+/// Rebuilds a stored batch holding only `kept` (records of it, in order; possibly none), in the
+/// batch's own codec. Base offset, lastOffsetDelta and the producer fields are the original's,
+/// so offsets do not move and producer sequences still add up. `delete_horizon` sets the KIP-534
+/// horizon (the baseTimestamp then carries it and record timestamps are re-based on it).
+pub fn rebuild_batch(
+    original: &BatchHeader,
+    kept: &[StoredRecord<'_>],
+    delete_horizon: Option<i64>,
+) -> Vec<u8> {
+    let codec = original.compression().unwrap_or(Compression::None);
+    let mut attributes = original.attributes;
+    let base_timestamp = match delete_horizon.or(original.delete_horizon()) {
+        Some(h) => {
+            attributes |= batch::DELETE_HORIZON_BIT;
+            h
+        }
+        None => kept
+            .iter()
+            .map(|r| r.timestamp)
+            .min()
+            .unwrap_or(original.base_timestamp),
+    };
+    let max_timestamp = if original.has_log_append_time() || kept.is_empty() {
+        original.max_timestamp
+    } else {
+        kept.iter()
+            .map(|r| r.timestamp)
+            .max()
+            .unwrap_or(original.max_timestamp)
+    };
+    let mut body = Vec::new();
+    let mut one = Vec::new();
+    for r in kept {
+        one.clear();
+        one.push(0);
+        write_varlong(&mut one, r.timestamp.wrapping_sub(base_timestamp));
+        write_varlong(&mut one, i64::from(r.offset_delta));
+        put_opt(&mut one, r.key);
+        put_opt(&mut one, r.value);
+        one.extend_from_slice(r.headers);
+        write_varlong(&mut body, one.len() as i64);
+        body.extend_from_slice(&one);
+    }
+    let payload = if kept.is_empty() {
+        // As Kafka writes an emptied batch: header only, so no codec applies.
+        attributes &= !0x07;
+        Vec::new()
+    } else {
+        compression::compress(codec, &body)
+    };
+    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+    out.extend_from_slice(&original.base_offset.to_be_bytes());
+    out.extend_from_slice(&((HEADER_LEN - 12 + payload.len()) as i32).to_be_bytes());
+    out.extend_from_slice(&original.partition_leader_epoch.to_be_bytes());
+    out.push(2);
+    out.extend_from_slice(&0u32.to_be_bytes());
+    out.extend_from_slice(&attributes.to_be_bytes());
+    out.extend_from_slice(&original.last_offset_delta.to_be_bytes());
+    out.extend_from_slice(&base_timestamp.to_be_bytes());
+    out.extend_from_slice(&max_timestamp.to_be_bytes());
+    out.extend_from_slice(&original.producer_id.to_be_bytes());
+    out.extend_from_slice(&original.producer_epoch.to_be_bytes());
+    out.extend_from_slice(&original.base_sequence.to_be_bytes());
+    out.extend_from_slice(&(kept.len() as i32).to_be_bytes());
+    out.extend_from_slice(&payload);
+    let crc = batch::compute_crc(&out);
+    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    out
+}
+
 fn put_opt(out: &mut Vec<u8>, b: Option<&[u8]>) {
     match b {
         None => write_varlong(out, -1),

@@ -105,9 +105,14 @@ fn partition_log(
         .ok_or_else(|| AppendError::UnknownTopicOrPartition(format!("{topic}/{partition}")))
 }
 
-/// The codec batches the broker builds for `topic` are written in.
-fn codec_for(_broker: &Broker, _topic: &str, fallback: Compression) -> Compression {
-    fallback
+/// The codec batches the broker builds for `topic` are written in: the topic's
+/// `compression.type`, or `fallback` (the input's codec) under `producer`.
+fn codec_for(broker: &Broker, topic: &str, fallback: Compression) -> Compression {
+    broker
+        .catalog
+        .get(topic)
+        .and_then(|t| t.compression().target_for(fallback))
+        .map_or(fallback, |codec| codec.compression)
 }
 
 fn append_at(
@@ -119,8 +124,18 @@ fn append_at(
     depth: usize,
     durable: &mut Vec<Durable>,
 ) -> Result<AppendOutcome, AppendError> {
-    let log = partition_log(broker, topic, partition)?;
+    let handle = broker
+        .catalog
+        .get(topic)
+        .ok_or_else(|| AppendError::UnknownTopicOrPartition(format!("{topic}/{partition}")))?;
+    let log = handle
+        .partition(partition)
+        .ok_or_else(|| AppendError::UnknownTopicOrPartition(format!("{topic}/{partition}")))?;
     let batches = validate::validate(&records, log.max_message_bytes())?;
+    if log.is_compacted() {
+        validate::refuse_keyless(&records, &batches)?;
+    }
+    let (records, batches) = validate::conform(records, batches, &handle.batch_rules(), now)?;
     let bytes = records.len();
     let transforms = broker.transforms.for_topic(topic);
     if transforms.is_empty() {

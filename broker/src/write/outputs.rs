@@ -73,15 +73,23 @@ pub(super) fn emit(
     }
     for ((out_topic, p), recs) in groups {
         let stream = format!("{out_topic}/{p}");
-        let seq = running
-            .progress
-            .lock()
-            .get(&source.partition)
-            .and_then(|pp| pp.seqs.get(&stream).copied())
-            .unwrap_or(0);
+        let producer_id = stream_producer_id(&name, source.partition, &stream);
+        let seq = match mode {
+            // The output log knows where the stream is, whatever the checkpoint says (it may
+            // be older than the log after a crash).
+            Mode::Inline => super::partition_log(broker, &out_topic, p)?.next_sequence(producer_id),
+            // Re-run inputs must carry the sequences their first run used, so the log can tell
+            // what it already holds: those of the checkpoint, at the same batch boundary.
+            Mode::Replay => running
+                .progress
+                .lock()
+                .get(&source.partition)
+                .and_then(|pp| pp.seqs.get(&stream).copied())
+                .unwrap_or(0),
+        };
         let meta = BatchMeta {
             base_offset: 0,
-            producer_id: stream_producer_id(&name, source.partition, &stream),
+            producer_id,
             producer_epoch: 0,
             base_sequence: seq,
         };

@@ -122,7 +122,10 @@ impl Broker {
             .arg(&data_dir)
             .arg("--config")
             .arg(&config)
-            .env("SLUICE_LOG", "info")
+            .env(
+                "SLUICE_LOG",
+                std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(stderr);
         if let Some(flush) = self.options.flush {
