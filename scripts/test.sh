@@ -10,7 +10,7 @@ as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else "$@"; fi
 }
 
-step "system packages (kcat: Debian's librdkafka 2.0.2 client; node for kafkajs; a C toolchain for librdkafka; openssl for the TLS tests' certificates)"
+step "system packages (kcat: Debian's librdkafka 2.0.2 client; node for kafkajs; a C toolchain for librdkafka; openssl for the TLS tests' certificates; promtool and headless chromium for the /metrics and console tests)"
 # command -> Debian package; only what is missing is installed.
 packages=()
 need() { command -v "$1" >/dev/null 2>&1 || packages+=("$2"); }
@@ -22,6 +22,8 @@ need cc build-essential
 need make build-essential
 need python3 python3
 need openssl openssl
+need promtool prometheus
+need chromium chromium
 if [ ${#packages[@]} -gt 0 ]; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
@@ -31,7 +33,7 @@ kcat -V 2>&1 | head -1
 step "Rust targets (guest modules build for wasm32-wasip1)"
 rustup target add wasm32-wasip1 >/dev/null 2>&1 || rustup target add wasm32-wasip1
 
-step "node packages (kafkajs 2.2.4)"
+step "node packages (kafkajs 2.2.4; playwright-core drives Debian's chromium, it downloads no browser)"
 (cd tests/node && npm ci --no-audit --no-fund --silent)
 
 step "python packages (confluent-kafka, kafka-python)"

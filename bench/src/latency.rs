@@ -20,9 +20,9 @@ const SAMPLE_EVERY: usize = 100;
 
 /// Latency percentiles of a run.
 #[derive(Debug, Clone, Copy)]
-pub struct Percentiles {
-    pub p50: Duration,
-    pub p99: Duration,
+pub(crate) struct Percentiles {
+    pub(crate) p50: Duration,
+    pub(crate) p99: Duration,
 }
 
 impl Percentiles {
@@ -83,7 +83,7 @@ impl ProducerContext for Timer {
 
 /// Produces `records` records of `size` bytes to `topic` (as `produce` does) and returns
 /// records/s with the latency percentiles of every hundredth record.
-pub fn produce_sampled(
+pub(crate) fn produce_sampled(
     config: &ClientConfig,
     topic: &str,
     records: usize,
@@ -129,9 +129,7 @@ pub fn produce_sampled(
             }
         }
     }
-    producer
-        .flush(Duration::from_secs(300))
-        .context("flush")?;
+    producer.flush(Duration::from_secs(300)).context("flush")?;
     let rate = records as f64 / start.elapsed().as_secs_f64();
     if failed.load(Ordering::Relaxed) {
         bail!("some records were not acknowledged");
@@ -166,7 +164,7 @@ impl ProducerContext for Counter {
 
 /// `count` produces of one record each to `topic`, each waited for; while `load_topic` is
 /// given, four producers keep writing to it the whole time.
-pub fn round_trips(
+pub(crate) fn round_trips(
     broker: &str,
     topic: &str,
     acks: &str,
@@ -214,7 +212,7 @@ pub fn round_trips(
         })
         .context("creating producer")?;
     let mut samples = Vec::with_capacity(count);
-    let value = vec![b'x'; 100];
+    let value = [b'x'; 100];
     for i in 0..count as u64 {
         let started = Instant::now();
         producer

@@ -1,5 +1,7 @@
 //! `sluice-bench`: produces N records of a given size with librdkafka against a running broker
-//! and reports records/s and MB/s, then (optionally) consumes them back.
+//! and reports records/s, MB/s and the p50/p99 acknowledgement latency, then (optionally)
+//! consumes them back. `--round-trips N` instead times N one-record produces, each waited for,
+//! alone and then beside a load on `--load-topic` (see [`latency`]).
 //!
 //! Compare configurations in one run (e.g. `--topics plain,transformed`): the ratio is what the
 //! README reports, since absolute figures depend on the machine.
@@ -8,12 +10,13 @@
 //! of `--records` records over N keys (`--segment-bytes` segments) into a temporary directory
 //! and times one cleaning.
 
+mod latency;
+
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Parser;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 #[derive(Debug, Parser)]
@@ -56,6 +59,14 @@ struct Args {
     /// `segment.bytes` of the cleaner bench's partition.
     #[arg(long, default_value_t = 1 << 20)]
     segment_bytes: u64,
+    /// Instead of a throughput run: this many produces of one record each (each waited for)
+    /// to every topic of --topics, reporting p50/p99.
+    #[arg(long)]
+    round_trips: Option<usize>,
+    /// With --round-trips: run them a second time while four producers write to this topic
+    /// (e.g. one whose transform spins to its CPU cap).
+    #[arg(long)]
+    load_topic: Option<String>,
     /// Key-map memory for the cleaner bench (`log.cleaner.dedupe.buffer.size`).
     #[arg(long, default_value_t = 128 << 20)]
     dedupe_buffer: usize,
@@ -63,6 +74,24 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(count) = args.round_trips {
+        for topic in &args.topics {
+            let quiet = latency::round_trips(&args.broker, topic, &args.acks, count, None)?;
+            println!(
+                "round trips topic={topic} acks={} x{count}: {quiet}",
+                args.acks
+            );
+            if let Some(load) = &args.load_topic {
+                let loaded =
+                    latency::round_trips(&args.broker, topic, &args.acks, count, Some(load))?;
+                println!(
+                    "round trips topic={topic} acks={} x{count} while 4 producers write to {load}: {loaded}",
+                    args.acks
+                );
+            }
+        }
+        return Ok(());
+    }
     if let Some(module) = &args.guest_module {
         return compare_guest(&args, module);
     }
@@ -73,9 +102,9 @@ fn main() -> anyhow::Result<()> {
         create_compacted(&args)?;
     }
     for topic in &args.topics {
-        let rate = produce(&args, topic)?;
+        let (rate, latency) = produce(&args, topic)?;
         println!(
-            "produce topic={topic} records={} size={} acks={} compression={}: {:.0} records/s, {:.1} MB/s",
+            "produce topic={topic} records={} size={} acks={} compression={}: {:.0} records/s, {:.1} MB/s, latency {latency}",
             args.records,
             args.size,
             args.acks,
@@ -91,37 +120,18 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn produce(args: &Args, topic: &str) -> anyhow::Result<f64> {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+/// Produces `--records` records to `topic`: records/s, and the send-to-acknowledgement latency
+/// of every hundredth record.
+fn produce(args: &Args, topic: &str) -> anyhow::Result<(f64, latency::Percentiles)> {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", &args.broker)
         .set("acks", &args.acks)
         .set("compression.type", &args.compression)
         .set("linger.ms", "5")
         .set("batch.size", "1000000")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()
-        .context("creating producer")?;
-    let value = vec![b'x'; args.size];
-    let start = Instant::now();
-    for i in 0..args.records {
-        let key = (i as u64).to_be_bytes();
-        let mut record = BaseRecord::to(topic).key(&key[..]).payload(&value[..]);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((e, r))
-                    if e.rdkafka_error_code()
-                        == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
-                {
-                    record = r;
-                    producer.poll(Duration::from_millis(1));
-                }
-                Err((e, _)) => bail!("produce failed: {e}"),
-            }
-        }
-    }
-    producer.flush(Duration::from_secs(120)).context("flush")?;
-    Ok(args.records as f64 / start.elapsed().as_secs_f64())
+        .set("queue.buffering.max.messages", "1000000");
+    latency::produce_sampled(&config, topic, args.records, args.size)
 }
 
 fn consume(args: &Args, topic: &str) -> anyhow::Result<f64> {

@@ -52,6 +52,7 @@ pub struct Overrides {
     pub log_format: Option<LogFormat>,
     pub flush: Option<FlushPolicy>,
     pub advertised_host: Option<String>,
+    pub metrics_enabled: Option<bool>,
 }
 
 /// How a listener's connections are secured (Kafka's `security.protocol` values).
@@ -150,6 +151,9 @@ pub struct BrokerConfig {
     pub groups: GroupConfig,
     /// The log cleaner (`log.cleaner.*`).
     pub cleaner: CleanerConfig,
+    /// `metrics.enabled`: keep the hot-path counters and histograms of `/metrics` (state read
+    /// at scrape time is always there).
+    pub metrics_enabled: bool,
 }
 
 impl BrokerConfig {
@@ -172,6 +176,7 @@ impl BrokerConfig {
             retention_check_interval_ms: 300_000,
             groups: GroupConfig::default(),
             cleaner: CleanerConfig::default(),
+            metrics_enabled: true,
             topics: TopicDefaults {
                 num_partitions: 1,
                 auto_create_topics: true,
@@ -228,6 +233,9 @@ impl BrokerConfig {
         }
         // Listener mistakes stop the broker at start, not at the first connection.
         config.resolve_listeners()?;
+        if let Some(v) = overrides.metrics_enabled {
+            config.metrics_enabled = v;
+        }
         Ok(config)
     }
 
@@ -416,6 +424,7 @@ impl BrokerConfig {
                 self.groups.max_session_timeout =
                     Duration::from_millis(int_in(key, value, 1, i32::MAX as i64)? as u64)
             }
+            "metrics.enabled" => self.metrics_enabled = boolean(key, value)?,
             "num.partitions" => self.topics.num_partitions = int_in(key, value, 1, 100_000)? as i32,
             "auto.create.topics.enable" => self.topics.auto_create_topics = boolean(key, value)?,
             "socket.request.max.bytes" => {

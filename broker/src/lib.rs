@@ -8,7 +8,8 @@
 //!   shutdown.
 //! - [`protocol`]: framing, request headers, version negotiation, the connection's session
 //!   (pre-authentication gating), dispatch by API key.
-//! - [`http`]: the HTTP listener: `/health`, the transform admin API, Kafka Connect's REST API.
+//! - [`http`]: the HTTP listener: `/health`, `/metrics`, the web console at `/ui`, the admin
+//!   API (`/v1/...`), Kafka Connect's REST API.
 //! - [`connect`]: connectors run in the broker (file source and sink, WASM sinks), Kafka Connect
 //!   style; beside the HTTP listener, writing through [`write`].
 //! - [`api`]: one file per Kafka API family; request in, response out.
@@ -29,6 +30,8 @@
 //!   reloading, certificate principals.
 //! - [`producer_ids`]: durable producer id allocation for idempotent producers.
 //! - [`meta`]: the one owner of `data/__sluice/`: file names and the atomic write helper.
+//! - [`metrics`]: the Prometheus counters and histograms the hot paths bump (a leaf every layer
+//!   may call); scrape-time gauges are read by [`http`].
 //! - [`config`]: the broker's settings from flags, `SLUICE_*` env vars and a TOML file.
 //! - [`alloc`]: the process allocator, which keeps hostile element counts from aborting.
 
@@ -44,6 +47,7 @@ pub mod group;
 pub mod http;
 pub mod log;
 pub mod meta;
+pub mod metrics;
 pub mod producer_ids;
 pub mod protocol;
 pub mod records;

@@ -8,7 +8,7 @@
 //! their own tasks, and a writer task sends every reply in request order.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
@@ -19,6 +19,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::auth::tls::{TlsServer, HANDSHAKE_TIMEOUT};
 use crate::auth::Principal;
 use crate::broker::Broker;
+use crate::metrics;
 use crate::protocol::frame::read_frame;
 use crate::protocol::session::{ListenerContext, Session};
 use crate::protocol::{handle_request, Reply, RequestError};
@@ -44,9 +45,16 @@ fn frame_limit(session: &Session, max_request_bytes: usize) -> usize {
 }
 
 /// A reply on its way to the writer.
-enum Outgoing {
+enum Pending {
     Ready(BytesMut),
-    Waiting(JoinHandle<Result<BytesMut, RequestError>>),
+    /// Deferred work, and when it finished (when metrics are on).
+    Waiting(JoinHandle<(Result<BytesMut, RequestError>, Option<Instant>)>),
+}
+
+/// A reply and its request's timings.
+struct Outgoing {
+    reply: Pending,
+    timer: metrics::RequestTimer,
 }
 
 /// One bound Kafka listener.
@@ -93,6 +101,7 @@ pub async fn run(
         let context = listener.context.clone();
         let tls = listener.tls.clone();
         connections.spawn(async move {
+            let _open = metrics::connection_opened();
             tracing::debug!(%peer, listener = %context.name, "connection opened");
             let _ = stream.set_nodelay(true);
             let result = match tls {
@@ -225,14 +234,24 @@ where
             Ok(None) => break Ok(()),
             Err(e) => break Err(e.into()),
         };
+        let mut timer = metrics::RequestTimer::start(&frame);
         let reply = match handle_request(&broker, frame, &mut session) {
             Ok(Reply::First(work)) => work.await,
             other => other,
         };
-        let outgoing = match reply {
-            Ok(Reply::Now(bytes)) => Outgoing::Ready(bytes),
-            Ok(Reply::Later(future)) => Outgoing::Waiting(tokio::spawn(future)),
-            Ok(Reply::Nothing) => continue,
+        let reply = match reply {
+            Ok(Reply::Now(bytes)) => {
+                timer.handled();
+                Pending::Ready(bytes)
+            }
+            Ok(Reply::Later(future)) => Pending::Waiting(tokio::spawn(async move {
+                let reply = future.await;
+                (reply, metrics::clock())
+            })),
+            Ok(Reply::Nothing) => {
+                timer.handled();
+                continue;
+            }
             Ok(Reply::First(_)) => {
                 // `First` work never answers with more `First` work.
                 break Err(RequestError::Encode {
@@ -244,7 +263,7 @@ where
             }
             Err(e) => break Err(e.into()),
         };
-        if tx.send(outgoing).await.is_err() {
+        if tx.send(Outgoing { reply, timer }).await.is_err() {
             // The writer stopped: the peer is gone.
             break Ok(());
         }
@@ -262,12 +281,15 @@ async fn write_replies<W: AsyncWrite + Unpin>(
     mut rx: mpsc::Receiver<Outgoing>,
     mut out: BufWriter<W>,
 ) {
-    while let Some(item) = rx.recv().await {
-        let bytes = match item {
-            Outgoing::Ready(bytes) => bytes,
-            Outgoing::Waiting(handle) => match handle.await {
-                Ok(Ok(bytes)) => bytes,
-                Ok(Err(e)) => {
+    while let Some(Outgoing { reply, mut timer }) = rx.recv().await {
+        let bytes = match reply {
+            Pending::Ready(bytes) => bytes,
+            Pending::Waiting(handle) => match handle.await {
+                Ok((Ok(bytes), done)) => {
+                    timer.handled_at(done);
+                    bytes
+                }
+                Ok((Err(e), _)) => {
                     tracing::error!("dropping connection: {e}");
                     return;
                 }
@@ -277,6 +299,7 @@ async fn write_replies<W: AsyncWrite + Unpin>(
                 }
             },
         };
+        let writing = timer.writing();
         if out.write_all(&bytes).await.is_err() {
             return;
         }
@@ -284,6 +307,7 @@ async fn write_replies<W: AsyncWrite + Unpin>(
         if rx.is_empty() && out.flush().await.is_err() {
             return;
         }
+        timer.written(writing);
     }
     let _ = out.flush().await;
     // A TLS stream sends close_notify here, so the peer sees a clean end.

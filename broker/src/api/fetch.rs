@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse};
 use tokio::sync::watch;
 
 use super::{log_error_code, Broker};
@@ -51,15 +51,30 @@ pub(crate) async fn handle(
         }
         let (response, bytes, errors) = read_once(&request, &targets);
         if bytes >= min_bytes || errors || watchers.is_empty() {
-            return response;
+            return counted(response);
         }
         if tokio::time::timeout_at(deadline, any_changed(&mut watchers))
             .await
             .is_err()
         {
-            return response;
+            return counted(response);
         }
     }
+}
+
+/// Counts what a fetch answers (records out per topic, error codes) in the metrics.
+fn counted(response: FetchResponse) -> FetchResponse {
+    if crate::metrics::enabled() {
+        for topic in &response.responses {
+            for p in &topic.partitions {
+                crate::metrics::request_error(ApiKey::Fetch, p.error_code);
+                if let Some(records) = &p.records {
+                    crate::metrics::topic_out(topic.topic.0.as_str(), records);
+                }
+            }
+        }
+    }
+    response
 }
 
 /// Resolves when any partition's high watermark moves.

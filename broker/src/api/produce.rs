@@ -12,7 +12,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::{now_ms, Broker};
@@ -116,6 +116,7 @@ pub(crate) fn append(broker: &Broker, version: i16, request: ProduceRequest) -> 
                     }
                 }
             }
+            crate::metrics::request_error(ApiKey::Produce, response.error_code);
             partitions.push(response);
         }
         topics.push(
@@ -152,6 +153,7 @@ pub(crate) async fn complete(pending: PendingProduce) -> ProduceResponse {
             }
             Err(_) => ResponseError::RequestTimedOut.code(),
         };
+        crate::metrics::request_error(ApiKey::Produce, code);
         if let Some(partition) = response
             .responses
             .get_mut(t)

@@ -81,6 +81,9 @@ struct ServeArgs {
     /// Host name given to clients in Metadata [default: the Kafka listener's address].
     #[arg(long, env = "SLUICE_ADVERTISED_HOST")]
     advertised_host: Option<String>,
+    /// Keep the request, topic and transform counters of /metrics [default: true].
+    #[arg(long, env = "SLUICE_METRICS_ENABLED")]
+    metrics_enabled: Option<bool>,
 }
 
 fn parse_flush(text: &str) -> Result<FlushPolicy, String> {
@@ -102,6 +105,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 log_format: args.log_format,
                 flush: args.flush,
                 advertised_host: args.advertised_host,
+                metrics_enabled: args.metrics_enabled,
             };
             serve::serve(args.config.as_deref(), overrides)
         }

@@ -28,6 +28,7 @@ const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
 pub(super) fn serve(config_file: Option<&Path>, overrides: Overrides) -> anyhow::Result<()> {
     let config = BrokerConfig::load(config_file, overrides)?;
     init_tracing(config.log_format);
+    crate::metrics::set_enabled(config.metrics_enabled);
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("sluice")

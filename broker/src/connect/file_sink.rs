@@ -49,6 +49,7 @@ pub(crate) async fn run(broker: Arc<Broker>, c: Arc<Connector>) -> Result<(), St
             continue;
         }
         let f = file.clone();
+        let count = lines.iter().filter(|&&b| b == b'\n').count();
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             let mut out = std::fs::OpenOptions::new()
                 .create(true)
@@ -60,6 +61,7 @@ pub(crate) async fn run(broker: Arc<Broker>, c: Arc<Connector>) -> Result<(), St
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("cannot write {file}: {e}"))?;
+        crate::metrics::connector_records(&c.name, count);
         let now = now_ms();
         let commits = positions
             .into_iter()

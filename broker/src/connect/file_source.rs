@@ -102,12 +102,14 @@ pub(crate) async fn run(
         };
         let b = broker.clone();
         let t = topic.clone();
+        let count = lines.len();
         let produced = tokio::task::spawn_blocking(move || produce(&b, &t, lines, batch_size))
             .await
             .map_err(|e| e.to_string())??;
         for (log, last) in produced {
             log.wait_durable(last).await.map_err(|e| e.to_string())?;
         }
+        crate::metrics::connector_records(&c.name, count);
         position = position.wrapping_add(consumed);
         let saved = serde_json::to_vec(&Position {
             filename: file.clone(),

@@ -166,8 +166,12 @@ pub(crate) async fn run(broker: Arc<Broker>, c: Arc<Connector>) -> Result<(), St
                 // An instance that failed is not trusted again.
                 guest = result.is_ok().then_some(g_back);
                 match result {
-                    Ok(()) => break,
+                    Ok(()) => {
+                        crate::metrics::connector_records(&c.name, records.len());
+                        break;
+                    }
                     Err(SinkError::Retryable(message)) => {
+                        crate::metrics::connector_retry(&c.name);
                         c.set_status("RUNNING", Some(format!("retrying: {message}")));
                         tracing::warn!(connector = %c.name, "delivery failed, retrying in {backoff:?}: {message}");
                         tokio::select! {
@@ -275,6 +279,7 @@ fn isolate(
                     Err(format!("cannot write to dead-letter topic {dlq}: {err}")),
                 );
             }
+            crate::metrics::connector_dead_lettered(name);
         }
     }
     (Some(guest), Ok(()))

@@ -1,7 +1,12 @@
-//! The HTTP listener: `/health`, the transform admin API (`/v1/...`, see [`transforms`]) and the
-//! Kafka Connect REST API (`/`, `/connectors...`, `/connector-plugins...`, see [`connect`]).
+//! The HTTP listener: `/health`, `/metrics` (Prometheus, see [`metrics`]), the web console at
+//! `/ui` ([`console`]), the transform admin API (`/v1/...`, see [`transforms`]), the read-only
+//! topic and group API the console uses ([`browse`]) and the Kafka Connect REST API (`/`,
+//! `/connectors...`, `/connector-plugins...`, see [`connect`]).
 
+mod browse;
 mod connect;
+mod console;
+mod metrics;
 mod transforms;
 
 use std::sync::Arc;
@@ -42,6 +47,9 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let app = Router::new()
         .route("/health", get(health))
+        .route("/metrics", get(metrics::metrics))
+        .merge(console::routes())
+        .merge(browse::routes())
         .merge(transforms::routes())
         .merge(connect::routes())
         .with_state(state);

@@ -30,7 +30,7 @@ use crate::transform::{DeployError, Deployment, OnError, Running};
 use crate::wasm::engine::MAX_MODULE_BYTES;
 
 /// An error answer.
-pub(crate) struct ApiError(StatusCode, String);
+pub(crate) struct ApiError(pub(crate) StatusCode, pub(crate) String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {

@@ -346,6 +346,7 @@ impl PartitionLog {
                 (inner.next_offset(), files, dir)
             };
             self.fsyncs.fetch_add(1, Ordering::Relaxed);
+            let started = crate::metrics::clock();
             let synced = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
                 for f in &files {
                     f.sync_data()?;
@@ -361,6 +362,7 @@ impl PartitionLog {
                 tracing::error!(dir = %self.dir.display(), "fsync failed: {e}");
                 return Err(e.into());
             }
+            crate::metrics::fsync(started, end - *self.durable.borrow());
             self.durable.send_if_modified(|d| {
                 let moved = end > *d;
                 *d = (*d).max(end);
@@ -383,6 +385,13 @@ impl PartitionLog {
     /// The sequence the next batch of idempotent producer `producer_id` must start at here.
     pub fn next_sequence(&self, producer_id: i64) -> i32 {
         self.inner.lock().producers.next_sequence(producer_id)
+    }
+
+    /// How many segments the log has and their bytes on disk (metrics and the console).
+    pub fn size(&self) -> (usize, u64) {
+        let inner = self.inner.lock();
+        let bytes = inner.segments.iter().map(|s| s.size).sum();
+        (inner.segments.len(), bytes)
     }
 
     /// fsyncs issued so far (tests and metrics).

@@ -106,11 +106,22 @@ impl Running {
                 )?
             }
         };
+        let started = crate::metrics::clock();
         let result = guest.on_batch(input);
+        if started.is_some() {
+            let failure = result.as_ref().err().map(failure_kind);
+            crate::metrics::transform_call(&self.deployment.read().name, started, failure);
+        }
         if result.is_ok() {
             self.idle.lock().push(guest);
         }
         result
+    }
+
+    /// Idle instances kept for the next batches and their linear memory in bytes (metrics).
+    pub fn idle_instances(&self) -> (usize, usize) {
+        let idle = self.idle.lock();
+        (idle.len(), idle.iter().map(Guest::memory_bytes).sum())
     }
 
     pub fn name(&self) -> String {
@@ -154,6 +165,18 @@ impl Running {
     pub fn failed(&self, message: &str) {
         self.stats.failures.fetch_add(1, Ordering::Relaxed);
         *self.last_error.lock() = Some(message.to_string());
+    }
+}
+
+/// The metrics' name for a guest failure.
+fn failure_kind(e: &GuestError) -> crate::metrics::GuestFailure {
+    use crate::metrics::GuestFailure as F;
+    match e {
+        GuestError::Trap(_) => F::Trap,
+        GuestError::Timeout(_) => F::Timeout,
+        GuestError::OutOfMemory(_) => F::OutOfMemory,
+        GuestError::Malformed(_) => F::MalformedOutput,
+        GuestError::Init(_) => F::Start,
     }
 }
 

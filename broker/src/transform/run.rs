@@ -82,6 +82,7 @@ pub(crate) fn decide(
     match policy {
         OnError::Reject => {
             running.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::transform_error(&name, crate::metrics::GuestFailure::Rejected);
             let message = errors.first().map(|(_, m)| m.clone()).unwrap_or_default();
             Decision::Reject(format!("transform {name}: {message}"))
         }
@@ -168,8 +169,13 @@ fn call(
     let input = guest_input(source.topic, source.partition, records);
     let outputs = running.output_count();
     let raw = running.call(engine, &input).map_err(|e| e.to_string())?;
-    let decoded = sluice_sdk::codec::decode_output(&raw, records.len(), outputs)
-        .map_err(|e| format!("guest returned malformed output: {e}"))?;
+    let decoded = sluice_sdk::codec::decode_output(&raw, records.len(), outputs).map_err(|e| {
+        crate::metrics::transform_error(
+            &running.deployment.read().name,
+            crate::metrics::GuestFailure::MalformedOutput,
+        );
+        format!("guest returned malformed output: {e}")
+    })?;
     Ok((
         decoded
             .records

@@ -198,6 +198,11 @@ impl Guest {
             .ok_or_else(|| GuestError::Malformed("the sink result buffer does not parse".into()))
     }
 
+    /// Bytes of linear memory the instance has grown to (metrics).
+    pub fn memory_bytes(&self) -> usize {
+        self.memory.data_size(&self.store)
+    }
+
     /// The v1 buffers' bridge (see [`super::v1_bridge`]): a v1 input buffer in, a v1 output
     /// buffer (or a sink result) out.
     pub fn on_batch(&mut self, input: &[u8]) -> Result<Vec<u8>, GuestError> {

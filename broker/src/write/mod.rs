@@ -136,16 +136,18 @@ fn append_at(
         validate::refuse_keyless(&records, &batches)?;
     }
     let (records, batches) = validate::conform(records, batches, &handle.batch_rules(), now)?;
+    let bytes = records.len();
     let transforms = broker.transforms.for_topic(topic);
     if transforms.is_empty() {
         let outcome = log.append_validated(&records, &validate::ranges(&batches), now, None)?;
+        count_in(topic, bytes, &outcome);
         durable.push(Durable {
             log,
             last_offset: outcome.last_offset,
         });
         return Ok(outcome);
     }
-    transformed::append(
+    let outcome = transformed::append(
         broker,
         transformed::Input {
             topic,
@@ -158,5 +160,15 @@ fn append_at(
         now,
         depth,
         durable,
-    )
+    )?;
+    count_in(topic, bytes, &outcome);
+    Ok(outcome)
+}
+
+/// Counts a stored write in the topic's metrics (a duplicate retry stored nothing).
+fn count_in(topic: &str, bytes: usize, outcome: &AppendOutcome) {
+    if !outcome.duplicate {
+        let records = (outcome.last_offset - outcome.base_offset + 1).max(0) as u64;
+        crate::metrics::topic_in(topic, bytes, records);
+    }
 }
