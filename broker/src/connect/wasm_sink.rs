@@ -157,12 +157,15 @@ pub(crate) async fn run(broker: Arc<Broker>, c: Arc<Connector>) -> Result<(), St
                     None => start(&broker)?,
                 };
                 let (t, r) = (topic.clone(), records.clone());
-                let (g_back, result) = tokio::task::spawn_blocking(move || {
-                    let result = deliver(&mut g, &t, partition, &r);
-                    (g, result)
-                })
-                .await
-                .map_err(|e| e.to_string())?;
+                // Guests run on the guest pool, as transforms do (see wasm::pool).
+                let (g_back, result) = broker
+                    .guests
+                    .run(move || {
+                        let result = deliver(&mut g, &t, partition, &r);
+                        (g, result)
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
                 // An instance that failed is not trusted again.
                 guest = result.is_ok().then_some(g_back);
                 match result {
@@ -190,11 +193,11 @@ pub(crate) async fn run(broker: Arc<Broker>, c: Arc<Connector>) -> Result<(), St
                         let (t, settings, name) = (topic.clone(), s.clone(), c.name.clone());
                         let r = records.clone();
                         let g = start(&broker)?;
-                        let (g, outcome) = tokio::task::spawn_blocking(move || {
-                            isolate(&b, g, &settings, &name, &t, partition, &r)
-                        })
-                        .await
-                        .map_err(|e| e.to_string())?;
+                        let (g, outcome) = broker
+                            .guests
+                            .run(move || isolate(&b, g, &settings, &name, &t, partition, &r))
+                            .await
+                            .map_err(|e| e.to_string())?;
                         guest = g;
                         if let Err(failure) = outcome {
                             return Err(format!("{failure} (batch error: {message})"));
