@@ -79,8 +79,20 @@ impl std::fmt::Debug for Running {
 }
 
 impl Running {
-    /// Runs one batch through the guest; the output buffer is returned unchecked.
+    /// Runs one batch through the guest's v1 buffers (the deploy-time probe); the output buffer
+    /// is returned unchecked.
     pub fn call(&self, engine: &WasmEngine, input: &[u8]) -> Result<Vec<u8>, GuestError> {
+        self.with_guest(engine, |guest| guest.on_batch(input))
+    }
+
+    /// Runs `work` on an idle instance (started if there is none), timed for the metrics. The
+    /// instance is kept for the next batch unless `work` failed: a failed instance's memory may
+    /// be in any state.
+    pub fn with_guest<R>(
+        &self,
+        engine: &WasmEngine,
+        work: impl FnOnce(&mut Guest) -> Result<R, GuestError>,
+    ) -> Result<R, GuestError> {
         let guest = self.idle.lock().pop();
         let mut guest = match guest {
             Some(g) => g,
@@ -107,7 +119,7 @@ impl Running {
             }
         };
         let started = crate::metrics::clock();
-        let result = guest.on_batch(input);
+        let result = work(&mut guest);
         if started.is_some() {
             let failure = result.as_ref().err().map(failure_kind);
             crate::metrics::transform_call(&self.deployment.read().name, started, failure);

@@ -9,8 +9,10 @@ use std::sync::atomic::Ordering;
 
 use super::deployment::OnError;
 use super::registry::Running;
+use crate::records::record::{RecordIter, RecordsArea};
 use crate::records::{NewRecord, RecordView};
-use crate::wasm::WasmEngine;
+use crate::wasm::abi::BatchInput;
+use crate::wasm::{GuestError, WasmEngine};
 
 /// What a deployment wrote for one input batch.
 #[derive(Debug, Default)]
@@ -159,65 +161,65 @@ fn run_narrowing(
 /// What a guest produced for a call: `(input index, output index, record)` and refused inputs.
 type CallResult = (Vec<(usize, usize, NewRecord)>, Vec<(usize, String)>);
 
-/// One guest call; a whole-call failure (trap, timeout, out of memory, bad output) is `Err`.
+/// One guest call (ABI v2); a whole-call failure (trap, timeout, out of memory, bad output) is
+/// `Err`. The records cross as a Kafka records area; the guest's output sections are read in
+/// guest memory and turned into records before the instance is handed back.
 fn call(
     engine: &WasmEngine,
     running: &Running,
     source: Source<'_>,
     records: &[RecordView],
 ) -> Result<CallResult, String> {
-    let input = guest_input(source.topic, source.partition, records);
-    let outputs = running.output_count();
-    let raw = running.call(engine, &input).map_err(|e| e.to_string())?;
-    let decoded = sluice_sdk::codec::decode_output(&raw, records.len(), outputs).map_err(|e| {
-        crate::metrics::transform_error(
-            &running.deployment.read().name,
-            crate::metrics::GuestFailure::MalformedOutput,
-        );
-        format!("guest returned malformed output: {e}")
-    })?;
-    Ok((
-        decoded
-            .records
-            .into_iter()
-            .map(|r| {
-                (
-                    r.input_index as usize,
-                    r.output as usize,
+    let mut area = RecordsArea::new();
+    for r in records {
+        area.push(
+            r.offset,
+            r.timestamp,
+            r.key.as_deref(),
+            r.value.as_deref(),
+            r.headers.iter().map(|(k, v)| (k.as_bytes(), v.as_deref())),
+        )?;
+    }
+    let input = BatchInput::of_area(source.topic, source.partition, &area);
+    let outputs = u32::try_from(running.output_count()).unwrap_or(u32::MAX);
+    let result = running.with_guest(engine, |guest| {
+        let out = guest.transform(&input, outputs)?;
+        let mut produced = Vec::new();
+        for section in &out.sections {
+            // Sections keep input order; a record's position stands for its input where the
+            // ABI does not say (v2 carries no per-record input index).
+            for (i, record) in RecordIter::new(section.records).enumerate() {
+                let record = record.map_err(GuestError::Malformed)?;
+                produced.push((
+                    i,
+                    section.output as usize,
                     NewRecord {
-                        timestamp: r.timestamp,
-                        key: r.key,
-                        value: r.value,
-                        headers: r.headers,
+                        timestamp: section.base_timestamp.wrapping_add(record.timestamp_delta),
+                        key: record.key.map(<[u8]>::to_vec),
+                        value: record.value.map(<[u8]>::to_vec),
+                        headers: record
+                            .headers
+                            .iter_bytes()
+                            .map(|(k, v)| {
+                                (
+                                    String::from_utf8_lossy(k).into_owned(),
+                                    v.map(<[u8]>::to_vec),
+                                )
+                            })
+                            .collect(),
                     },
-                )
-            })
-            .collect(),
-        decoded
+                ));
+            }
+        }
+        let errors: Vec<(usize, String)> = out
             .errors
             .into_iter()
             .map(|(i, m)| (i as usize, m))
-            .collect(),
-    ))
-}
-
-/// Stored records as the ABI's input buffer for a guest (transforms and sinks alike).
-pub(crate) fn guest_input(topic: &str, partition: i32, records: &[RecordView]) -> Vec<u8> {
-    let inputs: Vec<sluice_sdk::codec::InRecord<'_>> = records
-        .iter()
-        .map(|r| sluice_sdk::codec::InRecord {
-            offset: r.offset,
-            timestamp: r.timestamp,
-            key: r.key.as_deref(),
-            value: r.value.as_deref(),
-            headers: r
-                .headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_deref()))
-                .collect(),
-        })
-        .collect();
-    sluice_sdk::codec::encode_input(topic, partition, &inputs)
+            .collect();
+        Ok((produced, errors))
+    });
+    // Failures, malformed output included, are counted by kind in `with_guest`.
+    result.map_err(|e| e.to_string())
 }
 
 /// The dead-letter copy of an input record: its key, value and headers, plus why.
