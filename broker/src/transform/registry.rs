@@ -79,12 +79,6 @@ impl std::fmt::Debug for Running {
 }
 
 impl Running {
-    /// Runs one batch through the guest's v1 buffers (the deploy-time probe); the output buffer
-    /// is returned unchecked.
-    pub fn call(&self, engine: &WasmEngine, input: &[u8]) -> Result<Vec<u8>, GuestError> {
-        self.with_guest(engine, |guest| guest.on_batch(input))
-    }
-
     /// Runs `work` on an idle instance (started if there is none), timed for the metrics. The
     /// instance is kept for the next batch unless `work` failed: a failed instance's memory may
     /// be in any state.
@@ -318,14 +312,21 @@ impl TransformRegistry {
             });
         }
         let running = self.running(deployment.clone(), module);
-        // Start one instance now so a module that rejects its config fails the deploy, not the
-        // first produce.
-        let probe = running.call(
-            &self.engine,
-            &sluice_sdk::codec::encode_input(&deployment.input, 0, &[]),
-        );
-        if let Err(e) = probe {
-            return Err(DeployError::Start(e));
+        // Start one instance now (and run it on an empty batch) so a module that rejects its
+        // config fails the deploy, not the first produce. What it answers to nothing is not
+        // judged: a malformed answer fails its batches later, under the deployment's policy.
+        let empty = crate::wasm::abi::BatchInput {
+            topic: &deployment.input,
+            partition: 0,
+            base_offset: 0,
+            base_timestamp: 0,
+            record_count: 0,
+            records: &[],
+        };
+        let outputs = u32::try_from(running.output_count()).unwrap_or(u32::MAX);
+        match running.with_guest(&self.engine, |g| g.transform(&empty, outputs).map(drop)) {
+            Ok(()) | Err(GuestError::Malformed(_)) => {}
+            Err(e) => return Err(DeployError::Start(e)),
         }
         {
             // Inputs already stored before the deployment are not transformed.

@@ -55,8 +55,6 @@ pub struct Guest {
     on_batch: TypedFunc<(i32, i32), i64>,
     limits: GuestLimits,
     kind: ModuleKind,
-    /// How many outputs the deployment buffer gave the guest.
-    outputs: u32,
     /// The input header of the last call, kept to reuse its allocation.
     header: Vec<u8>,
 }
@@ -129,9 +127,6 @@ impl Guest {
         let on_batch = instance
             .get_typed_func(&mut store, module.kind.entry())
             .map_err(fail)?;
-        let outputs = sluice_sdk::codec::decode_deployment(init_buffer)
-            .map(|d| u32::try_from(d.outputs.len()).unwrap_or(u32::MAX))
-            .map_err(|e| GuestError::Init(format!("deployment buffer: {e}")))?;
         let mut guest = Guest {
             store,
             memory,
@@ -140,7 +135,6 @@ impl Guest {
             on_batch,
             limits,
             kind: module.kind,
-            outputs,
             header: Vec::new(),
         };
         let init = guest.init.clone();
@@ -201,20 +195,6 @@ impl Guest {
     /// Bytes of linear memory the instance has grown to (metrics).
     pub fn memory_bytes(&self) -> usize {
         self.memory.data_size(&self.store)
-    }
-
-    /// The v1 buffers' bridge (see [`super::v1_bridge`]): a v1 input buffer in, a v1 output
-    /// buffer (or a sink result) out.
-    pub fn on_batch(&mut self, input: &[u8]) -> Result<Vec<u8>, GuestError> {
-        super::v1_bridge::on_batch(self, input)
-    }
-
-    pub(crate) fn kind(&self) -> ModuleKind {
-        self.kind
-    }
-
-    pub(crate) fn outputs(&self) -> u32 {
-        self.outputs
     }
 
     /// Writes the input buffer for `input` (header, then the records: their one copy) into

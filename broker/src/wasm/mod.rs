@@ -11,15 +11,12 @@
 //!   Kafka encodes them, copied once into guest memory), [`GuestOutput`] out (per output, records
 //!   in Kafka's format borrowed from guest memory after their framing is checked).
 //! - [`pool`]: the bounded set of low-priority threads guests run on.
-//! - `v1_bridge`: [`Guest::on_batch`], the v1 buffers translated to v2 for the write path until
-//!   it calls [`Guest::transform`].
 
 pub mod abi;
 pub mod engine;
 pub mod guest;
 pub mod host;
 pub mod pool;
-mod v1_bridge;
 
 pub use abi::{BatchInput, GuestOutput, OutputSection};
 pub use engine::{CompiledModule, WasmEngine};

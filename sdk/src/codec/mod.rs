@@ -6,11 +6,6 @@
 //! Decoding never panics: buffers come from the other side of a sandbox.
 
 pub mod records;
-mod v1;
-
-pub use v1::{
-    decode_input_v1, decode_output, encode_input, BatchOutput, InRecord, OutRecord, V1OutputWriter,
-};
 
 /// A buffer that does not follow the ABI.
 #[derive(Debug, Clone, PartialEq, Eq)]
