@@ -141,6 +141,20 @@ pub enum AppendError {
     Io(#[from] std::io::Error),
 }
 
+/// The Kafka meaning of a refused batch: framing damage is CORRUPT_MESSAGE, the rest INVALID_RECORD
+/// or MESSAGE_TOO_LARGE.
+impl From<crate::records::BatchError> for AppendError {
+    fn from(e: crate::records::BatchError) -> AppendError {
+        use crate::records::BatchError;
+        match e {
+            BatchError::Corrupt(m) => AppendError::CorruptMessage(m),
+            BatchError::Invalid(m) => AppendError::InvalidRecord(m),
+            BatchError::Unsupported(m) => AppendError::Unsupported(m),
+            BatchError::TooLarge { size, max } => AppendError::MessageTooLarge { size, max },
+        }
+    }
+}
+
 impl From<LogError> for AppendError {
     fn from(e: LogError) -> AppendError {
         match e {

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
-use crate::records::batch::{self, BatchError, BatchHeader, HEADER_LEN};
+use crate::records::batch::{self, BatchHeader, HEADER_LEN};
 use crate::records::record::decode_records;
 
 use super::cleaner::{self, CleanerCheckpoint, SegmentRef, Snapshot};
@@ -81,18 +81,7 @@ impl Inner {
     }
 }
 
-fn batch_error(e: BatchError) -> AppendError {
-    match e {
-        BatchError::Corrupt(m) => AppendError::CorruptMessage(m),
-        BatchError::Invalid(m) => AppendError::InvalidRecord(m),
-        BatchError::Unsupported(m) => AppendError::Unsupported(m),
-        BatchError::TooLarge { size, max } => AppendError::MessageTooLarge { size, max },
-    }
-}
-
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
-}
+use crate::meta::sync_dir;
 
 impl PartitionLog {
     /// Opens (creating if missing) the partition directory and recovers it.
@@ -179,11 +168,11 @@ impl PartitionLog {
 
     /// Validates and appends one or more v2 record batches exactly as received in a Produce request.
     pub fn append(&self, records: Bytes, now_ms: i64) -> Result<AppendOutcome, AppendError> {
-        let ranges = batch::split(&records).map_err(batch_error)?;
+        let ranges = batch::split(&records).map_err(AppendError::from)?;
         let max = self.inner.lock().config.max_message_bytes;
         let mut batches = Vec::with_capacity(ranges.len());
         for r in ranges {
-            let header = batch::validate(&records[r.clone()], max).map_err(batch_error)?;
+            let header = batch::validate(&records[r.clone()], max).map_err(AppendError::from)?;
             batches.push((r, header));
         }
         self.append_validated(&records, &batches, now_ms, None)

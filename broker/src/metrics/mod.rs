@@ -537,31 +537,15 @@ pub fn topic_out(topic: &str, batches: &[u8]) {
 /// Records in a run of v2 batches, from each batch header's record count (a partial batch at
 /// the end, which a fetch limit can cut, is not counted).
 fn record_count(mut batches: &[u8]) -> u64 {
-    // baseOffset(8) batchLength(4) ... recordsCount at byte 57, header is 61 bytes.
-    const LENGTH_AT: usize = 8;
-    const COUNT_AT: usize = 57;
-    const HEADER: usize = 61;
     let mut total = 0u64;
-    while batches.len() >= HEADER {
-        let len = i32::from_be_bytes([
-            batches[LENGTH_AT],
-            batches[LENGTH_AT + 1],
-            batches[LENGTH_AT + 2],
-            batches[LENGTH_AT + 3],
-        ]);
-        let Some(size) = usize::try_from(len).ok().map(|l| l + 12) else {
+    while let Some((_, size)) = crate::records::BatchHeader::peek_size(batches) {
+        let Some(header) = batches
+            .get(..size)
+            .and_then(crate::records::BatchHeader::parse)
+        else {
             break;
         };
-        if size > batches.len() || size < HEADER {
-            break;
-        }
-        let count = i32::from_be_bytes([
-            batches[COUNT_AT],
-            batches[COUNT_AT + 1],
-            batches[COUNT_AT + 2],
-            batches[COUNT_AT + 3],
-        ]);
-        total += u64::try_from(count).unwrap_or(0);
+        total += u64::try_from(header.records_count).unwrap_or(0);
         batches = &batches[size..];
     }
     total

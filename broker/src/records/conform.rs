@@ -55,37 +55,17 @@ pub fn conform(records: Bytes, rules: &BatchRules, now_ms: i64) -> Result<Bytes,
     if rules.compression == CompressionType::Producer && rules.timestamps.is_none() {
         return Ok(records);
     }
-    let ranges = batch::split(&records)?;
-    // Built only once a batch changes: until then the input is copied from, not rebuilt.
-    let mut out: Option<Vec<u8>> = None;
-    let mut first_record = 0i32;
-    for range in ranges {
-        let bytes = &records[range.clone()];
-        let sent = BatchHeader::parse(bytes).and_then(|h| h.compression());
-        let target = sent.and_then(|codec| rules.compression.target_for(codec));
-        if target.is_none() && rules.timestamps.is_none() {
-            if let Some(out) = &mut out {
-                out.extend_from_slice(bytes);
-            }
-            continue;
-        }
-        let (header, data) = batch::validate_and_decompress(bytes, rules.max_message_bytes)?;
-        if let Some(bounds) = rules.timestamps {
-            check_timestamps(&header, &data, bounds, now_ms, first_record)?;
-        }
-        first_record = first_record.saturating_add(header.records_count);
-        match target {
-            Some(codec) => out
-                .get_or_insert_with(|| records[..range.start].to_vec())
-                .extend_from_slice(&recompress_records(bytes, &data, codec)?),
-            None => {
-                if let Some(out) = &mut out {
-                    out.extend_from_slice(bytes);
-                }
-            }
-        }
+    let mut batches = Vec::new();
+    for range in batch::split(&records)? {
+        let (header, data) =
+            batch::validate_and_decompress(&records[range.clone()], rules.max_message_bytes)?;
+        batches.push((range, header, data.into_owned()));
     }
-    Ok(out.map_or(records, Bytes::from))
+    let views: Vec<_> = batches
+        .iter()
+        .map(|(range, header, data)| (range.clone(), *header, data.as_slice()))
+        .collect();
+    Ok(conform_validated(&records, &views, rules, now_ms)?.map_or(records, Bytes::from))
 }
 
 /// [`conform`] for batches the write path has validated: `batches` holds each one's range in

@@ -27,6 +27,27 @@ pub struct NewRecord {
     pub headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
+impl NewRecord {
+    /// An owned copy of an encoded record, stamped `timestamp` (its batch's base plus its delta).
+    pub fn from_raw(timestamp: i64, r: &RawRecord<'_>) -> NewRecord {
+        NewRecord {
+            timestamp,
+            key: r.key.map(<[u8]>::to_vec),
+            value: r.value.map(<[u8]>::to_vec),
+            headers: r
+                .headers
+                .iter_bytes()
+                .map(|(k, v)| {
+                    (
+                        String::from_utf8_lossy(k).into_owned(),
+                        v.map(<[u8]>::to_vec),
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
 /// Iterates the records of an uncompressed records area, front to back, without copying or
 /// allocating: what the host reads on its slow paths (re-partitioning outputs by key,
 /// dead-letter copies, narrowing failures). After an error it yields nothing more. The record
@@ -129,25 +150,18 @@ pub fn decode_area(header: &BatchHeader, data: &[u8]) -> Result<Vec<RecordView>,
             .next()
             .unwrap_or_else(|| Err("fewer records than the header announces".into()))
             .map_err(BatchError::Corrupt)?;
+        let timestamp = if header.has_log_append_time() {
+            header.max_timestamp
+        } else {
+            header.base_timestamp.saturating_add(r.timestamp_delta)
+        };
+        let owned = NewRecord::from_raw(timestamp, &r);
         out.push(RecordView {
             offset: header.base_offset + i64::from(r.offset_delta),
-            timestamp: if header.has_log_append_time() {
-                header.max_timestamp
-            } else {
-                header.base_timestamp.saturating_add(r.timestamp_delta)
-            },
-            key: r.key.map(<[u8]>::to_vec),
-            value: r.value.map(<[u8]>::to_vec),
-            headers: r
-                .headers
-                .iter_bytes()
-                .map(|(k, v)| {
-                    (
-                        String::from_utf8_lossy(k).into_owned(),
-                        v.map(<[u8]>::to_vec),
-                    )
-                })
-                .collect(),
+            timestamp,
+            key: owned.key,
+            value: owned.value,
+            headers: owned.headers,
         });
     }
     Ok(out)
@@ -243,19 +257,6 @@ fn opt_bytes<'a>(buf: &mut &'a [u8]) -> Option<Option<&'a [u8]>> {
 
 fn corrupt(what: &str) -> BatchError {
     BatchError::Corrupt(format!("bad {what} in a stored record"))
-}
-
-/// Indexes (in batch order) of the records of a validated batch that have no key: a compacted
-/// topic refuses them.
-pub fn keyless_records(batch_bytes: &[u8], limit: usize) -> Result<Vec<i32>, BatchError> {
-    let header = batch::check_frame(batch_bytes)?;
-    let area = records_area(batch_bytes, &header, limit)?;
-    Ok(stored_records(&header, &area)?
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.key.is_none())
-        .map(|(i, _)| i as i32)
-        .collect())
 }
 
 /// Rebuilds a stored batch holding only `kept` (records of it, in order; possibly none), in the

@@ -193,21 +193,10 @@ fn call(
                 produced.push((
                     i,
                     section.output as usize,
-                    NewRecord {
-                        timestamp: section.base_timestamp.wrapping_add(record.timestamp_delta),
-                        key: record.key.map(<[u8]>::to_vec),
-                        value: record.value.map(<[u8]>::to_vec),
-                        headers: record
-                            .headers
-                            .iter_bytes()
-                            .map(|(k, v)| {
-                                (
-                                    String::from_utf8_lossy(k).into_owned(),
-                                    v.map(<[u8]>::to_vec),
-                                )
-                            })
-                            .collect(),
-                    },
+                    NewRecord::from_raw(
+                        section.base_timestamp.wrapping_add(record.timestamp_delta),
+                        &record,
+                    ),
                 ));
             }
         }

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::outputs::{self, Mode};
-use super::validate;
 use crate::broker::{now_ms, Broker};
 use crate::log::{AppendError, PartitionLog};
 use crate::records::batch::BatchHeader;
@@ -98,7 +97,7 @@ fn replay(
         while let Some((_, size)) = BatchHeader::peek_size(rest) {
             let size = size.min(rest.len());
             let (header, recs) =
-                decode_records(&rest[..size], DECODE_LIMIT).map_err(validate::batch_error)?;
+                decode_records(&rest[..size], DECODE_LIMIT).map_err(AppendError::from)?;
             rest = &rest[size..];
             let recs: Vec<RecordView> = recs.into_iter().filter(|r| r.offset >= next).collect();
             next = next.max(header.last_offset() + 1);

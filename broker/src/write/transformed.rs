@@ -76,7 +76,7 @@ pub(super) fn append(
     let mut next = log.high_watermark();
     let mut decoded: Vec<(BatchHeader, Vec<RecordView>)> = Vec::with_capacity(batches.len());
     for b in &batches {
-        let mut recs = decode_area(&b.header, b.records(records)).map_err(validate::batch_error)?;
+        let mut recs = decode_area(&b.header, b.records(records)).map_err(AppendError::from)?;
         for r in &mut recs {
             r.offset = next;
             next += 1;

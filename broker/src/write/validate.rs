@@ -7,7 +7,7 @@ use std::ops::Range;
 use bytes::Bytes;
 
 use crate::log::AppendError;
-use crate::records::batch::{self, BatchError, BatchHeader, HEADER_LEN};
+use crate::records::batch::{self, BatchHeader, HEADER_LEN};
 use crate::records::conform::{self, BatchRules};
 use crate::records::record::stored_records;
 
@@ -33,24 +33,14 @@ impl Batch {
     }
 }
 
-/// The Kafka meaning of a refused batch.
-pub(crate) fn batch_error(e: BatchError) -> AppendError {
-    match e {
-        BatchError::Corrupt(m) => AppendError::CorruptMessage(m),
-        BatchError::Invalid(m) => AppendError::InvalidRecord(m),
-        BatchError::Unsupported(m) => AppendError::Unsupported(m),
-        BatchError::TooLarge { size, max } => AppendError::MessageTooLarge { size, max },
-    }
-}
-
 /// Validates every batch of `records`; the first bad one refuses the whole request.
 pub(crate) fn validate(records: &Bytes, max_message_bytes: u32) -> Result<Vec<Batch>, AppendError> {
-    let ranges = batch::split(records).map_err(batch_error)?;
+    let ranges = batch::split(records).map_err(AppendError::from)?;
     let mut batches = Vec::with_capacity(ranges.len());
     for range in ranges {
         let bytes = &records[range.clone()];
         let (header, records) =
-            batch::validate_and_decompress(bytes, max_message_bytes).map_err(batch_error)?;
+            batch::validate_and_decompress(bytes, max_message_bytes).map_err(AppendError::from)?;
         let decompressed = match records {
             std::borrow::Cow::Owned(records) => Some(records),
             std::borrow::Cow::Borrowed(_) => None,
@@ -82,7 +72,7 @@ pub(crate) fn conform(
         return Ok((records, batches));
     };
     drop(views);
-    let ranges = batch::split(&rebuilt).map_err(batch_error)?;
+    let ranges = batch::split(&rebuilt).map_err(AppendError::from)?;
     let mut out = Vec::with_capacity(batches.len());
     for (old, range) in batches.into_iter().zip(ranges) {
         let header = BatchHeader::parse(&rebuilt[range.clone()]).ok_or_else(|| {
@@ -104,7 +94,7 @@ pub(crate) fn conform(
 
 fn conform_error(e: conform::ConformError) -> AppendError {
     match e {
-        conform::ConformError::Batch(e) => batch_error(e),
+        conform::ConformError::Batch(e) => e.into(),
         conform::ConformError::InvalidTimestamp {
             record_index,
             message,
@@ -122,7 +112,7 @@ pub(crate) fn refuse_keyless(records: &[u8], batches: &[Batch]) -> Result<(), Ap
     let mut keyless = Vec::new();
     let mut first = 0i32;
     for b in batches {
-        let stored = stored_records(&b.header, b.records(records)).map_err(batch_error)?;
+        let stored = stored_records(&b.header, b.records(records)).map_err(AppendError::from)?;
         keyless.extend(
             stored
                 .iter()
