@@ -65,6 +65,20 @@ pub struct LogConfig {
     pub delete_retention_ms: i64,
 }
 
+impl LogConfig {
+    /// How old the active segment may grow before the next append rolls it: `segment.ms`, or
+    /// on a compacted topic `max.compaction.lag.ms` when that is sooner, since the cleaner never
+    /// touches the active segment and a record in it could otherwise stay dirty forever
+    /// (KIP-354).
+    pub fn roll_ms(&self) -> i64 {
+        if self.cleanup_policy.compact && self.max_compaction_lag_ms > 0 {
+            self.segment_ms.min(self.max_compaction_lag_ms)
+        } else {
+            self.segment_ms
+        }
+    }
+}
+
 /// `cleanup.policy`: `delete`, `compact` or `compact,delete`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CleanupPolicy {

@@ -297,7 +297,7 @@ impl PartitionLog {
         let active = inner.active();
         let too_old = active
             .first_append_ms
-            .is_some_and(|t| now_ms.saturating_sub(t) >= config.segment_ms);
+            .is_some_and(|t| now_ms.saturating_sub(t) >= config.roll_ms());
         if active.size > 0 && (too_old || !active.can_take(size, last_offset, config.segment_bytes))
         {
             let base = active.next_offset;
@@ -879,6 +879,39 @@ pub(crate) mod tests {
         let log = PartitionLog::open(dir.path(), cfg).unwrap();
         assert_eq!(values_from(&log, 0), expected);
         assert_eq!(log.append(batch(&["more"], 99), 0).unwrap().base_offset, 50);
+    }
+
+    #[test]
+    fn max_compaction_lag_rolls_the_active_segment_of_a_compacted_topic() {
+        let segments = |dir: &Path| {
+            std::fs::read_dir(dir)
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .path()
+                        .extension()
+                        .is_some_and(|x| x == "log")
+                })
+                .count()
+        };
+        for (compact, expected) in [(true, 2), (false, 1)] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut cfg = config();
+            cfg.max_compaction_lag_ms = 1_000;
+            if compact {
+                cfg.cleanup_policy = super::super::CleanupPolicy {
+                    compact: true,
+                    delete: false,
+                };
+            }
+            let log = PartitionLog::open(dir.path(), cfg).unwrap();
+            log.append(batch(&["old"], 0), 10_000).unwrap();
+            log.append(batch(&["young"], 0), 10_500).unwrap();
+            assert_eq!(segments(dir.path()), 1, "not yet past the lag");
+            log.append(batch(&["late"], 0), 11_001).unwrap();
+            assert_eq!(segments(dir.path()), expected, "compact={compact}");
+        }
     }
 
     #[test]
