@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 const TICKS_PER_SECOND: f64 = 100.0;
 
 /// User + system CPU seconds used so far by every thread of process `pid`.
-pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+pub(crate) fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     let path = format!("/proc/{pid}/stat");
     let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     // The command name (field 2) is in parentheses and may hold spaces: count from after it.
