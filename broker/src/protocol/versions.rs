@@ -36,6 +36,8 @@ pub const SERVED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::SaslAuthenticate, 0, 2),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
+    (ApiKey::DescribeClientQuotas, 0, 1),
+    (ApiKey::AlterClientQuotas, 0, 1),
 ];
 
 /// The served range of `api`, if we implement it at all.
@@ -99,6 +101,12 @@ mod tests {
             }
             ApiKey::AlterUserScramCredentials => {
                 both::<AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse>()
+            }
+            ApiKey::DescribeClientQuotas => {
+                both::<DescribeClientQuotasRequest, DescribeClientQuotasResponse>()
+            }
+            ApiKey::AlterClientQuotas => {
+                both::<AlterClientQuotasRequest, AlterClientQuotasResponse>()
             }
             other => panic!("{other:?} is served but has no codec range here"),
         }
