@@ -281,6 +281,10 @@ pub fn handle_request(
             }
         }
         ApiKey::ListOffsets => now(&ctx, api::list_offsets::handle(b, v, ctx.decode(body)?))?,
+        ApiKey::DescribeProducers => now(
+            &ctx,
+            api::describe_producers::handle(b, v, ctx.decode(body)?),
+        )?,
         ApiKey::DeleteRecords => now(&ctx, api::delete_records::handle(b, v, ctx.decode(body)?))?,
         ApiKey::InitProducerId => {
             now(&ctx, api::init_producer_id::handle(b, v, ctx.decode(body)?))?
@@ -479,6 +483,7 @@ pub fn decode_only(frame: Bytes) -> Result<(), RequestError> {
         ApiKey::Produce => ctx.decode::<ProduceRequest>(body).map(drop),
         ApiKey::Fetch => ctx.decode::<FetchRequest>(body).map(drop),
         ApiKey::ListOffsets => ctx.decode::<ListOffsetsRequest>(body).map(drop),
+        ApiKey::DescribeProducers => ctx.decode::<DescribeProducersRequest>(body).map(drop),
         ApiKey::DeleteRecords => ctx.decode::<DeleteRecordsRequest>(body).map(drop),
         ApiKey::InitProducerId => ctx.decode::<InitProducerIdRequest>(body).map(drop),
         ApiKey::CreateTopics => ctx.decode::<CreateTopicsRequest>(body).map(drop),
