@@ -60,6 +60,7 @@ throttled!(
     FetchResponse,
     ListOffsetsResponse,
     DeleteRecordsResponse,
+    DescribeProducersResponse,
     InitProducerIdResponse,
     CreateTopicsResponse,
     DeleteTopicsResponse,
