@@ -31,6 +31,20 @@ pub struct Broker {
     pub guests: GuestPool,
     /// SCRAM credentials (SASL PLAIN and SCRAM, AlterUserScramCredentials).
     pub credentials: Arc<crate::auth::credentials::CredentialStore>,
+    /// ACLs and the decision every handler asks for (allows everything when disabled).
+    pub authorizer: crate::acl::Authorizer,
+}
+
+impl Broker {
+    /// Whether `who` may do `op` to `resource`: the one check handlers make.
+    pub fn authorize(
+        &self,
+        who: &crate::acl::Requester,
+        op: crate::acl::Operation,
+        resource: crate::acl::Resource<'_>,
+    ) -> bool {
+        self.authorizer.authorize(who, op, &resource)
+    }
 }
 
 /// Milliseconds since the Unix epoch, the clock Kafka timestamps use.
@@ -73,6 +87,11 @@ pub(crate) fn test_broker() -> (tempfile::TempDir, Broker) {
         credentials: Arc::new(
             crate::auth::credentials::CredentialStore::open(dir.path()).expect("credentials"),
         ),
+        authorizer: crate::acl::Authorizer::open(
+            &meta.acls(),
+            &crate::acl::AuthorizerSettings::default(),
+        )
+        .expect("authorizer"),
     };
     (dir, broker)
 }

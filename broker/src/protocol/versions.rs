@@ -36,6 +36,9 @@ pub const SERVED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::SaslAuthenticate, 0, 2),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
 ];
 
 /// The served range of `api`, if we implement it at all.
@@ -100,6 +103,9 @@ mod tests {
             ApiKey::AlterUserScramCredentials => {
                 both::<AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse>()
             }
+            ApiKey::DescribeAcls => both::<DescribeAclsRequest, DescribeAclsResponse>(),
+            ApiKey::CreateAcls => both::<CreateAclsRequest, CreateAclsResponse>(),
+            ApiKey::DeleteAcls => both::<DeleteAclsRequest, DeleteAclsResponse>(),
             other => panic!("{other:?} is served but has no codec range here"),
         }
     }
