@@ -36,9 +36,6 @@ error_codes! {
     DeleteRecordsResponse => |r, each| {
         r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| each(p.error_code));
     }
-    DescribeProducersResponse => |r, each| {
-        r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| each(p.error_code));
-    }
     InitProducerIdResponse => |r, each| { each(r.error_code) }
     CreateTopicsResponse => |r, each| { r.topics.iter().for_each(|t| each(t.error_code)) }
     DeleteTopicsResponse => |r, each| { r.responses.iter().for_each(|t| each(t.error_code)) }

@@ -60,7 +60,6 @@ throttled!(
     FetchResponse,
     ListOffsetsResponse,
     DeleteRecordsResponse,
-    DescribeProducersResponse,
     InitProducerIdResponse,
     CreateTopicsResponse,
     DeleteTopicsResponse,
