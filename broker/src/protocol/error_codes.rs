@@ -85,6 +85,9 @@ error_codes! {
     }
     AlterClientQuotasResponse => |r, each| { r.entries.iter().for_each(|e| each(e.error_code)) }
     DescribeClientQuotasResponse => |r, each| { each(r.error_code) }
+    DescribeProducersResponse => |r, each| {
+        r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| each(p.error_code));
+    }
     // Counted per partition by their handlers (acks=0 produces are never encoded).
     ProduceResponse => |_r, _each| {}
     FetchResponse => |_r, _each| {}
@@ -93,6 +96,9 @@ error_codes! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kafka_protocol::messages::metadata_response::{
+        MetadataResponsePartition, MetadataResponseTopic,
+    };
 
     #[test]
     fn nested_codes_are_all_listed() {

@@ -82,6 +82,7 @@ throttled!(
     DescribeUserScramCredentialsResponse,
     AlterClientQuotasResponse,
     DescribeClientQuotasResponse,
+    DescribeProducersResponse,
 );
 
 /// The SASL responses have no throttle field (and are exempt from quotas).
