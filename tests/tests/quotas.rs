@@ -14,11 +14,12 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, BytesMut};
 use common::{create_topic, eventually, http, run, sluice_binary, Broker, Options, Run};
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestHeader};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, MetadataRequest, RequestHeader};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::ClientConfig;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -220,6 +221,147 @@ fn a_throttled_producer_is_held_to_its_byte_rate_while_another_is_not_slowed() {
         freed_rate >= 3.0 * quota,
         "without its quota the producer still got only {:.2} MiB/s",
         freed_rate / MIB
+    );
+}
+
+#[test]
+fn a_throttled_consumer_is_held_to_its_byte_rate_by_user_and_client_id() {
+    let broker = Broker::start();
+    create_topic(&broker, "backlog", 1);
+    // A backlog the consumer cannot finish in the measured time at its quota.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (filler, filled) = flood(&broker, "filler", "backlog", stop.clone());
+    let enough = eventually(Duration::from_secs(60), || {
+        let bytes: usize = filled.lock().expect("acks").iter().map(|(_, n)| n).sum();
+        (bytes as f64 >= 24.0 * MIB).then_some(())
+    });
+    stop.store(true, Ordering::Relaxed);
+    filler.join().expect("filler");
+    assert!(enough.is_some(), "the backlog was not written");
+
+    let quota = MIB;
+    quota_ok(
+        &broker,
+        &[
+            "alter",
+            "--user",
+            "ANONYMOUS",
+            "--client-id",
+            "throttled-consumer",
+            "--add",
+            &format!("consumer_byte_rate={quota}"),
+        ],
+    );
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.kafka)
+        .set("client.id", "throttled-consumer")
+        .set("group.id", "quota-reader")
+        .set("enable.auto.commit", "false")
+        // Small fetches, so a second holds many and the measure is fine-grained.
+        .set("fetch.max.bytes", "65536")
+        .set("message.max.bytes", "65536")
+        .set("max.partition.fetch.bytes", "65536")
+        .set("fetch.wait.max.ms", "100")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("backlog", 0, Offset::Beginning)
+        .expect("assignment");
+    consumer.assign(&tpl).expect("assign");
+    let start = Instant::now();
+    let from = start + Duration::from_secs(2);
+    let to = from + Duration::from_secs(10);
+    let mut measured = 0usize;
+    while Instant::now() < to {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let at = Instant::now();
+            if at >= from && at < to {
+                measured += rdkafka::Message::payload(&m).map_or(0, <[u8]>::len);
+            }
+        }
+    }
+    let rate = measured as f64 / 10.0;
+    eprintln!("throttled consumer: {:.2} MiB/s", rate / MIB);
+    assert!(
+        (rate - quota).abs() <= 0.2 * quota,
+        "the throttled consumer got {:.2} MiB/s against a quota of 1 MiB/s",
+        rate / MIB
+    );
+    assert!(
+        metric(
+            &broker,
+            "sluice_quota_throttled_responses_total{quota=\"consumer_byte_rate\"}"
+        ) > 0.0
+    );
+}
+
+/// Sends Metadata v4 (no topics) on `stream`; returns the response's `throttle_time_ms`.
+fn metadata_throttle(stream: &mut TcpStream, client_id: &str, correlation_id: i32) -> i32 {
+    let header = RequestHeader::default()
+        .with_request_api_key(ApiKey::Metadata as i16)
+        .with_request_api_version(4)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_string(client_id.to_string())));
+    let mut body = BytesMut::new();
+    header.encode(&mut body, 1).expect("header");
+    MetadataRequest::default()
+        .with_topics(Some(Vec::new()))
+        .encode(&mut body, 4)
+        .expect("request");
+    let mut frame = BytesMut::with_capacity(body.len() + 4);
+    frame.put_i32(body.len() as i32);
+    frame.extend_from_slice(&body);
+    stream.write_all(&frame).expect("send");
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).expect("response length");
+    let mut response = vec![0u8; i32::from_be_bytes(len).max(0) as usize];
+    stream.read_exact(&mut response).expect("response");
+    // v4: the correlation id (header v0), then throttle_time_ms.
+    assert_eq!(
+        i32::from_be_bytes([response[0], response[1], response[2], response[3]]),
+        correlation_id
+    );
+    i32::from_be_bytes([response[4], response[5], response[6], response[7]])
+}
+
+#[test]
+fn a_client_over_its_request_percentage_is_told_and_held_back_even_if_it_ignores_the_field() {
+    let broker = Broker::start();
+    // 0.1% of one thread: a millisecond of handling per second.
+    quota_ok(
+        &broker,
+        &[
+            "alter",
+            "--client-id",
+            "busy",
+            "--add",
+            "request_percentage=0.1",
+        ],
+    );
+    let mut busy = connect(&broker);
+    let mut other = connect(&broker);
+    let mut throttle = 0;
+    for i in 0..5_000 {
+        assert_eq!(metadata_throttle(&mut other, "calm", i), 0);
+        throttle = metadata_throttle(&mut busy, "busy", i);
+        if throttle > 0 {
+            break;
+        }
+    }
+    assert!(throttle > 0, "never throttled");
+    // The client sends at once, ignoring the field; the broker answers only after the hold.
+    let sent = Instant::now();
+    metadata_throttle(&mut busy, "busy", 9_999);
+    let waited = sent.elapsed();
+    assert!(
+        waited + Duration::from_millis(20) >= Duration::from_millis(throttle as u64),
+        "told to wait {throttle} ms, answered after {waited:?}"
+    );
+    // Another client on the same broker is not held back.
+    let sent = Instant::now();
+    assert_eq!(metadata_throttle(&mut other, "calm", 10_000), 0);
+    assert!(
+        sent.elapsed() < Duration::from_millis(throttle as u64).max(Duration::from_millis(200))
     );
 }
 
