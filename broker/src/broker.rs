@@ -31,6 +31,8 @@ pub struct Broker {
     pub guests: GuestPool,
     /// SCRAM credentials (SASL PLAIN and SCRAM, AlterUserScramCredentials).
     pub credentials: Arc<crate::auth::credentials::CredentialStore>,
+    /// Client quotas (AlterClientQuotas) and their measurements.
+    pub quotas: crate::quota::Quotas,
     /// ACLs and the decision every handler asks for (allows everything when disabled).
     pub authorizer: crate::acl::Authorizer,
 }
@@ -86,6 +88,10 @@ pub(crate) fn test_broker() -> (tempfile::TempDir, Broker) {
         guests: GuestPool::new(1),
         credentials: Arc::new(
             crate::auth::credentials::CredentialStore::open(dir.path()).expect("credentials"),
+        ),
+        quotas: crate::quota::Quotas::new(
+            crate::quota::QuotaStore::open(dir.path()).expect("client quotas"),
+            crate::quota::Window::default(),
         ),
         authorizer: crate::acl::Authorizer::open(
             &meta.acls(),

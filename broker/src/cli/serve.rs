@@ -91,6 +91,8 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         crate::auth::credentials::CredentialStore::open(&meta)
             .with_context(|| format!("cannot load SCRAM credentials from {}", meta.display()))?,
     );
+    let quotas = crate::quota::QuotaStore::open(&meta)
+        .with_context(|| format!("cannot load client quotas from {}", meta.display()))?;
     let authorizer = crate::acl::Authorizer::open(&meta_dir.acls(), &config.authorizer)
         .with_context(|| format!("cannot load ACLs from {}", meta.display()))?;
     if authorizer.is_enabled() {
@@ -166,6 +168,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         transforms,
         guests: crate::wasm::GuestPool::sized_to_machine(),
         credentials,
+        quotas: crate::quota::Quotas::new(quotas, config.quota_window),
         authorizer,
     });
     let connect = Arc::new(
@@ -196,13 +199,18 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         } else {
             String::new()
         };
+    let limits = crate::server::Limits {
+        max_request_bytes: config.max_request_bytes,
+        connections: crate::quota::limits::ConnectionLimits::new(config.connection_limits.clone()),
+        queued: crate::quota::limits::QueuedBytes::new(config.queued_max_request_bytes),
+    };
     let kafka_tasks: Vec<_> = listeners
         .into_iter()
         .map(|listener| {
             tokio::spawn(crate::server::run(
                 listener,
                 broker.clone(),
-                config.max_request_bytes,
+                limits.clone(),
                 stop_rx.clone(),
             ))
         })
