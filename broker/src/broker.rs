@@ -7,6 +7,7 @@ use crate::catalog::Catalog;
 use crate::group::GroupCoordinator;
 use crate::producer_ids::ProducerIds;
 use crate::transform::TransformRegistry;
+use crate::txn::TransactionCoordinator;
 use crate::wasm::GuestPool;
 
 /// What every handler can reach.
@@ -31,6 +32,8 @@ pub struct Broker {
     pub guests: GuestPool,
     /// SCRAM credentials (SASL PLAIN and SCRAM, AlterUserScramCredentials).
     pub credentials: Arc<crate::auth::credentials::CredentialStore>,
+    /// The transaction coordinator: transactional ids, their epochs and transactions.
+    pub transactions: TransactionCoordinator,
 }
 
 /// Milliseconds since the Unix epoch, the clock Kafka timestamps use.
@@ -73,6 +76,11 @@ pub(crate) fn test_broker() -> (tempfile::TempDir, Broker) {
         credentials: Arc::new(
             crate::auth::credentials::CredentialStore::open(dir.path()).expect("credentials"),
         ),
+        transactions: TransactionCoordinator::open(
+            &meta.transactions(),
+            crate::txn::TxnConfig::default(),
+        )
+        .expect("transaction coordinator"),
     };
     (dir, broker)
 }

@@ -36,8 +36,8 @@ pub(crate) fn find_coordinator(
     request: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
     let answer = |key: &StrBytes| {
-        // Group coordinator only: transactions (key type 1) are not supported.
-        let ok = request.key_type == 0;
+        // This broker coordinates every group (key type 0) and transactional id (key type 1).
+        let ok = matches!(request.key_type, 0 | 1);
         Coordinator::default()
             .with_key(key.clone())
             .with_node_id(BrokerId(if ok { broker.node_id } else { -1 }))
@@ -60,7 +60,7 @@ pub(crate) fn find_coordinator(
         .with_host(c.host)
         .with_port(c.port);
     if version >= 1 {
-        response.error_message = (c.error_code != 0).then(|| s("transactions are not supported"));
+        response.error_message = (c.error_code != 0).then(|| s("unknown coordinator key type"));
     }
     response
 }
@@ -925,9 +925,21 @@ mod tests {
             .coordinators
             .iter()
             .all(|c| c.error_code == 0 && c.node_id.0 == 1 && c.port == 9092));
-        let txn = find_coordinator(&b, 3, FindCoordinatorRequest::default().with_key_type(1));
+        let txn = find_coordinator(
+            &b,
+            3,
+            FindCoordinatorRequest::default()
+                .with_key(s("tx"))
+                .with_key_type(1),
+        );
         assert_eq!(
-            txn.error_code,
+            (txn.error_code, txn.node_id.0),
+            (0, 1),
+            "transaction coordinator"
+        );
+        let share = find_coordinator(&b, 3, FindCoordinatorRequest::default().with_key_type(2));
+        assert_eq!(
+            share.error_code,
             ResponseError::CoordinatorNotAvailable.code()
         );
     }

@@ -14,6 +14,7 @@
 //! After a crash, [`recovery`] re-runs inputs past each deployment's checkpoint; a deployment
 //! deployed `--from` an earlier offset catches up the same way, in the background.
 
+pub mod control;
 pub(crate) mod internal;
 mod outputs;
 pub mod recovery;
