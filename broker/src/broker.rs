@@ -34,6 +34,8 @@ pub struct Broker {
     pub credentials: Arc<crate::auth::credentials::CredentialStore>,
     /// The transaction coordinator: transactional ids, their epochs and transactions.
     pub transactions: TransactionCoordinator,
+    /// Client quotas (AlterClientQuotas) and their measurements.
+    pub quotas: crate::quota::Quotas,
 }
 
 /// Milliseconds since the Unix epoch, the clock Kafka timestamps use.
@@ -81,6 +83,10 @@ pub(crate) fn test_broker() -> (tempfile::TempDir, Broker) {
             crate::txn::TxnConfig::default(),
         )
         .expect("transaction coordinator"),
+        quotas: crate::quota::Quotas::new(
+            crate::quota::QuotaStore::open(dir.path()).expect("client quotas"),
+            crate::quota::Window::default(),
+        ),
     };
     (dir, broker)
 }

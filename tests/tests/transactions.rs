@@ -72,9 +72,19 @@ fn check(python: &str, broker: &Broker, args: &[&str]) {
 }
 
 /// Every value of `topic` as a consumer with `isolation` sees it.
-fn read(python: &str, broker: &Broker, topic: &str, partitions: i32, isolation: &str) -> Vec<String> {
+fn read(
+    python: &str,
+    broker: &Broker,
+    topic: &str,
+    partitions: i32,
+    isolation: &str,
+) -> Vec<String> {
     let out = run(
-        script(python, broker, &["read", topic, &partitions.to_string(), isolation]),
+        script(
+            python,
+            broker,
+            &["read", topic, &partitions.to_string(), isolation],
+        ),
         TIMEOUT,
     );
     assert!(out.status.success(), "read {topic}: {}", out.stderr);
@@ -97,7 +107,10 @@ impl Running {
         let stdout = child.stdout.take().expect("stdout");
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
                 if tx.send(line).is_err() {
                     return;
                 }
@@ -195,7 +208,13 @@ fn kill9_under_transactional_load_leaves_every_transaction_whole_or_absent() {
         let load = Running::start(script(
             &py,
             &broker,
-            &["load", "txn-load", &partitions.to_string(), "load-tx", &format!("r{run}")],
+            &[
+                "load",
+                "txn-load",
+                &partitions.to_string(),
+                "load-tx",
+                &format!("r{run}"),
+            ],
         ));
         // A few commits, then a crash somewhere in the next transactions.
         let wanted = format!("committed r{run}-{}", 3 + run * 2);
@@ -219,14 +238,21 @@ fn kill9_under_transactional_load_leaves_every_transaction_whole_or_absent() {
         if let Some((txn, part)) = value.rsplit_once('-') {
             if txn.starts_with('r') {
                 assert!(
-                    by_txn.entry(txn.to_string()).or_default().insert(part.to_string()),
+                    by_txn
+                        .entry(txn.to_string())
+                        .or_default()
+                        .insert(part.to_string()),
                     "{value} seen twice"
                 );
             }
         }
     }
     for (txn, parts) in &by_txn {
-        assert_eq!(parts.len(), partitions as usize, "{txn} is partly visible: {parts:?}");
+        assert_eq!(
+            parts.len(),
+            partitions as usize,
+            "{txn} is partly visible: {parts:?}"
+        );
     }
     for txn in &acknowledged {
         assert!(by_txn.contains_key(txn), "committed {txn} is not visible");
@@ -262,7 +288,10 @@ fn kafkajs_consume_transform_produce_with_send_offsets_is_exactly_once() {
     committed.sort();
     let mut want: Vec<String> = (0..100).map(|i| format!("V{i}")).collect();
     want.sort();
-    assert_eq!(committed, want, "each input exactly once in the committed output");
+    assert_eq!(
+        committed, want,
+        "each input exactly once in the committed output"
+    );
     let everything = read(&py, &broker, "eos-out", 2, "read_uncommitted");
     assert!(
         everything.len() > 100,

@@ -1,5 +1,7 @@
 //! Fetch: whole record batches from each asked partition, long-polling until `min_bytes` are
-//! available or `max_wait_ms` passes.
+//! available or `max_wait_ms` passes. A read_committed fetch (`isolation_level` 1) stops at the
+//! last stable offset and names the aborted transactions of what it returns, so the client drops
+//! their records; control batches are returned as stored (clients skip them).
 //!
 //! Fetch sessions (KIP-227) are declined by answering session id 0, which every client treats as
 //! "send full fetch requests"; with one broker and no replicas they would save little.
@@ -8,12 +10,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, ProducerId};
 use tokio::sync::watch;
 
 use super::{log_error_code, Broker};
 use crate::log::PartitionLog;
+
+/// `isolation_level` of a read_committed consumer.
+const READ_COMMITTED: i8 = 1;
 
 /// The most a fetch long-poll waits, whatever the client asks, so a shutdown is never held up.
 const MAX_WAIT: Duration = Duration::from_secs(30);
@@ -103,6 +110,7 @@ fn read_once(
         .map(|t| FetchableTopicResponse::default().with_topic(t.topic.clone()))
         .collect();
     let mut next = targets.iter();
+    let committed = request.isolation_level == READ_COMMITTED;
     for (t, topic) in request.topics.iter().enumerate() {
         for p in &topic.partitions {
             let log = next.next().and_then(|(_, log)| log.as_ref());
@@ -122,11 +130,24 @@ fn read_once(
                     let limit = (p.partition_max_bytes.max(0) as usize).min(budget);
                     // KIP-74: the first partition with data returns at least one whole batch so a
                     // batch larger than the limits can never stall a consumer.
-                    match log.read(p.fetch_offset, limit, total == 0) {
+                    match log.read_isolated(p.fetch_offset, limit, total == 0, committed) {
                         Ok(slice) => {
                             data.high_watermark = slice.high_watermark;
-                            data.last_stable_offset = slice.high_watermark;
+                            data.last_stable_offset = slice.last_stable_offset;
                             data.log_start_offset = slice.log_start_offset;
+                            if committed {
+                                data.aborted_transactions = Some(
+                                    slice
+                                        .aborted
+                                        .iter()
+                                        .map(|a| {
+                                            AbortedTransaction::default()
+                                                .with_producer_id(ProducerId(a.producer_id))
+                                                .with_first_offset(a.first_offset)
+                                        })
+                                        .collect(),
+                                );
+                            }
                             total += slice.records.len();
                             budget = budget.saturating_sub(slice.records.len());
                             data.records = Some(slice.records);
@@ -134,7 +155,7 @@ fn read_once(
                         Err(e) => {
                             data.error_code = log_error_code(&e);
                             data.high_watermark = log.high_watermark();
-                            data.last_stable_offset = data.high_watermark;
+                            data.last_stable_offset = log.last_stable_offset();
                             data.log_start_offset = log.log_start_offset();
                             errors = true;
                         }

@@ -7,6 +7,7 @@
 pub(crate) use crate::broker::{now_ms, Broker};
 
 pub(crate) mod api_versions;
+pub(crate) mod client_quotas;
 pub(crate) mod configs;
 pub(crate) mod delete_records;
 pub(crate) mod fetch;

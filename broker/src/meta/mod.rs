@@ -15,6 +15,7 @@
 //! | `connect-offsets/<name>.json` | [`crate::connect`] | a source connector's file position |
 //! | `scram-credentials.json` | [`crate::auth`] | SCRAM credentials: salt, stored key, server key |
 //! | `transactions.log` | [`crate::txn`] | transactional ids and their transactions, CRC-framed, append-only (fsync per transition) |
+//! | `client-quotas.json` | [`crate::quota`] | client quotas per user and/or client id (AlterClientQuotas) |
 
 mod atomic;
 
@@ -101,5 +102,8 @@ impl MetaDir {
     }
     pub fn transactions(&self) -> PathBuf {
         self.root.join("transactions.log")
+    }
+    pub fn client_quotas(&self) -> PathBuf {
+        self.root.join("client-quotas.json")
     }
 }

@@ -45,6 +45,8 @@ pub const SERVED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::EndTxn, 0, 3),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 1),
+    (ApiKey::DescribeClientQuotas, 0, 1),
+    (ApiKey::AlterClientQuotas, 0, 1),
 ];
 
 /// The served range of `api`, if we implement it at all.
@@ -119,6 +121,12 @@ mod tests {
                 both::<DescribeTransactionsRequest, DescribeTransactionsResponse>()
             }
             ApiKey::ListTransactions => both::<ListTransactionsRequest, ListTransactionsResponse>(),
+            ApiKey::DescribeClientQuotas => {
+                both::<DescribeClientQuotasRequest, DescribeClientQuotasResponse>()
+            }
+            ApiKey::AlterClientQuotas => {
+                both::<AlterClientQuotasRequest, AlterClientQuotasResponse>()
+            }
             other => panic!("{other:?} is served but has no codec range here"),
         }
     }
