@@ -155,7 +155,7 @@ def fence(topic):
 
 def timeout(topic):
     create(topic, 2)
-    p = producer("py-timeout", **{"transaction.timeout.ms": 2000})
+    p = producer("py-timeout", **{"transaction.timeout.ms": 2000, "message.timeout.ms": 2000})
     p.begin_transaction()
     send(p, topic, [f"abandoned-{i}" for i in range(6)])
     # Abandoned: the broker aborts it once 2 s have passed. Its markers make the last stable
