@@ -6,7 +6,8 @@
 //! producer state (the marker batches are read for their type), rather than in a file per
 //! segment: the scan already runs at every open, markers are few, and one source of truth (the
 //! log itself) cannot disagree with an index after a torn tail is truncated. Entries are dropped
-//! when retention or DeleteRecords moves the log start past their marker.
+//! when retention or DeleteRecords moves the log start past their marker, and when the cleaner
+//! removes their marker.
 
 /// One aborted transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,9 +52,17 @@ impl AbortedIndex {
         self.entries.drain(..n);
     }
 
-    #[cfg(test)]
     pub(crate) fn entries(&self) -> &[AbortedTxn] {
         &self.entries
+    }
+
+    /// Forgets the transactions whose abort markers at `markers` the cleaner removed: a client
+    /// told of an aborted transaction drops the producer's batches until it reads the marker, so
+    /// an entry without its marker would hide the producer's later, committed records.
+    pub(crate) fn remove_markers(&mut self, markers: &[i64]) {
+        if !markers.is_empty() {
+            self.entries.retain(|t| !markers.contains(&t.last_offset));
+        }
     }
 }
 

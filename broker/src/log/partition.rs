@@ -806,6 +806,8 @@ impl PartitionLog {
                 .collect(),
             active_base: inner.active().base_offset,
             checkpoint: inner.cleaned,
+            last_stable_offset: inner.last_stable_offset(),
+            aborted: inner.aborted.entries().to_vec(),
         })
     }
 
@@ -833,10 +835,14 @@ impl PartitionLog {
     /// Swaps the cleaned segment built aside at `replaced[0]`'s base offset in for `replaced`
     /// (consecutive non-active segments, followed by the segment at `next_base`). Returns
     /// `false`, changing nothing, if the segments changed meanwhile (retention, DeleteRecords).
+    ///
+    /// `dropped_markers` are the offsets of the abort markers the cleaning removed: their
+    /// aborted-index entries go in the same critical section as the segments.
     pub(crate) fn swap_cleaned(
         &self,
         replaced: &[SegmentRef],
         next_base: i64,
+        dropped_markers: &[i64],
     ) -> Result<bool, LogError> {
         let mut inner = self.inner.lock();
         let Some(first) = replaced.first() else {
@@ -873,6 +879,7 @@ impl PartitionLog {
         inner
             .segments
             .splice(at..at + replaced.len(), std::iter::once(new));
+        inner.aborted.remove_markers(dropped_markers);
         Ok(true)
     }
 

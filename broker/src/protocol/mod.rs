@@ -4,6 +4,7 @@
 //! [`handle_request`] is the single place where an API key is routed to its handler in
 //! [`crate::api`].
 
+pub mod error_codes;
 pub mod frame;
 pub mod session;
 pub mod throttle;
@@ -21,6 +22,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use crate::api;
 use crate::broker::Broker;
 use crate::quota::{throttle_ms, Client, QuotaKind};
+use error_codes::ErrorCodes;
 use session::{ListenerContext, Session};
 use throttle::Throttled;
 
@@ -84,12 +86,13 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
-    /// Sets the response's `throttle_time_ms` and encodes it.
-    fn encode_throttled<R: Encodable + Throttled>(
+    /// Sets the response's `throttle_time_ms`, counts its error codes, and encodes it.
+    fn encode_throttled<R: Encodable + Throttled + ErrorCodes>(
         &self,
         mut body: R,
     ) -> Result<BytesMut, RequestError> {
         body.set_throttle_time_ms(self.throttle_ms);
+        body.error_codes(&mut |code| crate::metrics::request_error(self.api, code));
         self.encode(&body)
     }
 
@@ -278,6 +281,10 @@ pub fn handle_request(
             }
         }
         ApiKey::ListOffsets => now(&ctx, api::list_offsets::handle(b, v, ctx.decode(body)?))?,
+        ApiKey::DescribeProducers => now(
+            &ctx,
+            api::describe_producers::handle(b, v, ctx.decode(body)?),
+        )?,
         ApiKey::DeleteRecords => now(&ctx, api::delete_records::handle(b, v, ctx.decode(body)?))?,
         ApiKey::InitProducerId => later(
             ctx,
@@ -443,13 +450,16 @@ where
     }))
 }
 
-fn now<R: Encodable + Throttled>(ctx: &RequestContext, response: R) -> Result<Reply, RequestError> {
+fn now<R: Encodable + Throttled + ErrorCodes>(
+    ctx: &RequestContext,
+    response: R,
+) -> Result<Reply, RequestError> {
     Ok(Reply::Now(ctx.encode_throttled(response)?))
 }
 
 fn later<R, F>(ctx: RequestContext, response: F) -> Reply
 where
-    R: Encodable + Throttled,
+    R: Encodable + Throttled + ErrorCodes,
     F: Future<Output = R> + Send + 'static,
 {
     Reply::Later(Box::pin(
@@ -498,6 +508,7 @@ pub fn decode_only(frame: Bytes) -> Result<(), RequestError> {
         ApiKey::Produce => ctx.decode::<ProduceRequest>(body).map(drop),
         ApiKey::Fetch => ctx.decode::<FetchRequest>(body).map(drop),
         ApiKey::ListOffsets => ctx.decode::<ListOffsetsRequest>(body).map(drop),
+        ApiKey::DescribeProducers => ctx.decode::<DescribeProducersRequest>(body).map(drop),
         ApiKey::DeleteRecords => ctx.decode::<DeleteRecordsRequest>(body).map(drop),
         ApiKey::InitProducerId => ctx.decode::<InitProducerIdRequest>(body).map(drop),
         ApiKey::CreateTopics => ctx.decode::<CreateTopicsRequest>(body).map(drop),

@@ -16,6 +16,7 @@ pub const SERVED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::DescribeProducers, 0, 0),
     (ApiKey::InitProducerId, 0, 4),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::AlterConfigs, 0, 2),
@@ -85,6 +86,9 @@ mod tests {
             ApiKey::CreateTopics => both::<CreateTopicsRequest, CreateTopicsResponse>(),
             ApiKey::DeleteTopics => both::<DeleteTopicsRequest, DeleteTopicsResponse>(),
             ApiKey::DeleteRecords => both::<DeleteRecordsRequest, DeleteRecordsResponse>(),
+            ApiKey::DescribeProducers => {
+                both::<DescribeProducersRequest, DescribeProducersResponse>()
+            }
             ApiKey::InitProducerId => both::<InitProducerIdRequest, InitProducerIdResponse>(),
             ApiKey::DescribeConfigs => both::<DescribeConfigsRequest, DescribeConfigsResponse>(),
             ApiKey::AlterConfigs => both::<AlterConfigsRequest, AlterConfigsResponse>(),
