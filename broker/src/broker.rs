@@ -50,14 +50,21 @@ pub fn now_ms() -> i64 {
 #[cfg(test)]
 pub(crate) fn test_broker() -> (tempfile::TempDir, Broker) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let meta = crate::meta::MetaDir::at(dir.path());
+    let broker = test_broker_at(dir.path());
+    (dir, broker)
+}
+
+/// A broker over the catalog and metadata in `dir`: reopening one is a restart.
+#[cfg(test)]
+pub(crate) fn test_broker_at(dir: &std::path::Path) -> Broker {
+    let meta = crate::meta::MetaDir::at(dir);
     meta.create().expect("meta dir");
     let catalog = crate::catalog::Catalog::open(
-        dir.path().to_path_buf(),
+        dir.to_path_buf(),
         crate::catalog::TopicDefaults::default(),
     )
     .expect("open catalog");
-    let broker = Broker {
+    Broker {
         catalog,
         node_id: 1,
         cluster_id: "test-cluster".into(),
@@ -65,7 +72,7 @@ pub(crate) fn test_broker() -> (tempfile::TempDir, Broker) {
         advertised_port: 9092,
         producer_ids: ProducerIds::open(&meta.producer_ids()).expect("producer ids"),
         groups: Arc::new(
-            GroupCoordinator::open(dir.path(), crate::group::GroupConfig::default())
+            GroupCoordinator::open(dir, crate::group::GroupConfig::default())
                 .expect("group coordinator"),
         ),
         transforms: TransformRegistry::open(
@@ -76,7 +83,7 @@ pub(crate) fn test_broker() -> (tempfile::TempDir, Broker) {
         .expect("transforms"),
         guests: GuestPool::new(1),
         credentials: Arc::new(
-            crate::auth::credentials::CredentialStore::open(dir.path()).expect("credentials"),
+            crate::auth::credentials::CredentialStore::open(dir).expect("credentials"),
         ),
         transactions: TransactionCoordinator::open(
             &meta.transactions(),
@@ -84,9 +91,8 @@ pub(crate) fn test_broker() -> (tempfile::TempDir, Broker) {
         )
         .expect("transaction coordinator"),
         quotas: crate::quota::Quotas::new(
-            crate::quota::QuotaStore::open(dir.path()).expect("client quotas"),
+            crate::quota::QuotaStore::open(dir).expect("client quotas"),
             crate::quota::Window::default(),
         ),
-    };
-    (dir, broker)
+    }
 }

@@ -170,3 +170,177 @@ pub async fn run_timeouts(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) 
         complete_due(&broker).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::broker::test_broker_at;
+    use crate::records::record::{build_batch, BatchMeta};
+    use crate::records::{Compression, NewRecord};
+    use crate::txn::{InitOutcome, PendingOffset, TxnState};
+
+    /// One transactional record of producer `pid` at `epoch`, sequence 0.
+    fn transactional(pid: i64, epoch: i16, value: &str) -> Bytes {
+        let record = NewRecord {
+            timestamp: 1,
+            key: None,
+            value: Some(value.as_bytes().to_vec()),
+            headers: vec![],
+        };
+        let meta = BatchMeta {
+            base_offset: 0,
+            producer_id: pid,
+            producer_epoch: epoch,
+            base_sequence: 0,
+        };
+        let mut bytes = build_batch(&[record], Compression::None, &meta);
+        bytes[22] |= 0x10; // attributes: transactional
+        let crc = crate::records::batch::compute_crc(&bytes);
+        bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+        bytes.into()
+    }
+
+    #[tokio::test]
+    async fn an_end_interrupted_between_markers_is_completed_on_every_partition_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pid, epoch) = {
+            let broker = test_broker_at(dir.path());
+            broker.catalog.create_topic("t", 2, 1, &[], false).unwrap();
+            let Ok(InitOutcome::Ready { producer_id, epoch }) =
+                broker
+                    .transactions
+                    .init_producer_id("tx", 60_000, None, &broker.producer_ids, 0)
+            else {
+                panic!("a producer id");
+            };
+            let partitions = [("t".to_string(), 0), ("t".to_string(), 1)];
+            broker
+                .transactions
+                .add_partitions("tx", producer_id, epoch, &partitions, 0)
+                .unwrap();
+            broker
+                .transactions
+                .add_offsets("tx", producer_id, epoch, "g", 0)
+                .unwrap();
+            let offset = PendingOffset {
+                group: "g".into(),
+                topic: "in".into(),
+                partition: 0,
+                offset: 42,
+                leader_epoch: -1,
+                metadata: None,
+            };
+            broker
+                .transactions
+                .commit_offsets("tx", producer_id, epoch, "g", vec![offset], 0)
+                .unwrap();
+            for p in 0..2 {
+                crate::write::append_produced(
+                    &broker,
+                    Some("tx"),
+                    "t",
+                    p,
+                    transactional(producer_id, epoch, "v"),
+                    0,
+                )
+                .unwrap();
+            }
+            broker
+                .transactions
+                .end("tx", producer_id, epoch, true, 0)
+                .unwrap()
+                .expect("an end to complete");
+            // The crash comes after the first partition's marker.
+            let marker = Marker {
+                producer_id,
+                producer_epoch: epoch,
+                commit: true,
+                coordinator_epoch: COORDINATOR_EPOCH,
+            };
+            append_marker(&broker, "t", 0, &marker, 0).unwrap();
+            (producer_id, epoch)
+        };
+
+        let broker = Arc::new(test_broker_at(dir.path()));
+        let log = |p| broker.catalog.get("t").unwrap().partition(p).unwrap();
+        assert!(
+            log(1).last_stable_offset() < log(1).high_watermark(),
+            "open on the partition whose marker is missing"
+        );
+        assert!(broker.groups.offsets.group("g").is_empty());
+        complete_due(&broker).await;
+        for p in 0..2 {
+            assert_eq!(
+                log(p).last_stable_offset(),
+                log(p).high_watermark(),
+                "partition {p} ended"
+            );
+            assert!(log(p).aborted_transactions(0, i64::MAX).is_empty());
+        }
+        assert_eq!(log(0).high_watermark(), 2, "one record and one marker");
+        assert_eq!(
+            broker.groups.offsets.group("g")[&("in".to_string(), 0)].offset,
+            42,
+            "the transaction's offsets are committed with it"
+        );
+        let described = broker.transactions.describe(&["tx".to_string()]);
+        let meta = described[0].1.as_ref().unwrap();
+        assert_eq!(
+            (meta.state, meta.producer_id, meta.producer_epoch),
+            (TxnState::CompleteCommit, pid, epoch)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_fenced_transaction_is_aborted_with_the_new_epoch_on_its_partitions() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Arc::new(test_broker_at(dir.path()));
+        broker.catalog.create_topic("t", 1, 1, &[], false).unwrap();
+        let init = || {
+            broker
+                .transactions
+                .init_producer_id("tx", 60_000, None, &broker.producer_ids, 0)
+                .unwrap()
+        };
+        let InitOutcome::Ready { producer_id, epoch } = init() else {
+            panic!("a producer id");
+        };
+        broker
+            .transactions
+            .add_partitions("tx", producer_id, epoch, &[("t".to_string(), 0)], 0)
+            .unwrap();
+        crate::write::append_produced(
+            &broker,
+            Some("tx"),
+            "t",
+            0,
+            transactional(producer_id, epoch, "zombie"),
+            0,
+        )
+        .unwrap();
+        let InitOutcome::AbortFirst(ending) = init() else {
+            panic!("the open transaction is aborted first");
+        };
+        assert_eq!(ending.producer_epoch, epoch + 1);
+        finish(&broker, ending).await.unwrap();
+        let InitOutcome::Ready { epoch: fresh, .. } = init() else {
+            panic!("a producer id once aborted");
+        };
+        assert_eq!(fresh, epoch + 2);
+        let log = broker.catalog.get("t").unwrap().partition(0).unwrap();
+        assert_eq!(log.last_stable_offset(), log.high_watermark());
+        assert_eq!(log.aborted_transactions(0, i64::MAX).len(), 1);
+        // The zombie's late write is refused by verification.
+        let late = crate::write::append_produced(
+            &broker,
+            Some("tx"),
+            "t",
+            0,
+            transactional(producer_id, epoch, "late"),
+            0,
+        );
+        assert!(late.is_err(), "{late:?}");
+    }
+}

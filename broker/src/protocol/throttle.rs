@@ -88,6 +88,7 @@ throttled!(
     EndTxnResponse,
     DescribeTransactionsResponse,
     ListTransactionsResponse,
+    DescribeProducersResponse,
 );
 
 /// The SASL responses have no throttle field (and are exempt from quotas).
