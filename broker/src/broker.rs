@@ -36,6 +36,20 @@ pub struct Broker {
     pub transactions: TransactionCoordinator,
     /// Client quotas (AlterClientQuotas) and their measurements.
     pub quotas: crate::quota::Quotas,
+    /// ACLs and the decision every handler asks for (allows everything when disabled).
+    pub authorizer: crate::acl::Authorizer,
+}
+
+impl Broker {
+    /// Whether `who` may do `op` to `resource`: the one check handlers make.
+    pub fn authorize(
+        &self,
+        who: &crate::acl::Requester,
+        op: crate::acl::Operation,
+        resource: crate::acl::Resource<'_>,
+    ) -> bool {
+        self.authorizer.authorize(who, op, &resource)
+    }
 }
 
 /// Milliseconds since the Unix epoch, the clock Kafka timestamps use.
@@ -59,11 +73,9 @@ pub(crate) fn test_broker() -> (tempfile::TempDir, Broker) {
 pub(crate) fn test_broker_at(dir: &std::path::Path) -> Broker {
     let meta = crate::meta::MetaDir::at(dir);
     meta.create().expect("meta dir");
-    let catalog = crate::catalog::Catalog::open(
-        dir.to_path_buf(),
-        crate::catalog::TopicDefaults::default(),
-    )
-    .expect("open catalog");
+    let catalog =
+        crate::catalog::Catalog::open(dir.to_path_buf(), crate::catalog::TopicDefaults::default())
+            .expect("open catalog");
     Broker {
         catalog,
         node_id: 1,
@@ -94,5 +106,10 @@ pub(crate) fn test_broker_at(dir: &std::path::Path) -> Broker {
             crate::quota::QuotaStore::open(dir).expect("client quotas"),
             crate::quota::Window::default(),
         ),
+        authorizer: crate::acl::Authorizer::open(
+            &meta.acls(),
+            &crate::acl::AuthorizerSettings::default(),
+        )
+        .expect("authorizer"),
     }
 }

@@ -32,6 +32,8 @@
 //!   (v2: records cross in Kafka's own record format), the guest thread pool.
 //! - [`auth`]: SASL mechanisms (PLAIN, SCRAM, OAUTHBEARER), SCRAM credentials, TLS configs and
 //!   reloading, certificate principals.
+//! - [`acl`]: authorization: Kafka's ACL model, the durable bindings and the authorizer every
+//!   handler (and the HTTP listener, and deployments' writes) asks.
 //! - [`producer_ids`]: durable producer id allocation for idempotent producers.
 //! - [`meta`]: the one owner of `data/__sluice/`: file names and the atomic write helper.
 //! - [`metrics`]: the Prometheus counters and histograms the hot paths bump (a leaf every layer
@@ -39,6 +41,7 @@
 //! - [`config`]: the broker's settings from flags, `SLUICE_*` env vars and a TOML file.
 //! - [`alloc`]: the process allocator, which keeps hostile element counts from aborting.
 
+pub mod acl;
 pub mod alloc;
 pub mod api;
 pub mod auth;

@@ -208,10 +208,9 @@ mod tests {
         let (pid, epoch) = {
             let broker = test_broker_at(dir.path());
             broker.catalog.create_topic("t", 2, 1, &[], false).unwrap();
-            let Ok(InitOutcome::Ready { producer_id, epoch }) =
-                broker
-                    .transactions
-                    .init_producer_id("tx", 60_000, None, &broker.producer_ids, 0)
+            let Ok(InitOutcome::Ready { producer_id, epoch }) = broker
+                .transactions
+                .init_producer_id("tx", 60_000, None, &broker.producer_ids, 0)
             else {
                 panic!("a producer id");
             };

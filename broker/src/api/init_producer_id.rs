@@ -9,6 +9,7 @@ use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, Pr
 
 use super::transactions::{blocking, txn_error_code};
 use super::{now_ms, Broker};
+use crate::acl::{Operation, Requester, Resource, ResourceType};
 use crate::txn::{InitOutcome, TxnError};
 
 /// Aborting a fenced transaction takes one round; more means someone else keeps starting
@@ -17,6 +18,7 @@ const MAX_ROUNDS: usize = 3;
 
 pub(crate) async fn handle(
     broker: Arc<Broker>,
+    who: Requester,
     version: i16,
     request: InitProducerIdRequest,
 ) -> InitProducerIdResponse {
@@ -24,6 +26,15 @@ pub(crate) async fn handle(
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
     let Some(id) = request.transactional_id.as_ref().map(|t| t.0.to_string()) else {
+        // An idempotent producer needs IdempotentWrite on the cluster or Write on some topic
+        // (KIP-679).
+        let authorized = broker.authorize(&who, Operation::IdempotentWrite, Resource::cluster())
+            || broker
+                .authorizer
+                .authorize_any(&who, Operation::Write, ResourceType::Topic);
+        if !authorized {
+            return response.with_error_code(ResponseError::ClusterAuthorizationFailed.code());
+        }
         return match broker.producer_ids.allocate() {
             Ok(id) => response
                 .with_producer_id(ProducerId(id))
@@ -36,6 +47,9 @@ pub(crate) async fn handle(
     };
     if id.is_empty() {
         return response.with_error_code(ResponseError::InvalidRequest.code());
+    }
+    if !broker.authorize(&who, Operation::Write, Resource::transactional_id(&id)) {
+        return response.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
     }
     // KIP-360: a producer recovering from an abortable error names its current id and epoch.
     let expected =

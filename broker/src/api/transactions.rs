@@ -21,6 +21,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 use super::{now_ms, Broker};
+use crate::acl::{Operation, Requester, Resource};
 use crate::group::State;
 use crate::txn::{PendingOffset, TxnError, TxnState};
 
@@ -57,42 +58,62 @@ fn s(text: &str) -> StrBytes {
     StrBytes::from_string(text.to_string())
 }
 
-/// Per-partition results of one AddPartitionsToTxn transaction: unknown partitions get
-/// UNKNOWN_TOPIC_OR_PARTITION and the rest OPERATION_NOT_ATTEMPTED (as Kafka), else every
-/// partition gets the outcome of `apply`.
+/// Per-partition results of one AddPartitionsToTxn transaction. A transactional id the
+/// requester may not write gets TRANSACTIONAL_ID_AUTHORIZATION_FAILED everywhere; unknown or
+/// unwritable partitions get their error and the rest OPERATION_NOT_ATTEMPTED (as Kafka); else
+/// every partition gets the outcome of `apply`.
 async fn add_partitions_results(
     broker: &Arc<Broker>,
+    who: &Requester,
+    transactional_id: &str,
     topics: Vec<AddPartitionsToTxnTopic>,
     apply: impl FnOnce(Vec<(String, i32)>) -> Result<(), TxnError> + Send + 'static,
     fenced_as_epoch: bool,
 ) -> Vec<AddPartitionsToTxnTopicResult> {
     let mut partitions = Vec::new();
-    let mut unknown = Vec::new();
+    let mut refused: Vec<(String, i32, i16)> = Vec::new();
+    let id_allowed = broker.authorize(
+        who,
+        Operation::Write,
+        Resource::transactional_id(transactional_id),
+    );
     for t in &topics {
         let topic = broker.catalog.get(&t.name.0);
+        let writable = broker.authorize(who, Operation::Write, Resource::topic(&t.name.0));
         for p in &t.partitions {
             let exists = topic
                 .as_ref()
                 .is_some_and(|h| *p >= 0 && *p < h.partition_count());
-            if !exists {
-                unknown.push((t.name.0.to_string(), *p));
+            if !writable {
+                refused.push((
+                    t.name.0.to_string(),
+                    *p,
+                    ResponseError::TopicAuthorizationFailed.code(),
+                ));
+            } else if !exists {
+                refused.push((
+                    t.name.0.to_string(),
+                    *p,
+                    ResponseError::UnknownTopicOrPartition.code(),
+                ));
             }
             partitions.push((t.name.0.to_string(), *p));
         }
     }
-    let code_of = if unknown.is_empty() {
+    let code_of: Box<dyn Fn(&str, i32) -> i16 + Send> = if !id_allowed {
+        Box::new(|_, _| ResponseError::TransactionalIdAuthorizationFailed.code())
+    } else if refused.is_empty() {
         let outcome = blocking(move || apply(partitions)).await;
         let code = outcome
             .err()
             .map_or(0, |e| txn_error_code(&e, fenced_as_epoch));
-        Box::new(move |_: &str, _: i32| code) as Box<dyn Fn(&str, i32) -> i16 + Send>
+        Box::new(move |_, _| code)
     } else {
-        Box::new(move |t: &str, p: i32| {
-            if unknown.iter().any(|(ut, up)| ut == t && *up == p) {
-                ResponseError::UnknownTopicOrPartition.code()
-            } else {
-                ResponseError::OperationNotAttempted.code()
-            }
+        Box::new(move |t, p| {
+            refused
+                .iter()
+                .find(|(rt, rp, _)| rt == t && *rp == p)
+                .map_or(ResponseError::OperationNotAttempted.code(), |r| r.2)
         })
     };
     topics
@@ -116,6 +137,7 @@ async fn add_partitions_results(
 
 pub(crate) async fn add_partitions_to_txn(
     broker: Arc<Broker>,
+    who: Requester,
     version: i16,
     request: AddPartitionsToTxnRequest,
 ) -> AddPartitionsToTxnResponse {
@@ -125,15 +147,18 @@ pub(crate) async fn add_partitions_to_txn(
         let producer_id = request.v3_and_below_producer_id.0;
         let epoch = request.v3_and_below_producer_epoch;
         let b = broker.clone();
+        let i = id.clone();
         let results = add_partitions_results(
             &broker,
+            &who,
+            &id,
             request.v3_and_below_topics,
             move |partitions| {
-                if id.is_empty() {
+                if i.is_empty() {
                     return Err(TxnError::InvalidProducerIdMapping);
                 }
                 b.transactions
-                    .add_partitions(&id, producer_id, epoch, &partitions, now_ms())
+                    .add_partitions(&i, producer_id, epoch, &partitions, now_ms())
             },
             fenced_as_epoch,
         )
@@ -141,6 +166,10 @@ pub(crate) async fn add_partitions_to_txn(
         return AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results);
     }
     // v4: the batch form brokers send (KIP-890); `verify_only` asks without adding.
+    if !broker.authorize(&who, Operation::ClusterAction, Resource::cluster()) {
+        return AddPartitionsToTxnResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code());
+    }
     let mut results = Vec::with_capacity(request.transactions.len());
     for txn in request.transactions {
         let id = txn.transactional_id.0.to_string();
@@ -148,17 +177,20 @@ pub(crate) async fn add_partitions_to_txn(
         let epoch = txn.producer_epoch;
         let b = broker.clone();
         let verify_only = txn.verify_only;
+        let i = id.clone();
         let topic_results = add_partitions_results(
             &broker,
+            &who,
+            &id,
             txn.topics,
             move |partitions| {
                 if verify_only {
                     partitions.iter().try_for_each(|(t, p)| {
-                        b.transactions.verify_write(&id, producer_id, epoch, t, *p)
+                        b.transactions.verify_write(&i, producer_id, epoch, t, *p)
                     })
                 } else {
                     b.transactions
-                        .add_partitions(&id, producer_id, epoch, &partitions, now_ms())
+                        .add_partitions(&i, producer_id, epoch, &partitions, now_ms())
                 }
             },
             false,
@@ -175,14 +207,23 @@ pub(crate) async fn add_partitions_to_txn(
 
 pub(crate) async fn add_offsets_to_txn(
     broker: Arc<Broker>,
+    who: Requester,
     version: i16,
     request: AddOffsetsToTxnRequest,
 ) -> AddOffsetsToTxnResponse {
     let id = request.transactional_id.0.to_string();
     let group = request.group_id.0.to_string();
-    if group.is_empty() {
-        return AddOffsetsToTxnResponse::default()
-            .with_error_code(ResponseError::InvalidGroupId.code());
+    let refused = if !broker.authorize(&who, Operation::Write, Resource::transactional_id(&id)) {
+        Some(ResponseError::TransactionalIdAuthorizationFailed)
+    } else if group.is_empty() {
+        Some(ResponseError::InvalidGroupId)
+    } else if !broker.authorize(&who, Operation::Read, Resource::group(&group)) {
+        Some(ResponseError::GroupAuthorizationFailed)
+    } else {
+        None
+    };
+    if let Some(e) = refused {
+        return AddOffsetsToTxnResponse::default().with_error_code(e.code());
     }
     let b = broker.clone();
     let outcome = blocking(move || {
@@ -200,10 +241,24 @@ pub(crate) async fn add_offsets_to_txn(
 }
 
 /// KIP-447: a TxnOffsetCommit naming a member or generation must come from a current member.
-fn group_error(broker: &Broker, request: &TxnOffsetCommitRequest) -> Option<ResponseError> {
+fn group_error(
+    broker: &Broker,
+    who: &Requester,
+    request: &TxnOffsetCommitRequest,
+) -> Option<ResponseError> {
     let group_id = request.group_id.0.as_str();
+    if !broker.authorize(
+        who,
+        Operation::Write,
+        Resource::transactional_id(&request.transactional_id.0),
+    ) {
+        return Some(ResponseError::TransactionalIdAuthorizationFailed);
+    }
     if group_id.is_empty() {
         return Some(ResponseError::InvalidGroupId);
+    }
+    if !broker.authorize(who, Operation::Read, Resource::group(group_id)) {
+        return Some(ResponseError::GroupAuthorizationFailed);
     }
     let member = request.member_id.as_str();
     let instance = request.group_instance_id.as_deref();
@@ -227,21 +282,25 @@ fn group_error(broker: &Broker, request: &TxnOffsetCommitRequest) -> Option<Resp
 
 pub(crate) async fn txn_offset_commit(
     broker: Arc<Broker>,
+    who: Requester,
     _version: i16,
     request: TxnOffsetCommitRequest,
 ) -> TxnOffsetCommitResponse {
     let group = request.group_id.0.to_string();
-    let refused = group_error(&broker, &request);
+    let refused = group_error(&broker, &who, &request);
     let mut codes: Vec<Vec<i16>> = Vec::with_capacity(request.topics.len());
     let mut offsets = Vec::new();
     for t in &request.topics {
         let topic = broker.catalog.get(&t.name.0);
+        let readable = broker.authorize(&who, Operation::Read, Resource::topic(&t.name.0));
         codes.push(
             t.partitions
                 .iter()
                 .map(|p| {
                     if let Some(e) = refused {
                         e.code()
+                    } else if !readable {
+                        ResponseError::TopicAuthorizationFailed.code()
                     } else if !topic.as_ref().is_some_and(|h| {
                         p.partition_index >= 0 && p.partition_index < h.partition_count()
                     }) {
@@ -313,10 +372,17 @@ pub(crate) async fn txn_offset_commit(
 /// completes it, so the answer is still success.
 pub(crate) async fn end_txn(
     broker: Arc<Broker>,
+    who: Requester,
     version: i16,
     request: EndTxnRequest,
 ) -> EndTxnResponse {
     let id = request.transactional_id.0.to_string();
+    if !broker.authorize(&who, Operation::Write, Resource::transactional_id(&id)) {
+        return EndTxnResponse::default()
+            .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code())
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+    }
     let (producer_id, epoch, commit) = (
         request.producer_id.0,
         request.producer_epoch,
@@ -344,6 +410,7 @@ pub(crate) async fn end_txn(
 
 pub(crate) fn describe_transactions(
     broker: &Broker,
+    who: &Requester,
     _version: i16,
     request: DescribeTransactionsRequest,
 ) -> DescribeTransactionsResponse {
@@ -358,18 +425,32 @@ pub(crate) fn describe_transactions(
         .into_iter()
         .zip(request.transactional_ids)
         .map(|((_, meta), id)| {
-            let described = DescribedTransaction::default().with_transactional_id(id);
-            let Some(meta) = meta else {
-                return described
-                    .with_error_code(ResponseError::TransactionalIdNotFound.code())
-                    .with_transaction_state(s(""))
-                    .with_transaction_start_time_ms(-1)
-                    .with_producer_id(ProducerId(-1))
-                    .with_producer_epoch(-1);
+            let described = DescribedTransaction::default();
+            let allowed =
+                broker.authorize(who, Operation::Describe, Resource::transactional_id(&id));
+            let described = described.with_transactional_id(id);
+            let meta = match (allowed, meta) {
+                (true, Some(meta)) => meta,
+                (allowed, _) => {
+                    let code = if allowed {
+                        ResponseError::TransactionalIdNotFound
+                    } else {
+                        ResponseError::TransactionalIdAuthorizationFailed
+                    };
+                    return described
+                        .with_error_code(code.code())
+                        .with_transaction_state(s(""))
+                        .with_transaction_start_time_ms(-1)
+                        .with_producer_id(ProducerId(-1))
+                        .with_producer_epoch(-1);
+                }
             };
             let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
             for (t, p) in &meta.partitions {
-                topics.entry(t).or_default().push(*p);
+                // As Kafka: only topics the requester may describe are listed.
+                if broker.authorize(who, Operation::Describe, Resource::topic(t)) {
+                    topics.entry(t).or_default().push(*p);
+                }
             }
             let topics = topics
                 .into_iter()
@@ -393,6 +474,7 @@ pub(crate) fn describe_transactions(
 
 pub(crate) fn list_transactions(
     broker: &Broker,
+    who: &Requester,
     _version: i16,
     request: ListTransactionsRequest,
 ) -> ListTransactionsResponse {
@@ -410,7 +492,11 @@ pub(crate) fn list_transactions(
         .list()
         .into_iter()
         .filter(|t| {
-            (request.state_filters.is_empty() || states.contains(&t.meta.state))
+            broker.authorize(
+                who,
+                Operation::Describe,
+                Resource::transactional_id(&t.transactional_id),
+            ) && (request.state_filters.is_empty() || states.contains(&t.meta.state))
                 && (request.producer_id_filters.is_empty()
                     || request
                         .producer_id_filters

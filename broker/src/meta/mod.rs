@@ -16,6 +16,7 @@
 //! | `scram-credentials.json` | [`crate::auth`] | SCRAM credentials: salt, stored key, server key |
 //! | `transactions.log` | [`crate::txn`] | transactional ids and their transactions, CRC-framed, append-only (fsync per transition) |
 //! | `client-quotas.json` | [`crate::quota`] | client quotas per user and/or client id (AlterClientQuotas) |
+//! | `acls.json` | [`crate::acl`] | ACL bindings (CreateAcls / DeleteAcls) |
 
 mod atomic;
 
@@ -105,5 +106,8 @@ impl MetaDir {
     }
     pub fn client_quotas(&self) -> PathBuf {
         self.root.join("client-quotas.json")
+    }
+    pub fn acls(&self) -> PathBuf {
+        self.root.join("acls.json")
     }
 }

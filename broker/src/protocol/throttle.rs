@@ -88,6 +88,9 @@ throttled!(
     EndTxnResponse,
     DescribeTransactionsResponse,
     ListTransactionsResponse,
+    CreateAclsResponse,
+    DescribeAclsResponse,
+    DeleteAclsResponse,
     DescribeProducersResponse,
 );
 

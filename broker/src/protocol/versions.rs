@@ -48,6 +48,9 @@ pub const SERVED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListTransactions, 0, 1),
     (ApiKey::DescribeClientQuotas, 0, 1),
     (ApiKey::AlterClientQuotas, 0, 1),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
 ];
 
 /// The served range of `api`, if we implement it at all.
@@ -131,6 +134,9 @@ mod tests {
             ApiKey::AlterClientQuotas => {
                 both::<AlterClientQuotasRequest, AlterClientQuotasResponse>()
             }
+            ApiKey::DescribeAcls => both::<DescribeAclsRequest, DescribeAclsResponse>(),
+            ApiKey::CreateAcls => both::<CreateAclsRequest, CreateAclsResponse>(),
+            ApiKey::DeleteAcls => both::<DeleteAclsRequest, DeleteAclsResponse>(),
             other => panic!("{other:?} is served but has no codec range here"),
         }
     }
