@@ -1,11 +1,10 @@
-//! Transactions, the log side, against the real binary: transactional batches are accepted and
-//! tracked as an open transaction, which holds the last stable offset back, so a read_committed
-//! consumer (librdkafka) stops before it while a read_uncommitted one reads everything; the
-//! open transaction comes back after `kill -9`; DescribeProducers shows it.
-//!
-//! Until the transaction coordinator lands, InitProducerId with a transactional id is refused, so
-//! the transactional batches are sent on the raw protocol under an idempotent producer id, and
-//! commit/abort markers are covered by the broker crate's tests (`api::fetch`, `log::partition`).
+//! Transactions, the log side, against the real binary with a librdkafka transactional
+//! producer: an open transaction holds the last stable offset back, so read_committed consumers
+//! (and ListOffsets) stop before it while read_uncommitted ones read everything; committed and
+//! aborted transactions are told apart by the aborted list of a read_committed Fetch; open
+//! transactions and the aborted list come back after `kill -9`; DescribeProducers shows the open
+//! transaction's start. (The coordinator's side — fencing, timeouts, crashes between markers — is
+//! `transactions.rs`.)
 
 mod common;
 
@@ -17,18 +16,15 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use common::{create_topic, eventually, Broker};
 use kafka_protocol::messages::describe_producers_request::TopicRequest;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, DescribeProducersRequest, DescribeProducersResponse, FetchRequest, FetchResponse,
-    InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, RequestHeader,
-    TopicName, TransactionalId,
+    RequestHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::RecordBatchDecoder;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 const TOPIC: &str = "tx-log";
@@ -74,63 +70,53 @@ fn call<Req: Encodable, Resp: Decodable>(
     Resp::decode(&mut buf, version).expect("decode response")
 }
 
-/// A v2 batch encoded by the kafka-protocol crate; `producer_id` -1 is a plain batch.
-fn batch(producer_id: i64, sequence: i32, transactional: bool, values: &[&str]) -> Bytes {
-    let records: Vec<Record> = values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| Record {
-            transactional,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id,
-            producer_epoch: if producer_id < 0 { -1 } else { 0 },
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: if sequence < 0 {
-                -1
-            } else {
-                sequence + i as i32
-            },
-            timestamp: 1,
-            key: None,
-            value: Some(Bytes::from(v.as_bytes().to_vec())),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode batch");
-    buf.freeze()
+/// A plain (non-transactional) producer's write of `value`, acknowledged.
+fn produce_plain(broker: &Broker, value: &str) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.kafka)
+        .create()
+        .expect("producer");
+    producer
+        .send(BaseRecord::<(), str>::to(TOPIC).partition(0).payload(value))
+        .expect("send");
+    producer.flush(Duration::from_secs(30)).expect("flush");
 }
 
-fn produce(stream: &mut TcpStream, transactional_id: Option<&str>, records: Bytes) -> (i16, i64) {
-    let request = ProduceRequest::default()
-        .with_transactional_id(
-            transactional_id.map(|t| TransactionalId(StrBytes::from_string(t.to_string()))),
-        )
-        .with_acks(-1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(records))])]);
-    let response: ProduceResponse = call(stream, ApiKey::Produce, 9, &request);
-    let p = &response.responses[0].partition_responses[0];
-    (p.error_code, p.base_offset)
+/// A transactional producer, its transactions initialised.
+fn transactional_producer(broker: &Broker, id: &str) -> BaseProducer {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.kafka)
+        .set("transactional.id", id)
+        .set("transaction.timeout.ms", "300000")
+        .create()
+        .expect("transactional producer");
+    producer
+        .init_transactions(Duration::from_secs(30))
+        .expect("init transactions");
+    producer
 }
 
-/// `(high watermark, last stable offset, values returned)` of a Fetch from offset 0.
-fn fetch(stream: &mut TcpStream, isolation_level: i8) -> (i64, i64, Vec<String>) {
+/// Sends `values` in the producer's current transaction and waits until they are stored.
+fn send_in_transaction(producer: &BaseProducer, values: &[&str]) {
+    for v in values {
+        producer
+            .send(BaseRecord::<(), str>::to(TOPIC).partition(0).payload(*v))
+            .expect("send");
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+}
+
+/// What a Fetch from offset 0 answers.
+struct Fetched {
+    high_watermark: i64,
+    last_stable_offset: i64,
+    /// Values of the user records returned (control batches skipped), aborted ones included.
+    values: Vec<String>,
+    /// `(producer id, first offset)` of the aborted transactions named.
+    aborted: Vec<(i64, i64)>,
+}
+
+fn fetch(stream: &mut TcpStream, isolation_level: i8) -> Fetched {
     let request = FetchRequest::default()
         .with_max_wait_ms(0)
         .with_max_bytes(1 << 20)
@@ -148,11 +134,21 @@ fn fetch(stream: &mut TcpStream, isolation_level: i8) -> (i64, i64, Vec<String>)
     let mut records = p.records.clone().unwrap_or_default();
     while records.has_remaining() {
         let set = RecordBatchDecoder::decode(&mut records).expect("decode fetched batches");
-        values.extend(set.records.iter().map(|r| {
+        values.extend(set.records.iter().filter(|r| !r.control).map(|r| {
             String::from_utf8(r.value.clone().unwrap_or_default().to_vec()).expect("utf-8")
         }));
     }
-    (p.high_watermark, p.last_stable_offset, values)
+    Fetched {
+        high_watermark: p.high_watermark,
+        last_stable_offset: p.last_stable_offset,
+        values,
+        aborted: p
+            .aborted_transactions
+            .iter()
+            .flatten()
+            .map(|a| (a.producer_id.0, a.first_offset))
+            .collect(),
+    }
 }
 
 /// Every value a librdkafka consumer at `isolation` reads from the start, once it has read
@@ -183,7 +179,8 @@ fn consume(broker: &Broker, isolation: &str, expect: usize) -> (Vec<String>, i64
     (values, high)
 }
 
-fn describe_txn_start(stream: &mut TcpStream, producer_id: i64) -> i64 {
+/// The producer id DescribeProducers shows with an open transaction, and its start offset.
+fn open_transaction(stream: &mut TcpStream) -> Option<(i64, i64)> {
     let request = DescribeProducersRequest::default().with_topics(vec![TopicRequest::default()
         .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
         .with_partition_indexes(vec![0])]);
@@ -192,20 +189,30 @@ fn describe_txn_start(stream: &mut TcpStream, producer_id: i64) -> i64 {
     assert_eq!(p.error_code, 0);
     p.active_producers
         .iter()
-        .find(|s| s.producer_id.0 == producer_id)
-        .map_or(-1, |s| s.current_txn_start_offset)
+        .find(|s| s.current_txn_start_offset >= 0)
+        .map(|s| (s.producer_id.0, s.current_txn_start_offset))
 }
 
-/// The checks that must hold before and after the crash: offset 1 opens a transaction.
-fn assert_open_transaction_holds_back_read_committed(broker: &Broker, producer_id: i64) {
+/// Offsets: 0 "before", 1-2 the open transaction, 3 "after".
+fn assert_open_transaction_holds_back_read_committed(broker: &Broker) {
     let mut stream = connect(broker);
-    let (hw, lso, values) = fetch(&mut stream, 1);
-    assert_eq!((hw, lso), (4, 1));
-    assert_eq!(values, vec!["before"], "read_committed stops at the LSO");
-    let (_, lso, values) = fetch(&mut stream, 0);
-    assert_eq!(lso, 1, "the LSO is reported to read_uncommitted too");
-    assert_eq!(values, vec!["before", "t1", "t2", "after"]);
-    assert_eq!(describe_txn_start(&mut stream, producer_id), 1);
+    let committed = fetch(&mut stream, 1);
+    assert_eq!(
+        (committed.high_watermark, committed.last_stable_offset),
+        (4, 1)
+    );
+    assert_eq!(
+        committed.values,
+        vec!["before"],
+        "read_committed stops at the LSO"
+    );
+    let all = fetch(&mut stream, 0);
+    assert_eq!(
+        all.last_stable_offset, 1,
+        "reported to read_uncommitted too"
+    );
+    assert_eq!(all.values, vec!["before", "t1", "t2", "after"]);
+    assert_eq!(open_transaction(&mut stream).map(|t| t.1), Some(1));
 
     let (all, high) = consume(broker, "read_uncommitted", 4);
     assert_eq!(all, vec!["before", "t1", "t2", "after"]);
@@ -219,52 +226,73 @@ fn assert_open_transaction_holds_back_read_committed(broker: &Broker, producer_i
 fn an_open_transaction_holds_read_committed_back_across_a_crash() {
     let mut broker = Broker::start();
     create_topic(&broker, TOPIC, 1);
-    let mut stream = connect(&broker);
-    let init: InitProducerIdResponse = call(
-        &mut stream,
-        ApiKey::InitProducerId,
-        4,
-        &InitProducerIdRequest::default()
-            .with_transactional_id(None)
-            .with_transaction_timeout_ms(60_000),
-    );
-    assert_eq!(init.error_code, 0);
-    let pid = init.producer_id.0;
-
-    assert_eq!(
-        produce(&mut stream, None, batch(-1, -1, false, &["before"])),
-        (0, 0)
-    );
-    assert_eq!(
-        produce(
-            &mut stream,
-            Some("tx-1"),
-            batch(pid, 0, true, &["t1", "t2"])
-        ),
-        (0, 1),
-        "a transactional batch is accepted"
-    );
-    assert_eq!(
-        produce(
-            &mut stream,
-            Some("tx-1"),
-            batch(pid, 0, true, &["t1", "t2"])
-        ),
-        (0, 1),
-        "and its retry deduplicated"
-    );
-    assert_eq!(
-        produce(&mut stream, None, batch(pid, 2, false, &["plain"])).0,
-        48,
-        "INVALID_TXN_STATE: a plain batch inside the producer's transaction"
-    );
-    assert_eq!(
-        produce(&mut stream, None, batch(-1, -1, false, &["after"])),
-        (0, 3)
-    );
-    assert_open_transaction_holds_back_read_committed(&broker, pid);
+    produce_plain(&broker, "before");
+    let producer = transactional_producer(&broker, "tx-open");
+    producer.begin_transaction().expect("begin");
+    send_in_transaction(&producer, &["t1", "t2"]);
+    produce_plain(&broker, "after");
+    assert_open_transaction_holds_back_read_committed(&broker);
 
     broker.kill9();
+    drop(producer);
     broker.start_again();
-    assert_open_transaction_holds_back_read_committed(&broker, pid);
+    assert_open_transaction_holds_back_read_committed(&broker);
+}
+
+/// Offsets: 0-1 committed, 2 its marker, 3-4 aborted, 5 its marker, 6 committed, 7 its marker.
+fn assert_only_committed_records_are_read_committed(broker: &Broker) {
+    let mut stream = connect(broker);
+    let committed = fetch(&mut stream, 1);
+    assert_eq!(
+        (committed.high_watermark, committed.last_stable_offset),
+        (8, 8)
+    );
+    assert_eq!(committed.values, vec!["c1", "c2", "a1", "a2", "c3"]);
+    assert_eq!(
+        committed.aborted.iter().map(|a| a.1).collect::<Vec<_>>(),
+        vec![3],
+        "the aborted transaction, by its first offset"
+    );
+    assert!(
+        fetch(&mut stream, 0).aborted.is_empty(),
+        "read_uncommitted gets no list"
+    );
+    assert_eq!(open_transaction(&mut stream), None);
+
+    let (read, _) = consume(broker, "read_committed", 3);
+    assert_eq!(
+        read,
+        vec!["c1", "c2", "c3"],
+        "librdkafka drops the aborted records"
+    );
+    let (all, _) = consume(broker, "read_uncommitted", 5);
+    assert_eq!(all, vec!["c1", "c2", "a1", "a2", "c3"]);
+}
+
+#[test]
+fn aborted_transactions_are_dropped_by_read_committed_consumers_across_a_crash() {
+    let mut broker = Broker::start();
+    create_topic(&broker, TOPIC, 1);
+    let producer = transactional_producer(&broker, "tx-ends");
+    producer.begin_transaction().expect("begin");
+    send_in_transaction(&producer, &["c1", "c2"]);
+    producer
+        .commit_transaction(Duration::from_secs(30))
+        .expect("commit");
+    producer.begin_transaction().expect("begin");
+    send_in_transaction(&producer, &["a1", "a2"]);
+    producer
+        .abort_transaction(Duration::from_secs(30))
+        .expect("abort");
+    producer.begin_transaction().expect("begin");
+    send_in_transaction(&producer, &["c3"]);
+    producer
+        .commit_transaction(Duration::from_secs(30))
+        .expect("commit");
+    assert_only_committed_records_are_read_committed(&broker);
+
+    broker.kill9();
+    drop(producer);
+    broker.start_again();
+    assert_only_committed_records_are_read_committed(&broker);
 }
