@@ -12,6 +12,7 @@
 
 mod cpu;
 mod latency;
+mod transactions;
 
 use std::time::{Duration, Instant};
 
@@ -68,6 +69,11 @@ struct Args {
     /// (e.g. one whose transform spins to its CPU cap).
     #[arg(long)]
     load_topic: Option<String>,
+    /// Instead of a plain run: produce --records to `<topic>-idempotent` with an idempotent
+    /// producer and to `<topic>-transactional` in transactions of this many records, then
+    /// consume the transactional topic read_uncommitted and read_committed.
+    #[arg(long)]
+    transaction_size: Option<usize>,
     /// Also report the CPU time this process (the broker under test) used during each produce
     /// run, per record: steadier than records/s when broker and client share the cores.
     #[arg(long)]
@@ -102,6 +108,9 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(keys) = args.cleaner_keys {
         return bench_cleaner(&args, keys);
+    }
+    if let Some(size) = args.transaction_size {
+        return bench_transactions(&args, size);
     }
     if !args.compact_topics.is_empty() {
         create_compacted(&args)?;
@@ -274,6 +283,44 @@ fn compare_guest(args: &Args, module: &std::path::Path) -> anyhow::Result<()> {
         total / wasm.as_secs_f64(),
         native.as_secs_f64() / wasm.as_secs_f64()
     );
+    Ok(())
+}
+
+/// Transactional against idempotent produce, and read_committed against read_uncommitted.
+fn bench_transactions(args: &Args, per_transaction: usize) -> anyhow::Result<()> {
+    for topic in &args.topics {
+        let (idempotent, transactional) = (
+            format!("{topic}-idempotent"),
+            format!("{topic}-transactional"),
+        );
+        let plain =
+            transactions::produce(&args.broker, &idempotent, args.records, args.size, None)?;
+        let txn = transactions::produce(
+            &args.broker,
+            &transactional,
+            args.records,
+            args.size,
+            Some(per_transaction),
+        )?;
+        println!(
+            "produce {} x {} B: idempotent {plain:.0} records/s, transactional ({per_transaction} per transaction) {txn:.0} records/s, ratio {:.2}",
+            args.records,
+            args.size,
+            txn / plain
+        );
+        let uncommitted = transactions::consume(
+            &args.broker,
+            &transactional,
+            args.records,
+            "read_uncommitted",
+        )?;
+        let committed =
+            transactions::consume(&args.broker, &transactional, args.records, "read_committed")?;
+        println!(
+            "consume {transactional}: read_uncommitted {uncommitted:.0} records/s, read_committed {committed:.0} records/s, ratio {:.2}",
+            committed / uncommitted
+        );
+    }
     Ok(())
 }
 
