@@ -264,12 +264,34 @@ mod tests {
         let (_dir, b) = test_broker();
         b.catalog.create_topic("t", 1, 1, &[], false).unwrap();
         let b = Arc::new(b);
-        let produce = |pid, seq, value: &str| {
-            append_produced(&b, Some("tx"), "t", 0, transactional(pid, seq, value), 0).unwrap();
+        // Producers 1, 2 and 3 are three transactional ids, each with the partition added to its
+        // transaction (KIP-890 verification admits only those writes). A fresh allocator starts
+        // at 0: taking that one first gives them producer ids 1, 2 and 3.
+        b.producer_ids.allocate().unwrap();
+        let producers: Vec<(String, i64)> = (1..=3)
+            .map(|n| {
+                let id = format!("tx{n}");
+                let Ok(crate::txn::InitOutcome::Ready { producer_id, .. }) = b
+                    .transactions
+                    .init_producer_id(&id, 60_000, None, &b.producer_ids, 0)
+                else {
+                    panic!("a producer id for {id}");
+                };
+                b.transactions
+                    .add_partitions(&id, producer_id, 0, &[("t".to_string(), 0)], 0)
+                    .unwrap();
+                assert_eq!(producer_id, n);
+                (id, producer_id)
+            })
+            .collect();
+        let producer = |n: i64| &producers[(n - 1) as usize];
+        let produce = |n, seq, value: &str| {
+            let (id, pid) = producer(n);
+            append_produced(&b, Some(id), "t", 0, transactional(*pid, seq, value), 0).unwrap();
         };
-        let end = |pid, commit| {
+        let end = |n, commit| {
             let marker = Marker {
-                producer_id: pid,
+                producer_id: producer(n).1,
                 producer_epoch: 0,
                 commit,
                 coordinator_epoch: 0,

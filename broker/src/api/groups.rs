@@ -1096,7 +1096,12 @@ mod tests {
             (0, 1),
             "transaction coordinator"
         );
-        let share = find_coordinator(&b, 3, FindCoordinatorRequest::default().with_key_type(2));
+        let share = find_coordinator(
+            &b,
+            &crate::acl::Requester::broker(),
+            3,
+            FindCoordinatorRequest::default().with_key_type(2),
+        );
         assert_eq!(
             share.error_code,
             ResponseError::CoordinatorNotAvailable.code()
