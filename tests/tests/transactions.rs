@@ -1,7 +1,8 @@
 //! Kafka transactions against the real broker with stock clients: confluent-kafka (librdkafka)
 //! transactional producers committing, aborting, fenced by a newer producer and aborted at their
 //! timeout; kafkajs consume-transform-produce with `sendOffsets`; `kill -9` mid-transaction and
-//! under transactional load, after which every transaction is whole or absent.
+//! under transactional load, after which every transaction is whole or absent; the coordinator's
+//! answers on a raw connection.
 
 mod common;
 
@@ -11,7 +12,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use bytes::{Buf, Bytes, BytesMut};
 use common::{run, tool, workspace_root, Broker, Options};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -297,5 +302,191 @@ fn kafkajs_consume_transform_produce_with_send_offsets_is_exactly_once() {
         everything.len() > 100,
         "the aborted first batch is stored but not committed ({} records)",
         everything.len()
+    );
+}
+
+/// Sends one request on a raw connection and decodes its response.
+fn call<Req, Resp>(
+    stream: &mut std::net::TcpStream,
+    api: ApiKey,
+    version: i16,
+    request: &Req,
+) -> Resp
+where
+    Req: Encodable,
+    Resp: Decodable,
+{
+    use std::io::{Read, Write};
+    let header = RequestHeader::default()
+        .with_request_api_key(api as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(7)
+        .with_client_id(Some(StrBytes::from_static_str("raw-txn")));
+    let mut body = BytesMut::new();
+    header
+        .encode(&mut body, api.request_header_version(version))
+        .expect("header");
+    request.encode(&mut body, version).expect("body");
+    let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    stream.write_all(&frame).expect("send");
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).expect("response length");
+    let mut response = vec![0u8; i32::from_be_bytes(len) as usize];
+    stream.read_exact(&mut response).expect("response");
+    let mut buf = Bytes::from(response);
+    assert_eq!(buf.get_i32(), 7, "correlation id");
+    if api.response_header_version(version) >= 1 {
+        assert_eq!(buf.get_u8(), 0, "no tagged fields in the response header");
+    }
+    Resp::decode(&mut buf, version).expect("decode response")
+}
+
+/// The coordinator's answers on the wire, at the versions clients send: a bounded timeout, the
+/// transaction as DescribeTransactions and ListTransactions show it, fencing errors by version.
+#[test]
+fn the_coordinator_answers_as_kafka_does_on_the_wire() {
+    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+    let broker = Broker::start_with(options());
+    let mut s = std::net::TcpStream::connect(&broker.kafka).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let name = |n: &'static str| StrBytes::from_static_str(n);
+    let _: MetadataResponse = call(
+        &mut s,
+        ApiKey::Metadata,
+        9,
+        &MetadataRequest::default()
+            .with_topics(Some(vec![
+                kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                    .with_name(Some(TopicName(name("raw-txn")))),
+            ]))
+            .with_allow_auto_topic_creation(true),
+    );
+    let find: FindCoordinatorResponse = call(
+        &mut s,
+        ApiKey::FindCoordinator,
+        3,
+        &FindCoordinatorRequest::default()
+            .with_key(name("raw"))
+            .with_key_type(1),
+    );
+    assert_eq!((find.error_code, find.node_id.0), (0, 1));
+    let init = |s: &mut std::net::TcpStream, timeout: i32| -> InitProducerIdResponse {
+        call(
+            s,
+            ApiKey::InitProducerId,
+            4,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(Some(TransactionalId(name("raw"))))
+                .with_transaction_timeout_ms(timeout)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        )
+    };
+    assert_eq!(
+        init(&mut s, 900_001).error_code,
+        ResponseError::InvalidTransactionTimeout.code(),
+        "past transaction.max.timeout.ms"
+    );
+    let first = init(&mut s, 60_000);
+    assert_eq!((first.error_code, first.producer_epoch), (0, 0));
+    let pid = first.producer_id;
+    let add = |s: &mut std::net::TcpStream, topic: &'static str, epoch: i16| {
+        let r: AddPartitionsToTxnResponse = call(
+            s,
+            ApiKey::AddPartitionsToTxn,
+            3,
+            &AddPartitionsToTxnRequest::default()
+                .with_v3_and_below_transactional_id(TransactionalId(name("raw")))
+                .with_v3_and_below_producer_id(pid)
+                .with_v3_and_below_producer_epoch(epoch)
+                .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
+                    .with_name(TopicName(name(topic)))
+                    .with_partitions(vec![0])]),
+        );
+        r.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code
+    };
+    assert_eq!(
+        add(&mut s, "no-such-topic", 0),
+        ResponseError::UnknownTopicOrPartition.code()
+    );
+    assert_eq!(add(&mut s, "raw-txn", 0), 0);
+
+    let describe = |s: &mut std::net::TcpStream| -> DescribeTransactionsResponse {
+        call(
+            s,
+            ApiKey::DescribeTransactions,
+            0,
+            &DescribeTransactionsRequest::default().with_transactional_ids(vec![
+                TransactionalId(name("raw")),
+                TransactionalId(name("unknown")),
+            ]),
+        )
+    };
+    let d = describe(&mut s);
+    let raw = &d.transaction_states[0];
+    assert_eq!(raw.error_code, 0);
+    assert_eq!(raw.transaction_state.as_str(), "Ongoing");
+    assert_eq!((raw.producer_id, raw.producer_epoch), (pid, 0));
+    assert_eq!(raw.transaction_timeout_ms, 60_000);
+    assert_eq!(raw.topics[0].topic.0.as_str(), "raw-txn");
+    assert_eq!(raw.topics[0].partitions, vec![0]);
+    assert_eq!(
+        d.transaction_states[1].error_code,
+        ResponseError::TransactionalIdNotFound.code()
+    );
+    let list: ListTransactionsResponse = call(
+        &mut s,
+        ApiKey::ListTransactions,
+        1,
+        &ListTransactionsRequest::default()
+            .with_state_filters(vec![name("Ongoing"), name("Bogus")])
+            .with_duration_filter(-1),
+    );
+    assert_eq!(list.unknown_state_filters, vec![name("Bogus")]);
+    assert_eq!(list.transaction_states.len(), 1);
+    assert_eq!(
+        list.transaction_states[0].transactional_id.0.as_str(),
+        "raw"
+    );
+
+    let end = |s: &mut std::net::TcpStream, version: i16, epoch: i16| -> i16 {
+        let r: EndTxnResponse = call(
+            s,
+            ApiKey::EndTxn,
+            version,
+            &EndTxnRequest::default()
+                .with_transactional_id(TransactionalId(name("raw")))
+                .with_producer_id(pid)
+                .with_producer_epoch(epoch)
+                .with_committed(false),
+        );
+        r.error_code
+    };
+    assert_eq!(end(&mut s, 3, 0), 0);
+    assert_eq!(end(&mut s, 3, 0), 0, "a retried end is answered the same");
+    assert_eq!(
+        describe(&mut s).transaction_states[0]
+            .transaction_state
+            .as_str(),
+        "CompleteAbort"
+    );
+    // A second producer takes the id over: the first one's epoch is fenced.
+    assert_eq!(init(&mut s, 60_000).producer_epoch, 1);
+    assert_eq!(
+        add(&mut s, "raw-txn", 0),
+        ResponseError::ProducerFenced.code()
+    );
+    assert_eq!(end(&mut s, 3, 0), ResponseError::ProducerFenced.code());
+    assert_eq!(
+        end(&mut s, 1, 0),
+        ResponseError::InvalidProducerEpoch.code(),
+        "before KIP-588 fencing is INVALID_PRODUCER_EPOCH"
+    );
+    assert_eq!(
+        end(&mut s, 3, 1),
+        ResponseError::InvalidTxnState.code(),
+        "nothing to end"
     );
 }

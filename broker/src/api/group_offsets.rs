@@ -182,6 +182,16 @@ pub(crate) fn offset_fetch(
 ) -> OffsetFetchResponse {
     let may_describe =
         |group: &str| broker.authorize(who, Operation::Describe, Resource::group(group));
+    // KIP-447: with require_stable, an offset an unfinished transaction is committing is not
+    // answered yet (the client retries).
+    let require_stable = request.require_stable;
+    let stable = |group: &str, topic: &str, p: i32, error: i16| {
+        if error == 0 && require_stable && broker.transactions.has_pending_offset(group, topic, p) {
+            ResponseError::UnstableOffsetCommit.code()
+        } else {
+            error
+        }
+    };
     let epoch = |c: &Option<Committed>| c.as_ref().map_or(-1, |c| c.leader_epoch);
     let offset = |c: &Option<Committed>| c.as_ref().map_or(-1, |c| c.offset);
     let metadata = |c: &Option<Committed>| {
@@ -207,6 +217,7 @@ pub(crate) fn offset_fetch(
                         .collect()
                 });
                 let answer = fetch_group(broker, who, &g.group_id.0, topics);
+                let group_id = g.group_id.0.to_string();
                 OffsetFetchResponseGroup::default()
                     .with_group_id(g.group_id)
                     .with_topics(
@@ -214,13 +225,15 @@ pub(crate) fn offset_fetch(
                             .into_iter()
                             .map(|(t, error, parts)| {
                                 OffsetFetchResponseTopics::default()
-                                    .with_name(TopicName(StrBytes::from_string(t)))
+                                    .with_name(TopicName(StrBytes::from_string(t.clone())))
                                     .with_partitions(
                                         parts
                                             .into_iter()
                                             .map(|(p, c)| {
                                                 OffsetFetchResponsePartitions::default()
-                                                    .with_error_code(error)
+                                                    .with_error_code(stable(
+                                                        &group_id, &t, p, error,
+                                                    ))
                                                     .with_partition_index(p)
                                                     .with_committed_offset(offset(&c))
                                                     .with_committed_leader_epoch(epoch(&c))
@@ -273,13 +286,13 @@ pub(crate) fn offset_fetch(
             .into_iter()
             .map(|(t, error, parts)| {
                 OffsetFetchResponseTopic::default()
-                    .with_name(TopicName(StrBytes::from_string(t)))
+                    .with_name(TopicName(StrBytes::from_string(t.clone())))
                     .with_partitions(
                         parts
                             .into_iter()
                             .map(|(p, c)| {
                                 let mut r = OffsetFetchResponsePartition::default()
-                                    .with_error_code(error)
+                                    .with_error_code(stable(&request.group_id.0, &t, p, error))
                                     .with_partition_index(p)
                                     .with_committed_offset(offset(&c))
                                     .with_metadata(metadata(&c));

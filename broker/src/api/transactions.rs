@@ -28,9 +28,6 @@ use crate::txn::{PendingOffset, TxnError, TxnState};
 /// `offset.metadata.max.bytes`, as for OffsetCommit.
 const MAX_METADATA: usize = 4096;
 
-/// The error code answered for one partition (topic, index) of a request.
-type PartitionCode = dyn Fn(&str, i32) -> i16 + Send;
-
 /// Runs a coordinator call (it fsyncs the transaction log) off the async workers.
 pub(crate) async fn blocking<T: Send + 'static>(
     call: impl FnOnce() -> Result<T, TxnError> + Send + 'static,
@@ -103,16 +100,21 @@ async fn add_partitions_results(
             partitions.push((t.name.0.to_string(), *p));
         }
     }
-    let code_of: Box<PartitionCode> = if !id_allowed {
-        Box::new(|_, _| ResponseError::TransactionalIdAuthorizationFailed.code())
+    // One code for every partition, unless some were refused on their own.
+    let all = if !id_allowed {
+        Some(ResponseError::TransactionalIdAuthorizationFailed.code())
     } else if refused.is_empty() {
         let outcome = blocking(move || apply(partitions)).await;
-        let code = outcome
-            .err()
-            .map_or(0, |e| txn_error_code(&e, fenced_as_epoch));
-        Box::new(move |_, _| code)
+        Some(
+            outcome
+                .err()
+                .map_or(0, |e| txn_error_code(&e, fenced_as_epoch)),
+        )
     } else {
-        Box::new(move |t, p| {
+        None
+    };
+    let code_of = |t: &str, p: i32| {
+        all.unwrap_or_else(|| {
             refused
                 .iter()
                 .find(|(rt, rp, _)| rt == t && *rp == p)

@@ -390,6 +390,19 @@ impl TransactionCoordinator {
         due
     }
 
+    /// KIP-447: whether a transaction not yet complete holds an offset for `group`'s
+    /// `topic`/`partition` (OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT
+    /// until it ends, so a new consumer does not start from the offset before it).
+    pub fn has_pending_offset(&self, group: &str, topic: &str, partition: i32) -> bool {
+        let inner = self.inner.lock();
+        inner.txns.values().any(|m| {
+            (m.state == TxnState::Ongoing || m.state.is_preparing())
+                && m.offsets
+                    .iter()
+                    .any(|o| o.group == group && o.topic == topic && o.partition == partition)
+        })
+    }
+
     /// Everything about the ids asked for; `None` for an unknown one.
     pub fn describe(&self, ids: &[String]) -> Vec<(String, Option<TxnMeta>)> {
         let inner = self.inner.lock();
@@ -531,8 +544,14 @@ mod tests {
         f.c.add_offsets("tx", pid, e, "g", 1).unwrap();
         f.c.commit_offsets("tx", pid, e, "g", vec![offset.clone()], 1)
             .unwrap();
+        assert!(f.c.has_pending_offset("g", "in", 0));
+        assert!(!f.c.has_pending_offset("g", "in", 1));
         let ending = f.c.end("tx", pid, e, true, 2).unwrap().expect("an ending");
         assert_eq!(ending.offsets, vec![offset]);
+        assert!(
+            f.c.has_pending_offset("g", "in", 0),
+            "until the commit completes"
+        );
         assert_eq!(
             f.c.end("tx", pid, e, true, 2),
             Err(TxnError::ConcurrentTransactions)
@@ -542,6 +561,7 @@ mod tests {
             Err(TxnError::ConcurrentTransactions)
         );
         f.c.complete(&ending, 3).unwrap();
+        assert!(!f.c.has_pending_offset("g", "in", 0));
         assert_eq!(f.c.end("tx", pid, e, true, 4), Ok(None), "a retry");
         assert!(matches!(
             f.c.end("tx", pid, e, false, 4),
