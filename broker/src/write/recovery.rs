@@ -106,7 +106,8 @@ fn replay(
             // The records of the batch from `next` on (a batch may be half done).
             let (records, left) = records_from(&area, header.base_offset, next)?;
             next = next.max(header.last_offset() + 1);
-            if left > 0 {
+            // A transaction marker is not an input to transform.
+            if left > 0 && !header.is_control() {
                 let codec = header.compression().unwrap_or(Compression::None);
                 let input = BatchInput {
                     topic,
