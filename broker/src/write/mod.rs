@@ -4,11 +4,14 @@
 //!
 //! 1. Each batch is validated once ([`validate`]), compressed ones decompressed once.
 //! 2. Without transforms on the topic, the batches are appended as received.
-//! 3. With transforms ([`transformed`]), the partition's transformed writes are serialized: the
-//!    records get the offsets they will be stored at, each deployment's guest runs on them
-//!    ([`crate::transform::run`] says what to write), in-place outputs replace the input, the
-//!    input is stored, then every other deployment's outputs are written ([`outputs`]) as
-//!    idempotent-producer streams, recursing through this same path for chained transforms.
+//! 3. With transforms ([`transformed`]), the partition's transformed writes are serialized: each
+//!    deployment's guest runs on each validated batch's records area as it is, at the offsets
+//!    it will be stored at ([`crate::transform::run`] says what to write), in-place outputs
+//!    replace the input, the input is stored, then every other deployment's outputs are written
+//!    ([`outputs`]) as idempotent-producer streams, recursing through this same path for chained
+//!    transforms. Output batches are built straight from the guest's sections (one copy out of
+//!    guest memory) and appended as batches the broker built ([`append_built`]: not validated
+//!    again).
 //! 4. What was written is returned with everything that must be durable before an `acks=-1`
 //!    produce is answered.
 //!
