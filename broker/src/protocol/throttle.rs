@@ -82,6 +82,9 @@ throttled!(
     DescribeUserScramCredentialsResponse,
     AlterClientQuotasResponse,
     DescribeClientQuotasResponse,
+    CreateAclsResponse,
+    DescribeAclsResponse,
+    DeleteAclsResponse,
     DescribeProducersResponse,
 );
 
