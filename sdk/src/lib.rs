@@ -31,6 +31,9 @@
 //! The wasm entry points live in a private module that only exists on `wasm32`; the
 //! [`transform`] attribute wires a function to them.
 
+#[cfg(target_arch = "wasm32")]
+#[allow(unsafe_code, reason = "a global allocator hands out raw memory")]
+pub mod alloc;
 pub mod codec;
 pub mod config;
 pub mod error;
@@ -49,6 +52,10 @@ pub use output::Output;
 pub use record::{Header, HeaderBytes, HeaderIter, Headers, OwnedRecord, Record};
 pub use sink::SinkError;
 pub use sluice_sdk_macros::{sink, transform};
+
+#[cfg(all(target_arch = "wasm32", feature = "allocator"))]
+#[global_allocator]
+static ALLOCATOR: alloc::GuestAllocator = alloc::GuestAllocator::new();
 
 /// The ABI version this SDK speaks (`ABI.md`).
 pub const ABI_VERSION: i32 = 2;

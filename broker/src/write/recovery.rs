@@ -9,14 +9,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::outputs::{self, Mode};
+use super::outputs::{self, Mode, OutputBatches};
 use crate::broker::{now_ms, Broker};
 use crate::log::{AppendError, PartitionLog};
 use crate::records::batch::BatchHeader;
-use crate::records::record::decode_records;
-use crate::records::{Compression, RecordView};
+use crate::records::record::{records_area, RecordIter};
+use crate::records::Compression;
 use crate::transform::run::{self, Decision, Source};
 use crate::transform::Running;
+use crate::wasm::abi::BatchInput;
 
 /// Most bytes a stored batch may inflate to when decoded for a guest.
 const DECODE_LIMIT: usize = 256 << 20;
@@ -96,44 +97,71 @@ fn replay(
         let mut rest = &slice.records[..];
         while let Some((_, size)) = BatchHeader::peek_size(rest) {
             let size = size.min(rest.len());
-            let (header, recs) =
-                decode_records(&rest[..size], DECODE_LIMIT).map_err(AppendError::from)?;
+            let bytes = &rest[..size];
             rest = &rest[size..];
-            let recs: Vec<RecordView> = recs.into_iter().filter(|r| r.offset >= next).collect();
+            let header = BatchHeader::parse(bytes).ok_or_else(|| {
+                AppendError::CorruptMessage("a stored batch has no header".into())
+            })?;
+            let area = records_area(bytes, &header, DECODE_LIMIT).map_err(AppendError::from)?;
+            // The records of the batch from `next` on (a batch may be half done).
+            let (records, left) = records_from(&area, header.base_offset, next)?;
             next = next.max(header.last_offset() + 1);
             // A transaction marker is not an input to transform.
-            if !recs.is_empty() && !header.is_control() {
+            if left > 0 && !header.is_control() {
                 let codec = header.compression().unwrap_or(Compression::None);
-                let mut to_write = Vec::new();
-                match run::decide(&broker.transforms.engine, running, source, &recs) {
+                let input = BatchInput {
+                    topic,
+                    partition,
+                    base_offset: header.base_offset,
+                    base_timestamp: header.base_timestamp,
+                    record_count: left,
+                    records,
+                };
+                let mut out = OutputBatches::new(broker, source, &outputs_of);
+                match run::decide(
+                    &broker.transforms.engine,
+                    running,
+                    source,
+                    &input,
+                    &mut |s| out.section(s),
+                ) {
                     // A rejected input is stored already; nothing of it is written.
-                    Decision::Reject(_) => {}
-                    Decision::Write(writes) => {
-                        to_write.extend(writes.dead_letters);
-                        to_write.extend(
-                            writes.outputs.into_iter().map(|(_, o, r)| {
-                                (outputs_of.get(o).cloned().unwrap_or_default(), r)
-                            }),
-                        );
-                    }
+                    Decision::Reject(_) => out = OutputBatches::new(broker, source, &outputs_of),
+                    Decision::Write { dead_letters } => out.records(dead_letters),
                 }
                 outputs::emit(
                     broker,
                     running,
-                    source,
-                    to_write,
+                    out,
                     codec,
                     now_ms(),
                     0,
                     Mode::Replay,
                     &mut durable,
                 )?;
-                count += recs.len();
+                count += left as usize;
             }
             running.update_progress(partition, |p| p.next_input = next);
         }
     }
     Ok(count)
+}
+
+/// The part of a stored batch's records area (at `base_offset`) from offset `from` on, and how
+/// many records it holds.
+fn records_from(area: &[u8], base_offset: i64, from: i64) -> Result<(&[u8], u32), AppendError> {
+    let mut start = area;
+    let mut left = 0u32;
+    let mut iter = RecordIter::new(area);
+    while let Some(record) = iter.next() {
+        let record = record.map_err(AppendError::CorruptMessage)?;
+        if base_offset + i64::from(record.offset_delta) < from {
+            start = iter.rest();
+        } else {
+            left += 1;
+        }
+    }
+    Ok((start, left))
 }
 
 /// Starts the background catch-up of every deployment that has partitions backfilling (at
