@@ -14,9 +14,10 @@
 //!   style; beside the HTTP listener, writing through [`write`].
 //! - [`api`]: one file per Kafka API family; request in, response out.
 //! - [`broker`]: the shared state every handler and writer reaches.
-//! - [`write`]: the one write path: validation, transforms, appends, outputs, recovery.
+//! - [`write`]: the one write path: validation, transforms, appends, outputs, state
+//!   changelogs, recovery.
 //! - [`transform`]: transform deployments, their registry and progress, running guests on
-//!   records (it appends nothing itself).
+//!   records (it appends nothing itself), their state stores and `--table` lookups.
 //! - [`group`]: the consumer-group coordinator and durable committed offsets.
 //! - [`catalog`]: topics, partitions and topic configs, durable across restarts.
 //! - [`log`]: storage; a partition is a list of segments with offset and time indexes, and the
@@ -25,7 +26,8 @@
 //!   rules for what it stores (`compression.type`, timestamp bounds), murmur2 partitioning,
 //!   zero-copy record views and batches built around already-encoded records.
 //! - [`wasm`]: the wasmtime engine, module validation and cache, the host side of the guest ABI
-//!   (v2: records cross in Kafka's own record format), the guest thread pool.
+//!   (v2: records cross in Kafka's own record format; state and table calls), the guest
+//!   thread pool.
 //! - [`auth`]: SASL mechanisms (PLAIN, SCRAM, OAUTHBEARER), SCRAM credentials, TLS configs and
 //!   reloading, certificate principals.
 //! - [`producer_ids`]: durable producer id allocation for idempotent producers.

@@ -183,6 +183,7 @@ fn call(
     let input = BatchInput::of_area(source.topic, source.partition, &area);
     let outputs = u32::try_from(running.output_count()).unwrap_or(u32::MAX);
     let result = running.with_guest(engine, |guest| {
+        let keeps_state = super::state::prepare_call(running, guest, source.partition);
         let out = guest.transform(&input, outputs)?;
         let mut produced = Vec::new();
         for section in &out.sections {
@@ -205,6 +206,12 @@ fn call(
             .into_iter()
             .map(|(i, m)| (i as usize, m))
             .collect();
+        if keeps_state {
+            // Only a call that succeeded changes the store; the next call sees its writes.
+            running
+                .state
+                .apply(source.partition, guest.take_state_changes());
+        }
         Ok((produced, errors))
     });
     // Failures, malformed output included, are counted by kind in `with_guest`.

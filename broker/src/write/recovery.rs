@@ -38,6 +38,15 @@ pub fn recover(broker: &Broker) {
         let Some(topic) = broker.catalog.get(&input) else {
             continue;
         };
+        if running.state.stateful {
+            // The store (and the exact progress it stands for) first: re-running starts where
+            // it stopped.
+            for partition in 0..topic.partition_count() {
+                if let Err(e) = super::changelog::restore(broker, &running, partition) {
+                    tracing::error!(transform = %name, partition, "cannot restore the state store: {e}");
+                }
+            }
+        }
         let starts: Vec<(i32, i64)> = running
             .progress
             .lock()
@@ -68,7 +77,7 @@ pub fn recover(broker: &Broker) {
 /// of stored batches; returns how many records ran. The caller holds the partition lock.
 fn replay(
     broker: &Broker,
-    running: &Running,
+    running: &Arc<Running>,
     topic: &str,
     partition: i32,
     log: &Arc<PartitionLog>,
@@ -103,6 +112,8 @@ fn replay(
             next = next.max(header.last_offset() + 1);
             if !recs.is_empty() {
                 let codec = header.compression().unwrap_or(Compression::None);
+                let mut changing = super::changelog::Changing::new(partition);
+                changing.prepare(broker, running)?;
                 let mut to_write = Vec::new();
                 match run::decide(&broker.transforms.engine, running, source, &recs) {
                     // A rejected input is stored already; nothing of it is written.
@@ -125,6 +136,15 @@ fn replay(
                     now_ms(),
                     0,
                     Mode::Replay,
+                    &mut durable,
+                )?;
+                super::changelog::emit(
+                    broker,
+                    running,
+                    partition,
+                    next,
+                    now_ms(),
+                    0,
                     &mut durable,
                 )?;
                 count += recs.len();

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::validate::{self, Batch};
-use super::{outputs, Durable, MAX_DEPTH};
+use super::{changelog, outputs, Durable, MAX_DEPTH};
 use crate::broker::Broker;
 use crate::log::{AppendError, AppendOutcome, PartitionLog};
 use crate::records::batch::BatchHeader;
@@ -85,6 +85,7 @@ pub(super) fn append(
     }
 
     let source = Source { topic, partition };
+    let mut changing = changelog::Changing::new(partition);
     let mut pending: Vec<Pending> = Vec::new();
     let mut rewritten = false;
     for t in transforms {
@@ -96,6 +97,7 @@ pub(super) fn append(
             // The background catch-up reaches these records in order.
             continue;
         }
+        changing.prepare(broker, t)?;
         let mut to_write = Vec::new();
         for (_, recs) in &mut decoded {
             if recs.is_empty() {
@@ -152,6 +154,7 @@ pub(super) fn append(
             outputs::Mode::Inline,
             durable,
         )?;
+        changelog::emit(broker, &running, partition, next_input, now, depth, durable)?;
         running.update_progress(partition, |p| p.next_input = next_input);
     }
     Ok(outcome)
