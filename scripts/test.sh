@@ -55,6 +55,20 @@ if ! python3 -m pip install --quiet --disable-pip-version-check -r tests/python/
 fi
 "${PYTHON:-python3}" -c 'import confluent_kafka, kafka; print("confluent-kafka", confluent_kafka.__version__, "(librdkafka", confluent_kafka.libversion()[0] + ")", "kafka-python", kafka.__version__)'
 
+step "Quix Streams (its own venv: it pins an older confluent-kafka than the tests above)"
+if ! tests/python/.venv-quix/bin/python -c 'import quixstreams' 2>/dev/null; then
+  rm -rf tests/python/.venv-quix
+  if ! python3 -m venv tests/python/.venv-quix 2>/dev/null; then
+    rm -rf tests/python/.venv-quix
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    python3 -m venv tests/python/.venv-quix
+  fi
+  tests/python/.venv-quix/bin/python -m pip install --quiet --disable-pip-version-check \
+    -r tests/python/quix-requirements.txt
+fi
+tests/python/.venv-quix/bin/python -W ignore -c 'import quixstreams; print("quixstreams", quixstreams.__version__)'
+
 step "format"
 cargo fmt --all -- --check
 

@@ -10,6 +10,7 @@
 //! of `--records` records over N keys (`--segment-bytes` segments) into a temporary directory
 //! and times one cleaning.
 
+mod cpu;
 mod latency;
 
 use std::time::{Duration, Instant};
@@ -67,6 +68,10 @@ struct Args {
     /// (e.g. one whose transform spins to its CPU cap).
     #[arg(long)]
     load_topic: Option<String>,
+    /// Also report the CPU time this process (the broker under test) used during each produce
+    /// run, per record: steadier than records/s when broker and client share the cores.
+    #[arg(long)]
+    broker_pid: Option<u32>,
     /// Key-map memory for the cleaner bench (`log.cleaner.dedupe.buffer.size`).
     #[arg(long, default_value_t = 128 << 20)]
     dedupe_buffer: usize,
@@ -102,9 +107,20 @@ fn main() -> anyhow::Result<()> {
         create_compacted(&args)?;
     }
     for topic in &args.topics {
+        let cpu_before = args.broker_pid.map(cpu::cpu_seconds).transpose()?;
         let (rate, latency) = produce(&args, topic)?;
+        let broker_cpu = match (args.broker_pid, cpu_before) {
+            (Some(pid), Some(before)) => {
+                let used = cpu::cpu_seconds(pid)? - before;
+                format!(
+                    ", broker CPU {used:.2} s = {:.2} us/record",
+                    used * 1e6 / args.records as f64
+                )
+            }
+            _ => String::new(),
+        };
         println!(
-            "produce topic={topic} records={} size={} acks={} compression={}: {:.0} records/s, {:.1} MB/s, latency {latency}",
+            "produce topic={topic} records={} size={} acks={} compression={}: {:.0} records/s, {:.1} MB/s, latency {latency}{broker_cpu}",
             args.records,
             args.size,
             args.acks,

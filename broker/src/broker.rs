@@ -31,6 +31,8 @@ pub struct Broker {
     pub guests: GuestPool,
     /// SCRAM credentials (SASL PLAIN and SCRAM, AlterUserScramCredentials).
     pub credentials: Arc<crate::auth::credentials::CredentialStore>,
+    /// Client quotas (AlterClientQuotas) and their measurements.
+    pub quotas: crate::quota::Quotas,
 }
 
 /// Milliseconds since the Unix epoch, the clock Kafka timestamps use.
@@ -72,6 +74,10 @@ pub(crate) fn test_broker() -> (tempfile::TempDir, Broker) {
         guests: GuestPool::new(1),
         credentials: Arc::new(
             crate::auth::credentials::CredentialStore::open(dir.path()).expect("credentials"),
+        ),
+        quotas: crate::quota::Quotas::new(
+            crate::quota::QuotaStore::open(dir.path()).expect("client quotas"),
+            crate::quota::Window::default(),
         ),
     };
     (dir, broker)

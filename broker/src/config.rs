@@ -17,6 +17,8 @@ use crate::catalog::{
 use crate::group::GroupConfig;
 use crate::log::cleaner::CleanerConfig;
 use crate::log::{CleanupPolicy, FlushPolicy, LogConfig, TimestampType};
+use crate::quota::limits::{parse_overrides, ConnectionLimitsConfig};
+use crate::quota::Window;
 
 /// How log lines are written to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -154,6 +156,12 @@ pub struct BrokerConfig {
     /// `metrics.enabled`: keep the hot-path counters and histograms of `/metrics` (state read
     /// at scrape time is always there).
     pub metrics_enabled: bool,
+    /// `quota.window.num` × `quota.window.size.seconds`: how client quotas are measured.
+    pub quota_window: Window,
+    /// `max.connections`, `max.connections.per.ip`, `max.connections.per.ip.overrides`.
+    pub connection_limits: ConnectionLimitsConfig,
+    /// `queued.max.request.bytes`; `None` (Kafka's -1) is unbounded.
+    pub queued_max_request_bytes: Option<u32>,
 }
 
 impl BrokerConfig {
@@ -177,6 +185,9 @@ impl BrokerConfig {
             groups: GroupConfig::default(),
             cleaner: CleanerConfig::default(),
             metrics_enabled: true,
+            quota_window: Window::default(),
+            connection_limits: ConnectionLimitsConfig::default(),
+            queued_max_request_bytes: None,
             topics: TopicDefaults {
                 num_partitions: 1,
                 auto_create_topics: true,
@@ -425,6 +436,34 @@ impl BrokerConfig {
                     Duration::from_millis(int_in(key, value, 1, i32::MAX as i64)? as u64)
             }
             "metrics.enabled" => self.metrics_enabled = boolean(key, value)?,
+            "quota.window.num" => self.quota_window.samples = int_in(key, value, 2, 1_000)? as u32,
+            "quota.window.size.seconds" => {
+                self.quota_window.size = Duration::from_secs(int_in(key, value, 1, 3_600)? as u64)
+            }
+            "max.connections" => {
+                self.connection_limits.max_connections =
+                    int_in(key, value, 0, i32::MAX as i64)? as usize
+            }
+            "max.connections.per.ip" => {
+                self.connection_limits.max_per_ip = int_in(key, value, 0, i32::MAX as i64)? as usize
+            }
+            "max.connections.per.ip.overrides" => {
+                self.connection_limits.per_ip_overrides =
+                    parse_overrides(string(key, value)?).map_err(|m| invalid(key, m))?
+            }
+            "queued.max.request.bytes" => {
+                let bytes = int_in(key, value, -1, u32::MAX as i64)?;
+                self.queued_max_request_bytes = match bytes {
+                    -1 => None,
+                    0 => {
+                        return Err(invalid(
+                            key,
+                            "0 would admit no request; give -1 (unbounded) or a byte count".into(),
+                        ))
+                    }
+                    n => Some(n as u32),
+                };
+            }
             "num.partitions" => self.topics.num_partitions = int_in(key, value, 1, 100_000)? as i32,
             "auto.create.topics.enable" => self.topics.auto_create_topics = boolean(key, value)?,
             "socket.request.max.bytes" => {
@@ -853,6 +892,32 @@ mod tests {
         assert_eq!(log.min_compaction_lag_ms, 5);
         assert!(load_text("\"log.cleanup.policy\" = \"shred\"\n").is_err());
         assert!(load_text("\"log.cleaner.min.cleanable.ratio\" = 2\n").is_err());
+    }
+
+    #[test]
+    fn quota_and_connection_settings_use_kafka_names() {
+        let config = load_text(
+            r#"
+"quota.window.num" = 5
+"quota.window.size.seconds" = 2
+"max.connections" = 100
+"max.connections.per.ip" = 3
+"max.connections.per.ip.overrides" = "127.0.0.2:10"
+"queued.max.request.bytes" = 1048576
+"#,
+        )
+        .unwrap();
+        assert_eq!(config.quota_window.samples, 5);
+        assert_eq!(config.quota_window.size, Duration::from_secs(2));
+        assert_eq!(config.connection_limits.max_connections, 100);
+        assert_eq!(config.connection_limits.max_per_ip, 3);
+        assert_eq!(config.connection_limits.per_ip_overrides.len(), 1);
+        assert_eq!(config.queued_max_request_bytes, Some(1_048_576));
+        let defaults = BrokerConfig::defaults();
+        assert_eq!(defaults.queued_max_request_bytes, None);
+        assert_eq!(defaults.connection_limits.max_per_ip, i32::MAX as usize);
+        assert!(load_text("\"queued.max.request.bytes\" = 0").is_err());
+        assert!(load_text("\"max.connections.per.ip.overrides\" = \"somehost:4\"").is_err());
     }
 
     #[test]

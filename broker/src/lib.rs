@@ -52,6 +52,7 @@ pub mod meta;
 pub mod metrics;
 pub mod producer_ids;
 pub mod protocol;
+pub mod quota;
 pub mod records;
 pub mod server;
 pub mod transform;

@@ -6,6 +6,11 @@
 //! A connection's reader decodes and dispatches requests one after another (so appends happen in
 //! the order the client pipelined them); replies that must wait (fsync, fetch long-poll) run as
 //! their own tasks, and a writer task sends every reply in request order.
+//!
+//! Limits: a connection over `max.connections` or `max.connections.per.ip` is closed right after
+//! accept; a request's body is read only once its bytes fit under `queued.max.request.bytes`
+//! (held until its reply is written); a connection over a client quota has its next request
+//! handled only after its throttle time.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,22 +18,21 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::auth::tls::{TlsServer, HANDSHAKE_TIMEOUT};
 use crate::auth::Principal;
 use crate::broker::Broker;
 use crate::metrics;
-use crate::protocol::frame::read_frame;
+use crate::protocol::frame::{read_frame_body, read_frame_size};
 use crate::protocol::session::{ListenerContext, Session};
-use crate::protocol::{handle_request, Reply, RequestError};
+use crate::protocol::{handle_request, record_handling, Reply, RequestError};
+use crate::quota::limits::{ConnectionLimits, QueuedBytes};
 
 /// Most requests a connection may have outstanding before we stop reading more from it
 /// (Kafka clients pipeline up to 5 by default).
 const MAX_IN_FLIGHT: usize = 32;
-/// Most simultaneous client connections.
-const MAX_CONNECTIONS: usize = 10_000;
 /// How long shutdown waits for in-flight requests to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -55,6 +59,19 @@ enum Pending {
 struct Outgoing {
     reply: Pending,
     timer: metrics::RequestTimer,
+    /// The request's share of `queued.max.request.bytes`, given back once the reply is written.
+    _memory: Option<OwnedSemaphorePermit>,
+}
+
+/// What every listener's connections are bounded by.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// `socket.request.max.bytes`: the largest request frame.
+    pub max_request_bytes: usize,
+    /// `max.connections`, `max.connections.per.ip`, shared by every listener.
+    pub connections: Arc<ConnectionLimits>,
+    /// `queued.max.request.bytes`, shared by every connection.
+    pub queued: QueuedBytes,
 }
 
 /// One bound Kafka listener.
@@ -71,19 +88,11 @@ pub struct Listener {
 pub async fn run(
     listener: Listener,
     broker: Arc<Broker>,
-    max_request_bytes: usize,
+    limits: Limits,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut connections = JoinSet::new();
     loop {
-        let permit = tokio::select! {
-            permit = limit.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            _ = shutdown.changed() => break,
-        };
         let (stream, peer) = tokio::select! {
             accepted = listener.tcp.accept() => match accepted {
                 Ok(a) => a,
@@ -96,7 +105,17 @@ pub async fn run(
             },
             _ = shutdown.changed() => break,
         };
+        let slot = match limits.connections.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                tracing::info!(%peer, listener = %listener.context.name, limit = refusal.setting(), "connection refused: over the connection limit");
+                metrics::connection_refused(refusal.setting());
+                drop(stream);
+                continue;
+            }
+        };
         let broker = broker.clone();
+        let limits = limits.clone();
         let shutdown = shutdown.clone();
         let context = listener.context.clone();
         let tls = listener.tls.clone();
@@ -109,33 +128,17 @@ pub async fn run(
                     let principal = (!context.protocol.uses_sasl()).then(Principal::anonymous);
                     let session = Session::new(context, peer, principal);
                     let (read_half, write_half) = stream.into_split();
-                    serve_connection(
-                        read_half,
-                        write_half,
-                        session,
-                        broker,
-                        max_request_bytes,
-                        shutdown,
-                    )
-                    .await
+                    serve_connection(read_half, write_half, session, broker, &limits, shutdown)
+                        .await
                 }
                 Some(tls) => {
-                    serve_tls(
-                        stream,
-                        peer,
-                        context,
-                        &tls,
-                        broker,
-                        max_request_bytes,
-                        shutdown,
-                    )
-                    .await
+                    serve_tls(stream, peer, context, &tls, broker, &limits, shutdown).await
                 }
             };
             if let Err(e) = result {
                 tracing::info!(%peer, "connection closed: {e}");
             }
-            drop(permit);
+            drop(slot);
         });
         // Reap finished connections so the set does not grow without bound.
         while connections.try_join_next().is_some() {}
@@ -169,7 +172,7 @@ async fn serve_tls(
     context: Arc<ListenerContext>,
     tls: &TlsServer,
     broker: Arc<Broker>,
-    max_request_bytes: usize,
+    limits: &Limits,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConnectionError> {
     let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream)).await
@@ -192,15 +195,7 @@ async fn serve_tls(
     };
     let session = Session::new(context, peer, principal);
     let (read_half, write_half) = tokio::io::split(stream);
-    serve_connection(
-        read_half,
-        write_half,
-        session,
-        broker,
-        max_request_bytes,
-        shutdown,
-    )
-    .await
+    serve_connection(read_half, write_half, session, broker, limits, shutdown).await
 }
 
 async fn serve_connection<R, W>(
@@ -208,7 +203,7 @@ async fn serve_connection<R, W>(
     write_half: W,
     mut session: Session,
     broker: Arc<Broker>,
-    max_request_bytes: usize,
+    limits: &Limits,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConnectionError>
 where
@@ -225,20 +220,46 @@ where
         if *shutdown.borrow() {
             break Ok(());
         }
-        let frame = tokio::select! {
-            frame = read_frame(&mut reader, frame_limit(&session, max_request_bytes)) => frame,
+        let size = tokio::select! {
+            size = read_frame_size(&mut reader, frame_limit(&session, limits.max_request_bytes)) => size,
             _ = shutdown.changed() => break Ok(()),
         };
-        let frame = match frame {
-            Ok(Some(frame)) => frame.freeze(),
+        let size = match size {
+            Ok(Some(size)) => size,
             Ok(None) => break Ok(()),
             Err(e) => break Err(e.into()),
         };
+        let (memory, frame) = tokio::select! {
+            read = async {
+                let memory = limits.queued.reserve(size).await;
+                (memory, read_frame_body(&mut reader, size).await)
+            } => read,
+            _ = shutdown.changed() => break Ok(()),
+        };
+        let frame = match frame {
+            Ok(frame) => frame.freeze(),
+            Err(e) => break Err(e.into()),
+        };
+        // Over a quota: the request waits out the connection's throttle time (KIP-219).
+        tokio::select! {
+            _ = session.gate.wait() => {}
+            _ = shutdown.changed() => break Ok(()),
+        }
         let mut timer = metrics::RequestTimer::start(&frame);
+        let api = frame
+            .get(..2)
+            .filter(|_| !session.raw_tokens)
+            .and_then(|k| {
+                kafka_protocol::messages::ApiKey::try_from(i16::from_be_bytes([k[0], k[1]])).ok()
+            });
+        let started = Instant::now();
         let reply = match handle_request(&broker, frame, &mut session) {
             Ok(Reply::First(work)) => work.await,
             other => other,
         };
+        if let Some(api) = api {
+            record_handling(&broker, &session, api, started.elapsed());
+        }
         let reply = match reply {
             Ok(Reply::Now(bytes)) => {
                 timer.handled();
@@ -263,7 +284,12 @@ where
             }
             Err(e) => break Err(e.into()),
         };
-        if tx.send(Outgoing { reply, timer }).await.is_err() {
+        let outgoing = Outgoing {
+            reply,
+            timer,
+            _memory: memory,
+        };
+        if tx.send(outgoing).await.is_err() {
             // The writer stopped: the peer is gone.
             break Ok(());
         }
@@ -281,7 +307,12 @@ async fn write_replies<W: AsyncWrite + Unpin>(
     mut rx: mpsc::Receiver<Outgoing>,
     mut out: BufWriter<W>,
 ) {
-    while let Some(Outgoing { reply, mut timer }) = rx.recv().await {
+    while let Some(Outgoing {
+        reply,
+        mut timer,
+        _memory: memory,
+    }) = rx.recv().await
+    {
         let bytes = match reply {
             Pending::Ready(bytes) => bytes,
             Pending::Waiting(handle) => match handle.await {
@@ -308,6 +339,7 @@ async fn write_replies<W: AsyncWrite + Unpin>(
             return;
         }
         timer.written(writing);
+        drop(memory);
     }
     let _ = out.flush().await;
     // A TLS stream sends close_notify here, so the peer sees a clean end.

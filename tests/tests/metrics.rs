@@ -161,6 +161,26 @@ fn metrics_are_valid_prometheus_and_move_with_clients_transforms_and_connectors(
     assert!(found.is_some(), "{}", scrape(&broker));
     drop(stray);
 
+    // Errors of every API are counted, not just Produce's and Fetch's: a second CreateTopics
+    // of the same name answers TOPIC_ALREADY_EXISTS.
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        ClientConfig::new()
+            .set("bootstrap.servers", &broker.kafka)
+            .create()
+            .expect("admin");
+    let again =
+        rdkafka::admin::NewTopic::new("orders", 2, rdkafka::admin::TopicReplication::Fixed(1));
+    let results = tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(admin.create_topics(&[again], &rdkafka::admin::AdminOptions::new()))
+        .expect("create topics");
+    assert!(results[0].is_err(), "{results:?}");
+    let exists = [("api", "CreateTopics"), ("error", "topic_already_exists")];
+    assert_eq!(
+        value(&scrape(&broker), "sluice_request_errors_total", &exists),
+        1.0
+    );
+
     // Consume everything as a group and commit: lag goes to 0, bytes and records go out.
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &broker.kafka)

@@ -1,5 +1,7 @@
 //! Fetch: whole record batches from each asked partition, long-polling until `min_bytes` are
-//! available or `max_wait_ms` passes.
+//! available or `max_wait_ms` passes. A read_committed fetch (`isolation_level` 1) stops at the
+//! last stable offset and names the aborted transactions of what it returns, so the client drops
+//! their records; control batches are returned as stored (clients skip them).
 //!
 //! Fetch sessions (KIP-227) are declined by answering session id 0, which every client treats as
 //! "send full fetch requests"; with one broker and no replicas they would save little.
@@ -8,12 +10,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, ProducerId};
 use tokio::sync::watch;
 
 use super::{log_error_code, Broker};
 use crate::log::PartitionLog;
+
+/// `isolation_level` of a read_committed consumer.
+const READ_COMMITTED: i8 = 1;
 
 /// The most a fetch long-poll waits, whatever the client asks, so a shutdown is never held up.
 const MAX_WAIT: Duration = Duration::from_secs(30);
@@ -103,6 +110,7 @@ fn read_once(
         .map(|t| FetchableTopicResponse::default().with_topic(t.topic.clone()))
         .collect();
     let mut next = targets.iter();
+    let committed = request.isolation_level == READ_COMMITTED;
     for (t, topic) in request.topics.iter().enumerate() {
         for p in &topic.partitions {
             let log = next.next().and_then(|(_, log)| log.as_ref());
@@ -122,11 +130,24 @@ fn read_once(
                     let limit = (p.partition_max_bytes.max(0) as usize).min(budget);
                     // KIP-74: the first partition with data returns at least one whole batch so a
                     // batch larger than the limits can never stall a consumer.
-                    match log.read(p.fetch_offset, limit, total == 0) {
+                    match log.read_isolated(p.fetch_offset, limit, total == 0, committed) {
                         Ok(slice) => {
                             data.high_watermark = slice.high_watermark;
-                            data.last_stable_offset = slice.high_watermark;
+                            data.last_stable_offset = slice.last_stable_offset;
                             data.log_start_offset = slice.log_start_offset;
+                            if committed {
+                                data.aborted_transactions = Some(
+                                    slice
+                                        .aborted
+                                        .iter()
+                                        .map(|a| {
+                                            AbortedTransaction::default()
+                                                .with_producer_id(ProducerId(a.producer_id))
+                                                .with_first_offset(a.first_offset)
+                                        })
+                                        .collect(),
+                                );
+                            }
                             total += slice.records.len();
                             budget = budget.saturating_sub(slice.records.len());
                             data.records = Some(slice.records);
@@ -134,7 +155,7 @@ fn read_once(
                         Err(e) => {
                             data.error_code = log_error_code(&e);
                             data.high_watermark = log.high_watermark();
-                            data.last_stable_offset = data.high_watermark;
+                            data.last_stable_offset = log.last_stable_offset();
                             data.log_start_offset = log.log_start_offset();
                             errors = true;
                         }
@@ -150,4 +171,137 @@ fn read_once(
         .with_session_id(0)
         .with_responses(topics);
     (response, total, errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::test_broker;
+    use crate::records::record::{build_batch, decode_records, BatchMeta, NewRecord};
+    use crate::records::{BatchHeader, Compression};
+    use crate::write::{append_marker, append_produced, Marker};
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::TopicName;
+    use kafka_protocol::protocol::StrBytes;
+
+    fn transactional(pid: i64, seq: i32, value: &str) -> bytes::Bytes {
+        let record = NewRecord {
+            timestamp: 1,
+            key: None,
+            value: Some(value.as_bytes().to_vec()),
+            headers: vec![],
+        };
+        let meta = BatchMeta {
+            base_offset: 0,
+            producer_id: pid,
+            producer_epoch: 0,
+            base_sequence: seq,
+        };
+        let mut bytes = build_batch(&[record], Compression::None, &meta);
+        bytes[22] |= 0x10; // attributes: transactional
+        let crc = crate::records::batch::compute_crc(&bytes);
+        bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+        bytes.into()
+    }
+
+    fn fetch(isolation_level: i8) -> FetchRequest {
+        FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_max_bytes(1 << 20)
+            .with_isolation_level(isolation_level)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str("t")))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(0)
+                    .with_fetch_offset(0)
+                    .with_partition_max_bytes(1 << 20)])])
+    }
+
+    /// What a client keeps of a fetched partition: user records, minus those of the aborted
+    /// transactions the response names (librdkafka's and the Java client's rule).
+    fn visible(data: &PartitionData) -> Vec<String> {
+        let aborted = data.aborted_transactions.clone().unwrap_or_default();
+        let mut out = Vec::new();
+        let mut rest = &data.records.clone().unwrap_or_default()[..];
+        while let Some(header) = BatchHeader::parse(rest) {
+            let (_, records) = decode_records(&rest[..header.total_size()], 1 << 20).unwrap();
+            rest = &rest[header.total_size()..];
+            let dropped = header.is_transactional()
+                && aborted.iter().any(|a| {
+                    a.producer_id.0 == header.producer_id && a.first_offset <= header.base_offset
+                });
+            if header.is_control() || dropped {
+                continue;
+            }
+            out.extend(
+                records
+                    .into_iter()
+                    .map(|r| String::from_utf8(r.value.unwrap()).unwrap()),
+            );
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn read_committed_sees_committed_transactions_only() {
+        let (_dir, b) = test_broker();
+        b.catalog.create_topic("t", 1, 1, &[], false).unwrap();
+        let b = Arc::new(b);
+        let produce = |pid, seq, value: &str| {
+            append_produced(&b, Some("tx"), "t", 0, transactional(pid, seq, value), 0).unwrap();
+        };
+        let end = |pid, commit| {
+            let marker = Marker {
+                producer_id: pid,
+                producer_epoch: 0,
+                commit,
+                coordinator_epoch: 0,
+            };
+            append_marker(&b, "t", 0, &marker, 0).unwrap()
+        };
+        crate::write::append(&b, "t", 0, transactional_free("plain"), 0).unwrap();
+        produce(1, 0, "c1");
+        produce(2, 0, "a1");
+        produce(1, 1, "c2");
+        produce(3, 0, "open");
+        produce(2, 1, "a2");
+        end(1, true);
+        end(2, false);
+        assert!(end(2, false).outcome.duplicate);
+
+        let committed = handle(b.clone(), 12, fetch(1)).await;
+        let data = &committed.responses[0].partitions[0];
+        assert_eq!(data.high_watermark, 8);
+        assert_eq!(data.last_stable_offset, 4, "producer 3's open transaction");
+        assert_eq!(visible(data), vec!["plain", "c1", "c2"]);
+        assert_eq!(data.aborted_transactions.as_ref().unwrap().len(), 1);
+
+        let uncommitted = handle(b.clone(), 12, fetch(0)).await;
+        let data = &uncommitted.responses[0].partitions[0];
+        assert_eq!(data.last_stable_offset, 4);
+        assert_eq!(visible(data), vec!["plain", "c1", "a1", "c2", "open", "a2"]);
+
+        end(3, false);
+        let committed = handle(b.clone(), 12, fetch(1)).await;
+        let data = &committed.responses[0].partitions[0];
+        assert_eq!(data.last_stable_offset, 9);
+        assert_eq!(visible(data), vec!["plain", "c1", "c2"]);
+        let aborted: Vec<(i64, i64)> = data
+            .aborted_transactions
+            .iter()
+            .flatten()
+            .map(|a| (a.producer_id.0, a.first_offset))
+            .collect();
+        assert_eq!(aborted, vec![(2, 2), (3, 4)]);
+    }
+
+    fn transactional_free(value: &str) -> bytes::Bytes {
+        let record = NewRecord {
+            timestamp: 1,
+            key: None,
+            value: Some(value.as_bytes().to_vec()),
+            headers: vec![],
+        };
+        build_batch(&[record], Compression::None, &BatchMeta::default()).into()
+    }
 }

@@ -1,5 +1,5 @@
 //! ListOffsets: earliest (-2), latest (-1), max timestamp (-3) or the first offset at or after a
-//! timestamp (via the time index).
+//! timestamp (via the time index). Under read_committed, latest is the last stable offset.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
@@ -13,12 +13,15 @@ use crate::log::PartitionLog;
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
+/// `isolation_level` of a read_committed consumer.
+const READ_COMMITTED: i8 = 1;
 
 pub(crate) fn handle(
     broker: &Broker,
     version: i16,
     request: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
+    let committed = request.isolation_level == READ_COMMITTED;
     let topics = request
         .topics
         .into_iter()
@@ -37,7 +40,7 @@ pub(crate) fn handle(
                         None => {
                             response.with_error_code(ResponseError::UnknownTopicOrPartition.code())
                         }
-                        Some(log) => match lookup(&log, p.timestamp) {
+                        Some(log) => match lookup(&log, p.timestamp, committed) {
                             Ok(Some((offset, timestamp))) => {
                                 response.with_offset(offset).with_timestamp(timestamp)
                             }
@@ -56,8 +59,9 @@ pub(crate) fn handle(
 }
 
 /// `(offset, timestamp)` answering `timestamp`, `None` when no record qualifies.
-fn lookup(log: &PartitionLog, timestamp: i64) -> Result<Option<(i64, i64)>, i16> {
+fn lookup(log: &PartitionLog, timestamp: i64, committed: bool) -> Result<Option<(i64, i64)>, i16> {
     match timestamp {
+        LATEST if committed => Ok(Some((log.last_stable_offset(), -1))),
         LATEST => Ok(Some((log.high_watermark(), -1))),
         EARLIEST => Ok(Some((log.log_start_offset(), -1))),
         MAX_TIMESTAMP => Ok(log.max_timestamp().map(|(ts, offset)| (offset, ts))),

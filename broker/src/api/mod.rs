@@ -7,8 +7,10 @@
 pub(crate) use crate::broker::{now_ms, Broker};
 
 pub(crate) mod api_versions;
+pub(crate) mod client_quotas;
 pub(crate) mod configs;
 pub(crate) mod delete_records;
+pub(crate) mod describe_producers;
 pub(crate) mod fetch;
 pub(crate) mod group_offsets;
 pub(crate) mod groups;

@@ -56,16 +56,20 @@ pub(crate) fn append(broker: &Broker, version: i16, request: ProduceRequest) -> 
                 (None, _) => {
                     response.error_code = ResponseError::UnknownTopicOrPartition.code();
                 }
-                (Some(_), _) if request.transactional_id.is_some() => {
-                    response.error_code = ResponseError::TransactionalIdAuthorizationFailed.code();
-                    set_message(&mut response, version, "transactions are not supported");
-                }
                 (Some(_), None) => {
                     response.error_code = ResponseError::InvalidRecord.code();
                     set_message(&mut response, version, "no records");
                 }
                 (Some(log), Some(records)) => {
-                    match crate::write::append(broker, &name, data.index, records, now) {
+                    let transactional_id = request.transactional_id.as_ref().map(|t| t.0.as_str());
+                    match crate::write::append_produced(
+                        broker,
+                        transactional_id,
+                        &name,
+                        data.index,
+                        records,
+                        now,
+                    ) {
                         Ok(appended) => {
                             let outcome = appended.outcome;
                             response.base_offset = outcome.base_offset;
@@ -175,6 +179,8 @@ fn append_error_code(error: &AppendError) -> i16 {
         AppendError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
         AppendError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         AppendError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        AppendError::InvalidTxnState(_) => ResponseError::InvalidTxnState,
+        AppendError::TransactionRejected { code, .. } => return *code,
         AppendError::UnknownTopicOrPartition(_) => ResponseError::UnknownTopicOrPartition,
         AppendError::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp,
         AppendError::Io(_) => ResponseError::KafkaStorageError,

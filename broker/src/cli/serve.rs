@@ -91,6 +91,8 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         crate::auth::credentials::CredentialStore::open(&meta)
             .with_context(|| format!("cannot load SCRAM credentials from {}", meta.display()))?,
     );
+    let quotas = crate::quota::QuotaStore::open(&meta)
+        .with_context(|| format!("cannot load client quotas from {}", meta.display()))?;
     let listener_configs = config.resolve_listeners()?;
     // One authenticator and one TLS config per distinct settings (listeners without
     // `listener.name.*` overrides share them, and with them the failure counts and reloads).
@@ -157,6 +159,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         transforms,
         guests: crate::wasm::GuestPool::sized_to_machine(),
         credentials,
+        quotas: crate::quota::Quotas::new(quotas, config.quota_window),
     });
     let connect = Arc::new(
         Connect::open(&meta_dir)
@@ -186,13 +189,18 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         } else {
             String::new()
         };
+    let limits = crate::server::Limits {
+        max_request_bytes: config.max_request_bytes,
+        connections: crate::quota::limits::ConnectionLimits::new(config.connection_limits.clone()),
+        queued: crate::quota::limits::QueuedBytes::new(config.queued_max_request_bytes),
+    };
     let kafka_tasks: Vec<_> = listeners
         .into_iter()
         .map(|listener| {
             tokio::spawn(crate::server::run(
                 listener,
                 broker.clone(),
-                config.max_request_bytes,
+                limits.clone(),
                 stop_rx.clone(),
             ))
         })

@@ -319,9 +319,14 @@ pub(crate) fn unconsumed(
             let mut records = Vec::new();
             while let Some((_, size)) = BatchHeader::peek_size(rest) {
                 let size = size.min(rest.len());
-                let (_, recs) = crate::records::record::decode_records(&rest[..size], 256 << 20)
-                    .map_err(|e| format!("reading {topic}-{p}: {e}"))?;
+                let (header, recs) =
+                    crate::records::record::decode_records(&rest[..size], 256 << 20)
+                        .map_err(|e| format!("reading {topic}-{p}: {e}"))?;
                 rest = &rest[size..];
+                // Transaction markers are not records to deliver.
+                if header.is_control() {
+                    continue;
+                }
                 records.extend(recs.into_iter().filter(|r| r.offset >= start));
                 if records.len() >= limit {
                     break;

@@ -189,9 +189,13 @@ async fn records(
             if size > rest.len() || out.len() >= limit {
                 break;
             }
-            let (_, recs) = crate::records::decode_records(&rest[..size], DECOMPRESS_LIMIT)
+            let (header, recs) = crate::records::decode_records(&rest[..size], DECOMPRESS_LIMIT)
                 .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
             rest = &rest[size..];
+            // Transaction markers are not user records.
+            if header.is_control() {
+                continue;
+            }
             out.extend(recs.into_iter().filter(|r| r.offset >= from).map(|r| {
                 BrowsedRecord {
                     offset: r.offset,

@@ -248,7 +248,16 @@ async fn deploy(
                     .collect()
             })
             .unwrap_or_default();
-        let running = b.transforms.deploy(deployment, start)?;
+        let changelog = crate::transform::state::changelog_topic(&deployment.name);
+        let running = match b.transforms.deploy(deployment, start) {
+            Ok(running) => running,
+            Err(e) => {
+                if created.contains(&changelog) {
+                    let _ = b.catalog.delete_topic(&changelog);
+                }
+                return Err(e.into());
+            }
+        };
         Ok((running, created))
     })
     .await

@@ -22,6 +22,12 @@
 //!    in `baseTimestamp`). A batch emptied of records is dropped, unless it is the last batch of
 //!    an idempotent producer: that header stays (no records) so the producer's sequence is rebuilt
 //!    from the log at the next open.
+//!
+//!    Transactions, as Kafka cleans them: nothing at or past the last stable offset is mapped or
+//!    cleaned; records of aborted transactions are never mapped and are removed; a commit or
+//!    abort marker stays while any record of its transaction does, then the first cleaning that
+//!    finds its transaction empty stamps it with a delete horizon (as for tombstones), and a
+//!    cleaning after the horizon removes it, with its aborted-index entry.
 //! 4. **Swap** (under the partition lock, after checking the group is still what was cleaned).
 //!
 //! The swap protocol, for a group of segments with bases `B..` followed by the segment at `N`:
@@ -56,6 +62,7 @@ use sha2::{Digest, Sha256};
 use crate::records::batch::{self, BatchHeader, LOG_OVERHEAD};
 use crate::records::record::{rebuild_batch, records_area, stored_records, StoredRecord};
 
+use super::aborted::AbortedTxn;
 use super::segment::{self, cleaned_name, file_name, Segment};
 use super::{LogConfig, LogError, PartitionLog};
 
@@ -181,11 +188,16 @@ pub(crate) struct Snapshot {
     pub(crate) segments: Vec<SegmentRef>,
     pub(crate) active_base: i64,
     pub(crate) checkpoint: CleanerCheckpoint,
+    /// Nothing at or past the last stable offset is cleaned: an open transaction may still
+    /// abort, and its records must not stand as any key's latest.
+    pub(crate) last_stable_offset: i64,
+    /// The partition's aborted transactions: their records are removed, never mapped.
+    pub(crate) aborted: Vec<AbortedTxn>,
 }
 
 impl Snapshot {
-    /// The first offset a cleaning may not touch: the active segment, or the first dirty
-    /// segment holding a record younger than `min.compaction.lag.ms`.
+    /// The first offset a cleaning may not touch: the active segment, the first dirty segment
+    /// holding a record younger than `min.compaction.lag.ms`, or the last stable offset.
     fn first_uncleanable(&self, now_ms: i64) -> i64 {
         let lag = self.config.min_compaction_lag_ms;
         if lag > 0 {
@@ -194,10 +206,10 @@ impl Snapshot {
                     && s.max_timestamp > now_ms.saturating_sub(lag)
             });
             if let Some(s) = young {
-                return s.base_offset;
+                return s.base_offset.min(self.last_stable_offset);
             }
         }
-        self.active_base
+        self.active_base.min(self.last_stable_offset)
     }
 
     /// How urgently the partition needs cleaning (the dirty ratio, raised when overdue), or
@@ -490,8 +502,11 @@ fn clean_partition(
 
     // Map the dirty tail.
     map.clear();
+    let aborted = AbortedRanges::new(&snap.aborted);
     let mut end = first_dirty;
     let mut full = false;
+    // The last stable offset may fall inside a segment: mapping stops at it.
+    let mut unstable = false;
     for seg in snap
         .segments
         .iter()
@@ -502,9 +517,14 @@ fn clean_partition(
             if header.last_offset() < first_dirty {
                 continue;
             }
+            if header.base_offset >= uncleanable {
+                unstable = true;
+                break;
+            }
             stats.bytes_read += bytes.len() as u64;
             throttle.consume(bytes.len(), stop);
-            if !map_batch(map, &header, bytes)? {
+            // An aborted record never was any key's value.
+            if !aborted.contains(&header) && !map_batch(map, &header, bytes)? {
                 full = true;
                 break;
             }
@@ -513,7 +533,7 @@ fn clean_partition(
         if stop.is_stopped() {
             return Ok(None);
         }
-        if full {
+        if full || unstable {
             break;
         }
         end = end.max(seg.next_offset);
@@ -522,6 +542,10 @@ fn clean_partition(
         return Err(CleanError::BufferTooSmall {
             entries: map.max_entries,
         });
+    }
+    if unstable && end == first_dirty && snap.checkpoint.tombstone_horizon > now_ms {
+        // Everything dirty is behind an open transaction.
+        return Ok(None);
     }
     stats.keys = map.len();
 
@@ -533,6 +557,7 @@ fn clean_partition(
         .count();
     let producers = log.last_producer_batches();
     let mut horizon = i64::MAX;
+    let mut txns = TxnScan::default();
     let mut i = 0;
     while i < upto {
         let mut j = i + 1;
@@ -555,8 +580,17 @@ fn clean_partition(
             now_ms,
             config: &snap.config,
             producers: &producers,
+            aborted: &aborted,
         };
-        match pass.rewrite(log, group, next_base, &mut throttle, stop, &mut stats)? {
+        match pass.rewrite(
+            log,
+            group,
+            next_base,
+            &mut throttle,
+            stop,
+            &mut stats,
+            &mut txns,
+        )? {
             Some(h) => horizon = horizon.min(h),
             None => return Ok(None),
         }
@@ -591,6 +625,43 @@ fn map_batch(map: &mut OffsetMap, header: &BatchHeader, bytes: &[u8]) -> Result<
     Ok(true)
 }
 
+/// Aborted transactions by producer: `(first offset, marker offset)` ranges.
+struct AbortedRanges(HashMap<i64, Vec<(i64, i64)>>);
+
+impl AbortedRanges {
+    fn new(list: &[AbortedTxn]) -> AbortedRanges {
+        let mut by_producer: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+        for t in list {
+            by_producer
+                .entry(t.producer_id)
+                .or_default()
+                .push((t.first_offset, t.last_offset));
+        }
+        AbortedRanges(by_producer)
+    }
+
+    /// Whether `header` is a data batch of an aborted transaction.
+    fn contains(&self, header: &BatchHeader) -> bool {
+        header.is_transactional()
+            && !header.is_control()
+            && self.0.get(&header.producer_id).is_some_and(|ranges| {
+                ranges
+                    .iter()
+                    .any(|&(first, last)| first <= header.base_offset && header.base_offset <= last)
+            })
+    }
+}
+
+/// Transactions as a rewrite walks the log from its start: whether each producer's current
+/// transaction still has records (its marker must stay), and the abort markers removed.
+#[derive(Debug, Default)]
+struct TxnScan {
+    /// Producer id → the transaction being read has kept records.
+    with_records: HashMap<i64, bool>,
+    /// Offsets of the abort markers the current group dropped.
+    dropped_markers: Vec<i64>,
+}
+
 /// What a rewrite of one group needs to judge records.
 struct Pass<'a> {
     map: &'a OffsetMap,
@@ -600,11 +671,13 @@ struct Pass<'a> {
     config: &'a LogConfig,
     /// Producer id → base offset of its last batch.
     producers: &'a HashMap<i64, i64>,
+    aborted: &'a AbortedRanges,
 }
 
 impl Pass<'_> {
     /// Builds the cleaned segment for `group` aside and swaps it in. Returns the earliest delete
     /// horizon of a tombstone kept (`i64::MAX`: none), or `None` if the cleaning was abandoned.
+    #[allow(clippy::too_many_arguments)]
     fn rewrite(
         &self,
         log: &PartitionLog,
@@ -613,6 +686,7 @@ impl Pass<'_> {
         throttle: &mut Throttle,
         stop: &StopSignal,
         stats: &mut CleanStats,
+        txns: &mut TxnScan,
     ) -> Result<Option<i64>, CleanError> {
         let dir = log.dir();
         let Some(first) = group.first() else {
@@ -631,7 +705,7 @@ impl Pass<'_> {
                     stats.bytes_read += bytes.len() as u64;
                     stats.records_before += header.records_count.max(0) as u64;
                     throttle.consume(bytes.len(), stop);
-                    let Some(kept) = self.filter(&header, bytes, &mut horizon)? else {
+                    let Some(kept) = self.filter(&header, bytes, &mut horizon, txns)? else {
                         continue;
                     };
                     let Some(kept_header) = BatchHeader::parse(&kept) else {
@@ -667,7 +741,8 @@ impl Pass<'_> {
         };
         #[cfg(test)]
         crash_point(CrashPoint::Built)?;
-        if !complete || !log.swap_cleaned(group, next_base)? {
+        let dropped = std::mem::take(&mut txns.dropped_markers);
+        if !complete || !log.swap_cleaned(group, next_base, &dropped)? {
             discard_cleaned(dir, base);
             return Ok(None);
         }
@@ -681,8 +756,22 @@ impl Pass<'_> {
         header: &BatchHeader,
         bytes: &'b [u8],
         horizon: &mut i64,
+        txns: &mut TxnScan,
     ) -> Result<Option<Cow<'b, [u8]>>, CleanError> {
-        if header.base_offset >= self.end || header.is_control() {
+        if header.is_control() {
+            let had_records = txns
+                .with_records
+                .remove(&header.producer_id)
+                .unwrap_or(false);
+            if header.base_offset >= self.end || had_records {
+                return Ok(Some(Cow::Borrowed(bytes)));
+            }
+            return self.filter_marker(header, bytes, horizon, txns);
+        }
+        if header.base_offset >= self.end {
+            if header.is_transactional() && header.records_count > 0 {
+                txns.with_records.insert(header.producer_id, true);
+            }
             return Ok(Some(Cow::Borrowed(bytes)));
         }
         let damaged = |e: crate::records::BatchError| CleanError::Damaged {
@@ -693,9 +782,13 @@ impl Pass<'_> {
         let records = stored_records(header, &area).map_err(damaged)?;
         let old_horizon = header.delete_horizon();
         let tombstones_expired = old_horizon.is_some_and(|h| h <= self.now_ms);
+        let aborted = self.aborted.contains(header);
         let kept: Vec<StoredRecord<'_>> = records
             .iter()
             .filter(|r| {
+                if aborted {
+                    return false;
+                }
                 let Some(key) = r.key else {
                     return false;
                 };
@@ -707,6 +800,9 @@ impl Pass<'_> {
             })
             .copied()
             .collect();
+        if header.is_transactional() && !kept.is_empty() {
+            txns.with_records.insert(header.producer_id, true);
+        }
         if kept.is_empty() {
             let last_of_producer = header.is_idempotent()
                 && self.producers.get(&header.producer_id) == Some(&header.base_offset);
@@ -734,6 +830,39 @@ impl Pass<'_> {
             return Ok(Some(Cow::Borrowed(bytes)));
         }
         Ok(Some(Cow::Owned(rebuild_batch(header, &kept, new_horizon))))
+    }
+
+    /// A marker whose transaction has no records left: the first cleaning that sees it so stamps
+    /// it with a delete horizon of now + `delete.retention.ms` (so a consumer that read the
+    /// transaction's records still reads its end), a cleaning after the horizon removes it.
+    fn filter_marker<'b>(
+        &self,
+        header: &BatchHeader,
+        bytes: &'b [u8],
+        horizon: &mut i64,
+        txns: &mut TxnScan,
+    ) -> Result<Option<Cow<'b, [u8]>>, CleanError> {
+        match header.delete_horizon() {
+            Some(h) if h <= self.now_ms => {
+                txns.dropped_markers.push(header.base_offset);
+                Ok(None)
+            }
+            Some(h) => {
+                *horizon = (*horizon).min(h);
+                Ok(Some(Cow::Borrowed(bytes)))
+            }
+            None => {
+                let damaged = |e: crate::records::BatchError| CleanError::Damaged {
+                    offset: header.base_offset,
+                    message: e.to_string(),
+                };
+                let area = records_area(bytes, header, DECODE_LIMIT).map_err(damaged)?;
+                let records = stored_records(header, &area).map_err(damaged)?;
+                let h = self.now_ms.saturating_add(self.config.delete_retention_ms);
+                *horizon = (*horizon).min(h);
+                Ok(Some(Cow::Owned(rebuild_batch(header, &records, Some(h)))))
+            }
+        }
     }
 }
 
@@ -1103,6 +1232,136 @@ mod tests {
             }
         }
         log
+    }
+
+    /// A transactional batch of producer `pid` (epoch 0) at sequence `seq`.
+    fn txn_kv(pid: i64, seq: i32, pairs: &[(&str, Option<&str>)]) -> Bytes {
+        let meta = BatchMeta {
+            base_offset: 0,
+            producer_id: pid,
+            producer_epoch: 0,
+            base_sequence: seq,
+        };
+        let mut bytes = build_batch(&records(pairs, 100), Compression::None, &meta);
+        bytes[22] |= 0x10; // attributes: transactional
+        let crc = batch::compute_crc(&bytes);
+        bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+        Bytes::from(bytes)
+    }
+
+    /// `(user records as (offset, key, value), control batch offsets)` from the log start.
+    fn with_markers(log: &PartitionLog) -> (Records, Vec<i64>) {
+        let (mut records, mut markers) = (Vec::new(), Vec::new());
+        let slice = log.read(log.log_start_offset(), 1 << 24, true).unwrap();
+        // The read stops at a segment's end: read segment after segment.
+        let mut next = log.log_start_offset();
+        let mut rest = slice.records;
+        loop {
+            let mut at = &rest[..];
+            while let Some(header) = BatchHeader::parse(at) {
+                let size = header.total_size();
+                let (_, recs) = decode_records(&at[..size], 1 << 20).unwrap();
+                if header.is_control() {
+                    markers.push(header.base_offset);
+                } else {
+                    records.extend(recs.into_iter().map(|r| {
+                        (
+                            r.offset,
+                            String::from_utf8(r.key.unwrap()).unwrap(),
+                            r.value.map(|v| String::from_utf8(v).unwrap()),
+                        )
+                    }));
+                }
+                next = header.last_offset() + 1;
+                at = &at[size..];
+            }
+            if next >= log.high_watermark() {
+                break;
+            }
+            rest = log.read(next, 1 << 24, true).unwrap().records;
+            if rest.is_empty() {
+                break;
+            }
+        }
+        (records, markers)
+    }
+
+    fn filler(log: &PartitionLog, n: usize) {
+        for i in 0..n {
+            log.append(kv(&[(&format!("f{i}"), Some("x"))], 100), 0)
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn aborted_records_go_and_markers_outlive_their_transactions_by_delete_retention_ms() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), compacted()).unwrap();
+        log.append(txn_kv(1, 0, &[("k1", Some("aborted"))]), 0)
+            .unwrap(); // 0
+        log.append(txn_kv(2, 0, &[("k1", Some("committed"))]), 0)
+            .unwrap(); // 1
+        log.append_marker(1, 0, false, 0, 0).unwrap(); // 2
+        log.append_marker(2, 0, true, 0, 0).unwrap(); // 3
+        log.append(txn_kv(3, 0, &[("k2", Some("open"))]), 0)
+            .unwrap(); // 4
+        filler(&log, 12);
+        assert_eq!(log.last_stable_offset(), 4);
+        clean_now(&log, &cleaner(), 1000).unwrap().expect("due");
+        let (records, markers) = with_markers(&log);
+        assert!(
+            !records.iter().any(|r| r.2.as_deref() == Some("aborted")),
+            "{records:?}"
+        );
+        assert!(records.contains(&(1, "k1".into(), Some("committed".into()))));
+        assert_eq!(markers, vec![2, 3], "markers stay until their horizon");
+        assert_eq!(log.aborted_transactions(0, 100).len(), 1);
+        let filler_before: Vec<_> = records.iter().filter(|r| r.0 > 4).cloned().collect();
+        assert!(
+            filler_before.len() == 12,
+            "nothing at or past the LSO is cleaned"
+        );
+
+        // The open transaction commits, overwriting nothing; k1 is overwritten by a plain write.
+        log.append_marker(3, 0, true, 0, 0).unwrap();
+        log.append(kv(&[("k1", Some("plain"))], 100), 0).unwrap();
+        filler(&log, 12);
+        clean_now(&log, &cleaner(), 2000).unwrap().expect("due");
+        let (records, markers) = with_markers(&log);
+        assert!(!records.iter().any(|r| r.2.as_deref() == Some("committed")));
+        assert!(records.iter().any(|r| r.2.as_deref() == Some("open")));
+        assert!(
+            !markers.contains(&2),
+            "the abort marker's horizon passed: {markers:?}"
+        );
+        assert!(
+            markers.contains(&3),
+            "stamped only now its transaction is empty"
+        );
+        assert!(log.aborted_transactions(0, 100).is_empty());
+        filler(&log, 12);
+        clean_now(&log, &cleaner(), 3000).unwrap().expect("due");
+        let (_, markers) = with_markers(&log);
+        assert!(!markers.contains(&3), "{markers:?}");
+        assert!(
+            markers.iter().any(|&m| m > 4),
+            "producer 3's marker stays: its record does"
+        );
+
+        // Producer state and open transactions survive cleaning and a restart.
+        log.close().unwrap();
+        drop(log);
+        let log = PartitionLog::open(dir.path(), compacted()).unwrap();
+        assert!(log.ongoing_transactions().is_empty());
+        assert_eq!(log.last_stable_offset(), log.high_watermark());
+        assert!(
+            log.append(txn_kv(2, 0, &[("k1", Some("committed"))]), 0)
+                .unwrap()
+                .duplicate
+        );
+        assert!(log
+            .append(txn_kv(1, 1, &[("k9", Some("again"))]), 0)
+            .is_ok());
     }
 
     #[test]

@@ -4,9 +4,11 @@
 //!   recovery and group-committed fsyncs.
 //! - [`segment`]: one `<base>.log` with its `.index` and `.timeindex`.
 //! - [`index_file`]: the memory-mapped entry files behind both indexes.
-//! - [`producer_state`]: idempotent-producer sequence checks.
+//! - [`producer_state`]: idempotent-producer sequence checks and open transactions.
+//! - [`aborted`]: the aborted-transaction index read_committed fetches answer from.
 //! - [`cleaner`]: log compaction: the background cleaner, its key map and the segment swap.
 
+mod aborted;
 pub mod cleaner;
 mod index_file;
 pub mod partition;
@@ -63,6 +65,20 @@ pub struct LogConfig {
     pub min_cleanable_dirty_ratio: f64,
     /// `delete.retention.ms`: how long a tombstone outlives the cleaning that first saw it.
     pub delete_retention_ms: i64,
+}
+
+impl LogConfig {
+    /// How old the active segment may grow before the next append rolls it: `segment.ms`, or
+    /// on a compacted topic `max.compaction.lag.ms` when that is sooner, since the cleaner never
+    /// touches the active segment and a record in it could otherwise stay dirty forever
+    /// (KIP-354).
+    pub fn roll_ms(&self) -> i64 {
+        if self.cleanup_policy.compact && self.max_compaction_lag_ms > 0 {
+            self.segment_ms.min(self.max_compaction_lag_ms)
+        } else {
+            self.segment_ms
+        }
+    }
 }
 
 /// `cleanup.policy`: `delete`, `compact` or `compact,delete`.
@@ -125,6 +141,13 @@ pub enum AppendError {
         expected: i32,
         got: i32,
     },
+    /// The transaction coordinator refused a transactional write (KIP-890): `code` is the Kafka
+    /// error code to answer.
+    #[error("{message}")]
+    TransactionRejected { code: i16, message: String },
+    /// A producer broke the transaction protocol (e.g. a plain batch inside its transaction).
+    #[error("invalid transaction state: {0}")]
+    InvalidTxnState(String),
     #[error("producer {producer_id} epoch {epoch} is older than the current {current}")]
     InvalidProducerEpoch {
         producer_id: i64,
@@ -170,7 +193,11 @@ pub struct ReadSlice {
     /// Whole record batches, starting with the one that holds the fetch offset.
     pub records: Bytes,
     pub high_watermark: i64,
+    /// No record at or past it belongs to an open transaction.
+    pub last_stable_offset: i64,
     pub log_start_offset: i64,
+    /// For a read_committed read: the aborted transactions with records in `records`.
+    pub aborted: Vec<AbortedTxn>,
 }
 
 /// Storage failures other than a refused append.
@@ -188,4 +215,6 @@ pub enum LogError {
     Corrupt(String),
 }
 
+pub use aborted::AbortedTxn;
 pub use partition::PartitionLog;
+pub use producer_state::ProducerView;

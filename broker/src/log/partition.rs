@@ -17,10 +17,12 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use crate::records::batch::{self, BatchHeader, HEADER_LEN};
+use crate::records::control;
 use crate::records::record::decode_records;
 
+use super::aborted::{AbortedIndex, AbortedTxn};
 use super::cleaner::{self, CleanerCheckpoint, SegmentRef, Snapshot};
-use super::producer_state::{Check, ProducerState};
+use super::producer_state::{Check, MarkerCheck, ProducerState, ProducerView};
 use super::segment::{self, Segment};
 use super::{
     AppendError, AppendOutcome, FlushPolicy, LogConfig, LogError, ReadSlice, TimestampType,
@@ -32,6 +34,8 @@ const CLEAN_SHUTDOWN: &str = ".clean-shutdown";
 const LOG_START_CHECKPOINT: &str = "log-start-offset";
 /// Most bytes a batch may inflate to when decoded for a timestamp lookup.
 const DECODE_LIMIT: usize = 256 << 20;
+/// Most bytes of a control batch read at open to learn its marker type (ours are ~80 bytes).
+const MARKER_READ_LIMIT: usize = 4096;
 
 /// One partition's log. Share it as `Arc<PartitionLog>`.
 #[derive(Debug)]
@@ -59,6 +63,8 @@ struct Inner {
     segments: Vec<Segment>,
     log_start_offset: i64,
     producers: ProducerState,
+    /// Transactions ended by an abort marker, for read_committed fetches.
+    aborted: AbortedIndex,
     /// Log files of rolled segments whose data may not be synced yet.
     unsynced: Vec<Arc<File>>,
     /// A segment file was created or removed since the directory was last synced.
@@ -79,6 +85,45 @@ impl Inner {
     fn next_offset(&self) -> i64 {
         self.active().next_offset
     }
+    /// Applies a stored marker (`header` carries its assigned offset): the producer's open
+    /// transaction ends, and an aborted one is indexed. An unreadable marker (`None`) still
+    /// ends the transaction, as a commit: its records stay visible rather than held forever.
+    fn end_transaction(&mut self, header: &BatchHeader, marker: Option<control::ControlMarker>) {
+        let coordinator_epoch = marker.map_or(-1, |m| m.coordinator_epoch);
+        let first = self.producers.end_transaction(header, coordinator_epoch);
+        if let (Some(first_offset), Some(m)) = (first, marker) {
+            if !m.commit {
+                self.aborted.push(AbortedTxn {
+                    producer_id: header.producer_id,
+                    first_offset,
+                    last_offset: header.base_offset,
+                });
+            }
+        }
+    }
+    /// Last stable offset: no record at or past it belongs to an open transaction.
+    fn last_stable_offset(&self) -> i64 {
+        let hw = self.next_offset();
+        self.producers
+            .first_unstable_offset()
+            .map_or(hw, |first| first.min(hw))
+            .max(self.log_start_offset)
+    }
+}
+
+/// Reads the marker of the control batch at `pos` (`None` if it is not one we understand).
+fn read_marker(
+    file: &File,
+    pos: u64,
+    header: &BatchHeader,
+) -> Result<Option<control::ControlMarker>, LogError> {
+    let size = header.total_size();
+    if size > MARKER_READ_LIMIT {
+        return Ok(None);
+    }
+    let mut bytes = vec![0u8; size];
+    std::os::unix::fs::FileExt::read_exact_at(file, &mut bytes, pos)?;
+    Ok(control::parse_marker(header, &bytes))
 }
 
 use crate::meta::sync_dir;
@@ -134,6 +179,7 @@ impl PartitionLog {
             segments,
             log_start_offset: checkpoint.unwrap_or(first_base).max(first_base),
             producers: ProducerState::default(),
+            aborted: AbortedIndex::default(),
             unsynced: Vec::new(),
             dir_dirty: false,
             cleaned: CleanerCheckpoint::read(dir)?,
@@ -143,11 +189,21 @@ impl PartitionLog {
             .cleaned
             .first_dirty
             .clamp(inner.log_start_offset, inner.next_offset());
-        for seg in &inner.segments {
-            for header in segment::headers(&seg.log, seg.size) {
-                inner.producers.record(&header);
+        // Producer state, open transactions and the aborted list are rebuilt from the log
+        // itself (after the torn tail is cut, so they agree with what survived).
+        for i in 0..inner.segments.len() {
+            let log = inner.segments[i].log.clone();
+            for (pos, header) in segment::headers(&log, inner.segments[i].size) {
+                if header.is_control() {
+                    let marker = read_marker(&log, pos, &header)?;
+                    inner.end_transaction(&header, marker);
+                } else {
+                    inner.producers.record(&header);
+                }
             }
         }
+        let log_start = inner.log_start_offset;
+        inner.aborted.prune_below(log_start);
         if clean {
             std::fs::remove_file(&marker)?;
             sync_dir(dir)?;
@@ -240,36 +296,12 @@ impl PartitionLog {
             let bytes = records.get(range.clone()).ok_or_else(|| {
                 AppendError::CorruptMessage("batch range outside the request".into())
             })?;
-            if bytes.len() < HEADER_LEN {
-                return Err(AppendError::CorruptMessage(
-                    "batch shorter than its header".into(),
-                ));
-            }
-            let mut header = *stored;
-            let base = inner.next_offset();
-            let mut head = [0u8; HEADER_LEN];
-            head.copy_from_slice(&bytes[..HEADER_LEN]);
-            batch::set_base_offset(&mut head, base);
-            header.base_offset = base;
-            if log_append {
-                batch::set_log_append_time_split(&mut head, &bytes[HEADER_LEN..], now_ms);
-                header.max_timestamp = now_ms;
-                header.attributes |= 0x08;
-            }
-            self.maybe_roll(&mut inner, bytes.len(), header.last_offset(), now_ms)?;
-            let interval = u64::from(inner.config.index_interval_bytes);
-            inner.active_mut().append_parts(
-                &head,
-                &bytes[HEADER_LEN..],
-                &header,
-                interval,
-                now_ms,
-            )?;
+            let header = self.write_batch(&mut inner, bytes, stored, now_ms)?;
             // Remember what the producer sent, at the offsets it was stored under.
             let sent = producer.map_or(&header, |p| &p[i]);
             inner
                 .producers
-                .record_stored(sent, base, header.last_offset());
+                .record_stored(sent, header.base_offset, header.last_offset());
             last_offset = header.last_offset();
         }
         let outcome = AppendOutcome {
@@ -285,6 +317,119 @@ impl PartitionLog {
         Ok(outcome)
     }
 
+    /// Writes one validated batch at the log end: the broker-owned header fields (base offset,
+    /// log-append time and then the CRC) are patched in a copy of the 61-byte header, written
+    /// ahead of the untouched body. Returns the header as stored.
+    fn write_batch(
+        &self,
+        inner: &mut Inner,
+        bytes: &[u8],
+        stored: &BatchHeader,
+        now_ms: i64,
+    ) -> Result<BatchHeader, AppendError> {
+        if bytes.len() < HEADER_LEN {
+            return Err(AppendError::CorruptMessage(
+                "batch shorter than its header".into(),
+            ));
+        }
+        let mut header = *stored;
+        let base = inner.next_offset();
+        let mut head = [0u8; HEADER_LEN];
+        head.copy_from_slice(&bytes[..HEADER_LEN]);
+        batch::set_base_offset(&mut head, base);
+        header.base_offset = base;
+        if inner.config.timestamp_type == TimestampType::LogAppendTime {
+            batch::set_log_append_time_split(&mut head, &bytes[HEADER_LEN..], now_ms);
+            header.max_timestamp = now_ms;
+            header.attributes |= 0x08;
+        }
+        self.maybe_roll(inner, bytes.len(), header.last_offset(), now_ms)?;
+        let interval = u64::from(inner.config.index_interval_bytes);
+        inner
+            .active_mut()
+            .append_parts(&head, &bytes[HEADER_LEN..], &header, interval, now_ms)?;
+        Ok(header)
+    }
+
+    /// Appends a commit or abort marker for `producer_id`, ending its open transaction here
+    /// (the last stable offset moves past it; an abort is indexed for read_committed fetches).
+    ///
+    /// A marker for a transaction already ended here (a retry) writes nothing and answers
+    /// `duplicate`, with the log end as its offsets so a durability wait covers the first copy.
+    /// A marker at an epoch older than the producer's is refused (`InvalidProducerEpoch`).
+    pub fn append_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendOutcome, AppendError> {
+        let mut inner = self.inner.lock();
+        if inner.producers.check_marker(producer_id, producer_epoch)? == MarkerCheck::AlreadyEnded {
+            let end = inner.next_offset() - 1;
+            return Ok(AppendOutcome {
+                base_offset: end,
+                last_offset: end,
+                log_append_time: -1,
+                log_start_offset: inner.log_start_offset,
+                duplicate: true,
+            });
+        }
+        let bytes = control::build_marker(
+            producer_id,
+            producer_epoch,
+            commit,
+            coordinator_epoch,
+            now_ms,
+        );
+        let header = BatchHeader::parse(&bytes)
+            .ok_or_else(|| AppendError::CorruptMessage("a marker without a header".into()))?;
+        let stored = self.write_batch(&mut inner, &bytes, &header, now_ms)?;
+        inner.end_transaction(
+            &stored,
+            Some(control::ControlMarker {
+                commit,
+                coordinator_epoch,
+            }),
+        );
+        let outcome = AppendOutcome {
+            base_offset: stored.base_offset,
+            last_offset: stored.last_offset(),
+            log_append_time: if stored.has_log_append_time() {
+                now_ms
+            } else {
+                -1
+            },
+            log_start_offset: inner.log_start_offset,
+            duplicate: false,
+        };
+        let end = inner.next_offset();
+        drop(inner);
+        self.high_watermark.send_replace(end);
+        Ok(outcome)
+    }
+
+    /// Last stable offset: min(first offset of the open transactions, high watermark).
+    pub fn last_stable_offset(&self) -> i64 {
+        self.inner.lock().last_stable_offset()
+    }
+
+    /// Open transactions here: `(producer id, first offset)`, earliest first.
+    pub fn ongoing_transactions(&self) -> Vec<(i64, i64)> {
+        self.inner.lock().producers.ongoing_transactions()
+    }
+
+    /// Every producer this partition knows (DescribeProducers).
+    pub fn producers(&self) -> Vec<ProducerView> {
+        self.inner.lock().producers.views()
+    }
+
+    /// Aborted transactions with records in `[from, to)`, by first offset.
+    pub fn aborted_transactions(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        self.inner.lock().aborted.overlapping(from, to)
+    }
+
     /// Rolls to a new segment if the batch does not fit the active one or it is too old.
     fn maybe_roll(
         &self,
@@ -297,7 +442,7 @@ impl PartitionLog {
         let active = inner.active();
         let too_old = active
             .first_append_ms
-            .is_some_and(|t| now_ms.saturating_sub(t) >= config.segment_ms);
+            .is_some_and(|t| now_ms.saturating_sub(t) >= config.roll_ms());
         if active.size > 0 && (too_old || !active.can_take(size, last_offset, config.segment_bytes))
         {
             let base = active.next_offset;
@@ -396,10 +541,23 @@ impl PartitionLog {
         max_bytes: usize,
         min_one_batch: bool,
     ) -> Result<ReadSlice, LogError> {
-        let (file, start, end, high_watermark, log_start_offset) = {
+        self.read_isolated(offset, max_bytes, min_one_batch, false)
+    }
+
+    /// [`read`](Self::read), and with `committed` (read_committed) only batches below the last
+    /// stable offset, with the aborted transactions of what is returned.
+    pub fn read_isolated(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+        committed: bool,
+    ) -> Result<ReadSlice, LogError> {
+        let (file, start, end, high_watermark, log_start_offset, stable) = {
             let inner = self.inner.lock();
             let hw = inner.next_offset();
             let lso = inner.log_start_offset;
+            let stable = inner.last_stable_offset();
             if offset < lso || offset > hw {
                 return Err(LogError::OffsetOutOfRange {
                     offset,
@@ -419,22 +577,42 @@ impl PartitionLog {
                 // Compaction may leave empty segments and gaps: the first one holding data at
                 // or past `offset`.
                 .find(|s| s.next_offset > offset && s.size > 0);
+            let empty = ReadSlice {
+                records: Bytes::new(),
+                high_watermark: hw,
+                last_stable_offset: stable,
+                log_start_offset: lso,
+                aborted: Vec::new(),
+            };
+            if committed && offset >= stable {
+                return Ok(empty);
+            }
             match found {
-                Some(seg) => (seg.log.clone(), seg.position_for(offset), seg.size, hw, lso),
-                None => {
-                    return Ok(ReadSlice {
-                        records: Bytes::new(),
-                        high_watermark: hw,
-                        log_start_offset: lso,
-                    })
-                }
+                Some(seg) => (
+                    seg.log.clone(),
+                    seg.position_for(offset),
+                    seg.size,
+                    hw,
+                    lso,
+                    stable,
+                ),
+                None => return Ok(empty),
             }
         };
-        let records = read_batches(&file, start, end, offset, max_bytes, min_one_batch)?;
+        let upper = if committed { stable } else { i64::MAX };
+        let (records, next) =
+            read_batches(&file, start, end, offset, max_bytes, min_one_batch, upper)?;
+        let aborted = if committed && !records.is_empty() {
+            self.aborted_transactions(offset, next)
+        } else {
+            Vec::new()
+        };
         Ok(ReadSlice {
             records,
             high_watermark,
+            last_stable_offset: stable,
             log_start_offset,
+            aborted,
         })
     }
 
@@ -547,6 +725,8 @@ impl PartitionLog {
             inner.log_start_offset = inner.log_start_offset.max(inner.segments[0].base_offset);
             inner.dir_dirty = true;
         }
+        let log_start = inner.log_start_offset;
+        inner.aborted.prune_below(log_start);
         Ok(count)
     }
 
@@ -626,6 +806,8 @@ impl PartitionLog {
                 .collect(),
             active_base: inner.active().base_offset,
             checkpoint: inner.cleaned,
+            last_stable_offset: inner.last_stable_offset(),
+            aborted: inner.aborted.entries().to_vec(),
         })
     }
 
@@ -653,10 +835,14 @@ impl PartitionLog {
     /// Swaps the cleaned segment built aside at `replaced[0]`'s base offset in for `replaced`
     /// (consecutive non-active segments, followed by the segment at `next_base`). Returns
     /// `false`, changing nothing, if the segments changed meanwhile (retention, DeleteRecords).
+    ///
+    /// `dropped_markers` are the offsets of the abort markers the cleaning removed: their
+    /// aborted-index entries go in the same critical section as the segments.
     pub(crate) fn swap_cleaned(
         &self,
         replaced: &[SegmentRef],
         next_base: i64,
+        dropped_markers: &[i64],
     ) -> Result<bool, LogError> {
         let mut inner = self.inner.lock();
         let Some(first) = replaced.first() else {
@@ -693,6 +879,7 @@ impl PartitionLog {
         inner
             .segments
             .splice(at..at + replaced.len(), std::iter::once(new));
+        inner.aborted.remove_markers(dropped_markers);
         Ok(true)
     }
 
@@ -720,7 +907,8 @@ fn read_checkpoint(path: &Path) -> Result<Option<i64>, LogError> {
 }
 
 /// Reads whole batches from `start` (a position at or before the batch holding `offset`) up to
-/// `end`, skipping batches below `offset`, within `max_bytes` (or one batch if `min_one`).
+/// `end`, skipping batches below `offset`, within `max_bytes` (or one batch if `min_one`), and
+/// none that starts at or past `upper`. Returns them and the offset after the last one.
 fn read_batches(
     file: &File,
     start: u64,
@@ -728,7 +916,8 @@ fn read_batches(
     offset: i64,
     max_bytes: usize,
     min_one: bool,
-) -> Result<Bytes, LogError> {
+    upper: i64,
+) -> Result<(Bytes, i64), LogError> {
     let mut pos = start;
     while pos < end {
         let (_, size, last) = segment::peek(file, pos)
@@ -739,20 +928,26 @@ fn read_batches(
         pos += size as u64;
     }
     let begin = pos;
+    let mut next = offset;
     while pos < end {
-        let (_, size, _) = segment::peek(file, pos)
+        let (base, size, last) = segment::peek(file, pos)
             .ok_or_else(|| LogError::Corrupt("unreadable batch header".into()))?;
+        if base >= upper {
+            break;
+        }
         if (pos - begin) as usize + size > max_bytes {
             if pos == begin && min_one {
                 pos += size as u64;
+                next = last + 1;
             }
             break;
         }
         pos += size as u64;
+        next = last + 1;
     }
     let mut buf = vec![0u8; (pos - begin) as usize];
     std::os::unix::fs::FileExt::read_exact_at(file, &mut buf, begin)?;
-    Ok(Bytes::from(buf))
+    Ok((Bytes::from(buf), next))
 }
 
 #[cfg(test)]
@@ -879,6 +1074,39 @@ pub(crate) mod tests {
         let log = PartitionLog::open(dir.path(), cfg).unwrap();
         assert_eq!(values_from(&log, 0), expected);
         assert_eq!(log.append(batch(&["more"], 99), 0).unwrap().base_offset, 50);
+    }
+
+    #[test]
+    fn max_compaction_lag_rolls_the_active_segment_of_a_compacted_topic() {
+        let segments = |dir: &Path| {
+            std::fs::read_dir(dir)
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .path()
+                        .extension()
+                        .is_some_and(|x| x == "log")
+                })
+                .count()
+        };
+        for (compact, expected) in [(true, 2), (false, 1)] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut cfg = config();
+            cfg.max_compaction_lag_ms = 1_000;
+            if compact {
+                cfg.cleanup_policy = super::super::CleanupPolicy {
+                    compact: true,
+                    delete: false,
+                };
+            }
+            let log = PartitionLog::open(dir.path(), cfg).unwrap();
+            log.append(batch(&["old"], 0), 10_000).unwrap();
+            log.append(batch(&["young"], 0), 10_500).unwrap();
+            assert_eq!(segments(dir.path()), 1, "not yet past the lag");
+            log.append(batch(&["late"], 0), 11_001).unwrap();
+            assert_eq!(segments(dir.path()), expected, "compact={compact}");
+        }
     }
 
     #[test]
@@ -1037,6 +1265,163 @@ pub(crate) mod tests {
             2
         );
         assert_eq!(log.high_watermark(), 3);
+    }
+
+    /// A transactional batch of producer `pid` (epoch 0) starting at sequence `seq`.
+    pub(crate) fn transactional(pid: i64, seq: i32, values: &[&str]) -> Bytes {
+        let mut bytes = idempotent(pid, seq, values).to_vec();
+        let attributes = i16::from_be_bytes([bytes[21], bytes[22]]) | 0x10;
+        bytes[21..23].copy_from_slice(&attributes.to_be_bytes());
+        let crc = batch::compute_crc(&bytes);
+        bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+        Bytes::from(bytes)
+    }
+
+    #[test]
+    fn the_last_stable_offset_waits_for_the_earliest_open_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), config()).unwrap();
+        log.append(batch(&["plain"], 1), 0).unwrap();
+        assert_eq!(log.last_stable_offset(), 1);
+        log.append(transactional(7, 0, &["a", "b"]), 0).unwrap(); // 1..=2
+        log.append(transactional(8, 0, &["c"]), 0).unwrap(); // 3
+        log.append(transactional(7, 2, &["d"]), 0).unwrap(); // 4
+        assert_eq!(log.high_watermark(), 5);
+        assert_eq!(log.last_stable_offset(), 1);
+        assert_eq!(log.ongoing_transactions(), vec![(7, 1), (8, 3)]);
+        let committed = log.append_marker(7, 0, true, 0, 0).unwrap(); // 5
+        assert_eq!((committed.base_offset, committed.duplicate), (5, false));
+        assert_eq!(
+            log.last_stable_offset(),
+            3,
+            "producer 8 still holds it back"
+        );
+        let aborted = log.append_marker(8, 0, false, 0, 0).unwrap(); // 6
+        assert_eq!(aborted.base_offset, 6);
+        assert_eq!(log.last_stable_offset(), 7);
+        assert!(log.ongoing_transactions().is_empty());
+        let again = log.append_marker(8, 0, false, 0, 0).unwrap();
+        assert!(again.duplicate, "a retried marker writes nothing");
+        assert_eq!(log.high_watermark(), 7);
+        assert!(matches!(
+            log.append_marker(8, -1, false, 0, 0),
+            Err(AppendError::InvalidProducerEpoch { .. })
+        ));
+
+        // read_committed stops at the last stable offset and names the aborted transaction.
+        log.append(transactional(9, 0, &["open"]), 0).unwrap(); // 7, open
+        let slice = log.read_isolated(0, 1 << 20, true, true).unwrap();
+        assert_eq!(slice.last_stable_offset, 7);
+        let mut offsets = Vec::new();
+        let mut rest = &slice.records[..];
+        while !rest.is_empty() {
+            let header = BatchHeader::parse(rest).unwrap();
+            offsets.push(header.base_offset);
+            rest = &rest[header.total_size()..];
+        }
+        assert_eq!(
+            offsets,
+            vec![0, 1, 3, 4, 5, 6],
+            "nothing at or past the LSO"
+        );
+        assert_eq!(
+            slice.aborted,
+            vec![AbortedTxn {
+                producer_id: 8,
+                first_offset: 3,
+                last_offset: 6
+            }]
+        );
+        let tail = log.read_isolated(7, 1 << 20, true, true).unwrap();
+        assert!(tail.records.is_empty() && tail.aborted.is_empty());
+        assert!(!log
+            .read_isolated(7, 1 << 20, true, false)
+            .unwrap()
+            .records
+            .is_empty());
+        assert!(
+            log.read_isolated(5, 1 << 20, true, true)
+                .unwrap()
+                .aborted
+                .len()
+                == 1
+        );
+    }
+
+    #[test]
+    fn transactional_writes_are_fenced_and_sequenced() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), config()).unwrap();
+        log.append(transactional(7, 0, &["a"]), 0).unwrap();
+        assert!(
+            log.append(transactional(7, 0, &["a"]), 0)
+                .unwrap()
+                .duplicate
+        );
+        assert!(matches!(
+            log.append(transactional(7, 3, &["gap"]), 0),
+            Err(AppendError::OutOfOrderSequence { expected: 1, .. })
+        ));
+        assert!(matches!(
+            log.append(idempotent(7, 1, &["plain"]), 0),
+            Err(AppendError::InvalidTxnState(_))
+        ));
+        // The coordinator fences the producer: an abort at epoch 1.
+        log.append_marker(7, 1, false, 0, 0).unwrap();
+        assert!(matches!(
+            log.append(transactional(7, 1, &["zombie"]), 0),
+            Err(AppendError::InvalidProducerEpoch { .. })
+        ));
+        assert_eq!(log.last_stable_offset(), log.high_watermark());
+        let view = log.producers()[0];
+        assert_eq!((view.producer_id, view.producer_epoch), (7, 1));
+        assert_eq!(view.current_txn_start_offset, -1);
+    }
+
+    #[test]
+    fn open_transactions_and_aborts_survive_a_crash_with_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), config()).unwrap();
+        log.append(transactional(1, 0, &["aborted"]), 0).unwrap(); // 0
+        log.append(transactional(2, 0, &["open"]), 0).unwrap(); // 1
+        log.append_marker(1, 0, false, 5, 0).unwrap(); // 2
+        log.append(transactional(3, 0, &["committed"]), 0).unwrap(); // 3
+        log.append_marker(3, 0, true, 5, 0).unwrap(); // 4: torn below
+        drop(log);
+        // kill -9 mid-write of the last marker: its batch is cut short.
+        let file = dir.path().join(segment::file_name(0, "log"));
+        let len = std::fs::metadata(&file).unwrap().len();
+        let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+        f.set_len(len - 7).unwrap();
+        drop(f);
+        let log = PartitionLog::open(dir.path(), config()).unwrap();
+        assert_eq!(log.high_watermark(), 4);
+        assert_eq!(log.ongoing_transactions(), vec![(2, 1), (3, 3)]);
+        assert_eq!(log.last_stable_offset(), 1);
+        assert_eq!(
+            log.aborted_transactions(0, 4),
+            vec![AbortedTxn {
+                producer_id: 1,
+                first_offset: 0,
+                last_offset: 2
+            }]
+        );
+        let coordinator_epochs: Vec<i32> = log
+            .producers()
+            .iter()
+            .map(|p| p.coordinator_epoch)
+            .collect();
+        assert_eq!(coordinator_epochs, vec![5, -1, -1]);
+        // The coordinator rewrites the lost marker; the producers continue.
+        log.append_marker(3, 0, true, 5, 0).unwrap();
+        log.append_marker(2, 0, true, 5, 0).unwrap();
+        assert_eq!(log.last_stable_offset(), log.high_watermark());
+        log.close().unwrap();
+        drop(log);
+        let log = PartitionLog::open(dir.path(), config()).unwrap();
+        assert!(log.ongoing_transactions().is_empty());
+        assert_eq!(log.last_stable_offset(), 6);
+        assert_eq!(log.aborted_transactions(0, 6).len(), 1);
     }
 
     #[test]

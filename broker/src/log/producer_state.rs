@@ -1,8 +1,9 @@
-//! Idempotent-producer state of one partition: per producer id, its epoch, last sequence and the
-//! last few batches, so a retried batch is recognised (and answered with its original offsets)
-//! and a gap or reordering is refused, as Kafka does.
+//! Producer state of one partition: per producer id, its epoch, last sequence and the last few
+//! batches, so a retried batch is recognised (and answered with its original offsets) and a gap
+//! or reordering is refused, as Kafka does; and each producer's open transaction here (the offset
+//! of its first batch), which holds the last stable offset back until a marker ends it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crate::records::BatchHeader;
 
@@ -20,10 +21,50 @@ struct BatchMeta {
     last_offset: i64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Producer {
     epoch: i16,
     batches: VecDeque<BatchMeta>,
+    /// Max timestamp of the producer's last batch or marker (DescribeProducers).
+    last_timestamp: i64,
+    /// Coordinator epoch of the last marker written for it (-1: none yet).
+    coordinator_epoch: i32,
+    /// First offset of its open transaction on this partition, if one is open.
+    txn_first_offset: Option<i64>,
+}
+
+impl Default for Producer {
+    fn default() -> Producer {
+        Producer {
+            epoch: 0,
+            batches: VecDeque::new(),
+            last_timestamp: -1,
+            coordinator_epoch: -1,
+            txn_first_offset: None,
+        }
+    }
+}
+
+/// One producer as DescribeProducers shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerView {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    /// Sequence of its last stored record (-1: none).
+    pub last_sequence: i32,
+    pub last_timestamp: i64,
+    pub coordinator_epoch: i32,
+    /// First offset of its open transaction here (-1: none).
+    pub current_txn_start_offset: i64,
+}
+
+/// Whether a marker has anything to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MarkerCheck {
+    /// Write it: a transaction is open, or it carries an epoch this partition has not seen.
+    Write,
+    /// The transaction is already ended here (a retried marker): nothing to write.
+    AlreadyEnded,
 }
 
 /// What to do with a batch.
@@ -41,6 +82,9 @@ pub(crate) enum Check {
 #[derive(Debug, Default)]
 pub(crate) struct ProducerState {
     producers: HashMap<i64, Producer>,
+    /// First offset -> producer id of every open transaction: the first key is what holds the
+    /// last stable offset back.
+    ongoing: BTreeMap<i64, i64>,
 }
 
 /// The sequence after `seq` (sequences wrap from i32::MAX to 0).
@@ -75,6 +119,15 @@ impl ProducerState {
                 epoch: header.producer_epoch,
                 current: p.epoch,
             });
+        }
+        // A producer inside a transaction writes only transactional batches until it ends.
+        if !header.is_transactional()
+            && header.producer_epoch == p.epoch
+            && p.txn_first_offset.is_some()
+        {
+            return Err(AppendError::InvalidTxnState(format!(
+                "producer {pid} sent a non-transactional batch while its transaction is open"
+            )));
         }
         if header.producer_epoch > p.epoch {
             if header.base_sequence != 0 {
@@ -138,10 +191,11 @@ impl ProducerState {
         base_offset: i64,
         last_offset: i64,
     ) {
-        if !header.is_idempotent() {
+        if !header.is_idempotent() || header.is_control() {
             return;
         }
-        let p = self.producers.entry(header.producer_id).or_default();
+        let pid = header.producer_id;
+        let p = self.producers.entry(pid).or_default();
         if header.producer_epoch != p.epoch {
             p.epoch = header.producer_epoch;
             p.batches.clear();
@@ -155,6 +209,86 @@ impl ProducerState {
         while p.batches.len() > REMEMBERED {
             p.batches.pop_front();
         }
+        p.last_timestamp = header.max_timestamp;
+        // A batch without records (what the cleaner leaves of one) holds nothing uncommitted.
+        if header.is_transactional() && header.records_count > 0 && p.txn_first_offset.is_none() {
+            p.txn_first_offset = Some(base_offset);
+            self.ongoing.insert(base_offset, pid);
+        }
+    }
+
+    /// Judges a marker for `producer_id` at `epoch`: an older epoch is fenced.
+    pub(crate) fn check_marker(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+    ) -> Result<MarkerCheck, AppendError> {
+        let Some(p) = self.producers.get(&producer_id) else {
+            return Ok(MarkerCheck::Write);
+        };
+        if epoch < p.epoch {
+            return Err(AppendError::InvalidProducerEpoch {
+                producer_id,
+                epoch,
+                current: p.epoch,
+            });
+        }
+        if p.txn_first_offset.is_some() || epoch > p.epoch {
+            Ok(MarkerCheck::Write)
+        } else {
+            Ok(MarkerCheck::AlreadyEnded)
+        }
+    }
+
+    /// Records a stored marker: the producer's open transaction (if any) ends; returns its first
+    /// offset. A marker at a newer epoch (the coordinator fenced the producer, or KIP-890's
+    /// per-transaction bump) starts the producer's sequences over.
+    pub(crate) fn end_transaction(
+        &mut self,
+        header: &BatchHeader,
+        coordinator_epoch: i32,
+    ) -> Option<i64> {
+        let p = self.producers.entry(header.producer_id).or_default();
+        if header.producer_epoch > p.epoch {
+            p.epoch = header.producer_epoch;
+            p.batches.clear();
+        }
+        p.coordinator_epoch = coordinator_epoch;
+        p.last_timestamp = header.max_timestamp;
+        let first = p.txn_first_offset.take()?;
+        self.ongoing.remove(&first);
+        Some(first)
+    }
+
+    /// The first offset of the earliest open transaction.
+    pub(crate) fn first_unstable_offset(&self) -> Option<i64> {
+        self.ongoing.keys().next().copied()
+    }
+
+    /// Every open transaction: `(producer id, first offset)`, by first offset.
+    pub(crate) fn ongoing_transactions(&self) -> Vec<(i64, i64)> {
+        self.ongoing
+            .iter()
+            .map(|(&first, &pid)| (pid, first))
+            .collect()
+    }
+
+    /// Every producer this partition knows, by producer id.
+    pub(crate) fn views(&self) -> Vec<ProducerView> {
+        let mut out: Vec<ProducerView> = self
+            .producers
+            .iter()
+            .map(|(&producer_id, p)| ProducerView {
+                producer_id,
+                producer_epoch: p.epoch,
+                last_sequence: p.batches.back().map_or(-1, |b| b.last_seq),
+                last_timestamp: p.last_timestamp,
+                coordinator_epoch: p.coordinator_epoch,
+                current_txn_start_offset: p.txn_first_offset.unwrap_or(-1),
+            })
+            .collect();
+        out.sort_by_key(|v| v.producer_id);
+        out
     }
 }
 

@@ -463,8 +463,8 @@ fn scan(file: &File, file_len: u64, base_offset: i64) -> Result<Scan, LogError> 
     })
 }
 
-/// Reads the headers of every batch (producer-state rebuild): `(header)` in order.
-pub(crate) fn headers(file: &File, size: u64) -> Vec<BatchHeader> {
+/// Reads the headers of every batch (producer-state rebuild): `(position, header)` in order.
+pub(crate) fn headers(file: &File, size: u64) -> Vec<(u64, BatchHeader)> {
     let mut out = Vec::new();
     let mut pos = 0u64;
     let mut head = [0u8; HEADER_LEN];
@@ -478,8 +478,8 @@ pub(crate) fn headers(file: &File, size: u64) -> Vec<BatchHeader> {
         if h.total_size() < HEADER_LEN {
             break;
         }
+        out.push((pos, h));
         pos += h.total_size() as u64;
-        out.push(h);
     }
     out
 }

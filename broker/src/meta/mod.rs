@@ -14,6 +14,7 @@
 //! | `connectors.json` | [`crate::connect`] | connectors, their configs and target states |
 //! | `connect-offsets/<name>.json` | [`crate::connect`] | a source connector's file position |
 //! | `scram-credentials.json` | [`crate::auth`] | SCRAM credentials: salt, stored key, server key |
+//! | `client-quotas.json` | [`crate::quota`] | client quotas per user and/or client id (AlterClientQuotas) |
 
 mod atomic;
 
@@ -97,5 +98,8 @@ impl MetaDir {
     }
     pub fn scram_credentials(&self) -> PathBuf {
         self.root.join("scram-credentials.json")
+    }
+    pub fn client_quotas(&self) -> PathBuf {
+        self.root.join("client-quotas.json")
     }
 }

@@ -107,6 +107,9 @@ pub struct Metrics {
     connector_records: IntCounterVec,
     connector_retries: IntCounterVec,
     connector_dead_lettered: IntCounterVec,
+    connections_refused: IntCounterVec,
+    throttled: IntCounterVec,
+    throttle_ms: IntCounterVec,
 }
 
 /// A Prometheus name or label set that is fixed in this file is valid: registration and vector
@@ -272,6 +275,24 @@ impl Metrics {
                 "sluice_connector_dead_lettered_total",
                 "Records a connector sent to its dead-letter topic.",
                 connector,
+            ),
+            connections_refused: counter_vec(
+                &r,
+                "sluice_connections_refused_total",
+                "Kafka connections closed right after accept, by the limit they were over (max.connections, max.connections.per.ip).",
+                &["limit"],
+            ),
+            throttled: counter_vec(
+                &r,
+                "sluice_quota_throttled_responses_total",
+                "Responses that held a client back for being over a quota, by quota key.",
+                &["quota"],
+            ),
+            throttle_ms: counter_vec(
+                &r,
+                "sluice_quota_throttle_milliseconds_total",
+                "Milliseconds clients were held back for being over a quota, by quota key.",
+                &["quota"],
             ),
             registry: r,
         }
@@ -499,6 +520,24 @@ pub fn connection_opened() -> OpenConnection {
     m.connections_accepted.inc();
     m.connections_open.inc();
     OpenConnection(())
+}
+
+/// A connection was closed right after accept for being over `limit` (counted even with
+/// `metrics.enabled=false`: refusals are rare and operators look for them).
+pub fn connection_refused(limit: &str) {
+    get().connections_refused.with_label_values(&[limit]).inc();
+}
+
+/// A response held its client back for `throttle` for being over the quota `key`.
+pub fn throttled(key: &str, throttle: Duration) {
+    if !enabled() {
+        return;
+    }
+    let m = get();
+    m.throttled.with_label_values(&[key]).inc();
+    m.throttle_ms
+        .with_label_values(&[key])
+        .inc_by(u64::try_from(throttle.as_millis()).unwrap_or(u64::MAX));
 }
 
 /// Counts a connection as open while alive.

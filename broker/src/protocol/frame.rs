@@ -22,6 +22,18 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
     max_size: usize,
 ) -> Result<Option<BytesMut>, FrameError> {
+    match read_frame_size(reader, max_size).await? {
+        Some(size) => read_frame_body(reader, size).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Reads a frame's length prefix, bounded by `max_size`. `Ok(None)` is a clean end of stream.
+/// The caller may wait (for request memory) before reading the body with [`read_frame_body`].
+pub async fn read_frame_size<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    max_size: usize,
+) -> Result<Option<usize>, FrameError> {
     let mut len = [0u8; 4];
     match reader.read_exact(&mut len).await {
         Ok(_) => {}
@@ -36,9 +48,17 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
             max: max_size,
         });
     }
+    Ok(Some(size))
+}
+
+/// Reads the `size` bytes of a frame's body (after [`read_frame_size`]).
+pub async fn read_frame_body<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    size: usize,
+) -> Result<BytesMut, FrameError> {
     let mut body = BytesMut::zeroed(size);
     match reader.read_exact(&mut body).await {
-        Ok(_) => Ok(Some(body)),
+        Ok(_) => Ok(body),
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(FrameError::Truncated),
         Err(e) => Err(e.into()),
     }

@@ -4,13 +4,16 @@
 //! [`handle_request`] is the single place where an API key is routed to its handler in
 //! [`crate::api`].
 
+pub mod error_codes;
 pub mod frame;
 pub mod session;
+pub mod throttle;
 pub mod versions;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, RequestHeader, ResponseHeader};
@@ -18,7 +21,10 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use crate::api;
 use crate::broker::Broker;
+use crate::quota::{throttle_ms, Client, QuotaKind};
+use error_codes::ErrorCodes;
 use session::{ListenerContext, Session};
+use throttle::Throttled;
 
 /// A response that is ready, one that comes later, or none at all (`acks=0`).
 pub enum Reply {
@@ -75,9 +81,21 @@ pub struct RequestContext {
     pub api: ApiKey,
     pub version: i16,
     pub correlation_id: i32,
+    /// The `throttle_time_ms` its response carries (non-zero when the client is over a quota).
+    pub throttle_ms: i32,
 }
 
 impl RequestContext {
+    /// Sets the response's `throttle_time_ms`, counts its error codes, and encodes it.
+    fn encode_throttled<R: Encodable + Throttled + ErrorCodes>(
+        &self,
+        mut body: R,
+    ) -> Result<BytesMut, RequestError> {
+        body.set_throttle_time_ms(self.throttle_ms);
+        body.error_codes(&mut |code| crate::metrics::request_error(self.api, code));
+        self.encode(&body)
+    }
+
     /// Encodes `body` as this request's response frame.
     pub fn encode<R: Encodable>(&self, body: &R) -> Result<BytesMut, RequestError> {
         let fail = |e: anyhow::Error| RequestError::Encode {
@@ -114,8 +132,41 @@ fn allowed_before_authentication(api: ApiKey) -> bool {
     )
 }
 
+/// Whether `api` is exempt from `request_percentage` quotas (Kafka exempts the requests a client
+/// needs to learn versions and authenticate).
+fn exempt_from_quotas(api: ApiKey) -> bool {
+    allowed_before_authentication(api)
+}
+
+/// The throttle a request earns before it is handled: the client's request-time quota, and for
+/// Produce its byte quota on the request's size. Zero (and no work) without quotas.
+fn throttle_before(broker: &Broker, session: &Session, api: ApiKey, size: usize) -> Duration {
+    let quotas = &broker.quotas;
+    if quotas.is_off() || exempt_from_quotas(api) {
+        return Duration::ZERO;
+    }
+    let client = session.quota_client();
+    let mut throttle = quotas.record(QuotaKind::Request, client, 0.0);
+    if api == ApiKey::Produce {
+        throttle = throttle.max(quotas.record(QuotaKind::Produce, client, size as f64));
+    }
+    throttle
+}
+
+/// Records the time the broker spent handling a request of `api` against the connection's
+/// `request_percentage` quota (the waiting of a long-poll or an fsync is not handling).
+pub fn record_handling(broker: &Broker, session: &Session, api: ApiKey, handling: Duration) {
+    if broker.quotas.is_off() || exempt_from_quotas(api) {
+        return;
+    }
+    let throttle = broker
+        .quotas
+        .record_handling(session.quota_client(), handling);
+    session.gate.hold(throttle);
+}
+
 /// Decodes one request frame and routes it to its handler, within the connection's `session`
-/// (its listener, its principal, its SASL exchange).
+/// (its listener, its principal, its SASL exchange, its quota hold).
 pub fn handle_request(
     broker: &Arc<Broker>,
     frame: Bytes,
@@ -125,7 +176,8 @@ pub fn handle_request(
         return raw_sasl_token(session, &frame);
     }
     let peer = session.peer;
-    let (ctx, header, mut body) = parse_header(frame)?;
+    let size = frame.len();
+    let (mut ctx, header, mut body) = parse_header(frame)?;
     if !allowed_before_authentication(ctx.api) {
         if !session.is_authenticated() {
             return Err(RequestError::NotAuthenticated { api: ctx.api });
@@ -151,6 +203,14 @@ pub fn handle_request(
             },
         });
     }
+    let client_id = header.client_id.as_deref().unwrap_or_default();
+    if session.client_id != client_id {
+        session.client_id = client_id.to_string();
+    }
+    let throttle = throttle_before(broker, session, ctx.api, size);
+    ctx.throttle_ms = throttle_ms(throttle);
+    // The reply carries the throttle; the connection's next request waits it out (KIP-219).
+    session.gate.hold(throttle);
     let body = &mut body;
     let b = broker.as_ref();
     let v = ctx.version;
@@ -212,11 +272,19 @@ pub fn handle_request(
                 answer(api::produce::append(b, v, request))
             }
         }
-        ApiKey::Fetch => later(
-            ctx,
-            api::fetch::handle(broker.clone(), v, ctx.decode(body)?),
-        ),
+        ApiKey::Fetch => {
+            let fetch = api::fetch::handle(broker.clone(), v, ctx.decode(body)?);
+            if broker.quotas.is_off() {
+                later(ctx, fetch)
+            } else {
+                fetch_within_quota(broker.clone(), session, ctx, fetch)
+            }
+        }
         ApiKey::ListOffsets => now(&ctx, api::list_offsets::handle(b, v, ctx.decode(body)?))?,
+        ApiKey::DescribeProducers => now(
+            &ctx,
+            api::describe_producers::handle(b, v, ctx.decode(body)?),
+        )?,
         ApiKey::DeleteRecords => now(&ctx, api::delete_records::handle(b, v, ctx.decode(body)?))?,
         ApiKey::InitProducerId => {
             now(&ctx, api::init_producer_id::handle(b, v, ctx.decode(body)?))?
@@ -273,6 +341,10 @@ pub fn handle_request(
             ctx,
             api::group_offsets::offset_delete(broker.clone(), v, ctx.decode(body)?),
         ),
+        ApiKey::AlterClientQuotas => now(&ctx, api::client_quotas::alter(b, ctx.decode(body)?))?,
+        ApiKey::DescribeClientQuotas => {
+            now(&ctx, api::client_quotas::describe(b, ctx.decode(body)?))?
+        }
         other => {
             // `is_served` admitted it, so the table and this match disagree: a bug, reported as
             // an unsupported version rather than a panic.
@@ -320,16 +392,54 @@ fn raw_sasl_token(session: &mut Session, token: &[u8]) -> Result<Reply, RequestE
     }
 }
 
-fn now<R: Encodable>(ctx: &RequestContext, response: R) -> Result<Reply, RequestError> {
-    Ok(Reply::Now(ctx.encode(&response)?))
+/// A Fetch answered under a `consumer_byte_rate` quota: the response's size is recorded once it
+/// is known, and its throttle (or the request quota's, if longer) goes in the response and holds
+/// the connection.
+fn fetch_within_quota<F>(
+    broker: Arc<Broker>,
+    session: &Session,
+    mut ctx: RequestContext,
+    fetch: F,
+) -> Reply
+where
+    F: Future<Output = kafka_protocol::messages::FetchResponse> + Send + 'static,
+{
+    let gate = session.gate.clone();
+    let user = session.quota_client().user.to_string();
+    let client_id = session.client_id.clone();
+    let before = Duration::from_millis(u64::try_from(ctx.throttle_ms).unwrap_or(0));
+    Reply::Later(Box::pin(async move {
+        let response = fetch.await;
+        let size = response.compute_size(ctx.version).unwrap_or(0);
+        let client = Client {
+            user: &user,
+            client_id: &client_id,
+        };
+        let throttle = broker
+            .quotas
+            .record(QuotaKind::Fetch, client, size as f64)
+            .max(before);
+        gate.hold(throttle);
+        ctx.throttle_ms = throttle_ms(throttle);
+        ctx.encode_throttled(response)
+    }))
+}
+
+fn now<R: Encodable + Throttled + ErrorCodes>(
+    ctx: &RequestContext,
+    response: R,
+) -> Result<Reply, RequestError> {
+    Ok(Reply::Now(ctx.encode_throttled(response)?))
 }
 
 fn later<R, F>(ctx: RequestContext, response: F) -> Reply
 where
-    R: Encodable,
+    R: Encodable + Throttled + ErrorCodes,
     F: Future<Output = R> + Send + 'static,
 {
-    Reply::Later(Box::pin(async move { ctx.encode(&response.await) }))
+    Reply::Later(Box::pin(
+        async move { ctx.encode_throttled(response.await) },
+    ))
 }
 
 /// Splits a frame into its parsed header and the request body.
@@ -354,6 +464,7 @@ pub fn parse_header(
         api,
         version,
         correlation_id: header.correlation_id,
+        throttle_ms: 0,
     };
     Ok((ctx, header, frame))
 }
@@ -372,6 +483,7 @@ pub fn decode_only(frame: Bytes) -> Result<(), RequestError> {
         ApiKey::Produce => ctx.decode::<ProduceRequest>(body).map(drop),
         ApiKey::Fetch => ctx.decode::<FetchRequest>(body).map(drop),
         ApiKey::ListOffsets => ctx.decode::<ListOffsetsRequest>(body).map(drop),
+        ApiKey::DescribeProducers => ctx.decode::<DescribeProducersRequest>(body).map(drop),
         ApiKey::DeleteRecords => ctx.decode::<DeleteRecordsRequest>(body).map(drop),
         ApiKey::InitProducerId => ctx.decode::<InitProducerIdRequest>(body).map(drop),
         ApiKey::CreateTopics => ctx.decode::<CreateTopicsRequest>(body).map(drop),
@@ -401,6 +513,8 @@ pub fn decode_only(frame: Bytes) -> Result<(), RequestError> {
         ApiKey::DescribeUserScramCredentials => ctx
             .decode::<DescribeUserScramCredentialsRequest>(body)
             .map(drop),
+        ApiKey::AlterClientQuotas => ctx.decode::<AlterClientQuotasRequest>(body).map(drop),
+        ApiKey::DescribeClientQuotas => ctx.decode::<DescribeClientQuotasRequest>(body).map(drop),
         _ => Ok(()),
     }
 }

@@ -1,14 +1,17 @@
 //! One connection's security state: the listener it came in on, the principal it has
 //! authenticated as, the SASL exchange in progress and, with `connections.max.reauth.ms`, when
-//! it must re-authenticate (KIP-368).
+//! it must re-authenticate (KIP-368); and, for quotas, its client id and how long it is held
+//! back.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use super::throttle::ThrottleGate;
 use crate::auth::{Authenticator, Principal, SaslExchange};
 use crate::config::SecurityProtocol;
+use crate::quota::Client;
 
 /// What a connection knows of the listener it was accepted on.
 #[derive(Debug)]
@@ -42,6 +45,11 @@ pub struct Session {
     /// Set by a handler when the connection must close once this reply is sent (a failed
     /// authentication).
     pub close_after_reply: bool,
+    /// The client id of the latest request header (quotas are per client id).
+    pub client_id: String,
+    /// Set while the connection is over a quota; shared with replies that finish later (a
+    /// fetch's byte count is known only once it is answered).
+    pub gate: Arc<ThrottleGate>,
 }
 
 impl Session {
@@ -60,6 +68,16 @@ impl Session {
             raw_tokens: false,
             expires_at: None,
             close_after_reply: false,
+            client_id: String::new(),
+            gate: Arc::new(ThrottleGate::default()),
+        }
+    }
+
+    /// Who the connection is, as quotas see it (an unauthenticated connection has no user).
+    pub fn quota_client(&self) -> Client<'_> {
+        Client {
+            user: self.principal.as_ref().map_or("", |p| p.name.as_str()),
+            client_id: &self.client_id,
         }
     }
 

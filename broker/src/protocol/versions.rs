@@ -16,6 +16,7 @@ pub const SERVED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::DescribeProducers, 0, 0),
     (ApiKey::InitProducerId, 0, 4),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::AlterConfigs, 0, 2),
@@ -36,6 +37,8 @@ pub const SERVED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::SaslAuthenticate, 0, 2),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
+    (ApiKey::DescribeClientQuotas, 0, 1),
+    (ApiKey::AlterClientQuotas, 0, 1),
 ];
 
 /// The served range of `api`, if we implement it at all.
@@ -74,6 +77,9 @@ mod tests {
             ApiKey::CreateTopics => both::<CreateTopicsRequest, CreateTopicsResponse>(),
             ApiKey::DeleteTopics => both::<DeleteTopicsRequest, DeleteTopicsResponse>(),
             ApiKey::DeleteRecords => both::<DeleteRecordsRequest, DeleteRecordsResponse>(),
+            ApiKey::DescribeProducers => {
+                both::<DescribeProducersRequest, DescribeProducersResponse>()
+            }
             ApiKey::InitProducerId => both::<InitProducerIdRequest, InitProducerIdResponse>(),
             ApiKey::DescribeConfigs => both::<DescribeConfigsRequest, DescribeConfigsResponse>(),
             ApiKey::AlterConfigs => both::<AlterConfigsRequest, AlterConfigsResponse>(),
@@ -99,6 +105,12 @@ mod tests {
             }
             ApiKey::AlterUserScramCredentials => {
                 both::<AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse>()
+            }
+            ApiKey::DescribeClientQuotas => {
+                both::<DescribeClientQuotasRequest, DescribeClientQuotasResponse>()
+            }
+            ApiKey::AlterClientQuotas => {
+                both::<AlterClientQuotasRequest, AlterClientQuotasResponse>()
             }
             other => panic!("{other:?} is served but has no codec range here"),
         }

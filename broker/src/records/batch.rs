@@ -22,8 +22,10 @@ pub(super) const ATTRIBUTES_AT: usize = 21;
 const MAX_TIMESTAMP_AT: usize = 35;
 /// Attributes bit 3: the batch carries the broker's log-append time.
 const LOG_APPEND_TIME_BIT: i16 = 0x08;
-const TRANSACTIONAL_BIT: i16 = 0x10;
-const CONTROL_BIT: i16 = 0x20;
+/// Attributes bit 4: the batch belongs to a transaction (ended by a control batch).
+pub(super) const TRANSACTIONAL_BIT: i16 = 0x10;
+/// Attributes bit 5: a control batch (transaction marker), never a user record.
+pub(super) const CONTROL_BIT: i16 = 0x20;
 /// Attributes bit 6 (KIP-534): the log cleaner set a delete horizon, carried in baseTimestamp;
 /// tombstones in the batch may be removed once the horizon has passed.
 pub const DELETE_HORIZON_BIT: i16 = 0x40;
@@ -224,9 +226,10 @@ pub fn validate_and_decompress(
             "producers may not write control batches".into(),
         ));
     }
-    if header.is_transactional() {
+    // A transaction is a producer's: without an id, epoch and sequence there is none to end.
+    if header.is_transactional() && !header.is_idempotent() {
         return Err(BatchError::Invalid(
-            "transactional batches are not supported".into(),
+            "a transactional batch needs a producer id and sequence".into(),
         ));
     }
     let codec = header.compression().ok_or_else(|| {

@@ -2,7 +2,8 @@
 //! compression codecs and levels ([`compression`]), record-level decoding/encoding ([`record`]),
 //! recompression into another codec ([`recompress`]), a topic's rules for what it stores
 //! ([`conform`]: `compression.type`, timestamp bounds), batches built around already-encoded
-//! records ([`build`]) and Kafka's murmur2 partitioner ([`partitioner`]).
+//! records ([`build`]), transaction markers ([`control`]) and Kafka's murmur2 partitioner
+//! ([`partitioner`]).
 //!
 //! The log stores batches as producers sent them unless the topic's `compression.type` names
 //! another codec; this module reads them, rewrites the broker-owned header fields (base offset,
@@ -12,6 +13,7 @@ pub mod batch;
 pub mod build;
 pub mod compression;
 pub mod conform;
+pub mod control;
 pub mod partitioner;
 pub mod recompress;
 pub mod record;

@@ -1,5 +1,6 @@
 //! The one write path. Every writer of records goes through [`append`]: the Produce API,
-//! transform outputs, the file source connector, dead-letter copies.
+//! transform outputs, the file source connector, dead-letter copies; transaction markers go
+//! through [`control::append_marker`].
 //!
 //! 1. Each batch is validated once ([`validate`]), compressed ones decompressed once.
 //! 2. Without transforms on the topic, the batches are appended as received.
@@ -18,6 +19,7 @@
 //! deployed `--from` an earlier offset catches up the same way, in the background.
 
 mod changelog;
+pub mod control;
 pub(crate) mod internal;
 mod outputs;
 pub mod recovery;
@@ -32,6 +34,7 @@ use crate::broker::Broker;
 use crate::log::{AppendError, AppendOutcome, PartitionLog};
 use crate::records::Compression;
 
+pub use control::{append_marker, verify_transactional_write, Marker};
 pub use internal::append_records;
 pub use recovery::{recover, spawn_backfill, spawn_backfills};
 
@@ -65,9 +68,38 @@ pub fn append(
     records: Bytes,
     now: i64,
 ) -> Result<Appended, AppendError> {
+    append_produced(broker, None, topic, partition, records, now)
+}
+
+/// [`append`] for a Produce request, which names the producer's `transactional_id` (if any):
+/// transactional batches are checked against the coordinator before they are stored.
+pub fn append_produced(
+    broker: &Broker,
+    transactional_id: Option<&str>,
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+    now: i64,
+) -> Result<Appended, AppendError> {
     let mut durable = Vec::new();
-    let outcome = append_at(broker, topic, partition, records, now, 0, &mut durable)?;
+    let outcome = append_at(
+        broker,
+        Producer { transactional_id },
+        topic,
+        partition,
+        records,
+        now,
+        0,
+        &mut durable,
+    )?;
     Ok(Appended { outcome, durable })
+}
+
+/// Who writes: what the write path needs to know of a producer beyond its batches.
+#[derive(Debug, Clone, Copy, Default)]
+struct Producer<'a> {
+    /// The Produce request's `transactional_id`.
+    transactional_id: Option<&'a str>,
 }
 
 /// Whether a write to `topic` runs guests (and so belongs on the guest pool).
@@ -119,8 +151,10 @@ fn codec_for(broker: &Broker, topic: &str, fallback: Compression) -> Compression
         .map_or(fallback, |codec| codec.compression)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn append_at(
     broker: &Broker,
+    producer: Producer<'_>,
     topic: &str,
     partition: i32,
     records: Bytes,
@@ -139,9 +173,29 @@ fn append_at(
     if log.is_compacted() {
         validate::refuse_keyless(&records, &batches)?;
     }
+    let transforms = broker.transforms.for_topic(topic);
+    for b in batches.iter().filter(|b| b.header.is_transactional()) {
+        if !transforms.is_empty() {
+            // Outputs would have to join the input's transaction (markers on the output
+            // partitions too); until that is built, such writes are refused, not half-done.
+            return Err(AppendError::Unsupported(format!(
+                "transactional writes to {topic}, which has transforms, are not supported yet"
+            )));
+        }
+        control::verify_transactional_write(
+            broker,
+            producer.transactional_id,
+            topic,
+            partition,
+            &b.header,
+        )
+        .map_err(|e| AppendError::TransactionRejected {
+            code: e.code(),
+            message: e.to_string(),
+        })?;
+    }
     let (records, batches) = validate::conform(records, batches, &handle.batch_rules(), now)?;
     let bytes = records.len();
-    let transforms = broker.transforms.for_topic(topic);
     if transforms.is_empty() {
         let outcome = log.append_validated(&records, &validate::ranges(&batches), now, None)?;
         count_in(topic, bytes, &outcome);

@@ -99,7 +99,16 @@ pub(super) fn emit(
             codec_for(broker, &out_topic, codec),
             &meta,
         ));
-        match append_at(broker, &out_topic, p, batch, now, depth + 1, durable) {
+        match append_at(
+            broker,
+            super::Producer::default(),
+            &out_topic,
+            p,
+            batch,
+            now,
+            depth + 1,
+            durable,
+        ) {
             Ok(_) => {}
             Err(AppendError::OutOfOrderSequence { expected, got, .. })
                 if mode == Mode::Replay && got < expected => {}

@@ -110,7 +110,8 @@ fn replay(
             rest = &rest[size..];
             let recs: Vec<RecordView> = recs.into_iter().filter(|r| r.offset >= next).collect();
             next = next.max(header.last_offset() + 1);
-            if !recs.is_empty() {
+            // A transaction marker is not an input to transform.
+            if !recs.is_empty() && !header.is_control() {
                 let codec = header.compression().unwrap_or(Compression::None);
                 let mut changing = super::changelog::Changing::new(partition);
                 changing.prepare(broker, running)?;

@@ -29,14 +29,15 @@ pub fn target_dir() -> PathBuf {
 
 /// The `sluice` binary. `cargo test` cannot hand one crate's binary to another crate's tests
 /// (`CARGO_BIN_EXE_*` is per crate), so the first test of each test binary runs
-/// `cargo build -p sluice --bin sluice` (a no-op when it is up to date) and uses
-/// `<target dir>/debug/sluice`.
+/// `cargo build --workspace --bins` (a no-op when it is up to date: the same build as the test
+/// command's build step, whose workspace-wide feature set a `-p sluice` build would not share,
+/// recompiling dependencies) and uses `<target dir>/debug/sluice`.
 pub fn sluice_binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let target = target_dir();
         let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "sluice", "--bin", "sluice"])
+            .args(["build", "--workspace", "--bins"])
             .current_dir(workspace_root())
             .status()
             .expect("run cargo build");
