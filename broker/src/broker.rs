@@ -33,6 +33,20 @@ pub struct Broker {
     pub credentials: Arc<crate::auth::credentials::CredentialStore>,
     /// Client quotas (AlterClientQuotas) and their measurements.
     pub quotas: crate::quota::Quotas,
+    /// ACLs and the decision every handler asks for (allows everything when disabled).
+    pub authorizer: crate::acl::Authorizer,
+}
+
+impl Broker {
+    /// Whether `who` may do `op` to `resource`: the one check handlers make.
+    pub fn authorize(
+        &self,
+        who: &crate::acl::Requester,
+        op: crate::acl::Operation,
+        resource: crate::acl::Resource<'_>,
+    ) -> bool {
+        self.authorizer.authorize(who, op, &resource)
+    }
 }
 
 /// Milliseconds since the Unix epoch, the clock Kafka timestamps use.
@@ -79,6 +93,11 @@ pub(crate) fn test_broker() -> (tempfile::TempDir, Broker) {
             crate::quota::QuotaStore::open(dir.path()).expect("client quotas"),
             crate::quota::Window::default(),
         ),
+        authorizer: crate::acl::Authorizer::open(
+            &meta.acls(),
+            &crate::acl::AuthorizerSettings::default(),
+        )
+        .expect("authorizer"),
     };
     (dir, broker)
 }

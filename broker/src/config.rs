@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use std::time::Duration;
 
+use crate::acl::AuthorizerSettings;
 use crate::auth::tls::{ClientAuth, TlsSettings};
 use crate::auth::SaslSettings;
 use crate::catalog::{
@@ -162,6 +163,8 @@ pub struct BrokerConfig {
     pub connection_limits: ConnectionLimitsConfig,
     /// `queued.max.request.bytes`; `None` (Kafka's -1) is unbounded.
     pub queued_max_request_bytes: Option<u32>,
+    /// `authorizer.class.name`, `super.users`, `allow.everyone.if.no.acl.found`.
+    pub authorizer: AuthorizerSettings,
 }
 
 impl BrokerConfig {
@@ -188,6 +191,7 @@ impl BrokerConfig {
             quota_window: Window::default(),
             connection_limits: ConnectionLimitsConfig::default(),
             queued_max_request_bytes: None,
+            authorizer: AuthorizerSettings::default(),
             topics: TopicDefaults {
                 num_partitions: 1,
                 auto_create_topics: true,
@@ -463,6 +467,45 @@ impl BrokerConfig {
                     }
                     n => Some(n as u32),
                 };
+            }
+            "authorizer.class.name" => {
+                let name = string(key, value)?.trim();
+                if name.is_empty() {
+                    self.authorizer.class_name = None;
+                } else if crate::acl::ACCEPTED_CLASS_NAMES.contains(&name) {
+                    self.authorizer.class_name = Some(name.to_string());
+                } else {
+                    return Err(invalid(
+                        key,
+                        format!(
+                            "'{name}' is not an authorizer Sluice has (accepted: {})",
+                            crate::acl::ACCEPTED_CLASS_NAMES.join(", ")
+                        ),
+                    ));
+                }
+            }
+            "super.users" => {
+                let mut users = Vec::new();
+                for user in string(key, value)?.split(';').map(str::trim) {
+                    if user.is_empty() {
+                        continue;
+                    }
+                    match user.split_once(':') {
+                        Some((kind, name)) if !kind.is_empty() && !name.is_empty() => {
+                            users.push(user.to_string())
+                        }
+                        _ => {
+                            return Err(invalid(
+                                key,
+                                format!("'{user}' is not a principal (User:NAME)"),
+                            ))
+                        }
+                    }
+                }
+                self.authorizer.super_users = users;
+            }
+            "allow.everyone.if.no.acl.found" => {
+                self.authorizer.allow_everyone_if_no_acl_found = boolean(key, value)?
             }
             "num.partitions" => self.topics.num_partitions = int_in(key, value, 1, 100_000)? as i32,
             "auto.create.topics.enable" => self.topics.auto_create_topics = boolean(key, value)?,
@@ -1012,6 +1055,22 @@ mod tests {
         .unwrap();
         assert_eq!(config.sasl.enabled_mechanisms, ["SCRAM-SHA-512", "PLAIN"]);
         assert_eq!(config.sasl.max_reauth_ms, 60_000);
+    }
+
+    #[test]
+    fn authorizer_settings_accept_kafkas_class_names_only() {
+        let config = load_text(
+            "\"authorizer.class.name\" = \"kafka.security.authorizer.AclAuthorizer\"\n\"super.users\" = \"User:admin; User:ops\"\n\"allow.everyone.if.no.acl.found\" = true\n",
+        )
+        .unwrap();
+        assert!(config.authorizer.class_name.is_some());
+        assert_eq!(config.authorizer.super_users, ["User:admin", "User:ops"]);
+        assert!(config.authorizer.allow_everyone_if_no_acl_found);
+        assert!(BrokerConfig::defaults().authorizer.class_name.is_none());
+        let err = load_text("\"authorizer.class.name\" = \"com.example.Mine\"\n").unwrap_err();
+        assert!(err.to_string().contains("StandardAuthorizer"), "{err}");
+        let err = load_text("\"super.users\" = \"admin\"\n").unwrap_err();
+        assert!(err.to_string().contains("User:NAME"), "{err}");
     }
 
     #[test]

@@ -30,6 +30,8 @@
 //!   thread pool.
 //! - [`auth`]: SASL mechanisms (PLAIN, SCRAM, OAUTHBEARER), SCRAM credentials, TLS configs and
 //!   reloading, certificate principals.
+//! - [`acl`]: authorization: Kafka's ACL model, the durable bindings and the authorizer every
+//!   handler (and the HTTP listener, and deployments' writes) asks.
 //! - [`producer_ids`]: durable producer id allocation for idempotent producers.
 //! - [`meta`]: the one owner of `data/__sluice/`: file names and the atomic write helper.
 //! - [`metrics`]: the Prometheus counters and histograms the hot paths bump (a leaf every layer
@@ -37,6 +39,7 @@
 //! - [`config`]: the broker's settings from flags, `SLUICE_*` env vars and a TOML file.
 //! - [`alloc`]: the process allocator, which keeps hostile element counts from aborting.
 
+pub mod acl;
 pub mod alloc;
 pub mod api;
 pub mod auth;

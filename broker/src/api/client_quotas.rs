@@ -245,6 +245,29 @@ fn describe_entries(
     Ok(out)
 }
 
+/// The answer to an AlterClientQuotas without AlterConfigs on the cluster: every entry refused.
+pub(crate) fn alter_denied(request: &AlterClientQuotasRequest) -> AlterClientQuotasResponse {
+    let entries = request
+        .entries
+        .iter()
+        .map(|entry| {
+            AlteredEntry::default()
+                .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+                .with_error_message(Some(s("AlterConfigs on the cluster is required")))
+                .with_entity(altered_entity(&entry.entity))
+        })
+        .collect();
+    AlterClientQuotasResponse::default().with_entries(entries)
+}
+
+/// The answer to a DescribeClientQuotas without DescribeConfigs on the cluster.
+pub(crate) fn describe_denied() -> DescribeClientQuotasResponse {
+    DescribeClientQuotasResponse::default()
+        .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+        .with_error_message(Some(s("DescribeConfigs on the cluster is required")))
+        .with_entries(None)
+}
+
 #[cfg(test)]
 mod tests {
     use kafka_protocol::messages::alter_client_quotas_request::{EntryData, OpData};

@@ -15,8 +15,11 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::topics::{failure, invalid_request, occurrences, Failure};
+use kafka_protocol::error::ResponseError;
+
+use super::topics::{failure, invalid_request, occurrences, topic_authorization_failed, Failure};
 use super::Broker;
+use crate::acl::{Operation, Requester, Resource};
 use crate::catalog::{
     broker_config_type, config_def, validate_topic_name, ConfigEntry, ConfigOp, ConfigSource,
 };
@@ -58,6 +61,30 @@ fn unsupported_resource(resource_type: i8, action: &str) -> Failure {
     }
 }
 
+/// DescribeConfigs / AlterConfigs on the topic, or on the cluster for broker configs.
+fn authorized(
+    broker: &Broker,
+    who: &Requester,
+    op: Operation,
+    resource_type: i8,
+    name: &str,
+) -> Result<(), Failure> {
+    match resource_type {
+        RESOURCE_TOPIC if !broker.authorize(who, op, Resource::topic(name)) => {
+            Err(topic_authorization_failed())
+        }
+        RESOURCE_BROKER | RESOURCE_BROKER_LOGGER
+            if !broker.authorize(who, op, Resource::cluster()) =>
+        {
+            Err((
+                ResponseError::ClusterAuthorizationFailed.code(),
+                "Cluster authorization failed.".into(),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn topic_name(name: &str) -> Result<&str, Failure> {
     validate_topic_name(name).map_err(|e| failure(&e))?;
     Ok(name)
@@ -66,6 +93,7 @@ fn topic_name(name: &str) -> Result<&str, Failure> {
 /// DescribeConfigs (v1–4 as decoded by kafka-protocol).
 pub(crate) fn describe_configs(
     broker: &Broker,
+    who: &Requester,
     version: i16,
     req: DescribeConfigsRequest,
 ) -> DescribeConfigsResponse {
@@ -80,7 +108,14 @@ pub(crate) fn describe_configs(
                 .filter(|keys| !keys.is_empty())
                 .map(|keys| keys.iter().map(|k| k.to_string()).collect());
             let names = names.as_deref();
-            let entries = match r.resource_type {
+            let entries = authorized(
+                broker,
+                who,
+                Operation::DescribeConfigs,
+                r.resource_type,
+                r.resource_name.as_str(),
+            )
+            .and_then(|()| match r.resource_type {
                 RESOURCE_TOPIC => topic_name(r.resource_name.as_str()).and_then(|name| {
                     broker
                         .catalog
@@ -90,7 +125,7 @@ pub(crate) fn describe_configs(
                 RESOURCE_BROKER => check_broker_name(broker, r.resource_name.as_str())
                     .map(|()| broker.catalog.describe_broker_configs(names)),
                 t => Err(unsupported_resource(t, "Describing")),
-            };
+            });
             let result = DescribeConfigsResult::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone())
@@ -184,6 +219,7 @@ fn duplicate_resources<'a>(
 /// AlterConfigs (v0–2): replaces a topic's whole set of dynamic configs.
 pub(crate) fn alter_configs(
     broker: &Broker,
+    who: &Requester,
     version: i16,
     req: AlterConfigsRequest,
 ) -> AlterConfigsResponse {
@@ -199,6 +235,14 @@ pub(crate) fn alter_configs(
         .map(|r| {
             let outcome = if is_dup(r.resource_type, r.resource_name.as_str()) {
                 Err(invalid_request("Duplicate resource in request."))
+            } else if let Err(refused) = authorized(
+                broker,
+                who,
+                Operation::AlterConfigs,
+                r.resource_type,
+                r.resource_name.as_str(),
+            ) {
+                Err(refused)
             } else {
                 match r.resource_type {
                     RESOURCE_TOPIC => topic_name(r.resource_name.as_str()).and_then(|name| {
@@ -264,6 +308,7 @@ fn config_op(name: &str, op: i8, value: Option<&str>) -> Result<ConfigOp, Failur
 /// IncrementalAlterConfigs (v0–1).
 pub(crate) fn incremental_alter_configs(
     broker: &Broker,
+    who: &Requester,
     version: i16,
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
@@ -279,6 +324,14 @@ pub(crate) fn incremental_alter_configs(
         .map(|r| {
             let outcome = if is_dup(r.resource_type, r.resource_name.as_str()) {
                 Err(invalid_request("Duplicate resource in request."))
+            } else if let Err(refused) = authorized(
+                broker,
+                who,
+                Operation::AlterConfigs,
+                r.resource_type,
+                r.resource_name.as_str(),
+            ) {
+                Err(refused)
             } else {
                 match r.resource_type {
                     RESOURCE_TOPIC => topic_name(r.resource_name.as_str()).and_then(|name| {
@@ -354,7 +407,7 @@ mod tests {
             let req = describe_req(vec![(RESOURCE_BROKER, ""), (RESOURCE_BROKER, "1")])
                 .with_include_synonyms(true)
                 .with_include_documentation(version >= 3);
-            let resp = describe_configs(&b, version, req);
+            let resp = describe_configs(&b, &crate::acl::Requester::broker(), version, req);
             assert_eq!(resp.results.len(), 2);
             for r in &resp.results {
                 assert_eq!(r.error_code, 0);
@@ -384,7 +437,7 @@ mod tests {
             (RESOURCE_BROKER_LOGGER, "1"),
             (16, "x"),
         ]);
-        let resp = describe_configs(&b, 4, req);
+        let resp = describe_configs(&b, &crate::acl::Requester::broker(), 4, req);
         let got: Vec<i16> = resp.results.iter().map(|r| r.error_code).collect();
         assert_eq!(
             got,
@@ -415,7 +468,7 @@ mod tests {
                     .with_name("num.partitions".into())
                     .with_value(Some("3".into()))]),
         ]);
-        let resp = alter_configs(&b, 2, req);
+        let resp = alter_configs(&b, &crate::acl::Requester::broker(), 2, req);
         assert_eq!(
             resp.responses[0].error_code,
             ResponseError::InvalidRequest.code()
@@ -435,7 +488,7 @@ mod tests {
                 .with_resource_type(RESOURCE_TOPIC)
                 .with_resource_name("nope".into()),
         ]);
-        let resp = incremental_alter_configs(&b, 1, req);
+        let resp = incremental_alter_configs(&b, &crate::acl::Requester::broker(), 1, req);
         let got: Vec<i16> = resp.responses.iter().map(|r| r.error_code).collect();
         assert_eq!(
             got,
@@ -493,6 +546,7 @@ mod tests {
         };
         let bad = incremental_alter_configs(
             &b,
+            &crate::acl::Requester::broker(),
             1,
             IncrementalAlterConfigsRequest::default()
                 .with_resources(vec![resource(vec![set("cleanup.policy", "compact,bogus")])]),
@@ -503,6 +557,7 @@ mod tests {
         );
         let ok = incremental_alter_configs(
             &b,
+            &crate::acl::Requester::broker(),
             1,
             IncrementalAlterConfigsRequest::default()
                 .with_resources(vec![resource(vec![set("retention.ms", "1234")])]),
@@ -512,7 +567,7 @@ mod tests {
         let req = describe_req(vec![(RESOURCE_TOPIC, "t")])
             .with_include_synonyms(true)
             .with_include_documentation(true);
-        let resp = describe_configs(&b, 4, req);
+        let resp = describe_configs(&b, &crate::acl::Requester::broker(), 4, req);
         let r = &resp.results[0];
         assert_eq!(r.error_code, 0);
         let retention = r
@@ -548,7 +603,7 @@ mod tests {
             let req = describe_req(vec![(RESOURCE_TOPIC, "t")])
                 .with_include_synonyms(true)
                 .with_include_documentation(version >= 3);
-            let resp = describe_configs(&b, version, req);
+            let resp = describe_configs(&b, &crate::acl::Requester::broker(), version, req);
             let r = &resp.results[0];
             assert_eq!(r.error_code, 0);
             let get = |name: &str| {

@@ -9,9 +9,12 @@ use kafka_protocol::messages::describe_producers_response::{
 use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersResponse, ProducerId};
 
 use super::Broker;
+use crate::acl::{Operation, Requester, Resource};
 
+/// Kafka asks for Read on each topic.
 pub(crate) fn handle(
     broker: &Broker,
+    who: &Requester,
     _version: i16,
     request: DescribeProducersRequest,
 ) -> DescribeProducersResponse {
@@ -19,13 +22,18 @@ pub(crate) fn handle(
         .topics
         .into_iter()
         .map(|topic| {
-            let found = broker.catalog.get(topic.name.0.as_str());
+            let name = topic.name.0.as_str();
+            let authorized = broker.authorize(who, Operation::Read, Resource::topic(name));
+            let found = authorized.then(|| broker.catalog.get(name)).flatten();
             let partitions = topic
                 .partition_indexes
                 .iter()
                 .map(|&index| {
                     let response = PartitionResponse::default().with_partition_index(index);
                     match found.as_ref().and_then(|t| t.partition(index)) {
+                        None if !authorized => {
+                            response.with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                        }
                         None => {
                             response.with_error_code(ResponseError::UnknownTopicOrPartition.code())
                         }
@@ -86,7 +94,7 @@ mod tests {
             .with_topics(vec![TopicRequest::default()
                 .with_name(TopicName(StrBytes::from_static_str("p")))
                 .with_partition_indexes(vec![0, 5])]);
-        let response = handle(&b, 0, request);
+        let response = handle(&b, &crate::acl::Requester::broker(), 0, request);
         let partitions = &response.topics[0].partitions;
         assert_eq!(partitions[0].error_code, 0);
         let p = &partitions[0].active_producers[0];

@@ -17,16 +17,20 @@ use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, Pr
 use tokio::sync::watch;
 
 use super::{log_error_code, Broker};
+use crate::acl::{Operation, Requester, Resource};
 use crate::log::PartitionLog;
 
 /// `isolation_level` of a read_committed consumer.
 const READ_COMMITTED: i8 = 1;
+/// A partition asked for: its log, or the error code answered for it.
+type Target = Result<Arc<PartitionLog>, i16>;
 
 /// The most a fetch long-poll waits, whatever the client asks, so a shutdown is never held up.
 const MAX_WAIT: Duration = Duration::from_secs(30);
 
 pub(crate) async fn handle(
     broker: Arc<Broker>,
+    who: Requester,
     _version: i16,
     request: FetchRequest,
 ) -> FetchResponse {
@@ -34,22 +38,34 @@ pub(crate) async fn handle(
         + Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT);
     let min_bytes = request.min_bytes.max(0) as usize;
     // Resolve the partitions once; the same logs are read on every pass of the long-poll.
-    let targets: Vec<(usize, Option<Arc<PartitionLog>>)> = request
+    let targets: Vec<Target> = request
         .topics
         .iter()
-        .enumerate()
-        .flat_map(|(t, topic)| {
-            let found = broker.catalog.get(topic.topic.0.as_str());
+        .flat_map(|topic| {
+            let name = topic.topic.0.as_str();
+            let found = if broker.authorize(&who, Operation::Read, Resource::topic(name)) {
+                broker
+                    .catalog
+                    .get(name)
+                    .ok_or(ResponseError::UnknownTopicOrPartition)
+            } else {
+                Err(ResponseError::TopicAuthorizationFailed)
+            };
             topic
                 .partitions
                 .iter()
-                .map(move |p| (t, found.as_ref().and_then(|f| f.partition(p.partition))))
+                .map(move |p| match &found {
+                    Ok(t) => t
+                        .partition(p.partition)
+                        .ok_or(ResponseError::UnknownTopicOrPartition.code()),
+                    Err(e) => Err(e.code()),
+                })
                 .collect::<Vec<_>>()
         })
         .collect();
     let mut watchers: Vec<watch::Receiver<i64>> = targets
         .iter()
-        .filter_map(|(_, log)| log.as_ref().map(|l| l.subscribe()))
+        .filter_map(|log| log.as_ref().ok().map(|l| l.subscribe()))
         .collect();
     loop {
         // Mark every watcher seen before reading, so an append racing this read still wakes us.
@@ -93,10 +109,7 @@ async fn any_changed(watchers: &mut [watch::Receiver<i64>]) {
 
 /// One pass over every partition: returns the response, its record bytes and whether any
 /// partition carried an error (which is answered at once rather than waited on).
-fn read_once(
-    request: &FetchRequest,
-    targets: &[(usize, Option<Arc<PartitionLog>>)],
-) -> (FetchResponse, usize, bool) {
+fn read_once(request: &FetchRequest, targets: &[Target]) -> (FetchResponse, usize, bool) {
     let mut budget = if request.max_bytes > 0 {
         request.max_bytes as usize
     } else {
@@ -113,7 +126,11 @@ fn read_once(
     let committed = request.isolation_level == READ_COMMITTED;
     for (t, topic) in request.topics.iter().enumerate() {
         for p in &topic.partitions {
-            let log = next.next().and_then(|(_, log)| log.as_ref());
+            let log = match next.next() {
+                Some(Ok(log)) => Ok(log),
+                Some(Err(code)) => Err(*code),
+                None => Err(ResponseError::UnknownTopicOrPartition.code()),
+            };
             let mut data = PartitionData::default()
                 .with_partition_index(p.partition)
                 .with_high_watermark(-1)
@@ -122,11 +139,11 @@ fn read_once(
                 .with_aborted_transactions(Some(Vec::new()))
                 .with_preferred_read_replica(BrokerId(-1));
             match log {
-                None => {
-                    data.error_code = ResponseError::UnknownTopicOrPartition.code();
+                Err(code) => {
+                    data.error_code = code;
                     errors = true;
                 }
-                Some(log) => {
+                Ok(log) => {
                     let limit = (p.partition_max_bytes.max(0) as usize).min(budget);
                     // KIP-74: the first partition with data returns at least one whole batch so a
                     // batch larger than the limits can never stall a consumer.
@@ -269,20 +286,20 @@ mod tests {
         end(2, false);
         assert!(end(2, false).outcome.duplicate);
 
-        let committed = handle(b.clone(), 12, fetch(1)).await;
+        let committed = handle(b.clone(), crate::acl::Requester::broker(), 12, fetch(1)).await;
         let data = &committed.responses[0].partitions[0];
         assert_eq!(data.high_watermark, 8);
         assert_eq!(data.last_stable_offset, 4, "producer 3's open transaction");
         assert_eq!(visible(data), vec!["plain", "c1", "c2"]);
         assert_eq!(data.aborted_transactions.as_ref().unwrap().len(), 1);
 
-        let uncommitted = handle(b.clone(), 12, fetch(0)).await;
+        let uncommitted = handle(b.clone(), crate::acl::Requester::broker(), 12, fetch(0)).await;
         let data = &uncommitted.responses[0].partitions[0];
         assert_eq!(data.last_stable_offset, 4);
         assert_eq!(visible(data), vec!["plain", "c1", "a1", "c2", "open", "a2"]);
 
         end(3, false);
-        let committed = handle(b.clone(), 12, fetch(1)).await;
+        let committed = handle(b.clone(), crate::acl::Requester::broker(), 12, fetch(1)).await;
         let data = &committed.responses[0].partitions[0];
         assert_eq!(data.last_stable_offset, 9);
         assert_eq!(visible(data), vec!["plain", "c1", "c2"]);

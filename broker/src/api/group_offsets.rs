@@ -19,16 +19,19 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 use super::{now_ms, Broker};
+use crate::acl::{Operation, Requester, Resource};
 use crate::group::{code, Committed, State};
 
-/// A topic's partitions with their committed offset, if any.
-type TopicOffsets = (String, Vec<(i32, Option<Committed>)>);
+/// A topic, the error code answered for each of its partitions (0, or
+/// TOPIC_AUTHORIZATION_FAILED), and its partitions with their committed offset, if any.
+type TopicOffsets = (String, i16, Vec<(i32, Option<Committed>)>);
 
 /// `offset.metadata.max.bytes`.
 const MAX_METADATA: usize = 4096;
 
 pub(crate) async fn offset_commit(
     broker: Arc<Broker>,
+    who: Requester,
     _version: i16,
     request: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
@@ -37,7 +40,9 @@ pub(crate) async fn offset_commit(
     let generation = request.generation_id_or_member_epoch;
     // Who may commit: members of the current generation, or anyone ("simple" / admin commits,
     // generation -1 and no member id) while the group has no members, as Kafka allows.
-    let group_error = if group_id.is_empty() {
+    let group_error = if !broker.authorize(&who, Operation::Read, Resource::group(&group_id)) {
+        Some(ResponseError::GroupAuthorizationFailed)
+    } else if group_id.is_empty() {
         Some(ResponseError::InvalidGroupId)
     } else if generation >= 0 && broker.groups.existing(&group_id).is_none() {
         // A generation of a group we do not know is from before it was deleted: as Kafka.
@@ -70,13 +75,17 @@ pub(crate) async fn offset_commit(
     let mut topics = Vec::with_capacity(request.topics.len());
     let mut accepted = Vec::new();
     for topic in request.topics {
-        let found = broker.catalog.get(topic.name.0.as_str());
+        let name = topic.name.0.as_str();
+        let authorized = broker.authorize(&who, Operation::Read, Resource::topic(name));
+        let found = broker.catalog.get(name);
         let partitions = topic
             .partitions
             .iter()
             .map(|p| {
                 let outcome = if let Some(code) = group_error {
                     Err(code)
+                } else if !authorized {
+                    Err(ResponseError::TopicAuthorizationFailed)
                 } else if !found.as_ref().is_some_and(|t| {
                     p.partition_index >= 0 && p.partition_index < t.partition_count()
                 }) {
@@ -126,21 +135,29 @@ pub(crate) async fn offset_commit(
 
 /// One group's answer: `(topic, [(partition, committed)])`, all the group's offsets when
 /// `topics` is `None`.
+/// Topics the principal may not describe are answered TOPIC_AUTHORIZATION_FAILED when named and
+/// left out when all are asked for, as Kafka does.
 fn fetch_group(
     broker: &Broker,
+    who: &Requester,
     group: &str,
     topics: Option<Vec<(String, Vec<i32>)>>,
 ) -> Vec<TopicOffsets> {
     let stored = broker.groups.offsets.group(group);
+    let may_describe = |t: &str| broker.authorize(who, Operation::Describe, Resource::topic(t));
     match topics {
         Some(topics) => topics
             .into_iter()
             .map(|(t, parts)| {
+                if !may_describe(&t) {
+                    let parts = parts.into_iter().map(|p| (p, None)).collect();
+                    return (t, ResponseError::TopicAuthorizationFailed.code(), parts);
+                }
                 let parts = parts
                     .into_iter()
                     .map(|p| (p, stored.get(&(t.clone(), p)).cloned()))
                     .collect();
-                (t, parts)
+                (t, 0, parts)
             })
             .collect(),
         None => {
@@ -148,16 +165,23 @@ fn fetch_group(
             for ((t, p), c) in stored {
                 by_topic.entry(t).or_default().push((p, Some(c)));
             }
-            by_topic.into_iter().collect()
+            by_topic
+                .into_iter()
+                .filter(|(t, _)| may_describe(t))
+                .map(|(t, parts)| (t, 0, parts))
+                .collect()
         }
     }
 }
 
 pub(crate) fn offset_fetch(
     broker: &Broker,
+    who: &Requester,
     version: i16,
     request: OffsetFetchRequest,
 ) -> OffsetFetchResponse {
+    let may_describe =
+        |group: &str| broker.authorize(who, Operation::Describe, Resource::group(group));
     let epoch = |c: &Option<Committed>| c.as_ref().map_or(-1, |c| c.leader_epoch);
     let offset = |c: &Option<Committed>| c.as_ref().map_or(-1, |c| c.offset);
     let metadata = |c: &Option<Committed>| {
@@ -172,18 +196,23 @@ pub(crate) fn offset_fetch(
             .groups
             .into_iter()
             .map(|g| {
+                if !may_describe(&g.group_id.0) {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id)
+                        .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+                }
                 let topics = g.topics.map(|ts| {
                     ts.into_iter()
                         .map(|t| (t.name.0.to_string(), t.partition_indexes))
                         .collect()
                 });
-                let answer = fetch_group(broker, &g.group_id.0, topics);
+                let answer = fetch_group(broker, who, &g.group_id.0, topics);
                 OffsetFetchResponseGroup::default()
                     .with_group_id(g.group_id)
                     .with_topics(
                         answer
                             .into_iter()
-                            .map(|(t, parts)| {
+                            .map(|(t, error, parts)| {
                                 OffsetFetchResponseTopics::default()
                                     .with_name(TopicName(StrBytes::from_string(t)))
                                     .with_partitions(
@@ -191,6 +220,7 @@ pub(crate) fn offset_fetch(
                                             .into_iter()
                                             .map(|(p, c)| {
                                                 OffsetFetchResponsePartitions::default()
+                                                    .with_error_code(error)
                                                     .with_partition_index(p)
                                                     .with_committed_offset(offset(&c))
                                                     .with_committed_leader_epoch(epoch(&c))
@@ -205,16 +235,43 @@ pub(crate) fn offset_fetch(
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
     }
-    let topics = request.topics.map(|ts| {
+    let topics: Option<Vec<(String, Vec<i32>)>> = request.topics.map(|ts| {
         ts.into_iter()
             .map(|t| (t.name.0.to_string(), t.partition_indexes))
             .collect()
     });
-    let answer = fetch_group(broker, &request.group_id.0, topics);
+    if !may_describe(&request.group_id.0) {
+        // v0-1 have no top-level error code: the partitions asked for carry it.
+        let code = ResponseError::GroupAuthorizationFailed.code();
+        return OffsetFetchResponse::default()
+            .with_error_code(code)
+            .with_topics(
+                topics
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(t, parts)| {
+                        OffsetFetchResponseTopic::default()
+                            .with_name(TopicName(StrBytes::from_string(t)))
+                            .with_partitions(
+                                parts
+                                    .into_iter()
+                                    .map(|p| {
+                                        OffsetFetchResponsePartition::default()
+                                            .with_partition_index(p)
+                                            .with_committed_offset(-1)
+                                            .with_error_code(code)
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            );
+    }
+    let answer = fetch_group(broker, who, &request.group_id.0, topics);
     OffsetFetchResponse::default().with_topics(
         answer
             .into_iter()
-            .map(|(t, parts)| {
+            .map(|(t, error, parts)| {
                 OffsetFetchResponseTopic::default()
                     .with_name(TopicName(StrBytes::from_string(t)))
                     .with_partitions(
@@ -222,6 +279,7 @@ pub(crate) fn offset_fetch(
                             .into_iter()
                             .map(|(p, c)| {
                                 let mut r = OffsetFetchResponsePartition::default()
+                                    .with_error_code(error)
                                     .with_partition_index(p)
                                     .with_committed_offset(offset(&c))
                                     .with_metadata(metadata(&c));
@@ -239,10 +297,15 @@ pub(crate) fn offset_fetch(
 
 pub(crate) async fn offset_delete(
     broker: Arc<Broker>,
+    who: Requester,
     _version: i16,
     request: OffsetDeleteRequest,
 ) -> OffsetDeleteResponse {
     let group_id = request.group_id.0.to_string();
+    if !broker.authorize(&who, Operation::Delete, Resource::group(&group_id)) {
+        return OffsetDeleteResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     let Some(group) = broker.groups.existing(&group_id) else {
         return OffsetDeleteResponse::default()
             .with_error_code(ResponseError::GroupIdNotFound.code());
@@ -267,12 +330,15 @@ pub(crate) async fn offset_delete(
         .into_iter()
         .map(|t| {
             let name = t.name.0.to_string();
+            let authorized = broker.authorize(&who, Operation::Read, Resource::topic(&name));
             let found = broker.catalog.get(&name);
             let partitions = t
                 .partitions
                 .iter()
                 .map(|p| {
-                    let outcome = if !found.as_ref().is_some_and(|t| {
+                    let outcome = if !authorized {
+                        Err(ResponseError::TopicAuthorizationFailed)
+                    } else if !found.as_ref().is_some_and(|t| {
                         p.partition_index >= 0 && p.partition_index < t.partition_count()
                     }) {
                         Err(ResponseError::UnknownTopicOrPartition)

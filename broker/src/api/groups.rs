@@ -17,6 +17,7 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::time::{Duration, Instant};
 
 use super::Broker;
+use crate::acl::{Operation, Requester, Resource};
 use crate::group::{code, JoinParams, JoinResult, State, SyncParams, SyncResult};
 
 /// "Authorized operations not requested".
@@ -32,22 +33,32 @@ fn opt(text: &Option<StrBytes>) -> Option<&str> {
 
 pub(crate) fn find_coordinator(
     broker: &Broker,
+    who: &Requester,
     version: i16,
     request: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
     let answer = |key: &StrBytes| {
         // Group coordinator only: transactions (key type 1) are not supported.
-        let ok = request.key_type == 0;
+        let error = if request.key_type == 1 {
+            if broker.authorize(who, Operation::Describe, Resource::transactional_id(key)) {
+                Some(ResponseError::CoordinatorNotAvailable)
+            } else {
+                Some(ResponseError::TransactionalIdAuthorizationFailed)
+            }
+        } else if request.key_type != 0 {
+            Some(ResponseError::CoordinatorNotAvailable)
+        } else if !broker.authorize(who, Operation::Describe, Resource::group(key)) {
+            Some(ResponseError::GroupAuthorizationFailed)
+        } else {
+            None
+        };
+        let ok = error.is_none();
         Coordinator::default()
             .with_key(key.clone())
             .with_node_id(BrokerId(if ok { broker.node_id } else { -1 }))
             .with_host(s(if ok { &broker.advertised_host } else { "" }))
             .with_port(if ok { broker.advertised_port } else { -1 })
-            .with_error_code(if ok {
-                0
-            } else {
-                ResponseError::CoordinatorNotAvailable.code()
-            })
+            .with_error_code(error.map_or(0, |e| e.code()))
     };
     if version >= 4 {
         return FindCoordinatorResponse::default()
@@ -59,14 +70,15 @@ pub(crate) fn find_coordinator(
         .with_node_id(c.node_id)
         .with_host(c.host)
         .with_port(c.port);
-    if version >= 1 {
-        response.error_message = (c.error_code != 0).then(|| s("transactions are not supported"));
+    if version >= 1 && c.error_code == ResponseError::CoordinatorNotAvailable.code() {
+        response.error_message = Some(s("transactions are not supported"));
     }
     response
 }
 
 pub(crate) async fn join_group(
     broker: Arc<Broker>,
+    who: Requester,
     version: i16,
     request: JoinGroupRequest,
     client_id: String,
@@ -76,7 +88,9 @@ pub(crate) async fn join_group(
     let member_id = request.member_id.to_string();
     let config = broker.groups.config;
     let session = Duration::from_millis(request.session_timeout_ms.max(0) as u64);
-    let result = if group_id.is_empty() {
+    let result = if !broker.authorize(&who, Operation::Read, Resource::group(&group_id)) {
+        JoinResult::error(ResponseError::GroupAuthorizationFailed, &member_id)
+    } else if group_id.is_empty() {
         JoinResult::error(ResponseError::InvalidGroupId, &member_id)
     } else if session < config.min_session_timeout || session > config.max_session_timeout {
         JoinResult::error(ResponseError::InvalidSessionTimeout, &member_id)
@@ -148,11 +162,14 @@ pub(crate) async fn join_group(
 
 pub(crate) async fn sync_group(
     broker: Arc<Broker>,
+    who: Requester,
     version: i16,
     request: SyncGroupRequest,
 ) -> SyncGroupResponse {
     let group_id = request.group_id.0.to_string();
+    let authorized = broker.authorize(&who, Operation::Read, Resource::group(&group_id));
     let result = match broker.groups.existing(&group_id) {
+        _ if !authorized => SyncResult::error(ResponseError::GroupAuthorizationFailed),
         None => SyncResult::error(ResponseError::UnknownMemberId),
         Some(group) => {
             let params = SyncParams {
@@ -188,10 +205,13 @@ pub(crate) async fn sync_group(
 
 pub(crate) fn heartbeat(
     broker: &Broker,
+    who: &Requester,
     _version: i16,
     request: HeartbeatRequest,
 ) -> HeartbeatResponse {
+    let authorized = broker.authorize(who, Operation::Read, Resource::group(&request.group_id.0));
     let outcome = match broker.groups.existing(&request.group_id.0) {
+        _ if !authorized => Err(ResponseError::GroupAuthorizationFailed),
         None => Err(ResponseError::UnknownMemberId),
         Some(group) => group.lock().heartbeat(
             &request.member_id,
@@ -205,9 +225,14 @@ pub(crate) fn heartbeat(
 
 pub(crate) fn leave_group(
     broker: &Broker,
+    who: &Requester,
     version: i16,
     request: LeaveGroupRequest,
 ) -> LeaveGroupResponse {
+    if !broker.authorize(who, Operation::Read, Resource::group(&request.group_id.0)) {
+        return LeaveGroupResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     let leaving: Vec<(String, Option<String>)> = if version >= 3 {
         request
             .members
@@ -255,6 +280,7 @@ pub(crate) fn leave_group(
 
 pub(crate) fn describe_groups(
     broker: &Broker,
+    who: &Requester,
     version: i16,
     request: DescribeGroupsRequest,
 ) -> DescribeGroupsResponse {
@@ -265,6 +291,11 @@ pub(crate) fn describe_groups(
             let mut described = DescribedGroup::default()
                 .with_group_id(id.clone())
                 .with_authorized_operations(OPERATIONS_OMITTED);
+            if !broker.authorize(who, Operation::Describe, Resource::group(&id.0)) {
+                return described
+                    .with_error_code(ResponseError::GroupAuthorizationFailed.code())
+                    .with_group_state(StrBytes::default());
+            }
             let Some(group) = broker.groups.existing(&id.0) else {
                 return described.with_group_state(s(State::Dead.name()));
             };
@@ -308,13 +339,19 @@ pub(crate) fn describe_groups(
 
 pub(crate) fn list_groups(
     broker: &Broker,
+    who: &Requester,
     version: i16,
     request: ListGroupsRequest,
 ) -> ListGroupsResponse {
+    // Describe on the cluster lists every group; otherwise only those the principal may describe.
+    let every_group = broker.authorize(who, Operation::Describe, Resource::cluster());
     let groups = broker
         .groups
         .list()
         .into_iter()
+        .filter(|(id, _, _)| {
+            every_group || broker.authorize(who, Operation::Describe, Resource::group(id))
+        })
         .filter(|(_, _, state)| {
             version < 4
                 || request.states_filter.is_empty()
@@ -349,12 +386,17 @@ pub(crate) fn list_groups(
 
 pub(crate) async fn delete_groups(
     broker: Arc<Broker>,
+    who: Requester,
     _version: i16,
     request: DeleteGroupsRequest,
 ) -> DeleteGroupsResponse {
     let mut results = Vec::with_capacity(request.groups_names.len());
     for id in request.groups_names {
-        let outcome = broker.groups.delete(&id.0).await;
+        let outcome = if broker.authorize(&who, Operation::Delete, Resource::group(&id.0)) {
+            broker.groups.delete(&id.0).await
+        } else {
+            Err(ResponseError::GroupAuthorizationFailed)
+        };
         results.push(
             DeletableGroupResult::default()
                 .with_group_id(id)
@@ -438,7 +480,15 @@ mod tests {
     }
 
     async fn join(b: &Arc<Broker>, v: i16, req: JoinGroupRequest) -> JoinGroupResponse {
-        join_group(b.clone(), v, req, "client".into(), "/127.0.0.1".into()).await
+        join_group(
+            b.clone(),
+            crate::acl::Requester::broker(),
+            v,
+            req,
+            "client".into(),
+            "/127.0.0.1".into(),
+        )
+        .await
     }
 
     /// Joins `group` as a new member the way a v5 client does (MEMBER_ID_REQUIRED first).
@@ -474,7 +524,12 @@ mod tests {
         assert_eq!(joined.error_code, 0);
         let req = sync_req(group, &joined.member_id, joined.generation_id)
             .with_assignments(vec![assignment(&joined.member_id, b"mine")]);
-        assert_eq!(sync_group(b.clone(), 5, req).await.error_code, 0);
+        assert_eq!(
+            sync_group(b.clone(), crate::acl::Requester::broker(), 5, req)
+                .await
+                .error_code,
+            0
+        );
         (joined.member_id.to_string(), joined.generation_id)
     }
 
@@ -521,6 +576,7 @@ mod tests {
     fn fetched(b: &Broker, group: &str) -> BTreeMap<(String, i32), i64> {
         let r = offset_fetch(
             b,
+            &crate::acl::Requester::broker(),
             7,
             OffsetFetchRequest::default()
                 .with_group_id(GroupId(s(group)))
@@ -554,6 +610,7 @@ mod tests {
         assert_eq!(joined.members[0].metadata, subscription(&["t"]));
         let synced = sync_group(
             b.clone(),
+            crate::acl::Requester::broker(),
             5,
             sync_req("g", &joined.member_id, 1)
                 .with_protocol_type(Some(s("consumer")))
@@ -564,7 +621,12 @@ mod tests {
         assert_eq!(synced.error_code, 0);
         assert_eq!(synced.assignment, Bytes::from_static(b"a"));
         assert_eq!(synced.protocol_name.as_deref(), Some("range"));
-        let hb = heartbeat(&b, 4, heartbeat_req("g", &joined.member_id, 1));
+        let hb = heartbeat(
+            &b,
+            &crate::acl::Requester::broker(),
+            4,
+            heartbeat_req("g", &joined.member_id, 1),
+        );
         assert_eq!(hb.error_code, 0);
     }
 
@@ -591,12 +653,14 @@ mod tests {
         let generation = leader.generation_id;
         let follower_sync = tokio::spawn(sync_group(
             b.clone(),
+            crate::acl::Requester::broker(),
             3,
             sync_req("h", &follower.member_id, generation),
         ));
         tokio::task::yield_now().await;
         let leader_sync = sync_group(
             b.clone(),
+            crate::acl::Requester::broker(),
             3,
             sync_req("h", &leader.member_id, generation).with_assignments(vec![
                 assignment(&leader.member_id, b"L"),
@@ -609,9 +673,21 @@ mod tests {
         assert_eq!(follower_sync.error_code, 0);
         assert_eq!(follower_sync.assignment, Bytes::from_static(b"F"));
         // A late SyncGroup of the same generation is answered at once.
-        let again = sync_group(b.clone(), 3, sync_req("h", &follower.member_id, generation)).await;
+        let again = sync_group(
+            b.clone(),
+            crate::acl::Requester::broker(),
+            3,
+            sync_req("h", &follower.member_id, generation),
+        )
+        .await;
         assert_eq!(again.assignment, Bytes::from_static(b"F"));
-        let stale = sync_group(b.clone(), 3, sync_req("h", &follower.member_id, 0)).await;
+        let stale = sync_group(
+            b.clone(),
+            crate::acl::Requester::broker(),
+            3,
+            sync_req("h", &follower.member_id, 0),
+        )
+        .await;
         assert_eq!(stale.error_code, ResponseError::IllegalGeneration.code());
         let _ = stop_tx.send(true);
         timers.await.unwrap();
@@ -629,13 +705,28 @@ mod tests {
             async move { join_new(&b, "g").await }
         });
         tokio::task::yield_now().await;
-        let hb = heartbeat(&b, 4, heartbeat_req("g", &a, 1));
+        let hb = heartbeat(
+            &b,
+            &crate::acl::Requester::broker(),
+            4,
+            heartbeat_req("g", &a, 1),
+        );
         assert_eq!(hb.error_code, ResponseError::RebalanceInProgress.code());
         let a2 = join(&b, 5, join_req("g", &a, None)).await;
         let b2 = b_join.await.unwrap();
         assert_eq!((a2.generation_id, b2.generation_id), (2, 2));
-        let f = sync_group(b.clone(), 5, sync_req("g", &b2.member_id, 2));
-        let l = sync_group(b.clone(), 5, sync_req("g", &a, 2));
+        let f = sync_group(
+            b.clone(),
+            crate::acl::Requester::broker(),
+            5,
+            sync_req("g", &b2.member_id, 2),
+        );
+        let l = sync_group(
+            b.clone(),
+            crate::acl::Requester::broker(),
+            5,
+            sync_req("g", &a, 2),
+        );
         let (f, l) = tokio::join!(f, l);
         assert_eq!((f.error_code, l.error_code), (0, 0));
 
@@ -643,7 +734,12 @@ mod tests {
         let killed = Instant::now();
         let outcome = loop {
             tokio::time::sleep(Duration::from_secs(3)).await;
-            let hb = heartbeat(&b, 4, heartbeat_req("g", &a, 2));
+            let hb = heartbeat(
+                &b,
+                &crate::acl::Requester::broker(),
+                4,
+                heartbeat_req("g", &a, 2),
+            );
             if hb.error_code != 0 || killed.elapsed() > Duration::from_secs(60) {
                 break hb.error_code;
             }
@@ -656,7 +752,12 @@ mod tests {
         let alone = join(&b, 5, join_req("g", &a, None)).await;
         assert_eq!(alone.generation_id, 3);
         assert_eq!(alone.members.len(), 1, "b is gone");
-        let gone = heartbeat(&b, 4, heartbeat_req("g", &b2.member_id, 3));
+        let gone = heartbeat(
+            &b,
+            &crate::acl::Requester::broker(),
+            4,
+            heartbeat_req("g", &b2.member_id, 3),
+        );
         assert_eq!(gone.error_code, ResponseError::UnknownMemberId.code());
         let _ = stop_tx.send(true);
         timers.await.unwrap();
@@ -693,7 +794,12 @@ mod tests {
         let req = sync_req("g", &old, 1)
             .with_group_instance_id(Some(s("pod-1")))
             .with_assignments(vec![assignment(&old, b"kept")]);
-        assert_eq!(sync_group(b.clone(), 5, req).await.error_code, 0);
+        assert_eq!(
+            sync_group(b.clone(), crate::acl::Requester::broker(), 5, req)
+                .await
+                .error_code,
+            0
+        );
 
         let again = join(&b, 5, join_req("g", "", Some("pod-1"))).await;
         assert_eq!(again.error_code, 0);
@@ -701,6 +807,7 @@ mod tests {
         assert_ne!(again.member_id.as_str(), old);
         let synced = sync_group(
             b.clone(),
+            crate::acl::Requester::broker(),
             5,
             sync_req("g", &again.member_id, 1).with_group_instance_id(Some(s("pod-1"))),
         )
@@ -708,6 +815,7 @@ mod tests {
         assert_eq!(synced.assignment, Bytes::from_static(b"kept"));
         let fenced = heartbeat(
             &b,
+            &crate::acl::Requester::broker(),
             4,
             heartbeat_req("g", &old, 1).with_group_instance_id(Some(s("pod-1"))),
         );
@@ -726,6 +834,7 @@ mod tests {
         ];
         let r = leave_group(
             &b,
+            &crate::acl::Requester::broker(),
             5,
             LeaveGroupRequest::default()
                 .with_group_id(GroupId(s("g")))
@@ -736,12 +845,14 @@ mod tests {
         assert_eq!(codes, vec![0, ResponseError::UnknownMemberId.code()]);
         let described = describe_groups(
             &b,
+            &crate::acl::Requester::broker(),
             5,
             DescribeGroupsRequest::default().with_groups(vec![GroupId(s("g"))]),
         );
         assert_eq!(described.groups[0].group_state.as_str(), "Empty");
         let unknown = leave_group(
             &b,
+            &crate::acl::Requester::broker(),
             3,
             LeaveGroupRequest::default()
                 .with_group_id(GroupId(s("nope")))
@@ -760,6 +871,7 @@ mod tests {
         // An admin ("simple") commit to a group without members.
         let r = offset_commit(
             b.clone(),
+            crate::acl::Requester::broker(),
             8,
             commit_req("g", "", -1, &[("t", 0, 5), ("t", 1, 7), ("missing", 0, 1)]),
         )
@@ -768,18 +880,36 @@ mod tests {
             commit_codes(&r),
             vec![ResponseError::UnknownTopicOrPartition.code(), 0, 0]
         );
-        let r = offset_commit(b.clone(), 8, commit_req("g", "", -1, &[("t", 9, 1)])).await;
+        let r = offset_commit(
+            b.clone(),
+            crate::acl::Requester::broker(),
+            8,
+            commit_req("g", "", -1, &[("t", 9, 1)]),
+        )
+        .await;
         assert_eq!(
             commit_codes(&r),
             vec![ResponseError::UnknownTopicOrPartition.code()]
         );
         // Naming a member of an empty group, or a generation of a group never seen.
-        let r = offset_commit(b.clone(), 8, commit_req("g", "ghost", 3, &[("t", 0, 1)])).await;
+        let r = offset_commit(
+            b.clone(),
+            crate::acl::Requester::broker(),
+            8,
+            commit_req("g", "ghost", 3, &[("t", 0, 1)]),
+        )
+        .await;
         assert_eq!(
             commit_codes(&r),
             vec![ResponseError::UnknownMemberId.code()]
         );
-        let r = offset_commit(b.clone(), 8, commit_req("new", "ghost", 3, &[("t", 0, 1)])).await;
+        let r = offset_commit(
+            b.clone(),
+            crate::acl::Requester::broker(),
+            8,
+            commit_req("new", "ghost", 3, &[("t", 0, 1)]),
+        )
+        .await;
         assert_eq!(
             commit_codes(&r),
             vec![ResponseError::IllegalGeneration.code()]
@@ -791,19 +921,26 @@ mod tests {
 
         // Once the group has a member, only it commits, in its generation.
         let (m, generation) = stable_member(&b, "g").await;
-        let r = offset_commit(b.clone(), 8, commit_req("g", "", -1, &[("t", 0, 6)])).await;
+        let r = offset_commit(
+            b.clone(),
+            crate::acl::Requester::broker(),
+            8,
+            commit_req("g", "", -1, &[("t", 0, 6)]),
+        )
+        .await;
         assert_eq!(
             commit_codes(&r),
             vec![ResponseError::UnknownMemberId.code()]
         );
         let stale = commit_req("g", &m, generation - 1, &[("t", 0, 6)]);
-        let r = offset_commit(b.clone(), 8, stale).await;
+        let r = offset_commit(b.clone(), crate::acl::Requester::broker(), 8, stale).await;
         assert_eq!(
             commit_codes(&r),
             vec![ResponseError::IllegalGeneration.code()]
         );
         let r = offset_commit(
             b.clone(),
+            crate::acl::Requester::broker(),
             8,
             commit_req("g", &m, generation, &[("t", 0, 9)]),
         )
@@ -813,6 +950,7 @@ mod tests {
         // Asked-for partitions, with -1 for what was never committed.
         let r = offset_fetch(
             &b,
+            &crate::acl::Requester::broker(),
             7,
             OffsetFetchRequest::default()
                 .with_group_id(GroupId(s("g")))
@@ -829,6 +967,7 @@ mod tests {
         // v8: several groups at once.
         let r = offset_fetch(
             &b,
+            &crate::acl::Requester::broker(),
             8,
             OffsetFetchRequest::default().with_groups(vec![
                 OffsetFetchRequestGroup::default()
@@ -852,6 +991,7 @@ mod tests {
         let (m, generation) = stable_member(&b, "g").await;
         let r = offset_commit(
             b.clone(),
+            crate::acl::Requester::broker(),
             8,
             commit_req("g", &m, generation, &[("t", 0, 3)]),
         )
@@ -860,6 +1000,7 @@ mod tests {
         let delete = || {
             delete_groups(
                 b.clone(),
+                crate::acl::Requester::broker(),
                 2,
                 DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s("g"))]),
             )
@@ -871,14 +1012,22 @@ mod tests {
         let leave = LeaveGroupRequest::default()
             .with_group_id(GroupId(s("g")))
             .with_member_id(s(&m));
-        assert_eq!(leave_group(&b, 1, leave).error_code, 0);
+        assert_eq!(
+            leave_group(&b, &crate::acl::Requester::broker(), 1, leave).error_code,
+            0
+        );
         assert_eq!(delete().await.results[0].error_code, 0);
         assert!(fetched(&b, "g").is_empty());
         assert_eq!(
             delete().await.results[0].error_code,
             ResponseError::GroupIdNotFound.code()
         );
-        let listed = list_groups(&b, 4, ListGroupsRequest::default());
+        let listed = list_groups(
+            &b,
+            &crate::acl::Requester::broker(),
+            4,
+            ListGroupsRequest::default(),
+        );
         assert!(listed.groups.iter().all(|g| g.group_id.0.as_str() != "g"));
     }
 
@@ -888,7 +1037,9 @@ mod tests {
         let (m, generation) = stable_member(&b, "g").await;
         let commit = commit_req("g", &m, generation, &[("t", 0, 3), ("u", 0, 4)]);
         assert_eq!(
-            commit_codes(&offset_commit(b.clone(), 8, commit).await),
+            commit_codes(
+                &offset_commit(b.clone(), crate::acl::Requester::broker(), 8, commit).await
+            ),
             vec![0, 0]
         );
         let request = |topic: &str| {
@@ -900,15 +1051,21 @@ mod tests {
                         OffsetDeleteRequestPartition::default().with_partition_index(0)
                     ])])
         };
-        let r = offset_delete(b.clone(), 0, request("t")).await;
+        let r = offset_delete(b.clone(), crate::acl::Requester::broker(), 0, request("t")).await;
         assert_eq!(
             r.topics[0].partitions[0].error_code,
             ResponseError::GroupSubscribedToTopic.code()
         );
-        let r = offset_delete(b.clone(), 0, request("u")).await;
+        let r = offset_delete(b.clone(), crate::acl::Requester::broker(), 0, request("u")).await;
         assert_eq!((r.error_code, r.topics[0].partitions[0].error_code), (0, 0));
         assert_eq!(fetched(&b, "g"), BTreeMap::from([(("t".into(), 0), 3)]));
-        let r = offset_delete(b.clone(), 0, request("u").with_group_id(GroupId(s("none")))).await;
+        let r = offset_delete(
+            b.clone(),
+            crate::acl::Requester::broker(),
+            0,
+            request("u").with_group_id(GroupId(s("none"))),
+        )
+        .await;
         assert_eq!(r.error_code, ResponseError::GroupIdNotFound.code());
     }
 
@@ -917,6 +1074,7 @@ mod tests {
         let (_dir, b) = broker();
         let r = find_coordinator(
             &b,
+            &crate::acl::Requester::broker(),
             4,
             FindCoordinatorRequest::default().with_coordinator_keys(vec![s("a"), s("b")]),
         );
@@ -925,7 +1083,12 @@ mod tests {
             .coordinators
             .iter()
             .all(|c| c.error_code == 0 && c.node_id.0 == 1 && c.port == 9092));
-        let txn = find_coordinator(&b, 3, FindCoordinatorRequest::default().with_key_type(1));
+        let txn = find_coordinator(
+            &b,
+            &crate::acl::Requester::broker(),
+            3,
+            FindCoordinatorRequest::default().with_key_type(1),
+        );
         assert_eq!(
             txn.error_code,
             ResponseError::CoordinatorNotAvailable.code()
@@ -955,13 +1118,23 @@ mod tests {
         let sync = sync_req("g", &m, 1)
             .with_group_instance_id(Some(s("pod")))
             .with_assignments(vec![assignment(&m, b"x")]);
-        assert_eq!(sync_group(b.clone(), 5, sync).await.error_code, 0);
+        assert_eq!(
+            sync_group(b.clone(), crate::acl::Requester::broker(), 5, sync)
+                .await
+                .error_code,
+            0
+        );
         let commit = commit_req("g", &m, 1, &[("t", 0, 1), ("nope", 0, 1)]);
         assert_eq!(
-            offset_commit(b.clone(), 8, commit.clone())
-                .await
-                .topics
-                .len(),
+            offset_commit(
+                b.clone(),
+                crate::acl::Requester::broker(),
+                8,
+                commit.clone()
+            )
+            .await
+            .topics
+            .len(),
             2
         );
 
@@ -971,7 +1144,11 @@ mod tests {
                     .with_key(s("g"))
                     .with_key_type(key_type)
                     .with_coordinator_keys(vec![s("g"), s("h")]);
-                encodes(ApiKey::FindCoordinator, &find_coordinator(&b, v, req), v);
+                encodes(
+                    ApiKey::FindCoordinator,
+                    &find_coordinator(&b, &crate::acl::Requester::broker(), v, req),
+                    v,
+                );
             }
         }
         for v in versions(ApiKey::JoinGroup) {
@@ -991,23 +1168,46 @@ mod tests {
             encodes(ApiKey::JoinGroup, &refused, v);
         }
         for v in versions(ApiKey::SyncGroup) {
-            let ok = sync_group(b.clone(), v, sync_req("g", &m, 1)).await;
+            let ok = sync_group(
+                b.clone(),
+                crate::acl::Requester::broker(),
+                v,
+                sync_req("g", &m, 1),
+            )
+            .await;
             assert_eq!(ok.assignment, Bytes::from_static(b"x"));
             encodes(ApiKey::SyncGroup, &ok, v);
-            let bad = sync_group(b.clone(), v, sync_req("none", &m, 1)).await;
+            let bad = sync_group(
+                b.clone(),
+                crate::acl::Requester::broker(),
+                v,
+                sync_req("none", &m, 1),
+            )
+            .await;
             encodes(ApiKey::SyncGroup, &bad, v);
         }
         for v in versions(ApiKey::Heartbeat) {
             encodes(
                 ApiKey::Heartbeat,
-                &heartbeat(&b, v, heartbeat_req("g", &m, 1)),
+                &heartbeat(
+                    &b,
+                    &crate::acl::Requester::broker(),
+                    v,
+                    heartbeat_req("g", &m, 1),
+                ),
                 v,
             );
         }
         for v in versions(ApiKey::OffsetCommit) {
             encodes(
                 ApiKey::OffsetCommit,
-                &offset_commit(b.clone(), v, commit.clone()).await,
+                &offset_commit(
+                    b.clone(),
+                    crate::acl::Requester::broker(),
+                    v,
+                    commit.clone(),
+                )
+                .await,
                 v,
             );
         }
@@ -1018,18 +1218,22 @@ mod tests {
                     OffsetFetchRequestGroup::default().with_group_id(GroupId(s("g"))),
                     OffsetFetchRequestGroup::default().with_group_id(GroupId(s("h"))),
                 ]);
-            encodes(ApiKey::OffsetFetch, &offset_fetch(&b, v, req), v);
+            encodes(
+                ApiKey::OffsetFetch,
+                &offset_fetch(&b, &crate::acl::Requester::broker(), v, req),
+                v,
+            );
         }
         for v in versions(ApiKey::DescribeGroups) {
             let req = DescribeGroupsRequest::default()
                 .with_groups(vec![GroupId(s("g")), GroupId(s("h"))]);
-            let r = describe_groups(&b, v, req);
+            let r = describe_groups(&b, &crate::acl::Requester::broker(), v, req);
             assert_eq!(r.groups[0].members.len(), 1);
             encodes(ApiKey::DescribeGroups, &r, v);
         }
         for v in versions(ApiKey::ListGroups) {
             let req = ListGroupsRequest::default().with_states_filter(vec![s("Stable")]);
-            let r = list_groups(&b, v, req);
+            let r = list_groups(&b, &crate::acl::Requester::broker(), v, req);
             assert!(!r.groups.is_empty());
             encodes(ApiKey::ListGroups, &r, v);
         }
@@ -1043,7 +1247,7 @@ mod tests {
                     ])]);
             encodes(
                 ApiKey::OffsetDelete,
-                &offset_delete(b.clone(), v, req).await,
+                &offset_delete(b.clone(), crate::acl::Requester::broker(), v, req).await,
                 v,
             );
         }
@@ -1054,14 +1258,18 @@ mod tests {
                 .with_members(vec![MemberIdentity::default()
                     .with_member_id(s("stranger"))
                     .with_group_instance_id(Some(s("i")))]);
-            encodes(ApiKey::LeaveGroup, &leave_group(&b, v, req), v);
+            encodes(
+                ApiKey::LeaveGroup,
+                &leave_group(&b, &crate::acl::Requester::broker(), v, req),
+                v,
+            );
         }
         for v in versions(ApiKey::DeleteGroups) {
             let req = DeleteGroupsRequest::default()
                 .with_groups_names(vec![GroupId(s("g")), GroupId(s("x"))]);
             encodes(
                 ApiKey::DeleteGroups,
-                &delete_groups(b.clone(), v, req).await,
+                &delete_groups(b.clone(), crate::acl::Requester::broker(), v, req).await,
                 v,
             );
         }

@@ -8,6 +8,7 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use super::{log_error_code, Broker};
+use crate::acl::{Operation, Requester, Resource};
 use crate::log::PartitionLog;
 
 const LATEST: i64 = -1;
@@ -18,6 +19,7 @@ const READ_COMMITTED: i8 = 1;
 
 pub(crate) fn handle(
     broker: &Broker,
+    who: &Requester,
     version: i16,
     request: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
@@ -26,30 +28,34 @@ pub(crate) fn handle(
         .topics
         .into_iter()
         .map(|topic| {
-            let found = broker.catalog.get(topic.name.0.as_str());
-            let partitions = topic
-                .partitions
-                .iter()
-                .map(|p| {
-                    let response = ListOffsetsPartitionResponse::default()
-                        .with_partition_index(p.partition_index)
-                        .with_timestamp(-1)
-                        .with_offset(-1)
-                        .with_leader_epoch(if version >= 4 { 0 } else { -1 });
-                    match found.as_ref().and_then(|t| t.partition(p.partition_index)) {
-                        None => {
-                            response.with_error_code(ResponseError::UnknownTopicOrPartition.code())
+            let name = topic.name.0.as_str();
+            let authorized = broker.authorize(who, Operation::Describe, Resource::topic(name));
+            let found = authorized.then(|| broker.catalog.get(name)).flatten();
+            let partitions =
+                topic
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let response = ListOffsetsPartitionResponse::default()
+                            .with_partition_index(p.partition_index)
+                            .with_timestamp(-1)
+                            .with_offset(-1)
+                            .with_leader_epoch(if version >= 4 { 0 } else { -1 });
+                        match found.as_ref().and_then(|t| t.partition(p.partition_index)) {
+                            None if !authorized => response
+                                .with_error_code(ResponseError::TopicAuthorizationFailed.code()),
+                            None => response
+                                .with_error_code(ResponseError::UnknownTopicOrPartition.code()),
+                            Some(log) => match lookup(&log, p.timestamp, committed) {
+                                Ok(Some((offset, timestamp))) => {
+                                    response.with_offset(offset).with_timestamp(timestamp)
+                                }
+                                Ok(None) => response,
+                                Err(code) => response.with_error_code(code),
+                            },
                         }
-                        Some(log) => match lookup(&log, p.timestamp, committed) {
-                            Ok(Some((offset, timestamp))) => {
-                                response.with_offset(offset).with_timestamp(timestamp)
-                            }
-                            Ok(None) => response,
-                            Err(code) => response.with_error_code(code),
-                        },
-                    }
-                })
-                .collect();
+                    })
+                    .collect();
             ListOffsetsTopicResponse::default()
                 .with_name(topic.name)
                 .with_partitions(partitions)

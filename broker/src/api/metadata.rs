@@ -1,5 +1,6 @@
 //! Metadata: the single broker, and the topics asked for (auto-creating them when allowed).
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
@@ -7,12 +8,18 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use kafka_protocol::protocol::StrBytes;
 
 use super::{topic_error_code, Broker};
+use crate::acl::{Operation, Requester, Resource};
 use crate::catalog::Topic;
 
 /// Kafka's "authorized operations not requested" marker.
 const OPERATIONS_OMITTED: i32 = i32::MIN;
 
-pub(crate) fn handle(broker: &Broker, version: i16, request: MetadataRequest) -> MetadataResponse {
+pub(crate) fn handle(
+    broker: &Broker,
+    who: &Requester,
+    version: i16,
+    request: MetadataRequest,
+) -> MetadataResponse {
     // v0 has no null: an empty list means every topic. From v1 null means all, empty means none.
     let requested: Option<Vec<String>> = match request.topics {
         None => None,
@@ -26,16 +33,34 @@ pub(crate) fn handle(broker: &Broker, version: i16, request: MetadataRequest) ->
     // Before v4 there is no flag and Kafka auto-creates.
     let auto_create = version < 4 || request.allow_auto_topic_creation;
     let topics = match requested {
+        // Listing every topic shows only those the principal may describe.
         None => broker
             .catalog
             .list()
             .iter()
+            .filter(|t| broker.authorize(who, Operation::Describe, Resource::topic(t.name())))
             .map(|t| describe(broker, version, t))
             .collect(),
         Some(names) => names
             .iter()
             .map(|name| {
+                let refused = |code: ResponseError| {
+                    MetadataResponseTopic::default()
+                        .with_name(Some(TopicName(StrBytes::from_string(name.clone()))))
+                        .with_error_code(code.code())
+                        .with_topic_authorized_operations(OPERATIONS_OMITTED)
+                };
+                if !broker.authorize(who, Operation::Describe, Resource::topic(name)) {
+                    return refused(ResponseError::TopicAuthorizationFailed);
+                }
+                let may_create = || {
+                    broker.authorize(who, Operation::Create, Resource::cluster())
+                        || broker.authorize(who, Operation::Create, Resource::topic(name))
+                };
                 let found = if auto_create {
+                    if broker.catalog.get(name).is_none() && !may_create() {
+                        return refused(ResponseError::TopicAuthorizationFailed);
+                    }
                     broker.catalog.get_or_auto_create(name)
                 } else {
                     broker.catalog.get(name).ok_or_else(|| {

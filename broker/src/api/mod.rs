@@ -6,6 +6,7 @@
 
 pub(crate) use crate::broker::{now_ms, Broker};
 
+pub(crate) mod acls;
 pub(crate) mod api_versions;
 pub(crate) mod client_quotas;
 pub(crate) mod configs;

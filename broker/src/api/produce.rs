@@ -16,6 +16,7 @@ use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::{now_ms, Broker};
+use crate::acl::{Operation, Requester, Resource};
 use crate::log::{AppendError, PartitionLog};
 
 /// Appended but not yet answered: the response so far and what must be durable before it goes.
@@ -37,13 +38,20 @@ pub(crate) fn runs_guests(broker: &Broker, request: &ProduceRequest) -> bool {
 }
 
 /// Appends every partition's records; errors are recorded per partition.
-pub(crate) fn append(broker: &Broker, version: i16, request: ProduceRequest) -> PendingProduce {
+pub(crate) fn append(
+    broker: &Broker,
+    who: &Requester,
+    version: i16,
+    request: ProduceRequest,
+) -> PendingProduce {
     let now = now_ms();
     let mut waits = Vec::new();
     let mut topics = Vec::with_capacity(request.topic_data.len());
     for (t, topic_data) in request.topic_data.into_iter().enumerate() {
         let name = topic_data.name.0.to_string();
-        let topic = broker.catalog.get(&name);
+        // Checked before existence, as Kafka does, so an unauthorized client learns nothing.
+        let authorized = broker.authorize(who, Operation::Write, Resource::topic(&name));
+        let topic = authorized.then(|| broker.catalog.get(&name)).flatten();
         let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
         for (p, data) in topic_data.partition_data.into_iter().enumerate() {
             let mut response = PartitionProduceResponse::default()
@@ -53,6 +61,9 @@ pub(crate) fn append(broker: &Broker, version: i16, request: ProduceRequest) -> 
                 .with_log_start_offset(-1);
             let log = topic.as_ref().and_then(|t| t.partition(data.index));
             match (log, data.records) {
+                (None, _) if !authorized => {
+                    response.error_code = ResponseError::TopicAuthorizationFailed.code();
+                }
                 (None, _) => {
                     response.error_code = ResponseError::UnknownTopicOrPartition.code();
                 }
@@ -261,7 +272,12 @@ mod tests {
         let (_dir, b) = test_broker();
         let configs = [("compression.type".to_string(), Some("zstd".to_string()))];
         let topic = b.catalog.create_topic("z", 1, 1, &configs, false).unwrap();
-        let pending = append(&b, 9, request("z", batch_at(now_ms(), Compression::Gzip)));
+        let pending = append(
+            &b,
+            &crate::acl::Requester::broker(),
+            9,
+            request("z", batch_at(now_ms(), Compression::Gzip)),
+        );
         assert_eq!(partition(&pending).error_code, 0);
         let stored = topic.partition(0).unwrap().read(0, 1 << 20, true).unwrap();
         let header = batch::validate(&stored.records, 1 << 20).unwrap();
@@ -278,7 +294,12 @@ mod tests {
         let topic = b.catalog.create_topic("ts", 1, 1, &configs, false).unwrap();
         let old = now_ms() - 3_600_000;
         for version in [7, 8] {
-            let pending = append(&b, version, request("ts", batch_at(old, Compression::Lz4)));
+            let pending = append(
+                &b,
+                &crate::acl::Requester::broker(),
+                version,
+                request("ts", batch_at(old, Compression::Lz4)),
+            );
             let p = partition(&pending);
             assert_eq!(p.error_code, ResponseError::InvalidTimestamp.code());
             assert_eq!(p.base_offset, -1);
@@ -292,7 +313,12 @@ mod tests {
             }
         }
         assert_eq!(topic.partition(0).unwrap().high_watermark(), 0);
-        let pending = append(&b, 9, request("ts", batch_at(now_ms(), Compression::Lz4)));
+        let pending = append(
+            &b,
+            &crate::acl::Requester::broker(),
+            9,
+            request("ts", batch_at(now_ms(), Compression::Lz4)),
+        );
         assert_eq!(partition(&pending).error_code, 0);
         assert_eq!(topic.partition(0).unwrap().high_watermark(), 1);
     }

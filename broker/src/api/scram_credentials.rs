@@ -16,6 +16,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::Broker;
+use crate::acl::{Operation, Requester, Resource};
 use crate::auth::credentials::{
     validate_name, ScramCredential, ScramMechanism, MAX_ITERATIONS, MIN_ITERATIONS,
 };
@@ -29,8 +30,28 @@ type Refusal = (ResponseError, String);
 
 pub(crate) fn alter(
     broker: &Broker,
+    who: &Requester,
     request: AlterUserScramCredentialsRequest,
 ) -> AlterUserScramCredentialsResponse {
+    if !broker.authorize(who, Operation::Alter, Resource::cluster()) {
+        let users: std::collections::BTreeSet<String> = request
+            .deletions
+            .iter()
+            .map(|d| d.name.to_string())
+            .chain(request.upsertions.iter().map(|u| u.name.to_string()))
+            .collect();
+        return AlterUserScramCredentialsResponse::default().with_results(
+            users
+                .iter()
+                .map(|user| {
+                    AlterUserScramCredentialsResult::default()
+                        .with_user(s(user))
+                        .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+                        .with_error_message(Some(s("Cluster authorization failed.")))
+                })
+                .collect(),
+        );
+    }
     let store = &broker.credentials;
     // Every change of one user is accepted or refused together.
     let mut per_user: BTreeMap<String, Result<Vec<Change>, Refusal>> = BTreeMap::new();
@@ -166,8 +187,14 @@ fn unsupported(mechanism: i8) -> Refusal {
 
 pub(crate) fn describe(
     broker: &Broker,
+    who: &Requester,
     request: DescribeUserScramCredentialsRequest,
 ) -> DescribeUserScramCredentialsResponse {
+    if !broker.authorize(who, Operation::Describe, Resource::cluster()) {
+        return DescribeUserScramCredentialsResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+            .with_error_message(Some(s("Cluster authorization failed.")));
+    }
     let all = broker.credentials.list();
     let info = |mechs: &[(ScramMechanism, u32)]| -> Vec<CredentialInfo> {
         mechs

@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 use super::configs::source_code;
 use super::Broker;
+use crate::acl::{Operation, Requester, Resource};
 use crate::catalog::TopicError;
 
 /// A Kafka error code and the message that goes with it.
@@ -50,6 +51,14 @@ pub(crate) fn failure(e: &TopicError) -> Failure {
             (ResponseError::UnknownServerError.code(), e.to_string())
         }
     }
+}
+
+/// TOPIC_AUTHORIZATION_FAILED with Kafka's message.
+pub(crate) fn topic_authorization_failed() -> Failure {
+    (
+        ResponseError::TopicAuthorizationFailed.code(),
+        "Topic authorization failed.".into(),
+    )
 }
 
 pub(crate) fn invalid_request(message: impl Into<String>) -> Failure {
@@ -113,9 +122,11 @@ fn check_create_assignments(broker: &Broker, t: &CreatableTopic) -> Result<i32, 
 /// CreateTopics (v2–7 as decoded by kafka-protocol).
 pub(crate) fn create_topics(
     broker: &Broker,
+    who: &Requester,
     version: i16,
     req: CreateTopicsRequest,
 ) -> CreateTopicsResponse {
+    let on_cluster = broker.authorize(who, Operation::Create, Resource::cluster());
     let counts = occurrences(req.topics.iter().map(|t| t.name.as_str()));
     let topics = req
         .topics
@@ -127,6 +138,12 @@ pub(crate) fn create_topics(
                 .with_configs(None);
             if counts.get(t.name.as_str()).copied().unwrap_or(0) > 1 {
                 let (code, msg) = invalid_request("Found multiple entries for this topic.");
+                return result
+                    .with_error_code(code)
+                    .with_error_message(Some(str_bytes(msg)));
+            }
+            if !on_cluster && !broker.authorize(who, Operation::Create, Resource::topic(&t.name)) {
+                let (code, msg) = topic_authorization_failed();
                 return result
                     .with_error_code(code)
                     .with_error_message(Some(str_bytes(msg)));
@@ -218,6 +235,7 @@ fn forget_offsets(broker: &Broker, topic: &str) {
 
 pub(crate) fn delete_topics(
     broker: &Broker,
+    who: &Requester,
     version: i16,
     req: DeleteTopicsRequest,
 ) -> DeleteTopicsResponse {
@@ -252,6 +270,11 @@ pub(crate) fn delete_topics(
                 (None, false) if ids.get(id).copied().unwrap_or(0) > 1 => {
                     Err(invalid_request("Duplicate topic id."))
                 }
+                (Some(n), true)
+                    if !broker.authorize(who, Operation::Delete, Resource::topic(n)) =>
+                {
+                    Err(topic_authorization_failed())
+                }
                 (Some(n), true) => match broker.catalog.get(n.as_str()) {
                     Some(t) => {
                         result.topic_id = Uuid::from_bytes(t.id());
@@ -264,6 +287,11 @@ pub(crate) fn delete_topics(
                     None => Err(failure(&TopicError::UnknownTopicOrPartition(n.to_string()))),
                 },
                 (None, false) => match broker.catalog.get_by_id(id.as_bytes()) {
+                    Some(t)
+                        if !broker.authorize(who, Operation::Delete, Resource::topic(t.name())) =>
+                    {
+                        Err(topic_authorization_failed())
+                    }
                     Some(t) => {
                         result.name = Some(TopicName(str_bytes(t.name())));
                         broker
@@ -293,6 +321,7 @@ pub(crate) fn delete_topics(
 /// CreatePartitions (v0–3): partitions can only be added.
 pub(crate) fn create_partitions(
     broker: &Broker,
+    who: &Requester,
     version: i16,
     req: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
@@ -304,6 +333,8 @@ pub(crate) fn create_partitions(
         .map(|t| {
             let outcome = if counts.get(t.name.as_str()).copied().unwrap_or(0) > 1 {
                 Err(invalid_request("Duplicate topic in request."))
+            } else if !broker.authorize(who, Operation::Alter, Resource::topic(&t.name)) {
+                Err(topic_authorization_failed())
             } else {
                 check_partition_assignments(
                     broker,
@@ -434,7 +465,7 @@ mod tests {
                     .with_broker_ids(vec![BrokerId(1)])]),
                 topic("ok", -1, -1),
             ]);
-        let resp = create_topics(&b, 7, req);
+        let resp = create_topics(&b, &crate::acl::Requester::broker(), 7, req);
         let want = [
             ("dup", ResponseError::InvalidRequest.code()),
             ("dup", ResponseError::InvalidRequest.code()),
@@ -485,7 +516,7 @@ mod tests {
         let req = CreateTopicsRequest::default()
             .with_validate_only(true)
             .with_topics(vec![topic("t", 2, 1)]);
-        let resp = create_topics(&b, 4, req);
+        let resp = create_topics(&b, &crate::acl::Requester::broker(), 4, req);
         assert_eq!(resp.topics[0].error_code, 0);
         assert!(resp.topics[0].configs.is_none());
     }
@@ -494,13 +525,13 @@ mod tests {
     fn create_then_create_again_is_already_exists() {
         let (_dir, b) = broker();
         let req = CreateTopicsRequest::default().with_topics(vec![topic("t", 2, 1)]);
-        let first = create_topics(&b, 7, req.clone());
+        let first = create_topics(&b, &crate::acl::Requester::broker(), 7, req.clone());
         assert_eq!(first.topics[0].error_code, 0);
         assert_eq!(
             first.topics[0].topic_id,
             Uuid::from_bytes(b.catalog.get("t").unwrap().id())
         );
-        let second = create_topics(&b, 7, req);
+        let second = create_topics(&b, &crate::acl::Requester::broker(), 7, req);
         assert_eq!(
             second.topics[0].error_code,
             ResponseError::TopicAlreadyExists.code()
@@ -520,7 +551,7 @@ mod tests {
                 .with_topic_id(Uuid::new_v4()),
             DeleteTopicState::default(),
         ]);
-        let resp = delete_topics(&b, 6, req);
+        let resp = delete_topics(&b, &crate::acl::Requester::broker(), 6, req);
         let got: Vec<i16> = resp.responses.iter().map(|r| r.error_code).collect();
         assert_eq!(
             got,
@@ -536,6 +567,7 @@ mod tests {
         encodes_at(&resp, 6..=6);
         let old = delete_topics(
             &b,
+            &crate::acl::Requester::broker(),
             1,
             DeleteTopicsRequest::default().with_topic_names(vec![TopicName("nope".into())]),
         );
@@ -553,7 +585,7 @@ mod tests {
         let req = DeleteTopicsRequest::default().with_topics(vec![
             DeleteTopicState::default().with_topic_id(Uuid::from_bytes(t.id()))
         ]);
-        let resp = delete_topics(&b, 6, req);
+        let resp = delete_topics(&b, &crate::acl::Requester::broker(), 6, req);
         assert_eq!(resp.responses[0].error_code, 0);
         assert_eq!(
             resp.responses[0]
@@ -576,7 +608,7 @@ mod tests {
         };
         let req =
             CreatePartitionsRequest::default().with_topics(vec![t("nope"), t("dup"), t("dup")]);
-        let resp = create_partitions(&b, 3, req);
+        let resp = create_partitions(&b, &crate::acl::Requester::broker(), 3, req);
         let got: Vec<i16> = resp.results.iter().map(|r| r.error_code).collect();
         assert_eq!(
             got,
@@ -601,6 +633,7 @@ mod tests {
         };
         let shrink = create_partitions(
             &b,
+            &crate::acl::Requester::broker(),
             3,
             CreatePartitionsRequest::default().with_topics(vec![t(1)]),
         );
@@ -613,6 +646,7 @@ mod tests {
         ]));
         let resp = create_partitions(
             &b,
+            &crate::acl::Requester::broker(),
             3,
             CreatePartitionsRequest::default().with_topics(vec![elsewhere]),
         );
@@ -622,6 +656,7 @@ mod tests {
         );
         let grow = create_partitions(
             &b,
+            &crate::acl::Requester::broker(),
             3,
             CreatePartitionsRequest::default().with_topics(vec![t(4)]),
         );

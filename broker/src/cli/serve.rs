@@ -93,6 +93,15 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     );
     let quotas = crate::quota::QuotaStore::open(&meta)
         .with_context(|| format!("cannot load client quotas from {}", meta.display()))?;
+    let authorizer = crate::acl::Authorizer::open(&meta_dir.acls(), &config.authorizer)
+        .with_context(|| format!("cannot load ACLs from {}", meta.display()))?;
+    if authorizer.is_enabled() {
+        tracing::info!(
+            acls = authorizer.store().with(|b| b.len()),
+            super_users = ?config.authorizer.super_users,
+            "ACLs enforced"
+        );
+    }
     let listener_configs = config.resolve_listeners()?;
     // One authenticator and one TLS config per distinct settings (listeners without
     // `listener.name.*` overrides share them, and with them the failure counts and reloads).
@@ -160,6 +169,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         guests: crate::wasm::GuestPool::sized_to_machine(),
         credentials,
         quotas: crate::quota::Quotas::new(quotas, config.quota_window),
+        authorizer,
     });
     let connect = Arc::new(
         Connect::open(&meta_dir)

@@ -15,6 +15,7 @@
 //! | `connect-offsets/<name>.json` | [`crate::connect`] | a source connector's file position |
 //! | `scram-credentials.json` | [`crate::auth`] | SCRAM credentials: salt, stored key, server key |
 //! | `client-quotas.json` | [`crate::quota`] | client quotas per user and/or client id (AlterClientQuotas) |
+//! | `acls.json` | [`crate::acl`] | ACL bindings (CreateAcls / DeleteAcls) |
 
 mod atomic;
 
@@ -101,5 +102,8 @@ impl MetaDir {
     }
     pub fn client_quotas(&self) -> PathBuf {
         self.root.join("client-quotas.json")
+    }
+    pub fn acls(&self) -> PathBuf {
+        self.root.join("acls.json")
     }
 }

@@ -19,6 +19,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
+use crate::acl::{Operation, Requester, Resource};
 use crate::api;
 use crate::broker::Broker;
 use crate::quota::{throttle_ms, Client, QuotaKind};
@@ -214,10 +215,15 @@ pub fn handle_request(
     let body = &mut body;
     let b = broker.as_ref();
     let v = ctx.version;
+    let who = match &session.principal {
+        Some(principal) => Requester::new(principal, peer.ip()),
+        None => Requester::new(&crate::auth::Principal::anonymous(), peer.ip()),
+    };
+    let w = &who;
     let reply = match ctx.api {
         ApiKey::ApiVersions => now(&ctx, api::api_versions::handle(b, v, ctx.decode(body)?))?,
         ApiKey::Metadata => {
-            let mut response = api::metadata::handle(b, v, ctx.decode(body)?);
+            let mut response = api::metadata::handle(b, w, v, ctx.decode(body)?);
             for entry in &mut response.brokers {
                 if entry.node_id.0 == b.node_id {
                     entry.host = StrBytes::from_string(session.listener.advertised_host.clone());
@@ -239,11 +245,15 @@ pub fn handle_request(
             }
         }
         ApiKey::AlterUserScramCredentials => {
-            now(&ctx, api::scram_credentials::alter(b, ctx.decode(body)?))?
+            now(&ctx, api::scram_credentials::alter(b, w, ctx.decode(body)?))?
         }
-        ApiKey::DescribeUserScramCredentials => {
-            now(&ctx, api::scram_credentials::describe(b, ctx.decode(body)?))?
-        }
+        ApiKey::DescribeUserScramCredentials => now(
+            &ctx,
+            api::scram_credentials::describe(b, w, ctx.decode(body)?),
+        )?,
+        ApiKey::CreateAcls => now(&ctx, api::acls::create_acls(b, w, v, ctx.decode(body)?))?,
+        ApiKey::DescribeAcls => now(&ctx, api::acls::describe_acls(b, w, v, ctx.decode(body)?))?,
+        ApiKey::DeleteAcls => now(&ctx, api::acls::delete_acls(b, w, v, ctx.decode(body)?))?,
         ApiKey::Produce => {
             let request: kafka_protocol::messages::ProduceRequest = ctx.decode(body)?;
             let acks = request.acks;
@@ -259,7 +269,7 @@ pub fn handle_request(
                 let guests = broker.guests.clone();
                 Reply::First(Box::pin(async move {
                     let pending = guests
-                        .run(move || api::produce::append(&broker, v, request))
+                        .run(move || api::produce::append(&broker, &who, v, request))
                         .await
                         .map_err(|e| RequestError::Encode {
                             api: ApiKey::Produce,
@@ -269,43 +279,50 @@ pub fn handle_request(
                     Ok(answer(pending))
                 }))
             } else {
-                answer(api::produce::append(b, v, request))
+                answer(api::produce::append(b, w, v, request))
             }
         }
         ApiKey::Fetch => {
-            let fetch = api::fetch::handle(broker.clone(), v, ctx.decode(body)?);
+            let fetch = api::fetch::handle(broker.clone(), who.clone(), v, ctx.decode(body)?);
             if broker.quotas.is_off() {
                 later(ctx, fetch)
             } else {
                 fetch_within_quota(broker.clone(), session, ctx, fetch)
             }
         }
-        ApiKey::ListOffsets => now(&ctx, api::list_offsets::handle(b, v, ctx.decode(body)?))?,
+        ApiKey::ListOffsets => now(&ctx, api::list_offsets::handle(b, w, v, ctx.decode(body)?))?,
         ApiKey::DescribeProducers => now(
             &ctx,
-            api::describe_producers::handle(b, v, ctx.decode(body)?),
+            api::describe_producers::handle(b, w, v, ctx.decode(body)?),
         )?,
-        ApiKey::DeleteRecords => now(&ctx, api::delete_records::handle(b, v, ctx.decode(body)?))?,
-        ApiKey::InitProducerId => {
-            now(&ctx, api::init_producer_id::handle(b, v, ctx.decode(body)?))?
-        }
-        ApiKey::CreateTopics => now(&ctx, api::topics::create_topics(b, v, ctx.decode(body)?))?,
-        ApiKey::DeleteTopics => now(&ctx, api::topics::delete_topics(b, v, ctx.decode(body)?))?,
+        ApiKey::DeleteRecords => now(
+            &ctx,
+            api::delete_records::handle(b, w, v, ctx.decode(body)?),
+        )?,
+        ApiKey::InitProducerId => now(
+            &ctx,
+            api::init_producer_id::handle(b, w, v, ctx.decode(body)?),
+        )?,
+        ApiKey::CreateTopics => now(&ctx, api::topics::create_topics(b, w, v, ctx.decode(body)?))?,
+        ApiKey::DeleteTopics => now(&ctx, api::topics::delete_topics(b, w, v, ctx.decode(body)?))?,
         ApiKey::CreatePartitions => now(
             &ctx,
-            api::topics::create_partitions(b, v, ctx.decode(body)?),
+            api::topics::create_partitions(b, w, v, ctx.decode(body)?),
         )?,
         ApiKey::DescribeConfigs => now(
             &ctx,
-            api::configs::describe_configs(b, v, ctx.decode(body)?),
+            api::configs::describe_configs(b, w, v, ctx.decode(body)?),
         )?,
-        ApiKey::AlterConfigs => now(&ctx, api::configs::alter_configs(b, v, ctx.decode(body)?))?,
+        ApiKey::AlterConfigs => now(
+            &ctx,
+            api::configs::alter_configs(b, w, v, ctx.decode(body)?),
+        )?,
         ApiKey::IncrementalAlterConfigs => now(
             &ctx,
-            api::configs::incremental_alter_configs(b, v, ctx.decode(body)?),
+            api::configs::incremental_alter_configs(b, w, v, ctx.decode(body)?),
         )?,
         ApiKey::FindCoordinator => {
-            let mut response = api::groups::find_coordinator(b, v, ctx.decode(body)?);
+            let mut response = api::groups::find_coordinator(b, w, v, ctx.decode(body)?);
             advertise_coordinator(&mut response, b.node_id, &session.listener);
             now(&ctx, response)?
         }
@@ -314,36 +331,59 @@ pub fn handle_request(
             let host = format!("/{}", peer.ip());
             later(
                 ctx,
-                api::groups::join_group(broker.clone(), v, ctx.decode(body)?, client_id, host),
+                api::groups::join_group(
+                    broker.clone(),
+                    who.clone(),
+                    v,
+                    ctx.decode(body)?,
+                    client_id,
+                    host,
+                ),
             )
         }
         ApiKey::SyncGroup => later(
             ctx,
-            api::groups::sync_group(broker.clone(), v, ctx.decode(body)?),
+            api::groups::sync_group(broker.clone(), who.clone(), v, ctx.decode(body)?),
         ),
-        ApiKey::Heartbeat => now(&ctx, api::groups::heartbeat(b, v, ctx.decode(body)?))?,
-        ApiKey::LeaveGroup => now(&ctx, api::groups::leave_group(b, v, ctx.decode(body)?))?,
-        ApiKey::DescribeGroups => now(&ctx, api::groups::describe_groups(b, v, ctx.decode(body)?))?,
-        ApiKey::ListGroups => now(&ctx, api::groups::list_groups(b, v, ctx.decode(body)?))?,
+        ApiKey::Heartbeat => now(&ctx, api::groups::heartbeat(b, w, v, ctx.decode(body)?))?,
+        ApiKey::LeaveGroup => now(&ctx, api::groups::leave_group(b, w, v, ctx.decode(body)?))?,
+        ApiKey::DescribeGroups => now(
+            &ctx,
+            api::groups::describe_groups(b, w, v, ctx.decode(body)?),
+        )?,
+        ApiKey::ListGroups => now(&ctx, api::groups::list_groups(b, w, v, ctx.decode(body)?))?,
         ApiKey::DeleteGroups => later(
             ctx,
-            api::groups::delete_groups(broker.clone(), v, ctx.decode(body)?),
+            api::groups::delete_groups(broker.clone(), who.clone(), v, ctx.decode(body)?),
         ),
         ApiKey::OffsetCommit => later(
             ctx,
-            api::group_offsets::offset_commit(broker.clone(), v, ctx.decode(body)?),
+            api::group_offsets::offset_commit(broker.clone(), who.clone(), v, ctx.decode(body)?),
         ),
         ApiKey::OffsetFetch => now(
             &ctx,
-            api::group_offsets::offset_fetch(b, v, ctx.decode(body)?),
+            api::group_offsets::offset_fetch(b, w, v, ctx.decode(body)?),
         )?,
         ApiKey::OffsetDelete => later(
             ctx,
-            api::group_offsets::offset_delete(broker.clone(), v, ctx.decode(body)?),
+            api::group_offsets::offset_delete(broker.clone(), who.clone(), v, ctx.decode(body)?),
         ),
-        ApiKey::AlterClientQuotas => now(&ctx, api::client_quotas::alter(b, ctx.decode(body)?))?,
+        // Kafka asks for AlterConfigs / DescribeConfigs on the cluster.
+        ApiKey::AlterClientQuotas => {
+            let request: kafka_protocol::messages::AlterClientQuotasRequest = ctx.decode(body)?;
+            if b.authorize(w, Operation::AlterConfigs, Resource::cluster()) {
+                now(&ctx, api::client_quotas::alter(b, request))?
+            } else {
+                now(&ctx, api::client_quotas::alter_denied(&request))?
+            }
+        }
         ApiKey::DescribeClientQuotas => {
-            now(&ctx, api::client_quotas::describe(b, ctx.decode(body)?))?
+            let request = ctx.decode(body)?;
+            if b.authorize(w, Operation::DescribeConfigs, Resource::cluster()) {
+                now(&ctx, api::client_quotas::describe(b, request))?
+            } else {
+                now(&ctx, api::client_quotas::describe_denied())?
+            }
         }
         other => {
             // `is_served` admitted it, so the table and this match disagree: a bug, reported as
@@ -515,6 +555,9 @@ pub fn decode_only(frame: Bytes) -> Result<(), RequestError> {
             .map(drop),
         ApiKey::AlterClientQuotas => ctx.decode::<AlterClientQuotasRequest>(body).map(drop),
         ApiKey::DescribeClientQuotas => ctx.decode::<DescribeClientQuotasRequest>(body).map(drop),
+        ApiKey::CreateAcls => ctx.decode::<CreateAclsRequest>(body).map(drop),
+        ApiKey::DescribeAcls => ctx.decode::<DescribeAclsRequest>(body).map(drop),
+        ApiKey::DeleteAcls => ctx.decode::<DeleteAclsRequest>(body).map(drop),
         _ => Ok(()),
     }
 }

@@ -82,6 +82,10 @@ throttled!(
     DescribeUserScramCredentialsResponse,
     AlterClientQuotasResponse,
     DescribeClientQuotasResponse,
+    CreateAclsResponse,
+    DescribeAclsResponse,
+    DeleteAclsResponse,
+    DescribeProducersResponse,
 );
 
 /// The SASL responses have no throttle field (and are exempt from quotas).

@@ -39,6 +39,9 @@ pub const SERVED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterUserScramCredentials, 0, 0),
     (ApiKey::DescribeClientQuotas, 0, 1),
     (ApiKey::AlterClientQuotas, 0, 1),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
 ];
 
 /// The served range of `api`, if we implement it at all.
@@ -112,6 +115,9 @@ mod tests {
             ApiKey::AlterClientQuotas => {
                 both::<AlterClientQuotasRequest, AlterClientQuotasResponse>()
             }
+            ApiKey::DescribeAcls => both::<DescribeAclsRequest, DescribeAclsResponse>(),
+            ApiKey::CreateAcls => both::<CreateAclsRequest, CreateAclsResponse>(),
+            ApiKey::DeleteAcls => both::<DeleteAclsRequest, DeleteAclsResponse>(),
             other => panic!("{other:?} is served but has no codec range here"),
         }
     }
