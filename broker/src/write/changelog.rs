@@ -187,7 +187,16 @@ pub(super) fn emit(
         codec_for(broker, &topic, Compression::None),
         &meta,
     ));
-    append_at(broker, &topic, partition, batch, now, depth + 1, durable)?;
+    append_at(
+        broker,
+        super::Producer::default(),
+        &topic,
+        partition,
+        batch,
+        now,
+        depth + 1,
+        durable,
+    )?;
     running.state.take_changes(partition);
     Ok(())
 }
