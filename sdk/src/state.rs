@@ -21,7 +21,7 @@
 //! writes are held until it succeeds. A batch that fails as a whole (a trap, the CPU or memory
 //! cap, the store's size cap) leaves nothing in the store either.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use crate::Error;
 
@@ -30,10 +30,16 @@ pub const MAX_KEY_BYTES: usize = 64 << 10;
 
 /// A write to the store: the key and its new value (`None`: deleted).
 type Write = (Vec<u8>, Option<Vec<u8>>);
+/// Passes a record's writes to the host.
+type Flush = fn(Vec<Write>);
 
 thread_local! {
     /// The current record's writes, in order: passed to the host only if the record succeeds.
     static PENDING: RefCell<Vec<Write>> = const { RefCell::new(Vec::new()) };
+    /// Set by the first write: what passes writes to the host. Reached only through a write, so
+    /// a module that never writes does not import the host's write calls (and gets no
+    /// changelog).
+    static FLUSH: Cell<Option<Flush>> = const { Cell::new(None) };
 }
 
 /// The value stored under `key`, if any (the current record's own writes included).
@@ -67,6 +73,7 @@ pub fn put(key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<(), Error> 
         p.borrow_mut()
             .push((key.to_vec(), Some(value.as_ref().to_vec())))
     });
+    FLUSH.with(|f| f.set(Some(flush)));
     Ok(())
 }
 
@@ -75,6 +82,7 @@ pub fn delete(key: impl AsRef<[u8]>) {
     let key = key.as_ref();
     if check_key(key).is_ok() {
         PENDING.with(|p| p.borrow_mut().push((key.to_vec(), None)));
+        FLUSH.with(|f| f.set(Some(flush)));
     }
 }
 
@@ -102,7 +110,12 @@ fn check_key(key: &[u8]) -> Result<(), Error> {
 
 /// The current record succeeded: its writes go to the host.
 pub(crate) fn commit_record() {
-    let writes = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
+    if let Some(flush) = FLUSH.with(Cell::get) {
+        flush(PENDING.with(|p| std::mem::take(&mut *p.borrow_mut())));
+    }
+}
+
+fn flush(writes: Vec<Write>) {
     for (key, value) in writes {
         match value {
             Some(v) => host::put(&key, &v),

@@ -108,19 +108,26 @@ impl DeploymentState {
     ) -> Result<Option<Marker>, String> {
         let mut rows = HashMap::new();
         let mut marker = None;
-        read_from(changelog, changelog.log_start_offset(), |r| {
-            let Some(key) = r.key else { return };
-            if key == PROGRESS_KEY {
-                if let Some(m) = r.value.and_then(|v| serde_json::from_slice(&v).ok()) {
-                    marker = Some(m);
+        let end = changelog.high_watermark();
+        read_from(
+            changelog,
+            changelog.log_start_offset(),
+            end,
+            |_| true,
+            |r| {
+                let Some(key) = r.key else { return };
+                if key == PROGRESS_KEY {
+                    if let Some(m) = r.value.and_then(|v| serde_json::from_slice(&v).ok()) {
+                        marker = Some(m);
+                    }
+                    return;
                 }
-                return;
-            }
-            match r.value {
-                Some(v) => rows.insert(key, v),
-                None => rows.remove(&key),
-            };
-        })?;
+                match r.value {
+                    Some(v) => rows.insert(key, v),
+                    None => rows.remove(&key),
+                };
+            },
+        )?;
         let size: u64 = rows.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
         let mut stores = self.stores.lock();
         let old = stores.partitions.insert(
@@ -237,11 +244,22 @@ impl DeploymentState {
             .copied()
             .unwrap_or(0)
             .max(log.log_start_offset());
-        if from >= log.high_watermark() {
+        // Read committed, as a consumer of the table would: up to the last stable offset, and
+        // nothing of an aborted transaction.
+        let until = log.last_stable_offset();
+        if from >= until {
             return Ok(());
         }
+        let aborted = log.aborted_transactions(from, until);
+        let committed = |h: &BatchHeader| {
+            !h.is_transactional()
+                || !aborted.iter().any(|a| {
+                    a.producer_id == h.producer_id
+                        && (a.first_offset..=a.last_offset).contains(&h.base_offset)
+                })
+        };
         let Table { rows, next } = &mut *t;
-        let end = read_from(log, from, |r| {
+        let end = read_from(log, from, until, committed, |r| {
             let Some(key) = r.key else { return };
             match r.value {
                 Some(v) => rows.insert(key, v),
@@ -285,22 +303,20 @@ impl StateBackend for DeploymentState {
     }
 }
 
-/// Calls `each` on every record stored in `log` from `from` to its end (control batches
-/// skipped); returns the offset after the last batch read.
+/// Calls `each` on every record stored in `log` from `from` up to `until`, in the batches
+/// `keep` accepts (control batches skipped); returns the offset after the last batch read.
 fn read_from(
     log: &PartitionLog,
     from: i64,
+    until: i64,
+    keep: impl Fn(&BatchHeader) -> bool,
     mut each: impl FnMut(RecordView),
 ) -> Result<i64, String> {
     let mut next = from;
-    loop {
-        let end = log.high_watermark();
-        if next >= end {
-            return Ok(next);
-        }
+    while next < until {
         let slice = log.read(next, 1 << 20, true).map_err(|e| e.to_string())?;
         if slice.records.is_empty() {
-            return Ok(end);
+            return Ok(until);
         }
         let mut rest = &slice.records[..];
         while let Some((_, size)) = BatchHeader::peek_size(rest) {
@@ -308,15 +324,18 @@ fn read_from(
             let (header, records) =
                 decode_records(&rest[..size], DECODE_LIMIT).map_err(|e| e.to_string())?;
             rest = &rest[size..];
-            let batch_end = header.last_offset() + 1;
-            if !header.is_control() {
+            if header.base_offset >= until {
+                return Ok(next);
+            }
+            if !header.is_control() && keep(&header) {
                 for r in records.into_iter().filter(|r| r.offset >= next) {
                     each(r);
                 }
             }
-            next = next.max(batch_end);
+            next = next.max(header.last_offset() + 1);
         }
     }
+    Ok(next)
 }
 
 /// Points `guest`'s state calls at `running`'s store for input `partition` (if it keeps state
