@@ -139,10 +139,26 @@ fn assert_counted_exactly_once(broker: &Broker) -> BTreeMap<String, u64> {
         counts.keys().collect::<Vec<_>>()
     );
     for (key, n) in &inputs {
-        let expected: Vec<u64> = (1..=*n).collect();
-        assert_eq!(
-            counts[key], expected,
-            "key {key}: each count once, in order"
+        let got = &counts[key];
+        // The first count out of place and its neighbours (a full list is too long to read).
+        let wrong = got
+            .iter()
+            .enumerate()
+            .find(|(i, c)| **c != *i as u64 + 1)
+            .map(|(i, _)| (i, got[i.saturating_sub(2)..(i + 3).min(got.len())].to_vec()));
+        if let Some(keep) = std::env::var_os("STATEFUL_KEEP") {
+            if wrong.is_some() || got.len() as u64 != *n {
+                let _ = std::process::Command::new("cp")
+                    .arg("-r")
+                    .arg(broker.data.path())
+                    .arg(keep)
+                    .status();
+            }
+        }
+        assert!(
+            wrong.is_none() && got.len() as u64 == *n,
+            "key {key}: {n} inputs, {} counts, first out of place: {wrong:?}",
+            got.len()
         );
     }
     inputs
@@ -172,11 +188,14 @@ fn counts_are_exact_after_repeated_kill9_under_load_and_continue_after_a_restart
         let stop = stop.clone();
         let kafka = broker.kafka.clone();
         std::thread::spawn(move || {
+            // No local message timeout: every queued click is eventually sent to the broker
+            // that runs last, and the final flush returns once each request is answered, so
+            // nothing is still being written when the topics are read.
             let p: BaseProducer = ClientConfig::new()
                 .set("bootstrap.servers", &kafka)
                 .set("acks", "all")
                 .set("linger.ms", "2")
-                .set("message.timeout.ms", "20000")
+                .set("message.timeout.ms", "0")
                 .set("reconnect.backoff.max.ms", "100")
                 .create()
                 .expect("producer");
@@ -191,11 +210,11 @@ fn counts_are_exact_after_repeated_kill9_under_load_and_continue_after_a_restart
                 );
                 p.poll(Duration::ZERO);
                 i += 1;
-                if i.is_multiple_of(50) {
+                if i.is_multiple_of(20) {
                     std::thread::sleep(Duration::from_millis(2));
                 }
             }
-            let _ = p.flush(Duration::from_secs(30));
+            p.flush(Duration::from_secs(120)).is_ok()
         })
     };
     let high = |broker: &Broker| {
@@ -223,7 +242,10 @@ fn counts_are_exact_after_repeated_kill9_under_load_and_continue_after_a_restart
         "the load did not resume after the last restart"
     );
     stop.store(true, Ordering::Relaxed);
-    load.join().expect("producer thread");
+    assert!(
+        load.join().expect("producer thread"),
+        "the load's last clicks were not all answered"
+    );
 
     let inputs = assert_counted_exactly_once(&broker);
     assert!(inputs.values().sum::<u64>() >= 10_000);

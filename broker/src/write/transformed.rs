@@ -141,6 +141,11 @@ pub(super) fn append(
         log: log.clone(),
         last_offset: outcome.last_offset,
     });
+    if outcome.duplicate {
+        // A retry that raced its first copy to the lock: that copy's outputs and state changes
+        // were written with it (and this run's changes are taken back with `changing`).
+        return Ok(outcome);
+    }
     let next_input = outcome.last_offset + 1;
     for (running, to_write) in pending {
         outputs::emit(
