@@ -440,34 +440,6 @@ impl BrokerConfig {
                     Duration::from_millis(int_in(key, value, 1, i32::MAX as i64)? as u64)
             }
             "metrics.enabled" => self.metrics_enabled = boolean(key, value)?,
-            "quota.window.num" => self.quota_window.samples = int_in(key, value, 2, 1_000)? as u32,
-            "quota.window.size.seconds" => {
-                self.quota_window.size = Duration::from_secs(int_in(key, value, 1, 3_600)? as u64)
-            }
-            "max.connections" => {
-                self.connection_limits.max_connections =
-                    int_in(key, value, 0, i32::MAX as i64)? as usize
-            }
-            "max.connections.per.ip" => {
-                self.connection_limits.max_per_ip = int_in(key, value, 0, i32::MAX as i64)? as usize
-            }
-            "max.connections.per.ip.overrides" => {
-                self.connection_limits.per_ip_overrides =
-                    parse_overrides(string(key, value)?).map_err(|m| invalid(key, m))?
-            }
-            "queued.max.request.bytes" => {
-                let bytes = int_in(key, value, -1, u32::MAX as i64)?;
-                self.queued_max_request_bytes = match bytes {
-                    -1 => None,
-                    0 => {
-                        return Err(invalid(
-                            key,
-                            "0 would admit no request; give -1 (unbounded) or a byte count".into(),
-                        ))
-                    }
-                    n => Some(n as u32),
-                };
-            }
             "authorizer.class.name" => {
                 let name = string(key, value)?.trim();
                 if name.is_empty() {
@@ -506,6 +478,34 @@ impl BrokerConfig {
             }
             "allow.everyone.if.no.acl.found" => {
                 self.authorizer.allow_everyone_if_no_acl_found = boolean(key, value)?
+            }
+            "quota.window.num" => self.quota_window.samples = int_in(key, value, 2, 1_000)? as u32,
+            "quota.window.size.seconds" => {
+                self.quota_window.size = Duration::from_secs(int_in(key, value, 1, 3_600)? as u64)
+            }
+            "max.connections" => {
+                self.connection_limits.max_connections =
+                    int_in(key, value, 0, i32::MAX as i64)? as usize
+            }
+            "max.connections.per.ip" => {
+                self.connection_limits.max_per_ip = int_in(key, value, 0, i32::MAX as i64)? as usize
+            }
+            "max.connections.per.ip.overrides" => {
+                self.connection_limits.per_ip_overrides =
+                    parse_overrides(string(key, value)?).map_err(|m| invalid(key, m))?
+            }
+            "queued.max.request.bytes" => {
+                let bytes = int_in(key, value, -1, u32::MAX as i64)?;
+                self.queued_max_request_bytes = match bytes {
+                    -1 => None,
+                    0 => {
+                        return Err(invalid(
+                            key,
+                            "0 would admit no request; give -1 (unbounded) or a byte count".into(),
+                        ))
+                    }
+                    n => Some(n as u32),
+                };
             }
             "num.partitions" => self.topics.num_partitions = int_in(key, value, 1, 100_000)? as i32,
             "auto.create.topics.enable" => self.topics.auto_create_topics = boolean(key, value)?,

@@ -5,9 +5,9 @@
 //! - [`cli`]: the `sluice` command line: `serve`, `transform` / `sink` (over the HTTP API),
 //!   `topic` / `group` / `cluster` (a small Kafka client, like `rpk`).
 //! - [`server`]: the Kafka listeners (PLAINTEXT, SSL, SASL_*), one task per connection, graceful
-//!   shutdown.
+//!   shutdown, connection limits and queued request bytes.
 //! - [`protocol`]: framing, request headers, version negotiation, the connection's session
-//!   (pre-authentication gating), dispatch by API key.
+//!   (pre-authentication gating), dispatch by API key, quota throttling (KIP-219).
 //! - [`http`]: the HTTP listener: `/health`, `/metrics`, the web console at `/ui`, the admin
 //!   API (`/v1/...`), Kafka Connect's REST API.
 //! - [`connect`]: connectors run in the broker (file source and sink, WASM sinks), Kafka Connect
@@ -32,6 +32,8 @@
 //!   reloading, certificate principals.
 //! - [`acl`]: authorization: Kafka's ACL model, the durable bindings and the authorizer every
 //!   handler (and the HTTP listener, and deployments' writes) asks.
+//! - [`quota`]: client quotas (per user and/or client id, durable, Kafka's precedence), their
+//!   rate measurement and throttle times; `max.connections*` and `queued.max.request.bytes`.
 //! - [`producer_ids`]: durable producer id allocation for idempotent producers.
 //! - [`meta`]: the one owner of `data/__sluice/`: file names and the atomic write helper.
 //! - [`metrics`]: the Prometheus counters and histograms the hot paths bump (a leaf every layer

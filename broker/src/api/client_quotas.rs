@@ -19,6 +19,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::Broker;
+use crate::acl::{Operation, Requester, Resource};
 use crate::quota::store::{valid_value, EntityName, QuotaEntity, CLIENT_ID, MAX_NAME_LEN, USER};
 
 /// DescribeClientQuotas match types.
@@ -71,8 +72,24 @@ fn altered_entity(components: &[AlterEntity]) -> Vec<AlteredEntity> {
 
 pub(crate) fn alter(
     broker: &Broker,
+    who: &Requester,
     request: AlterClientQuotasRequest,
 ) -> AlterClientQuotasResponse {
+    // Kafka asks AlterConfigs on the cluster.
+    if !broker.authorize(who, Operation::AlterConfigs, Resource::cluster()) {
+        return AlterClientQuotasResponse::default().with_entries(
+            request
+                .entries
+                .iter()
+                .map(|entry| {
+                    AlteredEntry::default()
+                        .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+                        .with_error_message(Some(s("Cluster authorization failed.")))
+                        .with_entity(altered_entity(&entry.entity))
+                })
+                .collect(),
+        );
+    }
     let mut results = Vec::with_capacity(request.entries.len());
     let mut changes = Vec::new();
     let mut seen = HashSet::new();
@@ -132,10 +149,6 @@ pub(crate) fn alter(
                 ),
                 (None, Ok(())) => (0, None),
             };
-            crate::metrics::request_error(
-                kafka_protocol::messages::ApiKey::AlterClientQuotas,
-                code,
-            );
             AlteredEntry::default()
                 .with_error_code(code)
                 .with_error_message(message)
@@ -164,16 +177,19 @@ fn matches(filter: &Filter, name: Option<&EntityName>) -> bool {
 
 pub(crate) fn describe(
     broker: &Broker,
+    who: &Requester,
     request: DescribeClientQuotasRequest,
 ) -> DescribeClientQuotasResponse {
+    if !broker.authorize(who, Operation::DescribeConfigs, Resource::cluster()) {
+        return DescribeClientQuotasResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+            .with_error_message(Some(s("Cluster authorization failed.")))
+            .with_entries(None);
+    }
     match describe_entries(broker, &request) {
         Ok(entries) => DescribeClientQuotasResponse::default().with_entries(Some(entries)),
         Err(message) => {
             let code = ResponseError::InvalidRequest.code();
-            crate::metrics::request_error(
-                kafka_protocol::messages::ApiKey::DescribeClientQuotas,
-                code,
-            );
             DescribeClientQuotasResponse::default()
                 .with_error_code(code)
                 .with_error_message(Some(s(&message)))
@@ -245,29 +261,6 @@ fn describe_entries(
     Ok(out)
 }
 
-/// The answer to an AlterClientQuotas without AlterConfigs on the cluster: every entry refused.
-pub(crate) fn alter_denied(request: &AlterClientQuotasRequest) -> AlterClientQuotasResponse {
-    let entries = request
-        .entries
-        .iter()
-        .map(|entry| {
-            AlteredEntry::default()
-                .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
-                .with_error_message(Some(s("AlterConfigs on the cluster is required")))
-                .with_entity(altered_entity(&entry.entity))
-        })
-        .collect();
-    AlterClientQuotasResponse::default().with_entries(entries)
-}
-
-/// The answer to a DescribeClientQuotas without DescribeConfigs on the cluster.
-pub(crate) fn describe_denied() -> DescribeClientQuotasResponse {
-    DescribeClientQuotasResponse::default()
-        .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
-        .with_error_message(Some(s("DescribeConfigs on the cluster is required")))
-        .with_entries(None)
-}
-
 #[cfg(test)]
 mod tests {
     use kafka_protocol::messages::alter_client_quotas_request::{EntryData, OpData};
@@ -303,11 +296,15 @@ mod tests {
                 .with_entity(vec![entity(USER, Some("bob"))])
                 .with_ops(vec![set("producer_byte_rate", 1.5)]),
         ]);
-        let response = alter(&broker, request);
+        let response = alter(&broker, &crate::acl::Requester::broker(), request);
         let codes: Vec<i16> = response.entries.iter().map(|e| e.error_code).collect();
         assert_eq!(codes, vec![0, 0, 42, 42]);
 
-        let all = describe(&broker, DescribeClientQuotasRequest::default());
+        let all = describe(
+            &broker,
+            &crate::acl::Requester::broker(),
+            DescribeClientQuotasRequest::default(),
+        );
         assert_eq!(all.entries.as_ref().unwrap().len(), 2);
 
         let alice_default_client = DescribeClientQuotasRequest::default()
@@ -321,7 +318,13 @@ mod tests {
                     .with_match_type(MATCH_DEFAULT),
             ])
             .with_strict(true);
-        let found = describe(&broker, alice_default_client).entries.unwrap();
+        let found = describe(
+            &broker,
+            &crate::acl::Requester::broker(),
+            alice_default_client,
+        )
+        .entries
+        .unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(&*found[0].values[0].key, "producer_byte_rate");
         assert_eq!(found[0].values[0].value, 1024.0);
@@ -332,7 +335,9 @@ mod tests {
                 .with_entity_type(s(CLIENT_ID))
                 .with_match_type(MATCH_SPECIFIED)])
             .with_strict(true);
-        let found = describe(&broker, clients).entries.unwrap();
+        let found = describe(&broker, &crate::acl::Requester::broker(), clients)
+            .entries
+            .unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].entity[0].entity_name.as_deref(), Some("app"));
     }
@@ -346,19 +351,25 @@ mod tests {
                 .with_entity(app())
                 .with_ops(vec![set("consumer_byte_rate", 4096.0)])])
             .with_validate_only(true);
-        assert_eq!(alter(&broker, dry).entries[0].error_code, 0);
+        assert_eq!(
+            alter(&broker, &crate::acl::Requester::broker(), dry).entries[0].error_code,
+            0
+        );
         assert!(broker.quotas.store.is_empty());
         let real = AlterClientQuotasRequest::default().with_entries(vec![EntryData::default()
             .with_entity(app())
             .with_ops(vec![set("consumer_byte_rate", 4096.0)])]);
-        alter(&broker, real);
+        alter(&broker, &crate::acl::Requester::broker(), real);
         assert!(!broker.quotas.store.is_empty());
         let remove = AlterClientQuotasRequest::default().with_entries(vec![EntryData::default()
             .with_entity(app())
             .with_ops(vec![OpData::default()
                 .with_key(s("consumer_byte_rate"))
                 .with_remove(true)])]);
-        assert_eq!(alter(&broker, remove).entries[0].error_code, 0);
+        assert_eq!(
+            alter(&broker, &crate::acl::Requester::broker(), remove).entries[0].error_code,
+            0
+        );
         assert!(broker.quotas.store.is_empty());
     }
 
@@ -369,7 +380,7 @@ mod tests {
             DescribeClientQuotasRequest::default().with_components(vec![ComponentData::default()
                 .with_entity_type(s("group"))
                 .with_match_type(MATCH_SPECIFIED)]);
-        let response = describe(&broker, unknown);
+        let response = describe(&broker, &crate::acl::Requester::broker(), unknown);
         assert_eq!(response.error_code, 42);
         assert!(response.entries.is_none());
     }

@@ -23,6 +23,7 @@ pub(crate) fn handle(
         .into_iter()
         .map(|topic| {
             let name = topic.name.0.as_str();
+            // Kafka asks Read on the topic.
             let authorized = broker.authorize(who, Operation::Read, Resource::topic(name));
             let found = authorized.then(|| broker.catalog.get(name)).flatten();
             let partitions = topic

@@ -19,7 +19,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
-use crate::acl::{Operation, Requester, Resource};
+use crate::acl::Requester;
 use crate::api;
 use crate::broker::Broker;
 use crate::quota::{throttle_ms, Client, QuotaKind};
@@ -368,22 +368,9 @@ pub fn handle_request(
             ctx,
             api::group_offsets::offset_delete(broker.clone(), who.clone(), v, ctx.decode(body)?),
         ),
-        // Kafka asks for AlterConfigs / DescribeConfigs on the cluster.
-        ApiKey::AlterClientQuotas => {
-            let request: kafka_protocol::messages::AlterClientQuotasRequest = ctx.decode(body)?;
-            if b.authorize(w, Operation::AlterConfigs, Resource::cluster()) {
-                now(&ctx, api::client_quotas::alter(b, request))?
-            } else {
-                now(&ctx, api::client_quotas::alter_denied(&request))?
-            }
-        }
+        ApiKey::AlterClientQuotas => now(&ctx, api::client_quotas::alter(b, w, ctx.decode(body)?))?,
         ApiKey::DescribeClientQuotas => {
-            let request = ctx.decode(body)?;
-            if b.authorize(w, Operation::DescribeConfigs, Resource::cluster()) {
-                now(&ctx, api::client_quotas::describe(b, request))?
-            } else {
-                now(&ctx, api::client_quotas::describe_denied())?
-            }
+            now(&ctx, api::client_quotas::describe(b, w, ctx.decode(body)?))?
         }
         other => {
             // `is_served` admitted it, so the table and this match disagree: a bug, reported as

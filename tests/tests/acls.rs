@@ -1,0 +1,374 @@
+//! ACLs end to end over SASL_PLAINTEXT with confluent-kafka, kafka-python and kafkajs: a principal
+//! allowed one topic is refused another with TOPIC_AUTHORIZATION_FAILED, its group work needs
+//! group ACLs, prefixed ACLs, deny beating allow, super users, Metadata hiding what the principal
+//! cannot describe, ACLs surviving a restart, the ACL APIs needing Alter on the cluster, and an
+//! unknown authorizer refused at start.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{run, sluice_binary, tool, workspace_root, Broker, Options};
+
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
+const AUTHORIZER: &str = "org.apache.kafka.metadata.authorizer.StandardAuthorizer";
+
+/// Users of the ACL tests: `admin` (a super user), `alice` and `bob`, SCRAM-SHA-256.
+const USERS: &[(&str, &str)] = &[
+    ("admin", "admin-secret"),
+    ("alice", "alice-secret"),
+    ("bob", "bob-secret"),
+];
+
+/// A broker with one SASL_PLAINTEXT listener and `extra` settings, its users added.
+fn acl_broker(extra: &str) -> Broker {
+    let mut broker = Broker::start_with(Options {
+        toml: format!(
+            "\"listeners\" = \"SASL_PLAINTEXT://127.0.0.1:0\"\n\
+             \"sasl.enabled.mechanisms\" = \"SCRAM-SHA-256,PLAIN\"\n{extra}"
+        ),
+        ..Options::default()
+    });
+    broker.stop();
+    for (name, password) in USERS {
+        let mut child = Command::new(sluice_binary())
+            .args(["user", "add", name, "--password-stdin", "--mechanism"])
+            .arg("SCRAM-SHA-256")
+            .arg("--data-dir")
+            .arg(broker.data.path().join("data"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sluice user add");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(format!("{password}\n").as_bytes())
+            .expect("password");
+        let out = child.wait_with_output().expect("wait");
+        assert!(
+            out.status.success(),
+            "sluice user add: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    broker.start_again();
+    broker
+}
+
+fn enforcing() -> String {
+    format!("\"authorizer.class.name\" = \"{AUTHORIZER}\"\n\"super.users\" = \"User:admin\"\n")
+}
+
+fn password(user: &str) -> String {
+    USERS
+        .iter()
+        .find(|(name, _)| *name == user)
+        .map(|(_, p)| p.to_string())
+        .expect("a test user")
+}
+
+fn python_clients() -> Option<String> {
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string());
+    let ok = Command::new(&python)
+        .args(["-c", "import confluent_kafka, kafka"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if ok {
+        return Some(python);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "python clients missing: scripts/test.sh installs them"
+    );
+    eprintln!("SKIPPED: confluent-kafka / kafka-python not installed (run scripts/test.sh)");
+    None
+}
+
+/// Runs `tests/python/acl_check.py COMMAND` as `user` with `env`; its stdout, trimmed.
+fn python(broker: &Broker, user: &str, command: &str, env: &[(&str, &str)]) -> String {
+    let python = python_clients().expect("checked by the caller");
+    let mut cmd = Command::new(python);
+    cmd.arg(workspace_root().join("tests/python/acl_check.py"))
+        .arg(command)
+        .env("KAFKA_BROKER", &broker.kafka)
+        .env("USER", user)
+        .env("PASSWORD", password(user));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = run(cmd, CLIENT_TIMEOUT);
+    assert!(
+        out.status.success(),
+        "{command} as {user}: {}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    out.stdout.trim().to_string()
+}
+
+#[test]
+fn a_principal_is_held_to_its_topic_group_prefixed_and_deny_acls_across_a_restart() {
+    if python_clients().is_none() {
+        return;
+    }
+    let mut broker = acl_broker(&enforcing());
+    let topics = "allowed,other,pre-eu,pre-us,secret";
+    assert_eq!(
+        python(&broker, "admin", "create-topics", &[("TOPICS", topics)]),
+        "ok"
+    );
+    // Before any ACL, alice may do nothing and sees nothing; the super user sees everything.
+    assert_eq!(
+        python(&broker, "alice", "produce", &[("TOPIC", "allowed")]),
+        "TOPIC_AUTHORIZATION_FAILED"
+    );
+    assert_eq!(python(&broker, "alice", "list-topics", &[]), "");
+    assert_eq!(python(&broker, "admin", "list-topics", &[]), topics);
+    let acls = r#"[
+        ["topic", "allowed", "literal", "User:alice", "write", "allow"],
+        ["topic", "pre-", "prefixed", "User:alice", "all", "allow"],
+        ["topic", "pre-us", "literal", "User:alice", "write", "deny"],
+        ["group", "team-", "prefixed", "User:alice", "read", "allow"]
+    ]"#;
+    assert_eq!(
+        python(&broker, "alice", "create-acls", &[("ACLS", acls)]),
+        "CLUSTER_AUTHORIZATION_FAILED",
+        "only Alter on the cluster may create ACLs"
+    );
+    assert_eq!(
+        python(&broker, "admin", "create-acls", &[("ACLS", acls)]),
+        "ok"
+    );
+
+    let check = |broker: &Broker| {
+        for (topic, expected) in [
+            ("allowed", "ok"),
+            ("other", "TOPIC_AUTHORIZATION_FAILED"),
+            ("pre-eu", "ok"),
+            ("pre-us", "TOPIC_AUTHORIZATION_FAILED"),
+        ] {
+            assert_eq!(
+                python(broker, "alice", "produce", &[("TOPIC", topic)]),
+                expected,
+                "alice producing to {topic}"
+            );
+        }
+        assert_eq!(
+            python(broker, "bob", "produce", &[("TOPIC", "allowed")]),
+            "TOPIC_AUTHORIZATION_FAILED"
+        );
+        // Write implies Describe; "other" and "secret" stay hidden.
+        assert_eq!(
+            python(broker, "alice", "list-topics", &[]),
+            "allowed,pre-eu,pre-us"
+        );
+        assert_eq!(
+            python(
+                broker,
+                "alice",
+                "consume",
+                &[("TOPIC", "pre-eu"), ("GROUP", "team-a")]
+            ),
+            "ok:1"
+        );
+        assert_eq!(
+            python(
+                broker,
+                "alice",
+                "consume",
+                &[("TOPIC", "pre-eu"), ("GROUP", "elsewhere")]
+            ),
+            "GROUP_AUTHORIZATION_FAILED"
+        );
+    };
+    check(&broker);
+    let described = python(&broker, "admin", "describe-acls", &[]);
+    assert_eq!(
+        described,
+        "GROUP:team-:PREFIXED:User:alice:READ:ALLOW,TOPIC:allowed:LITERAL:User:alice:WRITE:ALLOW,\
+         TOPIC:pre-:PREFIXED:User:alice:ALL:ALLOW,TOPIC:pre-us:LITERAL:User:alice:WRITE:DENY"
+    );
+
+    broker.restart();
+    assert_eq!(python(&broker, "admin", "describe-acls", &[]), described);
+    python(&broker, "admin", "create-topics", &[("TOPICS", "after")]);
+    // pre-eu now holds two records: the one of each check.
+    check_after_restart(&broker);
+
+    let deny = r#"[["topic", "pre-us", "literal", "User:alice", "write", "deny"]]"#;
+    assert_eq!(
+        python(&broker, "admin", "delete-acls", &[("ACLS", deny)]),
+        "1"
+    );
+    assert_eq!(
+        python(&broker, "alice", "produce", &[("TOPIC", "pre-us")]),
+        "ok",
+        "with the deny gone, the prefixed allow applies"
+    );
+}
+
+fn check_after_restart(broker: &Broker) {
+    assert_eq!(
+        python(broker, "alice", "produce", &[("TOPIC", "allowed")]),
+        "ok"
+    );
+    assert_eq!(
+        python(broker, "alice", "produce", &[("TOPIC", "pre-us")]),
+        "TOPIC_AUTHORIZATION_FAILED"
+    );
+    assert_eq!(
+        python(broker, "alice", "list-topics", &[]),
+        "allowed,pre-eu,pre-us"
+    );
+}
+
+#[test]
+fn kafka_python_manages_acls_only_with_alter_on_the_cluster() {
+    if python_clients().is_none() {
+        return;
+    }
+    let broker = acl_broker(&enforcing());
+    let acls = r#"[["topic", "orders", "literal", "User:bob", "read", "allow"]]"#;
+    let refused = python(&broker, "bob", "kafka-python-acls", &[("ACLS", acls)]);
+    assert!(
+        refused.contains("ClusterAuthorizationFailed"),
+        "bob without Alter on the cluster: {refused}"
+    );
+    assert_eq!(
+        python(&broker, "admin", "kafka-python-acls", &[("ACLS", acls)]),
+        "ok:1"
+    );
+}
+
+#[test]
+fn kafkajs_creates_describes_and_deletes_acls_that_govern_its_producer() {
+    let Some(mut node) = tool("node") else { return };
+    let dir = workspace_root().join("tests/node");
+    if !dir.join("node_modules/kafkajs").exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "tests/node has no node_modules: run scripts/test.sh"
+        );
+        eprintln!("SKIPPED: tests/node/node_modules missing (run scripts/test.sh)");
+        return;
+    }
+    if python_clients().is_none() {
+        return;
+    }
+    let broker = acl_broker(&enforcing());
+    python(
+        &broker,
+        "admin",
+        "create-topics",
+        &[("TOPICS", "js-allowed,js-denied")],
+    );
+    node.arg(dir.join("acl_check.js"))
+        .current_dir(&dir)
+        .env("KAFKA_BROKER", &broker.kafka)
+        .env("ADMIN_USER", "admin")
+        .env("ADMIN_PASSWORD", password("admin"))
+        .env("USER", "alice")
+        .env("PASSWORD", password("alice"))
+        .env("TOPIC", "js-allowed")
+        .env("DENIED_TOPIC", "js-denied");
+    let out = run(node, CLIENT_TIMEOUT);
+    assert!(
+        out.status.success(),
+        "kafkajs: {}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    let result: serde_json::Value = serde_json::from_str(out.stdout.trim()).expect("one JSON line");
+    // kafkajs names operations by code: WRITE is 4.
+    assert_eq!(
+        result["described"],
+        serde_json::json!(["js-allowed:User:alice:4"])
+    );
+    assert_eq!(result["allowed"], "ok");
+    assert_eq!(result["denied"], "TOPIC_AUTHORIZATION_FAILED");
+    assert_eq!(result["deleted"], 1);
+    assert_eq!(result["afterDelete"], "TOPIC_AUTHORIZATION_FAILED");
+}
+
+#[test]
+fn without_an_authorizer_everything_is_allowed_and_acl_apis_are_disabled() {
+    if python_clients().is_none() {
+        return;
+    }
+    let broker = acl_broker("");
+    assert_eq!(
+        python(&broker, "bob", "produce", &[("TOPIC", "open")]),
+        "ok"
+    );
+    let acls = r#"[["topic", "open", "literal", "User:bob", "read", "allow"]]"#;
+    assert_eq!(
+        python(&broker, "bob", "create-acls", &[("ACLS", acls)]),
+        "SECURITY_DISABLED"
+    );
+}
+
+#[test]
+fn allow_everyone_if_no_acl_found_opens_resources_without_acls() {
+    if python_clients().is_none() {
+        return;
+    }
+    let broker = acl_broker(&format!(
+        "{}\"allow.everyone.if.no.acl.found\" = true\n",
+        enforcing()
+    ));
+    python(
+        &broker,
+        "admin",
+        "create-topics",
+        &[("TOPICS", "free,guarded")],
+    );
+    let acls = r#"[["topic", "guarded", "literal", "User:alice", "write", "allow"]]"#;
+    assert_eq!(
+        python(&broker, "admin", "create-acls", &[("ACLS", acls)]),
+        "ok"
+    );
+    assert_eq!(
+        python(&broker, "bob", "produce", &[("TOPIC", "free")]),
+        "ok"
+    );
+    assert_eq!(
+        python(&broker, "bob", "produce", &[("TOPIC", "guarded")]),
+        "TOPIC_AUTHORIZATION_FAILED"
+    );
+}
+
+#[test]
+fn an_unknown_authorizer_class_is_refused_at_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(
+        &config,
+        "\"authorizer.class.name\" = \"com.example.HomeGrownAuthorizer\"\n",
+    )
+    .expect("config");
+    let mut cmd = Command::new(sluice_binary());
+    cmd.args([
+        "serve",
+        "--kafka-listen",
+        "127.0.0.1:0",
+        "--http-listen",
+        "127.0.0.1:0",
+    ])
+    .arg("--data-dir")
+    .arg(dir.path().join("data"))
+    .arg("--config")
+    .arg(&config);
+    let out = run(cmd, Duration::from_secs(30));
+    assert!(!out.status.success());
+    assert!(
+        out.stderr.contains("authorizer.class.name") && out.stderr.contains("StandardAuthorizer"),
+        "{}",
+        out.stderr
+    );
+}
