@@ -11,7 +11,7 @@ use super::deployment::OnError;
 use super::registry::Running;
 use crate::records::record::RecordIter;
 use crate::records::NewRecord;
-use crate::wasm::abi::{BatchInput, OutputSection};
+use crate::wasm::abi::{BatchInput, GuestOutput, OutputSection};
 use crate::wasm::WasmEngine;
 
 /// A deployment's verdict on an input batch. What the guest wrote went to the section callback
@@ -133,13 +133,21 @@ fn run_narrowing(
     }
     let outputs = u32::try_from(running.output_count()).unwrap_or(u32::MAX);
     let result = running.with_guest(engine, |guest| {
-        let out = guest.transform(input, outputs)?;
+        let keeps_state = super::state::prepare_call(running, guest, input.partition);
+        let GuestOutput { sections, errors } = guest.transform(input, outputs)?;
         let mut written = 0u64;
-        for section in &out.sections {
+        for section in &sections {
             written += u64::from(section.record_count);
             on_section(section);
         }
-        Ok((written, out.errors))
+        drop(sections);
+        if keeps_state {
+            // Only a call that succeeded changes the store; the next call sees its writes.
+            running
+                .state
+                .apply(input.partition, guest.take_state_changes());
+        }
+        Ok((written, errors))
     });
     // Failures, malformed output included, are counted by kind in `with_guest`.
     let message = match result {

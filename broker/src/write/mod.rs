@@ -15,9 +15,13 @@
 //! 4. What was written is returned with everything that must be durable before an `acks=-1`
 //!    produce is answered.
 //!
+//! A deployment with state appends its store's changes of each write to its changelog topic
+//! after its outputs ([`changelog`]), so the store rebuilt at start agrees with them.
+//!
 //! After a crash, [`recovery`] re-runs inputs past each deployment's checkpoint; a deployment
 //! deployed `--from` an earlier offset catches up the same way, in the background.
 
+mod changelog;
 pub mod control;
 pub(crate) mod internal;
 mod outputs;

@@ -26,7 +26,7 @@ pub(super) enum Mode {
 
 /// The producer id of one output stream: stable across restarts, and in a range InitProducerId
 /// never reaches (it counts up from 0).
-fn stream_producer_id(deployment: &str, input_partition: i32, stream: &str) -> i64 {
+pub(super) fn stream_producer_id(deployment: &str, input_partition: i32, stream: &str) -> i64 {
     let low = murmur2(format!("{deployment}\u{0}{input_partition}\u{0}{stream}").as_bytes()) as u32
         as i64;
     let high = (murmur2(deployment.as_bytes()) as u32 as i64) & 0x3fff_ffff;

@@ -39,6 +39,15 @@ pub fn recover(broker: &Broker) {
         let Some(topic) = broker.catalog.get(&input) else {
             continue;
         };
+        if running.state.stateful {
+            // The store (and the exact progress it stands for) first: re-running starts where
+            // it stopped.
+            for partition in 0..topic.partition_count() {
+                if let Err(e) = super::changelog::restore(broker, &running, partition) {
+                    tracing::error!(transform = %name, partition, "cannot restore the state store: {e}");
+                }
+            }
+        }
         let starts: Vec<(i32, i64)> = running
             .progress
             .lock()
@@ -69,7 +78,7 @@ pub fn recover(broker: &Broker) {
 /// of stored batches; returns how many records ran. The caller holds the partition lock.
 fn replay(
     broker: &Broker,
-    running: &Running,
+    running: &Arc<Running>,
     topic: &str,
     partition: i32,
     log: &Arc<PartitionLog>,
@@ -109,6 +118,8 @@ fn replay(
             // A transaction marker is not an input to transform.
             if left > 0 && !header.is_control() {
                 let codec = header.compression().unwrap_or(Compression::None);
+                let mut changing = super::changelog::Changing::new(partition);
+                changing.prepare(broker, running)?;
                 let input = BatchInput {
                     topic,
                     partition,
@@ -137,6 +148,15 @@ fn replay(
                     now_ms(),
                     0,
                     Mode::Replay,
+                    &mut durable,
+                )?;
+                super::changelog::emit(
+                    broker,
+                    running,
+                    partition,
+                    next,
+                    now_ms(),
+                    0,
                     &mut durable,
                 )?;
                 count += left as usize;

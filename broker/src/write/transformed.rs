@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::outputs::{self, OutputBatches};
 use super::validate::{self, Batch};
-use super::{Durable, MAX_DEPTH};
+use super::{changelog, Durable, MAX_DEPTH};
 use crate::broker::Broker;
 use crate::log::{AppendError, AppendOutcome, PartitionLog};
 use crate::records::batch::BatchHeader;
@@ -90,12 +90,18 @@ pub(super) fn append(
         .map(|t| t.deployment.read().outputs.clone())
         .collect();
     let mut pending: Vec<Pending<'_>> = Vec::new();
+    // The deployments that ran, in order; their stores' changes are taken back on any early
+    // return (`changing`), kept once written to their changelogs.
+    let mut ran_deployments: Vec<Arc<Running>> = Vec::new();
+    let mut changing = changelog::Changing::new(partition);
     for (t, outputs) in transforms.iter().zip(&outputs_of) {
         let in_place = t.deployment.read().in_place;
         if !in_place && t.is_backfilling(partition) {
             // The background catch-up reaches these records in order.
             continue;
         }
+        changing.prepare(broker, t)?;
+        ran_deployments.push(t.clone());
         // The records get the offsets they will be stored at.
         let mut next = log.high_watermark();
         let ran = pending.len();
@@ -187,6 +193,11 @@ pub(super) fn append(
         log: log.clone(),
         last_offset: outcome.last_offset,
     });
+    if outcome.duplicate {
+        // A retry that raced its first copy to the lock: that copy's outputs and state changes
+        // were written with it (and this run's changes are taken back with `changing`).
+        return Ok(outcome);
+    }
     let next_input = outcome.last_offset + 1;
     for (running, out) in pending {
         outputs::emit(
@@ -199,6 +210,11 @@ pub(super) fn append(
             outputs::Mode::Inline,
             durable,
         )?;
+    }
+    // Each deployment's changelog batch comes after all its outputs of this write: stored, it
+    // says every one of them is.
+    for running in &ran_deployments {
+        changelog::emit(broker, running, partition, next_input, now, depth, durable)?;
         running.update_progress(partition, |p| p.next_input = next_input);
     }
     Ok(outcome)
