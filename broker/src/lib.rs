@@ -17,17 +17,20 @@
 //!   [`write`], offsets into their groups; timeouts; completion after a crash.
 //! - [`broker`]: the shared state every handler and writer reaches.
 //! - [`write`]: the one write path: validation, transforms, appends, outputs, state
-//!   changelogs, recovery.
+//!   changelogs, recovery, and transaction markers (`write::control::append_marker`, what the
+//!   transaction coordinator calls).
 //! - [`transform`]: transform deployments, their registry and progress, running guests on
 //!   records (it appends nothing itself), their state stores and `--table` lookups.
 //! - [`group`]: the consumer-group coordinator and durable committed offsets.
 //! - [`txn`]: the transaction coordinator: transactional ids, epochs and fencing, the
 //!   transaction state machine, durable in `__sluice/transactions.log`.
 //! - [`catalog`]: topics, partitions and topic configs, durable across restarts.
-//! - [`log`]: storage; a partition is a list of segments with offset and time indexes, and the
-//!   background cleaner that compacts `cleanup.policy=compact` topics.
+//! - [`log`]: storage; a partition is a list of segments with offset and time indexes, its
+//!   producer state (sequences, open transactions, the last stable offset, aborted
+//!   transactions), and the background cleaner that compacts `cleanup.policy=compact` topics.
 //! - [`records`]: v2 record batches: header, validation, codecs, recompression, the topic's
-//!   rules for what it stores (`compression.type`, timestamp bounds), murmur2 partitioning,
+//!   rules for what it stores (`compression.type`, timestamp bounds), transaction markers
+//!   (control batches), murmur2 partitioning,
 //!   zero-copy record views and batches built around already-encoded records.
 //! - [`wasm`]: the wasmtime engine, module validation and cache, the host side of the guest ABI
 //!   (v2: records cross in Kafka's own record format; state and table calls), the guest
