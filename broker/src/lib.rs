@@ -13,11 +13,15 @@
 //! - [`connect`]: connectors run in the broker (file source and sink, WASM sinks), Kafka Connect
 //!   style; beside the HTTP listener, writing through [`write`].
 //! - [`api`]: one file per Kafka API family; request in, response out.
+//! - [`txn_markers`]: ending decided transactions: markers on every partition through
+//!   [`write`], offsets into their groups; timeouts; completion after a crash.
 //! - [`broker`]: the shared state every handler and writer reaches.
 //! - [`write`]: the one write path: validation, transforms, appends, outputs, recovery.
 //! - [`transform`]: transform deployments, their registry and progress, running guests on
 //!   records (it appends nothing itself).
 //! - [`group`]: the consumer-group coordinator and durable committed offsets.
+//! - [`txn`]: the transaction coordinator: transactional ids, epochs and fencing, the
+//!   transaction state machine, durable in `__sluice/transactions.log`.
 //! - [`catalog`]: topics, partitions and topic configs, durable across restarts.
 //! - [`log`]: storage; a partition is a list of segments with offset and time indexes, and the
 //!   background cleaner that compacts `cleanup.policy=compact` topics.
@@ -59,5 +63,7 @@ pub mod quota;
 pub mod records;
 pub mod server;
 pub mod transform;
+pub mod txn;
+pub mod txn_markers;
 pub mod wasm;
 pub mod write;

@@ -96,6 +96,23 @@ error_codes! {
     DescribeProducersResponse => |r, each| {
         r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| each(p.error_code));
     }
+    AddPartitionsToTxnResponse => |r, each| {
+        each(r.error_code);
+        r.results_by_topic_v3_and_below
+            .iter()
+            .chain(r.results_by_transaction.iter().flat_map(|t| &t.topic_results))
+            .flat_map(|t| &t.results_by_partition)
+            .for_each(|p| each(p.partition_error_code));
+    }
+    AddOffsetsToTxnResponse => |r, each| { each(r.error_code) }
+    TxnOffsetCommitResponse => |r, each| {
+        r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| each(p.error_code));
+    }
+    EndTxnResponse => |r, each| { each(r.error_code) }
+    DescribeTransactionsResponse => |r, each| {
+        r.transaction_states.iter().for_each(|t| each(t.error_code))
+    }
+    ListTransactionsResponse => |r, each| { each(r.error_code) }
     // Counted per partition by their handlers (acks=0 produces are never encoded).
     ProduceResponse => |_r, _each| {}
     FetchResponse => |_r, _each| {}
