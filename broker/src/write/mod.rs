@@ -202,7 +202,13 @@ fn append_built(
     let header = BatchHeader::parse(&batch)
         .ok_or_else(|| AppendError::CorruptMessage("a built batch has no header".into()))?;
     // Only what reads the records needs a compressed batch's records area.
-    let reads_records = handle.batch_rules().timestamps.is_some()
+    let rules = handle.batch_rules();
+    // Built in the topic's codec, so recompressed only if `compression.type` changed since.
+    let recompressed = header
+        .compression()
+        .is_some_and(|codec| rules.compression.target_for(codec).is_some());
+    let reads_records = rules.timestamps.is_some()
+        || recompressed
         || log.is_compacted()
         || broker.transforms.has_topic(topic);
     let decompressed = match header.compression() {

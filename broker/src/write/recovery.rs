@@ -275,3 +275,27 @@ fn backfill_step(broker: &Broker, name: &str) -> Result<bool, AppendError> {
     }
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::record::write_record;
+
+    #[test]
+    fn a_half_done_batch_resumes_at_its_first_record_not_yet_run() {
+        let mut area = Vec::new();
+        for i in 0..4 {
+            write_record(&mut area, i, 0, None, Some(b"v"), std::iter::empty());
+        }
+        let (all, n) = records_from(&area, 100, 90).unwrap();
+        assert_eq!((all.len(), n), (area.len(), 4));
+        let (rest, n) = records_from(&area, 100, 102).unwrap();
+        assert_eq!(n, 2);
+        let offsets: Vec<i32> = RecordIter::new(rest)
+            .map(|r| r.unwrap().offset_delta)
+            .collect();
+        assert_eq!(offsets, vec![2, 3]);
+        assert_eq!(records_from(&area, 100, 104).unwrap().1, 0);
+        assert!(records_from(&[0x03, 0x00], 0, 0).is_err());
+    }
+}
