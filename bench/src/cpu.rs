@@ -29,6 +29,25 @@ pub(crate) fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     Ok((tick(14)? + tick(15)?) / TICKS_PER_SECOND)
 }
 
+/// CPU time the calling thread has used: what one side of a comparison run on this thread
+/// cost, however often the thread was preempted by other processes.
+#[allow(unsafe_code, reason = "clock_gettime(2) on a local timespec")]
+pub(crate) fn thread_cpu_time() -> std::time::Duration {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the live local it is given.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    if rc != 0 {
+        return std::time::Duration::ZERO;
+    }
+    std::time::Duration::new(
+        t.tv_sec.max(0) as u64,
+        t.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -244,23 +244,29 @@ fn compare_guest(args: &Args, module: &std::path::Path) -> anyhow::Result<()> {
         "bench",
         &init,
     )?;
-    // Batch by batch, native then wasm, so a busy machine slows both alike.
+    // Batch by batch, native then wasm, so a busy machine slows both alike; timed by the wall
+    // clock and by this thread's CPU time (steady on a machine shared with other work).
     let (mut native, mut wasm) = (Duration::ZERO, Duration::ZERO);
+    let (mut native_cpu, mut wasm_cpu) = (Duration::ZERO, Duration::ZERO);
     let (mut native_bytes, mut wasm_bytes) = (0usize, 0usize);
     for _ in 0..calls {
         let start = Instant::now();
+        let start_cpu = cpu::thread_cpu_time();
         sluice_sdk::__private::run_batch(&mut out, &buffer, &mut uppercase::uppercase)
             .context("native batch")?;
         native_bytes += sluice_sdk::__private::sections(&out)
             .map(|s| s.records.len())
             .sum::<usize>();
         let middle = Instant::now();
+        let middle_cpu = cpu::thread_cpu_time();
         let output = guest.transform(&input, 1)?;
         wasm_bytes += output
             .sections
             .iter()
             .map(|s| s.records.len())
             .sum::<usize>();
+        wasm_cpu += cpu::thread_cpu_time() - middle_cpu;
+        native_cpu += middle_cpu - start_cpu;
         wasm += middle.elapsed();
         native += middle - start;
     }
@@ -275,13 +281,16 @@ fn compare_guest(args: &Args, module: &std::path::Path) -> anyhow::Result<()> {
     );
     let total = (calls * args.batch) as f64;
     println!(
-        "uppercase {} records x {} B in batches of {}: native {:.0} records/s, wasm {:.0} records/s, wasm/native = {:.2}",
+        "uppercase {} records x {} B in batches of {}: native {:.0} records/s, wasm {:.0} records/s, wasm/native = {:.2}; by thread CPU time native {:.0} records/s, wasm {:.0} records/s, wasm/native = {:.2}",
         calls * args.batch,
         args.size,
         args.batch,
         total / native.as_secs_f64(),
         total / wasm.as_secs_f64(),
-        native.as_secs_f64() / wasm.as_secs_f64()
+        native.as_secs_f64() / wasm.as_secs_f64(),
+        total / native_cpu.as_secs_f64(),
+        total / wasm_cpu.as_secs_f64(),
+        native_cpu.as_secs_f64() / wasm_cpu.as_secs_f64()
     );
     Ok(())
 }

@@ -16,11 +16,11 @@
 //! - [`txn_markers`]: ending decided transactions: markers on every partition through
 //!   [`write`], offsets into their groups; timeouts; completion after a crash.
 //! - [`broker`]: the shared state every handler and writer reaches.
-//! - [`write`]: the one write path: validation, transforms, appends, outputs, recovery, and
-//!   transaction markers (`write::control::append_marker`, what the transaction coordinator
-//!   calls).
+//! - [`write`]: the one write path: validation, transforms, appends, outputs, state
+//!   changelogs, recovery, and transaction markers (`write::control::append_marker`, what the
+//!   transaction coordinator calls).
 //! - [`transform`]: transform deployments, their registry and progress, running guests on
-//!   records (it appends nothing itself).
+//!   records (it appends nothing itself), their state stores and `--table` lookups.
 //! - [`group`]: the consumer-group coordinator and durable committed offsets.
 //! - [`txn`]: the transaction coordinator: transactional ids, epochs and fencing, the
 //!   transaction state machine, durable in `__sluice/transactions.log`.
@@ -33,7 +33,8 @@
 //!   (control batches), murmur2 partitioning,
 //!   zero-copy record views and batches built around already-encoded records.
 //! - [`wasm`]: the wasmtime engine, module validation and cache, the host side of the guest ABI
-//!   (v2: records cross in Kafka's own record format), the guest thread pool.
+//!   (v2: records cross in Kafka's own record format; state and table calls), the guest
+//!   thread pool.
 //! - [`auth`]: SASL mechanisms (PLAIN, SCRAM, OAUTHBEARER), SCRAM credentials, TLS configs and
 //!   reloading, certificate principals.
 //! - [`acl`]: authorization: Kafka's ACL model, the durable bindings and the authorizer every

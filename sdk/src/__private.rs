@@ -33,8 +33,12 @@ where
         let record = record?;
         // At most `record_count` (a u32) records are read.
         out.start_record(index as u32, record.timestamp());
-        if let Err(e) = transform(record, out) {
-            out.refuse_record(e.message().to_string());
+        match transform(record, out) {
+            Ok(()) => crate::state::commit_record(),
+            Err(e) => {
+                crate::state::discard_record();
+                out.refuse_record(e.message().to_string());
+            }
         }
     }
     Ok(())
@@ -210,6 +214,81 @@ mod wasm {
         fn host_http_response(ptr: *mut u8, len: usize) -> i32;
         #[link_name = "error_message"]
         fn host_error_message(ptr: *mut u8, len: usize) -> i32;
+        #[link_name = "state_get"]
+        fn host_state_get(key: *const u8, key_len: usize, out: *mut u8, out_cap: usize) -> i32;
+        #[link_name = "state_put"]
+        fn host_state_put(key: *const u8, key_len: usize, value: *const u8, value_len: usize);
+        #[link_name = "state_delete"]
+        fn host_state_delete(key: *const u8, key_len: usize);
+        #[link_name = "table_lookup"]
+        fn host_table_lookup(
+            table: *const u8,
+            table_len: usize,
+            key: *const u8,
+            key_len: usize,
+            out: *mut u8,
+            out_cap: usize,
+        ) -> i32;
+    }
+
+    thread_local! {
+        /// Where looked-up values land, kept at the largest size seen so most lookups take one
+        /// host call.
+        static VALUE: RefCell<Vec<u8>> = RefCell::new(vec![0; 256]);
+    }
+
+    /// Calls a lookup that copies a value if it fits in `(out, cap)` and returns its length
+    /// (negative: none); again with a buffer of that length if it did not fit.
+    fn looked_up(mut call: impl FnMut(*mut u8, usize) -> i32) -> Option<Vec<u8>> {
+        VALUE.with(|b| {
+            let mut b = b.borrow_mut();
+            let n = usize::try_from(call(b.as_mut_ptr(), b.len())).ok()?;
+            if n > b.len() {
+                b.resize(n, 0);
+                let again = usize::try_from(call(b.as_mut_ptr(), b.len())).ok()?;
+                if again != n {
+                    return None;
+                }
+            }
+            Some(b[..n].to_vec())
+        })
+    }
+
+    /// `sluice.state_get`.
+    pub fn wasm_state_get(key: &[u8]) -> Option<Vec<u8>> {
+        // SAFETY: the key is live and only read; the host writes at most `cap` bytes into the
+        // live buffer `out`.
+        looked_up(|out, cap| unsafe { host_state_get(key.as_ptr(), key.len(), out, cap) })
+    }
+
+    /// `sluice.state_put`.
+    pub fn wasm_state_put(key: &[u8], value: &[u8]) {
+        // SAFETY: both buffers are live and only read by the host during the call.
+        unsafe { host_state_put(key.as_ptr(), key.len(), value.as_ptr(), value.len()) }
+    }
+
+    /// `sluice.state_delete`.
+    pub fn wasm_state_delete(key: &[u8]) {
+        // SAFETY: the key is live and only read by the host during the call.
+        unsafe { host_state_delete(key.as_ptr(), key.len()) }
+    }
+
+    /// `sluice.table_lookup`.
+    pub fn wasm_table_lookup(table: &str, key: &[u8]) -> Option<Vec<u8>> {
+        looked_up(|out, cap| {
+            // SAFETY: table and key are live and only read; the host writes at most `cap`
+            // bytes into the live buffer `out`.
+            unsafe {
+                host_table_lookup(
+                    table.as_ptr(),
+                    table.len(),
+                    key.as_ptr(),
+                    key.len(),
+                    out,
+                    cap,
+                )
+            }
+        })
     }
 
     /// The host's message for the last refused or failed capability call.

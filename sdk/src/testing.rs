@@ -1,6 +1,9 @@
 //! Run a transform natively, in plain `cargo test`: records in, what it wrote out. The records go
 //! through the same ABI v2 buffers and per-record loop as inside the broker.
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
 use crate::codec::records::{write_record, RecordReader};
 use crate::codec::{self, Deployment, InputHeader};
 use crate::{Error, Output, OwnedRecord, Record};
@@ -47,12 +50,19 @@ pub struct TestRun {
     pub logs: Vec<String>,
 }
 
-/// A test deployment: input topic, outputs and env, like `sluice transform deploy` would give.
+/// A state store or table in memory: key -> value.
+pub type Rows = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// A test deployment: input topic, outputs and env, like `sluice transform deploy` would give,
+/// and its state store and `--table` topics in memory. The store is kept across
+/// [`run`](Harness::run)s, as the broker keeps it across batches.
 #[derive(Debug, Clone)]
 pub struct Harness {
     topic: String,
     partition: i32,
     deployment: Deployment,
+    state: RefCell<Rows>,
+    tables: BTreeMap<String, Rows>,
 }
 
 impl Default for Harness {
@@ -64,6 +74,8 @@ impl Default for Harness {
                 outputs: vec!["output".into()],
                 env: Vec::new(),
             },
+            state: RefCell::new(Rows::new()),
+            tables: BTreeMap::new(),
         }
     }
 }
@@ -91,6 +103,30 @@ impl Harness {
         self
     }
 
+    /// Starts the state store with `value` under `key`.
+    pub fn state(self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Harness {
+        self.state
+            .borrow_mut()
+            .insert(key.as_ref().to_vec(), value.as_ref().to_vec());
+        self
+    }
+    /// One row of the `--table` topic `table`: its latest value for `key`.
+    pub fn table(mut self, table: &str, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Harness {
+        self.tables
+            .entry(table.to_string())
+            .or_default()
+            .insert(key.as_ref().to_vec(), value.as_ref().to_vec());
+        self
+    }
+    /// What the state store holds under `key` after the runs so far.
+    pub fn stored(&self, key: impl AsRef<[u8]>) -> Option<Vec<u8>> {
+        self.state.borrow().get(key.as_ref()).cloned()
+    }
+    /// The whole state store after the runs so far.
+    pub fn stored_all(&self) -> Rows {
+        self.state.borrow().clone()
+    }
+
     /// Runs `transform` over `records` (offsets 0, 1, ...; missing timestamps are 0).
     pub fn run<F>(
         &self,
@@ -106,9 +142,12 @@ impl Harness {
         crate::log::CAPTURED.with(|c| c.borrow_mut().clear());
         let mut out = Output::new(self.deployment.outputs.clone());
         out.trace = Some(Vec::new());
+        STATE.with(|s| *s.borrow_mut() = self.state.borrow().clone());
+        TABLES.with(|t| *t.borrow_mut() = self.tables.clone());
         // The encoder and decoder are this crate's own; a failure here is a bug in the SDK.
         crate::__private::run_batch(&mut out, &input, &mut transform)
             .expect("SDK codec round trip");
+        *self.state.borrow_mut() = STATE.with(|s| std::mem::take(&mut *s.borrow_mut()));
         // Each output's records in order; the trace says in which order they were written
         // across outputs.
         let mut readers: Vec<Option<RecordReader<'_>>> =
@@ -178,8 +217,12 @@ where
 }
 
 thread_local! {
+    /// The state store of the transform under test (see [`Harness::state`]).
+    pub(crate) static STATE: RefCell<Rows> = const { RefCell::new(BTreeMap::new()) };
+    /// The `--table` topics of the transform under test.
+    pub(crate) static TABLES: RefCell<BTreeMap<String, Rows>> = const { RefCell::new(BTreeMap::new()) };
     /// Files a sink under test appended to: `(path, bytes)`.
-    static SINK_FILES: std::cell::RefCell<Vec<(String, Vec<u8>)>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SINK_FILES: RefCell<Vec<(String, Vec<u8>)>> = const { RefCell::new(Vec::new()) };
     /// Answers HTTP requests of a sink under test.
     #[allow(clippy::type_complexity)]
     static SINK_HTTP: std::cell::RefCell<Option<Box<dyn FnMut(crate::sink::Request) -> crate::sink::Response>>> = std::cell::RefCell::new(None);

@@ -9,6 +9,10 @@ use serde_json::{json, Value};
 
 /// `sluice transform` subcommands.
 #[derive(Debug, clap::Subcommand)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once per process; boxing would only obscure the clap definitions"
+)]
 pub(super) enum TransformCommand {
     /// Create a transform crate that depends on sluice-sdk and builds as is.
     Init {
@@ -50,6 +54,12 @@ pub(super) enum TransformCommand {
         /// CPU time one batch may take (e.g. 2s, 500ms) [default: the broker's, 2 s].
         #[arg(long, value_parser = parse_duration_ms)]
         timeout: Option<u64>,
+        /// A topic the transform may look up with `table::lookup` (repeatable; it must exist).
+        #[arg(long = "table")]
+        tables: Vec<String>,
+        /// Cap on the transform's state store, keys plus values (e.g. 16MiB) [default: 64 MiB].
+        #[arg(long, value_parser = parse_size)]
+        state_max_bytes: Option<u64>,
         /// Where to start in the input: latest (only new writes), earliest, an OFFSET, or a
         /// TIMESTAMP (RFC 3339 like 2026-12-01T10:00:00Z, or @MILLIS); records already stored
         /// from there are run in the background, then new writes inline.
@@ -269,6 +279,8 @@ pub(super) fn run(command: TransformCommand) -> anyhow::Result<()> {
             in_place,
             memory,
             timeout,
+            tables,
+            state_max_bytes,
             from,
             admin,
         } => {
@@ -301,16 +313,20 @@ pub(super) fn run(command: TransformCommand) -> anyhow::Result<()> {
                         "in_place": in_place,
                         "memory_bytes": memory,
                         "timeout_ms": timeout,
+                        "tables": tables,
+                        "state_max_bytes": state_max_bytes,
                         "from": from,
                     })),
                 "deploy",
             )?;
             if let Some(created) = deployed.get("created_topics").and_then(Value::as_array) {
                 for t in created {
-                    println!(
-                        "created topic {} with broker defaults",
-                        t.as_str().unwrap_or_default()
-                    );
+                    let t = t.as_str().unwrap_or_default();
+                    if t.starts_with("__sluice-state-") {
+                        println!("created changelog topic {t} (compacted) for the state store");
+                    } else {
+                        println!("created topic {t} with broker defaults");
+                    }
                 }
             }
             println!(

@@ -4,11 +4,11 @@
 //! | --- | --- | --- |
 //! | POST | `/v1/modules` | body: a `.wasm` module; validates and stores it, answers `{"module": "<sha256>"}` |
 //! | GET | `/v1/transforms` | every deployment with its counters |
-//! | PUT | `/v1/transforms/{name}` | deploys: `{"module", "input", "outputs", "env", "on_error", "in_place", "memory_bytes", "timeout_ms", "from"}` |
+//! | PUT | `/v1/transforms/{name}` | deploys: `{"module", "input", "outputs", "env", "on_error", "in_place", "memory_bytes", "timeout_ms", "tables", "state_max_bytes", "from"}`; a module that imports the state calls gets its changelog topic `__sluice-state-<name>` |
 //! | GET | `/v1/transforms/{name}` | one deployment with its counters and last error |
 //! | GET | `/v1/transforms/{name}/logs?tail=N` | the guest's recent log lines |
 //! | POST | `/v1/transforms/{name}/pause`, `/resume` | stop / restart running it on new writes |
-//! | DELETE | `/v1/transforms/{name}` | removes it |
+//! | DELETE | `/v1/transforms/{name}` | removes it (and its changelog topic, if it keeps state) |
 //!
 //! Errors are `{"error_code": <http status>, "message": "..."}`.
 
@@ -100,6 +100,12 @@ struct DeployBody {
     /// CPU time per batch, in milliseconds; the broker's default when absent.
     #[serde(default)]
     timeout_ms: Option<u64>,
+    /// Topics the guest may look up as tables (each must exist).
+    #[serde(default)]
+    tables: Vec<String>,
+    /// Cap on the state store in bytes; 64 MiB when absent.
+    #[serde(default)]
+    state_max_bytes: Option<u64>,
     /// Where to start: `latest` (default: only new writes), `earliest`, `offset:N` or
     /// `timestamp:MS` (the records already stored from there are run in the background).
     #[serde(default)]
@@ -194,6 +200,8 @@ async fn deploy(
         paused: false,
         memory_bytes: body.memory_bytes,
         timeout_ms: body.timeout_ms,
+        tables: body.tables,
+        state_max_bytes: body.state_max_bytes,
     };
     deployment
         .validate()
@@ -212,6 +220,23 @@ async fn deploy(
                 created.push(t);
             }
         }
+        for t in &deployment.tables {
+            if b.catalog.get(t).is_none() {
+                return Err(ApiError(
+                    StatusCode::BAD_REQUEST,
+                    format!("table topic '{t}' does not exist"),
+                ));
+            }
+        }
+        if b.transforms.module(&deployment.module)?.stateful {
+            if deployment.in_place {
+                return Err(ApiError(
+                    StatusCode::BAD_REQUEST,
+                    "a transform with state cannot be in_place: its store could not be kept exactly in step with records it replaces".into(),
+                ));
+            }
+            created.push(create_changelog(&b, &deployment)?);
+        }
         let start = b
             .catalog
             .get(&deployment.input)
@@ -223,7 +248,16 @@ async fn deploy(
                     .collect()
             })
             .unwrap_or_default();
-        let running = b.transforms.deploy(deployment, start)?;
+        let changelog = crate::transform::state::changelog_topic(&deployment.name);
+        let running = match b.transforms.deploy(deployment, start) {
+            Ok(running) => running,
+            Err(e) => {
+                if created.contains(&changelog) {
+                    let _ = b.catalog.delete_topic(&changelog);
+                }
+                return Err(e.into());
+            }
+        };
         Ok((running, created))
     })
     .await
@@ -234,6 +268,34 @@ async fn deploy(
     let mut view = describe_running(&broker, &running);
     view["created_topics"] = json!(created);
     Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// Creates the deployment's changelog topic afresh (a leftover of an earlier deployment of the
+/// same name is dropped: its state belonged to that one): compacted, one partition per input
+/// partition.
+fn create_changelog(broker: &Broker, d: &Deployment) -> Result<String, ApiError> {
+    let topic = crate::transform::state::changelog_topic(&d.name);
+    let partitions = broker
+        .catalog
+        .get(&d.input)
+        .map_or(-1, |t| t.partition_count());
+    if broker.catalog.get(&topic).is_some() {
+        broker
+            .catalog
+            .delete_topic(&topic)
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{topic}: {e}")))?;
+    }
+    broker
+        .catalog
+        .create_topic(
+            &topic,
+            partitions,
+            -1,
+            &[("cleanup.policy".to_string(), Some("compact".to_string()))],
+            false,
+        )
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("changelog {topic}: {e}")))?;
+    Ok(topic)
 }
 
 fn describe_running(broker: &Broker, r: &Running) -> Value {
@@ -271,6 +333,13 @@ fn describe_running(broker: &Broker, r: &Running) -> Value {
             "timeout_ms": limits.cpu_per_call.as_millis() as u64,
         },
         "backfill": backfill,
+        "tables": d.tables,
+        "store": r.state.stateful.then(|| json!({
+            "changelog": crate::transform::state::changelog_topic(&d.name),
+            "keys": r.state.keys(),
+            "used_bytes": crate::wasm::state_host::StateBackend::used_bytes(&*r.state),
+            "max_bytes": crate::wasm::state_host::StateBackend::max_bytes(&*r.state),
+        })),
         "stats": {
             "batches": s.batches.load(Ordering::Relaxed),
             "records_in": s.records_in.load(Ordering::Relaxed),
@@ -348,6 +417,20 @@ async fn remove(
     State(broker): State<Arc<Broker>>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    let running = find(&broker, &name)?;
     broker.transforms.remove(&name)?;
+    if running.state.stateful {
+        // The store belonged to this deployment; a later one of the same name starts afresh.
+        let topic = crate::transform::state::changelog_topic(&name);
+        let b = broker.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if b.catalog.get(&topic).is_some() {
+                if let Err(e) = b.catalog.delete_topic(&topic) {
+                    tracing::warn!(transform = %name, "cannot delete changelog {topic}: {e}");
+                }
+            }
+        })
+        .await;
+    }
     Ok(StatusCode::NO_CONTENT)
 }

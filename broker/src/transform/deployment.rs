@@ -79,6 +79,12 @@ pub struct Deployment {
     /// CPU time one guest call may take, in milliseconds; the broker's default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// Topics the guest may `table::lookup` (the latest value per key).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<String>,
+    /// Cap on the state store (keys plus values, all partitions); 64 MiB when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_max_bytes: Option<u64>,
 }
 
 fn reject() -> OnError {
@@ -91,6 +97,11 @@ pub const MIN_MEMORY_BYTES: u64 = 1 << 20;
 pub const MAX_MEMORY_BYTES: u64 = 4 << 30;
 pub const MIN_TIMEOUT_MS: u64 = 1;
 pub const MAX_TIMEOUT_MS: u64 = 60_000;
+/// Bounds of the state store cap: the store is held in the broker's memory.
+pub const MIN_STATE_BYTES: u64 = 1 << 10;
+pub const MAX_STATE_BYTES: u64 = 16 << 30;
+/// Most `--table` topics a deployment may look up.
+const MAX_TABLES: usize = 16;
 
 /// Most outputs and env entries a deployment may have.
 const MAX_OUTPUTS: usize = 64;
@@ -145,6 +156,21 @@ impl Deployment {
                 ));
             }
         }
+        for t in &self.tables {
+            crate::catalog::validate_topic_name(t).map_err(|e| format!("table: {e}"))?;
+        }
+        if self.tables.len() > MAX_TABLES {
+            return Err(format!("at most {MAX_TABLES} tables"));
+        }
+        if let Some(m) = self.state_max_bytes {
+            if !(MIN_STATE_BYTES..=MAX_STATE_BYTES).contains(&m) {
+                return Err(format!(
+                    "state cap {m} bytes is out of range: {} KiB to {} GiB",
+                    MIN_STATE_BYTES >> 10,
+                    MAX_STATE_BYTES >> 30
+                ));
+            }
+        }
         if let Some(t) = self.timeout_ms {
             if !(MIN_TIMEOUT_MS..=MAX_TIMEOUT_MS).contains(&t) {
                 return Err(format!(
@@ -194,6 +220,8 @@ mod tests {
             paused: false,
             memory_bytes: None,
             timeout_ms: None,
+            tables: vec![],
+            state_max_bytes: None,
         }
     }
 
@@ -232,6 +260,13 @@ mod tests {
         x.timeout_ms = Some(0);
         assert!(x.validate().unwrap_err().contains("timeout"));
         x.timeout_ms = Some(250);
+        assert!(x.validate().is_ok());
+        x.state_max_bytes = Some(10);
+        assert!(x.validate().unwrap_err().contains("state cap"));
+        x.state_max_bytes = Some(4096);
+        x.tables = vec!["bad name".into()];
+        assert!(x.validate().unwrap_err().contains("table"));
+        x.tables = vec!["users".into()];
         assert!(x.validate().is_ok());
         let limits = x.limits(crate::wasm::GuestLimits::default());
         assert_eq!(limits.memory_bytes, 8 << 20);

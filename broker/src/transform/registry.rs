@@ -68,6 +68,9 @@ pub struct Running {
     pub stats: Stats,
     pub last_error: Mutex<Option<String>>,
     limits: GuestLimits,
+    /// Its state stores and tables (empty unless the module imports the state calls or the
+    /// deployment names tables).
+    pub state: Arc<super::state::DeploymentState>,
 }
 
 impl std::fmt::Debug for Running {
@@ -244,7 +247,16 @@ impl TransformRegistry {
     }
 
     fn running(&self, deployment: Deployment, module: Arc<CompiledModule>) -> Arc<Running> {
+        let state = Arc::new(super::state::DeploymentState::new(
+            &deployment.name,
+            module.stateful,
+            deployment
+                .state_max_bytes
+                .unwrap_or(super::state::DEFAULT_MAX_BYTES),
+            &deployment.tables,
+        ));
         Arc::new(Running {
+            state,
             progress: Mutex::new(BTreeMap::new()),
             progress_dirty: std::sync::atomic::AtomicBool::new(false),
             deployment: RwLock::new(deployment),

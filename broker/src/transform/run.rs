@@ -9,28 +9,22 @@ use std::sync::atomic::Ordering;
 
 use super::deployment::OnError;
 use super::registry::Running;
-use crate::records::record::{RecordIter, RecordsArea};
-use crate::records::{NewRecord, RecordView};
-use crate::wasm::abi::BatchInput;
-use crate::wasm::{GuestError, WasmEngine};
+use crate::records::record::RecordIter;
+use crate::records::NewRecord;
+use crate::wasm::abi::{BatchInput, GuestOutput, OutputSection};
+use crate::wasm::WasmEngine;
 
-/// What a deployment wrote for one input batch.
-#[derive(Debug, Default)]
-pub(crate) struct Writes {
-    /// `(input index, output index, record)` in input order. For an in-place deployment the
-    /// records that replace the input; otherwise records for the deployment's outputs.
-    pub(crate) outputs: Vec<(usize, usize, NewRecord)>,
-    /// Dead-letter copies of failed inputs: `(topic, record)`.
-    pub(crate) dead_letters: Vec<(String, NewRecord)>,
-}
-
-/// A deployment's verdict on an input batch.
+/// A deployment's verdict on an input batch. What the guest wrote went to the section callback
+/// of [`decide`] as it came out of the guest.
 #[derive(Debug)]
 pub(crate) enum Decision {
     /// Policy `reject`: the produce fails with this message; nothing of it is stored.
     Reject(String),
-    /// Store these.
-    Write(Writes),
+    /// Store what the sections held, and these dead-letter copies of failed inputs
+    /// (`(topic, record)`, the slow path: built only for records that failed).
+    Write {
+        dead_letters: Vec<(String, NewRecord)>,
+    },
 }
 
 /// Where the input records come from.
@@ -40,13 +34,18 @@ pub(crate) struct Source<'a> {
     pub(crate) partition: i32,
 }
 
-/// Runs `running` over `records` (already carrying the offsets they are or will be stored at)
-/// and applies its failure policy.
+/// Runs `running` over `input` (a records area at the offsets it is or will be stored at) and
+/// applies its failure policy. Every output section the guest wrote is handed to `on_section`
+/// while it still lies in guest memory (checked), so the caller copies it once, straight into
+/// the batch it belongs in; a narrowed batch hands over one section per guest call that
+/// succeeded. Under `reject` sections may have been handed over before the verdict: the caller
+/// drops them.
 pub(crate) fn decide(
     engine: &WasmEngine,
     running: &Running,
     source: Source<'_>,
-    records: &[RecordView],
+    input: &BatchInput<'_>,
+    on_section: &mut dyn FnMut(&OutputSection<'_>),
 ) -> Decision {
     let (name, policy) = {
         let d = running.deployment.read();
@@ -56,30 +55,18 @@ pub(crate) fn decide(
     running
         .stats
         .records_in
-        .fetch_add(records.len() as u64, Ordering::Relaxed);
+        .fetch_add(u64::from(input.record_count), Ordering::Relaxed);
     let narrow = policy != OnError::Reject;
-    let mut produced = Vec::new();
     let mut errors = Vec::new();
-    run_narrowing(
-        engine,
-        running,
-        source,
-        records,
-        0,
-        narrow,
-        &mut produced,
-        &mut errors,
-    );
+    let produced = run_narrowing(engine, running, input, 0, narrow, on_section, &mut errors);
     running
         .stats
         .records_out
-        .fetch_add(produced.len() as u64, Ordering::Relaxed);
-    let mut writes = Writes {
-        outputs: produced,
-        dead_letters: Vec::new(),
-    };
+        .fetch_add(produced, Ordering::Relaxed);
     if errors.is_empty() {
-        return Decision::Write(writes);
+        return Decision::Write {
+            dead_letters: Vec::new(),
+        };
     }
     match policy {
         OnError::Reject => {
@@ -93,140 +80,136 @@ pub(crate) fn decide(
                 .stats
                 .skipped
                 .fetch_add(errors.len() as u64, Ordering::Relaxed);
-            Decision::Write(writes)
+            Decision::Write {
+                dead_letters: Vec::new(),
+            }
         }
         OnError::DeadLetter(topic) => {
             running
                 .stats
                 .dead_lettered
                 .fetch_add(errors.len() as u64, Ordering::Relaxed);
+            errors.sort_by_key(|(i, _)| *i);
+            let mut dead_letters = Vec::with_capacity(errors.len());
+            let mut records = RecordIter::new(input.records).enumerate();
             for (i, message) in &errors {
-                if let Some(r) = records.get(*i) {
-                    writes
-                        .dead_letters
-                        .push((topic.clone(), dead_letter(source, r, message, &name)));
-                }
-            }
-            Decision::Write(writes)
-        }
-    }
-}
-
-/// Runs `records` (which start at input index `first`); a whole-call failure is narrowed by
-/// re-running halves when `narrow`, else every record of the call carries it.
-#[allow(clippy::too_many_arguments)]
-fn run_narrowing(
-    engine: &WasmEngine,
-    running: &Running,
-    source: Source<'_>,
-    records: &[RecordView],
-    first: usize,
-    narrow: bool,
-    produced: &mut Vec<(usize, usize, NewRecord)>,
-    errors: &mut Vec<(usize, String)>,
-) {
-    if records.is_empty() {
-        return;
-    }
-    match call(engine, running, source, records) {
-        Ok((out, refused)) => {
-            produced.extend(out.into_iter().map(|(i, o, r)| (first + i, o, r)));
-            errors.extend(refused.into_iter().map(|(i, m)| (first + i, m)));
-        }
-        Err(message) => {
-            running.failed(&message);
-            if !narrow || records.len() == 1 {
-                errors.extend((0..records.len()).map(|i| (first + i, message.clone())));
-                return;
-            }
-            let mid = records.len() / 2;
-            let (left, right) = records.split_at(mid);
-            run_narrowing(
-                engine, running, source, left, first, narrow, produced, errors,
-            );
-            run_narrowing(
-                engine,
-                running,
-                source,
-                right,
-                first + mid,
-                narrow,
-                produced,
-                errors,
-            );
-        }
-    }
-}
-
-/// What a guest produced for a call: `(input index, output index, record)` and refused inputs.
-type CallResult = (Vec<(usize, usize, NewRecord)>, Vec<(usize, String)>);
-
-/// One guest call (ABI v2); a whole-call failure (trap, timeout, out of memory, bad output) is
-/// `Err`. The records cross as a Kafka records area; the guest's output sections are read in
-/// guest memory and turned into records before the instance is handed back.
-fn call(
-    engine: &WasmEngine,
-    running: &Running,
-    source: Source<'_>,
-    records: &[RecordView],
-) -> Result<CallResult, String> {
-    let mut area = RecordsArea::new();
-    for r in records {
-        area.push(
-            r.offset,
-            r.timestamp,
-            r.key.as_deref(),
-            r.value.as_deref(),
-            r.headers.iter().map(|(k, v)| (k.as_bytes(), v.as_deref())),
-        )?;
-    }
-    let input = BatchInput::of_area(source.topic, source.partition, &area);
-    let outputs = u32::try_from(running.output_count()).unwrap_or(u32::MAX);
-    let result = running.with_guest(engine, |guest| {
-        let out = guest.transform(&input, outputs)?;
-        let mut produced = Vec::new();
-        for section in &out.sections {
-            // Sections keep input order; a record's position stands for its input where the
-            // ABI does not say (v2 carries no per-record input index).
-            for (i, record) in RecordIter::new(section.records).enumerate() {
-                let record = record.map_err(GuestError::Malformed)?;
-                produced.push((
-                    i,
-                    section.output as usize,
-                    NewRecord::from_raw(
-                        section.base_timestamp.wrapping_add(record.timestamp_delta),
-                        &record,
+                // Errors are in input order: one pass over the records finds them all.
+                let Some(r) = records.find(|(at, _)| at == i).and_then(|(_, r)| r.ok()) else {
+                    continue;
+                };
+                let offset = input.base_offset.wrapping_add(i64::from(r.offset_delta));
+                let timestamp = input.base_timestamp.wrapping_add(r.timestamp_delta);
+                dead_letters.push((
+                    topic.clone(),
+                    dead_letter(
+                        source,
+                        NewRecord::from_raw(timestamp, &r),
+                        offset,
+                        message,
+                        &name,
                     ),
                 ));
             }
+            Decision::Write { dead_letters }
         }
-        let errors: Vec<(usize, String)> = out
-            .errors
-            .into_iter()
-            .map(|(i, m)| (i as usize, m))
-            .collect();
-        Ok((produced, errors))
-    });
-    // Failures, malformed output included, are counted by kind in `with_guest`.
-    result.map_err(|e| e.to_string())
+    }
 }
 
-/// The dead-letter copy of an input record: its key, value and headers, plus why.
-fn dead_letter(source: Source<'_>, r: &RecordView, message: &str, deployment: &str) -> NewRecord {
-    let mut headers = r.headers.clone();
-    headers.push(("sluice.error".into(), Some(message.as_bytes().to_vec())));
-    headers.push((
+/// Runs `input` (whose records start at input index `first`); a whole-call failure is narrowed
+/// by re-running halves when `narrow`, else every record of the call carries it. Returns how
+/// many records the guest wrote.
+fn run_narrowing(
+    engine: &WasmEngine,
+    running: &Running,
+    input: &BatchInput<'_>,
+    first: usize,
+    narrow: bool,
+    on_section: &mut dyn FnMut(&OutputSection<'_>),
+    errors: &mut Vec<(usize, String)>,
+) -> u64 {
+    let count = input.record_count as usize;
+    if count == 0 {
+        return 0;
+    }
+    let outputs = u32::try_from(running.output_count()).unwrap_or(u32::MAX);
+    let result = running.with_guest(engine, |guest| {
+        let keeps_state = super::state::prepare_call(running, guest, input.partition);
+        let GuestOutput { sections, errors } = guest.transform(input, outputs)?;
+        let mut written = 0u64;
+        for section in &sections {
+            written += u64::from(section.record_count);
+            on_section(section);
+        }
+        drop(sections);
+        if keeps_state {
+            // Only a call that succeeded changes the store; the next call sees its writes.
+            running
+                .state
+                .apply(input.partition, guest.take_state_changes());
+        }
+        Ok((written, errors))
+    });
+    // Failures, malformed output included, are counted by kind in `with_guest`.
+    let message = match result {
+        Ok((written, refused)) => {
+            errors.extend(refused.into_iter().map(|(i, m)| (first + i as usize, m)));
+            return written;
+        }
+        Err(e) => e.to_string(),
+    };
+    running.failed(&message);
+    if !narrow || count == 1 {
+        errors.extend((0..count).map(|i| (first + i, message.clone())));
+        return 0;
+    }
+    let mid = count / 2;
+    let Some(split) = split_at_record(input.records, mid) else {
+        // The host checked the framing before; a records area that does not split is failed
+        // whole rather than guessed at.
+        errors.extend((0..count).map(|i| (first + i, message.clone())));
+        return 0;
+    };
+    let (left, right) = input.records.split_at(split);
+    let halves = [(left, mid, first), (right, count - mid, first + mid)];
+    let mut written = 0;
+    for (records, n, at) in halves {
+        let half = BatchInput {
+            record_count: n as u32,
+            records,
+            ..*input
+        };
+        written += run_narrowing(engine, running, &half, at, narrow, on_section, errors);
+    }
+    written
+}
+
+/// The byte position in a records area where record `index` starts.
+fn split_at_record(records: &[u8], index: usize) -> Option<usize> {
+    let mut iter = RecordIter::new(records);
+    for _ in 0..index {
+        iter.next()?.ok()?;
+    }
+    Some(records.len() - iter.rest().len())
+}
+
+/// The dead-letter copy of an input record (at `offset`): its key, value and headers, plus why.
+fn dead_letter(
+    source: Source<'_>,
+    mut record: NewRecord,
+    offset: i64,
+    message: &str,
+    deployment: &str,
+) -> NewRecord {
+    record
+        .headers
+        .push(("sluice.error".into(), Some(message.as_bytes().to_vec())));
+    record.headers.push((
         "sluice.transform".into(),
         Some(deployment.as_bytes().to_vec()),
     ));
-    headers.push((
+    record.headers.push((
         "sluice.source".into(),
-        Some(format!("{}/{}@{}", source.topic, source.partition, r.offset).into_bytes()),
+        Some(format!("{}/{}@{}", source.topic, source.partition, offset).into_bytes()),
     ));
-    NewRecord {
-        timestamp: r.timestamp,
-        key: r.key.clone(),
-        value: r.value.clone(),
-        headers,
-    }
+    record
 }

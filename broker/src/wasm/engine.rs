@@ -40,6 +40,8 @@ pub struct CompiledModule {
     /// Hex SHA-256 of the module bytes.
     pub hash: String,
     pub kind: ModuleKind,
+    /// It imports the state calls: its deployment keeps a store and a changelog.
+    pub stateful: bool,
     pub(crate) pre: InstancePre<HostState>,
 }
 
@@ -104,6 +106,7 @@ impl WasmEngine {
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         host::define(&mut linker)?;
+        super::state_host::define(&mut linker)?;
         let mut store = Store::new(&engine, placeholder_state());
         let provided = linker
             .iter(&mut store)
@@ -238,6 +241,7 @@ impl WasmEngine {
         let compiled = Arc::new(CompiledModule {
             hash: hash.clone(),
             kind,
+            stateful: super::state_host::imports_state(&module),
             pre,
         });
         // The ABI version is asked of a throwaway instance, so a module of another version is
@@ -277,5 +281,6 @@ fn placeholder_state() -> HostState {
         log: Arc::new(GuestLog::default()),
         deployment: "(validation)".into(),
         rng: 0x9e37_79b9_7f4a_7c15,
+        state: Default::default(),
     }
 }

@@ -109,6 +109,7 @@ impl Guest {
                 log,
                 deployment: deployment.to_string(),
                 rng: 0x2545_f491_4f6c_dd1d ^ (deployment.len() as u64),
+                state: Default::default(),
             },
         );
         store.limiter(|s| &mut s.limits);
@@ -190,6 +191,16 @@ impl Guest {
             .unwrap_or_default();
         sluice_sdk::sink::decode_result(bytes)
             .ok_or_else(|| GuestError::Malformed("the sink result buffer does not parse".into()))
+    }
+
+    /// The state store the next calls read and write (`sluice.state_*`), their writes reset.
+    pub fn set_state(&mut self, state: super::state_host::CallState) {
+        self.store.data_mut().state = state;
+    }
+
+    /// The state writes of the last call (take them only once it succeeded).
+    pub fn take_state_changes(&mut self) -> std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>> {
+        self.store.data_mut().state.take_changes()
     }
 
     /// Bytes of linear memory the instance has grown to (metrics).
@@ -301,12 +312,9 @@ impl Guest {
         // written to stderr just before, says why.
         let trap = match error.downcast_ref::<Trap>() {
             Some(trap) => trap.to_string(),
-            None => error
-                .to_string()
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .to_string(),
+            // A host function's refusal (a state store over its cap, ...) is the root cause;
+            // the outer layers only say where in the guest it happened.
+            None => error.root_cause().to_string(),
         };
         let panic = self
             .store

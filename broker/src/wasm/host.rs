@@ -120,6 +120,8 @@ pub struct HostState {
     pub deployment: String,
     /// xorshift state for `random_get` (randomness, not a clock, and not cryptographic).
     pub rng: u64,
+    /// The current batch call's view of the deployment's state store and tables.
+    pub state: super::state_host::CallState,
 }
 
 fn memory(caller: &mut Caller<'_, HostState>) -> Option<wasmtime::Memory> {

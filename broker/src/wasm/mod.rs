@@ -10,6 +10,9 @@
 //! - [`abi`]: the v2 batch buffers on the host side: [`BatchInput`] in (the batch's records as
 //!   Kafka encodes them, copied once into guest memory), [`GuestOutput`] out (per output, records
 //!   in Kafka's format borrowed from guest memory after their framing is checked).
+//! - [`state_host`]: `sluice.state_get/put/delete` and `table_lookup`: a call's writes held
+//!   apart until it succeeds, reads through a [`state_host::StateBackend`] the transform layer
+//!   provides.
 //! - [`pool`]: the bounded set of low-priority threads guests run on.
 
 pub mod abi;
@@ -17,6 +20,7 @@ pub mod engine;
 pub mod guest;
 pub mod host;
 pub mod pool;
+pub mod state_host;
 
 pub use abi::{BatchInput, GuestOutput, OutputSection};
 pub use engine::{CompiledModule, WasmEngine};

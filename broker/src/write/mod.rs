@@ -4,17 +4,24 @@
 //!
 //! 1. Each batch is validated once ([`validate`]), compressed ones decompressed once.
 //! 2. Without transforms on the topic, the batches are appended as received.
-//! 3. With transforms ([`transformed`]), the partition's transformed writes are serialized: the
-//!    records get the offsets they will be stored at, each deployment's guest runs on them
-//!    ([`crate::transform::run`] says what to write), in-place outputs replace the input, the
-//!    input is stored, then every other deployment's outputs are written ([`outputs`]) as
-//!    idempotent-producer streams, recursing through this same path for chained transforms.
+//! 3. With transforms ([`transformed`]), the partition's transformed writes are serialized: each
+//!    deployment's guest runs on each validated batch's records area as it is, at the offsets
+//!    it will be stored at ([`crate::transform::run`] says what to write), in-place outputs
+//!    replace the input, the input is stored, then every other deployment's outputs are written
+//!    ([`outputs`]) as idempotent-producer streams, recursing through this same path for chained
+//!    transforms. Output batches are built straight from the guest's sections (one copy out of
+//!    guest memory) and appended as batches the broker built ([`append_built`]: not validated
+//!    again).
 //! 4. What was written is returned with everything that must be durable before an `acks=-1`
 //!    produce is answered.
+//!
+//! A deployment with state appends its store's changes of each write to its changelog topic
+//! after its outputs ([`changelog`]), so the store rebuilt at start agrees with them.
 //!
 //! After a crash, [`recovery`] re-runs inputs past each deployment's checkpoint; a deployment
 //! deployed `--from` an earlier offset catches up the same way, in the background.
 
+mod changelog;
 pub mod control;
 pub(crate) mod internal;
 mod outputs;
@@ -36,6 +43,10 @@ pub use recovery::{recover, spawn_backfill, spawn_backfills};
 
 /// Transform chains deeper than this are refused (deploy-time cycle checks keep them finite).
 const MAX_DEPTH: usize = 8;
+
+/// Most bytes a compressed batch the broker built inflates to when its records are read again
+/// (it was built from at most a guest's memory).
+const BUILT_INFLATE_LIMIT: usize = 256 << 20;
 
 /// A log position that must be durable before an `acks=-1` write is acknowledged.
 #[derive(Debug, Clone)]
@@ -158,6 +169,78 @@ fn append_at(
     depth: usize,
     durable: &mut Vec<Durable>,
 ) -> Result<AppendOutcome, AppendError> {
+    let (handle, log) = topic_partition(broker, topic, partition)?;
+    let batches = validate::validate(&records, log.max_message_bytes())?;
+    append_checked(
+        broker, producer, &handle, &log, topic, partition, records, batches, now, depth, durable,
+    )
+}
+
+/// Appends one batch the broker built itself (a transform output, a dead-letter copy): well
+/// framed, its CRC right and in the topic's codec by construction, so it is not validated
+/// again. The topic's size limit, timestamp bounds and compaction key rule still apply, and the
+/// transforms deployed on the topic run on it.
+fn append_built(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+    batch: Vec<u8>,
+    now: i64,
+    depth: usize,
+    durable: &mut Vec<Durable>,
+) -> Result<AppendOutcome, AppendError> {
+    use crate::records::batch::{BatchError, BatchHeader};
+    let (handle, log) = topic_partition(broker, topic, partition)?;
+    let max = log.max_message_bytes();
+    if batch.len() > max as usize {
+        return Err(BatchError::TooLarge {
+            size: batch.len(),
+            max,
+        }
+        .into());
+    }
+    let header = BatchHeader::parse(&batch)
+        .ok_or_else(|| AppendError::CorruptMessage("a built batch has no header".into()))?;
+    // Only what reads the records needs a compressed batch's records area.
+    let rules = handle.batch_rules();
+    // Built in the topic's codec, so recompressed only if `compression.type` changed since.
+    let recompressed = header
+        .compression()
+        .is_some_and(|codec| rules.compression.target_for(codec).is_some());
+    let reads_records = rules.timestamps.is_some()
+        || recompressed
+        || log.is_compacted()
+        || broker.transforms.has_topic(topic);
+    let decompressed = match header.compression() {
+        Some(Compression::None) => None,
+        _ if reads_records => Some(
+            crate::records::record::records_area(&batch, &header, BUILT_INFLATE_LIMIT)
+                .map_err(AppendError::from)?
+                .into_owned(),
+        ),
+        _ => None,
+    };
+    let batches = vec![validate::Batch::built(header, 0..batch.len(), decompressed)];
+    append_checked(
+        broker,
+        Producer::default(),
+        &handle,
+        &log,
+        topic,
+        partition,
+        Bytes::from(batch),
+        batches,
+        now,
+        depth,
+        durable,
+    )
+}
+
+fn topic_partition(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+) -> Result<(Arc<crate::catalog::Topic>, Arc<PartitionLog>), AppendError> {
     let handle = broker
         .catalog
         .get(topic)
@@ -165,7 +248,24 @@ fn append_at(
     let log = handle
         .partition(partition)
         .ok_or_else(|| AppendError::UnknownTopicOrPartition(format!("{topic}/{partition}")))?;
-    let batches = validate::validate(&records, log.max_message_bytes())?;
+    Ok((handle, log))
+}
+
+/// The rest of a write once its batches are known to be well formed.
+#[allow(clippy::too_many_arguments)]
+fn append_checked(
+    broker: &Broker,
+    producer: Producer<'_>,
+    handle: &crate::catalog::Topic,
+    log: &Arc<PartitionLog>,
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+    batches: Vec<validate::Batch>,
+    now: i64,
+    depth: usize,
+    durable: &mut Vec<Durable>,
+) -> Result<AppendOutcome, AppendError> {
     if log.is_compacted() {
         validate::refuse_keyless(&records, &batches)?;
     }
@@ -196,7 +296,7 @@ fn append_at(
         let outcome = log.append_validated(&records, &validate::ranges(&batches), now, None)?;
         count_in(topic, bytes, &outcome);
         durable.push(Durable {
-            log,
+            log: log.clone(),
             last_offset: outcome.last_offset,
         });
         return Ok(outcome);
@@ -206,7 +306,7 @@ fn append_at(
         transformed::Input {
             topic,
             partition,
-            log: &log,
+            log,
             records: &records,
             batches,
         },

@@ -1,17 +1,20 @@
 //! A deployment's outputs for one input batch, written as idempotent-producer streams: one
 //! stream per (deployment, input partition, output partition), each with its own producer id and
 //! sequence numbers, so re-running an input after a crash writes only what is missing.
+//!
+//! The output batches are built straight from the guest's sections ([`OutputBatches`]); their
+//! producer fields and CRC are set once the stream's next sequence is known ([`emit`]).
 
-use super::{append_at, codec_for, Durable};
+use super::{append_built, codec_for, Durable};
 use crate::broker::Broker;
 use crate::log::AppendError;
+use crate::records::build::{BatchBuilder, EncodedRecords};
 use crate::records::partitioner::{follow_partition, murmur2};
-use crate::records::record::{build_batch, BatchMeta};
+use crate::records::record::{BatchMeta, RecordIter};
 use crate::records::{Compression, NewRecord};
 use crate::transform::run::Source;
 use crate::transform::Running;
-
-use bytes::Bytes;
+use crate::wasm::abi::OutputSection;
 
 /// Whether outputs are written for the first time or re-written after a crash or in a backfill.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +26,7 @@ pub(super) enum Mode {
 
 /// The producer id of one output stream: stable across restarts, and in a range InitProducerId
 /// never reaches (it counts up from 0).
-fn stream_producer_id(deployment: &str, input_partition: i32, stream: &str) -> i64 {
+pub(super) fn stream_producer_id(deployment: &str, input_partition: i32, stream: &str) -> i64 {
     let low = murmur2(format!("{deployment}\u{0}{input_partition}\u{0}{stream}").as_bytes()) as u32
         as i64;
     let high = (murmur2(deployment.as_bytes()) as u32 as i64) & 0x3fff_ffff;
@@ -39,39 +42,153 @@ fn next_sequence(seq: i32, count: i32) -> i32 {
     }
 }
 
-/// Writes `records` (`(topic, record)`, in input order) for `running`'s input batch from
-/// `source`: one batch per destination partition, each the next batch of its stream.
+/// A deployment's outputs for one input batch, gathered into one batch per destination
+/// partition as the guest hands its sections over: a section is copied once, from guest memory
+/// into its batch, unless the output topic has fewer partitions than the input's index (then
+/// its records are spread by key, one by one).
+pub(super) struct OutputBatches<'a> {
+    broker: &'a Broker,
+    source: Source<'a>,
+    /// The deployment's output topics, by the index sections name.
+    outputs: &'a [String],
+    /// Partition counts of the topics written so far (auto-created on first use, as a producer
+    /// would).
+    partitions: Vec<(String, i32)>,
+    batches: Vec<((String, i32), BatchBuilder)>,
+    /// The first failure to reach an output topic; reported once the guest is done.
+    error: Option<AppendError>,
+}
+
+impl<'a> OutputBatches<'a> {
+    pub(super) fn new(
+        broker: &'a Broker,
+        source: Source<'a>,
+        outputs: &'a [String],
+    ) -> OutputBatches<'a> {
+        OutputBatches {
+            broker,
+            source,
+            outputs,
+            partitions: Vec::new(),
+            batches: Vec::new(),
+            error: None,
+        }
+    }
+
+    fn partition_count(&mut self, topic: &str) -> Result<i32, AppendError> {
+        if let Some((_, n)) = self.partitions.iter().find(|(t, _)| t == topic) {
+            return Ok(*n);
+        }
+        let target = self
+            .broker
+            .catalog
+            .get_or_auto_create(topic)
+            .map_err(|e| AppendError::InvalidRecord(format!("output topic {topic}: {e}")))?;
+        let n = target.partition_count().max(1);
+        self.partitions.push((topic.to_string(), n));
+        Ok(n)
+    }
+
+    fn builder(&mut self, topic: &str, partition: i32) -> &mut BatchBuilder {
+        let at = match self
+            .batches
+            .iter()
+            .position(|((t, p), _)| *p == partition && t == topic)
+        {
+            Some(at) => at,
+            None => {
+                self.batches
+                    .push(((topic.to_string(), partition), BatchBuilder::new()));
+                self.batches.len() - 1
+            }
+        };
+        &mut self.batches[at].1
+    }
+
+    fn fail(&mut self, e: AppendError) {
+        self.error.get_or_insert(e);
+    }
+
+    /// Takes a section the guest wrote (checked, in guest memory).
+    pub(super) fn section(&mut self, s: &OutputSection<'_>) {
+        let topic = self
+            .outputs
+            .get(s.output as usize)
+            .cloned()
+            .unwrap_or_default();
+        let count = match self.partition_count(&topic) {
+            Ok(n) => n,
+            Err(e) => return self.fail(e),
+        };
+        let source = self.source.partition;
+        if source < count {
+            // Every record follows the input partition: the section is the batch.
+            let records = EncodedRecords {
+                records: s.records,
+                count: s.record_count as i32,
+                base_timestamp: s.base_timestamp,
+                max_timestamp: s.max_timestamp,
+            };
+            if let Err(e) = self.builder(&topic, source).push_encoded(&records) {
+                self.fail(AppendError::InvalidRecord(format!("output section: {e}")));
+            }
+            return;
+        }
+        for r in RecordIter::new(s.records) {
+            let Ok(r) = r else {
+                return self.fail(AppendError::InvalidRecord(
+                    "output section does not frame".into(),
+                ));
+            };
+            let p = follow_partition(source, r.key, count);
+            let timestamp = s.base_timestamp.wrapping_add(r.timestamp_delta);
+            self.builder(&topic, p)
+                .push(timestamp, r.key, r.value, r.headers.iter_bytes());
+        }
+    }
+
+    /// Adds records built on the host (dead-letter copies), each to `topic`.
+    pub(super) fn records(&mut self, records: Vec<(String, NewRecord)>) {
+        for (topic, r) in records {
+            let count = match self.partition_count(&topic) {
+                Ok(n) => n,
+                Err(e) => return self.fail(e),
+            };
+            let p = follow_partition(self.source.partition, r.key.as_deref(), count);
+            self.builder(&topic, p).push(
+                r.timestamp,
+                r.key.as_deref(),
+                r.value.as_deref(),
+                r.headers.iter().map(|(k, v)| (k.as_bytes(), v.as_deref())),
+            );
+        }
+    }
+}
+
+/// Writes what `batches` gathered for `running`'s input batch from `source`: one batch per
+/// destination partition, each the next batch of its stream, appended as a batch the broker
+/// built (not validated again).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn emit(
     broker: &Broker,
     running: &Running,
-    source: Source<'_>,
-    records: Vec<(String, NewRecord)>,
+    batches: OutputBatches<'_>,
     codec: Compression,
     now: i64,
     depth: usize,
     mode: Mode,
     durable: &mut Vec<Durable>,
 ) -> Result<(), AppendError> {
-    let name = running.name();
-    let mut groups: Vec<((String, i32), Vec<NewRecord>)> = Vec::new();
-    for (out_topic, rec) in records {
-        let target = broker
-            .catalog
-            .get_or_auto_create(&out_topic)
-            .map_err(|e| AppendError::InvalidRecord(format!("output topic {out_topic}: {e}")))?;
-        let p = follow_partition(
-            source.partition,
-            rec.key.as_deref(),
-            target.partition_count().max(1),
-        );
-        let key = (out_topic, p);
-        match groups.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, list)) => list.push(rec),
-            None => groups.push((key, vec![rec])),
-        }
+    if let Some(e) = batches.error {
+        return Err(e);
     }
-    for ((out_topic, p), recs) in groups {
+    let source = batches.source;
+    let name = running.name();
+    for ((out_topic, p), builder) in batches.batches {
+        let count = builder.count();
+        if count == 0 {
+            continue;
+        }
         let stream = format!("{out_topic}/{p}");
         let producer_id = stream_producer_id(&name, source.partition, &stream);
         let seq = match mode {
@@ -93,22 +210,8 @@ pub(super) fn emit(
             producer_epoch: 0,
             base_sequence: seq,
         };
-        let count = recs.len() as i32;
-        let batch = Bytes::from(build_batch(
-            &recs,
-            codec_for(broker, &out_topic, codec),
-            &meta,
-        ));
-        match append_at(
-            broker,
-            super::Producer::default(),
-            &out_topic,
-            p,
-            batch,
-            now,
-            depth + 1,
-            durable,
-        ) {
+        let batch = builder.finish(codec_for(broker, &out_topic, codec), &meta);
+        match append_built(broker, &out_topic, p, batch, now, depth + 1, durable) {
             Ok(_) => {}
             Err(AppendError::OutOfOrderSequence { expected, got, .. })
                 if mode == Mode::Replay && got < expected => {}

@@ -9,14 +9,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::outputs::{self, Mode};
+use super::outputs::{self, Mode, OutputBatches};
 use crate::broker::{now_ms, Broker};
 use crate::log::{AppendError, PartitionLog};
 use crate::records::batch::BatchHeader;
-use crate::records::record::decode_records;
-use crate::records::{Compression, RecordView};
+use crate::records::record::{records_area, RecordIter};
+use crate::records::Compression;
 use crate::transform::run::{self, Decision, Source};
 use crate::transform::Running;
+use crate::wasm::abi::BatchInput;
 
 /// Most bytes a stored batch may inflate to when decoded for a guest.
 const DECODE_LIMIT: usize = 256 << 20;
@@ -38,6 +39,15 @@ pub fn recover(broker: &Broker) {
         let Some(topic) = broker.catalog.get(&input) else {
             continue;
         };
+        if running.state.stateful {
+            // The store (and the exact progress it stands for) first: re-running starts where
+            // it stopped.
+            for partition in 0..topic.partition_count() {
+                if let Err(e) = super::changelog::restore(broker, &running, partition) {
+                    tracing::error!(transform = %name, partition, "cannot restore the state store: {e}");
+                }
+            }
+        }
         let starts: Vec<(i32, i64)> = running
             .progress
             .lock()
@@ -68,7 +78,7 @@ pub fn recover(broker: &Broker) {
 /// of stored batches; returns how many records ran. The caller holds the partition lock.
 fn replay(
     broker: &Broker,
-    running: &Running,
+    running: &Arc<Running>,
     topic: &str,
     partition: i32,
     log: &Arc<PartitionLog>,
@@ -96,44 +106,82 @@ fn replay(
         let mut rest = &slice.records[..];
         while let Some((_, size)) = BatchHeader::peek_size(rest) {
             let size = size.min(rest.len());
-            let (header, recs) =
-                decode_records(&rest[..size], DECODE_LIMIT).map_err(AppendError::from)?;
+            let bytes = &rest[..size];
             rest = &rest[size..];
-            let recs: Vec<RecordView> = recs.into_iter().filter(|r| r.offset >= next).collect();
+            let header = BatchHeader::parse(bytes).ok_or_else(|| {
+                AppendError::CorruptMessage("a stored batch has no header".into())
+            })?;
+            let area = records_area(bytes, &header, DECODE_LIMIT).map_err(AppendError::from)?;
+            // The records of the batch from `next` on (a batch may be half done).
+            let (records, left) = records_from(&area, header.base_offset, next)?;
             next = next.max(header.last_offset() + 1);
             // A transaction marker is not an input to transform.
-            if !recs.is_empty() && !header.is_control() {
+            if left > 0 && !header.is_control() {
                 let codec = header.compression().unwrap_or(Compression::None);
-                let mut to_write = Vec::new();
-                match run::decide(&broker.transforms.engine, running, source, &recs) {
+                let mut changing = super::changelog::Changing::new(partition);
+                changing.prepare(broker, running)?;
+                let input = BatchInput {
+                    topic,
+                    partition,
+                    base_offset: header.base_offset,
+                    base_timestamp: header.base_timestamp,
+                    record_count: left,
+                    records,
+                };
+                let mut out = OutputBatches::new(broker, source, &outputs_of);
+                match run::decide(
+                    &broker.transforms.engine,
+                    running,
+                    source,
+                    &input,
+                    &mut |s| out.section(s),
+                ) {
                     // A rejected input is stored already; nothing of it is written.
-                    Decision::Reject(_) => {}
-                    Decision::Write(writes) => {
-                        to_write.extend(writes.dead_letters);
-                        to_write.extend(
-                            writes.outputs.into_iter().map(|(_, o, r)| {
-                                (outputs_of.get(o).cloned().unwrap_or_default(), r)
-                            }),
-                        );
-                    }
+                    Decision::Reject(_) => out = OutputBatches::new(broker, source, &outputs_of),
+                    Decision::Write { dead_letters } => out.records(dead_letters),
                 }
                 outputs::emit(
                     broker,
                     running,
-                    source,
-                    to_write,
+                    out,
                     codec,
                     now_ms(),
                     0,
                     Mode::Replay,
                     &mut durable,
                 )?;
-                count += recs.len();
+                super::changelog::emit(
+                    broker,
+                    running,
+                    partition,
+                    next,
+                    now_ms(),
+                    0,
+                    &mut durable,
+                )?;
+                count += left as usize;
             }
             running.update_progress(partition, |p| p.next_input = next);
         }
     }
     Ok(count)
+}
+
+/// The part of a stored batch's records area (at `base_offset`) from offset `from` on, and how
+/// many records it holds.
+fn records_from(area: &[u8], base_offset: i64, from: i64) -> Result<(&[u8], u32), AppendError> {
+    let mut start = area;
+    let mut left = 0u32;
+    let mut iter = RecordIter::new(area);
+    while let Some(record) = iter.next() {
+        let record = record.map_err(AppendError::CorruptMessage)?;
+        if base_offset + i64::from(record.offset_delta) < from {
+            start = iter.rest();
+        } else {
+            left += 1;
+        }
+    }
+    Ok((start, left))
 }
 
 /// Starts the background catch-up of every deployment that has partitions backfilling (at
@@ -226,4 +274,28 @@ fn backfill_step(broker: &Broker, name: &str) -> Result<bool, AppendError> {
         }
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::record::write_record;
+
+    #[test]
+    fn a_half_done_batch_resumes_at_its_first_record_not_yet_run() {
+        let mut area = Vec::new();
+        for i in 0..4 {
+            write_record(&mut area, i, 0, None, Some(b"v"), std::iter::empty());
+        }
+        let (all, n) = records_from(&area, 100, 90).unwrap();
+        assert_eq!((all.len(), n), (area.len(), 4));
+        let (rest, n) = records_from(&area, 100, 102).unwrap();
+        assert_eq!(n, 2);
+        let offsets: Vec<i32> = RecordIter::new(rest)
+            .map(|r| r.unwrap().offset_delta)
+            .collect();
+        assert_eq!(offsets, vec![2, 3]);
+        assert_eq!(records_from(&area, 100, 104).unwrap().1, 0);
+        assert!(records_from(&[0x03, 0x00], 0, 0).is_err());
+    }
 }

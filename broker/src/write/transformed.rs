@@ -7,15 +7,18 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::outputs::{self, OutputBatches};
 use super::validate::{self, Batch};
-use super::{outputs, Durable, MAX_DEPTH};
+use super::{changelog, Durable, MAX_DEPTH};
 use crate::broker::Broker;
 use crate::log::{AppendError, AppendOutcome, PartitionLog};
 use crate::records::batch::BatchHeader;
-use crate::records::record::{build_batch, decode_area, BatchMeta};
-use crate::records::{Compression, NewRecord, RecordView};
+use crate::records::build::{BatchBuilder, EncodedRecords};
+use crate::records::record::{empty_batch, BatchMeta};
+use crate::records::Compression;
 use crate::transform::run::{self, Decision, Source};
 use crate::transform::Running;
+use crate::wasm::abi::BatchInput;
 
 /// The write being made.
 pub(super) struct Input<'a> {
@@ -26,8 +29,15 @@ pub(super) struct Input<'a> {
     pub(super) batches: Vec<Batch>,
 }
 
-/// Records a deployment writes once the input is stored: `(topic, record)`.
-type Pending = (Arc<Running>, Vec<(String, NewRecord)>);
+/// What one input batch holds now: its records as validated, or what in-place transforms
+/// replaced them with (gathered uncompressed, finished into the stored batch at the end).
+enum Current {
+    Input,
+    Rewritten(BatchBuilder),
+}
+
+/// A deployment's outputs for one input batch, written once the input is stored.
+type Pending<'a> = (Arc<Running>, OutputBatches<'a>);
 
 pub(super) fn append(
     broker: &Broker,
@@ -72,66 +82,110 @@ pub(super) fn append(
     let lock = broker.transforms.partition_lock(topic, partition);
     let _turn = lock.lock();
 
-    // The records, at the offsets they will be stored at.
-    let mut next = log.high_watermark();
-    let mut decoded: Vec<(BatchHeader, Vec<RecordView>)> = Vec::with_capacity(batches.len());
-    for b in &batches {
-        let mut recs = decode_area(&b.header, b.records(records)).map_err(AppendError::from)?;
-        for r in &mut recs {
-            r.offset = next;
-            next += 1;
-        }
-        decoded.push((b.header, recs));
-    }
-
     let source = Source { topic, partition };
-    let mut pending: Vec<Pending> = Vec::new();
-    let mut rewritten = false;
-    for t in transforms {
-        let (in_place, outputs) = {
-            let d = t.deployment.read();
-            (d.in_place, d.outputs.clone())
-        };
+    let mut current: Vec<Current> = batches.iter().map(|_| Current::Input).collect();
+    // Deployments' output lists, kept for the outputs' lifetime.
+    let outputs_of: Vec<Vec<String>> = transforms
+        .iter()
+        .map(|t| t.deployment.read().outputs.clone())
+        .collect();
+    let mut pending: Vec<Pending<'_>> = Vec::new();
+    // The deployments that ran, in order; their stores' changes are taken back on any early
+    // return (`changing`), kept once written to their changelogs.
+    let mut ran_deployments: Vec<Arc<Running>> = Vec::new();
+    let mut changing = changelog::Changing::new(partition);
+    for (t, outputs) in transforms.iter().zip(&outputs_of) {
+        let in_place = t.deployment.read().in_place;
         if !in_place && t.is_backfilling(partition) {
             // The background catch-up reaches these records in order.
             continue;
         }
-        let mut to_write = Vec::new();
-        for (_, recs) in &mut decoded {
-            if recs.is_empty() {
+        changing.prepare(broker, t)?;
+        ran_deployments.push(t.clone());
+        // The records get the offsets they will be stored at.
+        let mut next = log.high_watermark();
+        let ran = pending.len();
+        for (b, state) in batches.iter().zip(current.iter_mut()) {
+            let (area, count, base_timestamp) = match state {
+                Current::Input => (
+                    b.records(records),
+                    b.header.records_count,
+                    b.header.base_timestamp,
+                ),
+                Current::Rewritten(built) => {
+                    (built.records(), built.count(), built.base_timestamp())
+                }
+            };
+            let base_offset = next;
+            next += i64::from(count);
+            if count <= 0 {
                 continue;
             }
-            let writes = match run::decide(&broker.transforms.engine, t, source, recs) {
-                Decision::Reject(message) => return Err(AppendError::InvalidRecord(message)),
-                Decision::Write(writes) => writes,
+            let guest_input = BatchInput {
+                topic,
+                partition,
+                base_offset,
+                base_timestamp,
+                record_count: count as u32,
+                records: area,
             };
-            to_write.extend(writes.dead_letters);
-            if in_place {
-                // The input's own records become what the guest wrote for them.
-                let kept = writes
-                    .outputs
-                    .into_iter()
-                    .map(|(input_index, _, rec)| RecordView {
-                        offset: recs.get(input_index).map_or(0, |r| r.offset),
-                        timestamp: rec.timestamp,
-                        key: rec.key,
-                        value: rec.value,
-                        headers: rec.headers,
-                    })
-                    .collect();
-                *recs = kept;
-                rewritten = true;
-            } else {
-                for (_, output, rec) in writes.outputs {
-                    to_write.push((outputs.get(output).cloned().unwrap_or_default(), rec));
+            let mut out = OutputBatches::new(broker, source, outputs);
+            let dead_letters = if in_place {
+                let mut replacement = BatchBuilder::new();
+                let mut failed = None;
+                let decision = run::decide(
+                    &broker.transforms.engine,
+                    t,
+                    source,
+                    &guest_input,
+                    &mut |s| {
+                        let section = EncodedRecords {
+                            records: s.records,
+                            count: s.record_count as i32,
+                            base_timestamp: s.base_timestamp,
+                            max_timestamp: s.max_timestamp,
+                        };
+                        if let Err(e) = replacement.push_encoded(&section) {
+                            failed.get_or_insert(e);
+                        }
+                    },
+                );
+                if let Some(e) = failed {
+                    return Err(AppendError::InvalidRecord(format!("transform output: {e}")));
                 }
+                let Decision::Write { dead_letters } = decision else {
+                    return Err(reject(decision));
+                };
+                // The input's own records become what the guest wrote for them.
+                *state = Current::Rewritten(replacement);
+                dead_letters
+            } else {
+                let decision = run::decide(
+                    &broker.transforms.engine,
+                    t,
+                    source,
+                    &guest_input,
+                    &mut |s| out.section(s),
+                );
+                let Decision::Write { dead_letters } = decision else {
+                    return Err(reject(decision));
+                };
+                dead_letters
+            };
+            if !dead_letters.is_empty() {
+                out.records(dead_letters);
             }
+            pending.push((t.clone(), out));
         }
-        pending.push((t.clone(), to_write));
+        if pending.len() == ran {
+            // Nothing left to run on: the deployment's progress still moves past the input.
+            pending.push((t.clone(), OutputBatches::new(broker, source, outputs)));
+        }
     }
 
+    let rewritten = current.iter().any(|c| matches!(c, Current::Rewritten(_)));
     let outcome = if rewritten {
-        store_rewritten(log, &decoded, now)?
+        store_rewritten(log, records, &batches, current, now)?
     } else {
         log.append_validated(records, &validate::ranges(&batches), now, None)?
     };
@@ -139,76 +193,85 @@ pub(super) fn append(
         log: log.clone(),
         last_offset: outcome.last_offset,
     });
+    if outcome.duplicate {
+        // A retry that raced its first copy to the lock: that copy's outputs and state changes
+        // were written with it (and this run's changes are taken back with `changing`).
+        return Ok(outcome);
+    }
     let next_input = outcome.last_offset + 1;
-    for (running, to_write) in pending {
+    for (running, out) in pending {
         outputs::emit(
             broker,
             &running,
-            source,
-            to_write,
+            out,
             codec,
             now,
             depth,
             outputs::Mode::Inline,
             durable,
         )?;
+    }
+    // Each deployment's changelog batch comes after all its outputs of this write: stored, it
+    // says every one of them is.
+    for running in &ran_deployments {
+        changelog::emit(broker, running, partition, next_input, now, depth, durable)?;
         running.update_progress(partition, |p| p.next_input = next_input);
     }
     Ok(outcome)
 }
 
-/// Stores what in-place transforms left of each batch. Each stored batch carries its producer's
-/// id, epoch and last sequence (the base sequence shifted by the records dropped), so the
-/// producer state rebuilt from the log after a restart follows what the producer sent; a batch
-/// emptied of records is kept as an empty batch for the same reason, as Kafka's cleaner does.
+fn reject(decision: Decision) -> AppendError {
+    match decision {
+        Decision::Reject(message) => AppendError::InvalidRecord(message),
+        Decision::Write { .. } => AppendError::InvalidRecord("transform refused the batch".into()),
+    }
+}
+
+/// Stores the batches with what in-place transforms left of them. Each stored batch carries its
+/// producer's id, epoch and last sequence (the base sequence shifted by the records dropped), so
+/// the producer state rebuilt from the log after a restart follows what the producer sent; a
+/// batch emptied of records is kept as an empty batch for the same reason, as Kafka's cleaner
+/// does. Uncompressed, a single rewritten batch is stored from the buffer it was gathered in.
 fn store_rewritten(
     log: &PartitionLog,
-    decoded: &[(BatchHeader, Vec<RecordView>)],
+    records: &[u8],
+    batches: &[Batch],
+    current: Vec<Current>,
     now: i64,
 ) -> Result<AppendOutcome, AppendError> {
-    let mut bytes = Vec::new();
-    let mut stored = Vec::new();
-    let mut sent = Vec::new();
-    for (header, recs) in decoded {
-        if recs.is_empty() && !header.is_idempotent() {
-            continue;
-        }
-        let meta = if header.is_idempotent() {
-            BatchMeta {
-                base_offset: 0,
-                producer_id: header.producer_id,
-                producer_epoch: header.producer_epoch,
-                base_sequence: shifted_base_sequence(header.last_sequence(), recs.len()),
+    let mut built: Vec<Vec<u8>> = Vec::with_capacity(batches.len());
+    let mut sent = Vec::with_capacity(batches.len());
+    for (b, state) in batches.iter().zip(current) {
+        let header = &b.header;
+        let batch = match state {
+            // Not rewritten (an in-place transform skipped it): stored as it came.
+            Current::Input => records.get(b.range.clone()).unwrap_or_default().to_vec(),
+            Current::Rewritten(replacement) => {
+                let count = replacement.count().max(0) as usize;
+                if count == 0 && !header.is_idempotent() {
+                    continue;
+                }
+                let meta = if header.is_idempotent() {
+                    BatchMeta {
+                        base_offset: 0,
+                        producer_id: header.producer_id,
+                        producer_epoch: header.producer_epoch,
+                        base_sequence: shifted_base_sequence(header.last_sequence(), count),
+                    }
+                } else {
+                    BatchMeta::default()
+                };
+                if count == 0 {
+                    empty_batch(&meta, header.max_timestamp)
+                } else {
+                    replacement.finish(header.compression().unwrap_or(Compression::None), &meta)
+                }
             }
-        } else {
-            BatchMeta::default()
         };
-        let new: Vec<NewRecord> = recs
-            .iter()
-            .map(|r| NewRecord {
-                timestamp: r.timestamp,
-                key: r.key.clone(),
-                value: r.value.clone(),
-                headers: r.headers.clone(),
-            })
-            .collect();
-        let batch = if new.is_empty() {
-            crate::records::record::empty_batch(&meta, header.max_timestamp)
-        } else {
-            build_batch(
-                &new,
-                header.compression().unwrap_or(Compression::None),
-                &meta,
-            )
-        };
-        let parsed = BatchHeader::parse(&batch)
-            .ok_or_else(|| AppendError::InvalidRecord("a rebuilt batch has no header".into()))?;
-        let start = bytes.len();
-        bytes.extend_from_slice(&batch);
-        stored.push((start..bytes.len(), parsed));
+        built.push(batch);
         sent.push(*header);
     }
-    if stored.is_empty() {
+    if built.is_empty() {
         // Every record was filtered out: nothing is stored, the produce still succeeds.
         let end = log.high_watermark();
         return Ok(AppendOutcome {
@@ -218,6 +281,20 @@ fn store_rewritten(
             log_start_offset: log.log_start_offset(),
             duplicate: false,
         });
+    }
+    let bytes = if built.len() == 1 {
+        built.pop().unwrap_or_default()
+    } else {
+        built.concat()
+    };
+    let mut stored = Vec::with_capacity(sent.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let parsed = BatchHeader::parse(&bytes[at..])
+            .ok_or_else(|| AppendError::InvalidRecord("a rebuilt batch has no header".into()))?;
+        let end = at + parsed.total_size();
+        stored.push((at..end, parsed));
+        at = end;
     }
     log.append_validated(&bytes, &stored, now, Some(&sent))
 }

@@ -22,6 +22,20 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
+    /// A batch the broker built itself (checked by construction), spanning `range`;
+    /// `decompressed` is its records area when it is compressed and the area is needed.
+    pub(crate) fn built(
+        header: BatchHeader,
+        range: Range<usize>,
+        decompressed: Option<Vec<u8>>,
+    ) -> Batch {
+        Batch {
+            header,
+            range,
+            decompressed,
+        }
+    }
+
     /// The batch's records area, uncompressed: a slice of `request` unless it was compressed.
     pub(crate) fn records<'a>(&'a self, request: &'a [u8]) -> &'a [u8] {
         match &self.decompressed {

@@ -389,6 +389,12 @@ pub fn guest_module(name: &str) -> PathBuf {
                 "jsonl-sink",
                 "-p",
                 "webhook-sink",
+                "-p",
+                "counter",
+                "-p",
+                "dedup",
+                "-p",
+                "enrich",
             ])
             .current_dir(workspace_root())
             .status()
