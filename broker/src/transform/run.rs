@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 
 use super::deployment::OnError;
 use super::registry::Running;
+use crate::acl::Authorizer;
 use crate::records::record::{RecordIter, RecordsArea};
 use crate::records::{NewRecord, RecordView};
 use crate::wasm::abi::BatchInput;
@@ -41,16 +42,18 @@ pub(crate) struct Source<'a> {
 }
 
 /// Runs `running` over `records` (already carrying the offsets they are or will be stored at)
-/// and applies its failure policy.
+/// and applies its failure policy. A deployment whose deployer has lost a right it needs (see
+/// [`super::Deployment::refused_by`]) runs nothing: every record fails with that message.
 pub(crate) fn decide(
     engine: &WasmEngine,
+    authorizer: &Authorizer,
     running: &Running,
     source: Source<'_>,
     records: &[RecordView],
 ) -> Decision {
-    let (name, policy) = {
+    let (name, mut policy, refusal) = {
         let d = running.deployment.read();
-        (d.name.clone(), d.on_error.clone())
+        (d.name.clone(), d.on_error.clone(), d.refused_by(authorizer))
     };
     running.stats.batches.fetch_add(1, Ordering::Relaxed);
     running
@@ -60,16 +63,25 @@ pub(crate) fn decide(
     let narrow = policy != OnError::Reject;
     let mut produced = Vec::new();
     let mut errors = Vec::new();
-    run_narrowing(
-        engine,
-        running,
-        source,
-        records,
-        0,
-        narrow,
-        &mut produced,
-        &mut errors,
-    );
+    match refusal {
+        Some(refusal) => {
+            running.failed(&refusal.message);
+            if !refusal.may_dead_letter {
+                policy = OnError::Reject;
+            }
+            errors.extend((0..records.len()).map(|i| (i, refusal.message.clone())));
+        }
+        None => run_narrowing(
+            engine,
+            running,
+            source,
+            records,
+            0,
+            narrow,
+            &mut produced,
+            &mut errors,
+        ),
+    }
     running
         .stats
         .records_out

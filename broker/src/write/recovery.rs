@@ -105,7 +105,13 @@ fn replay(
             if !recs.is_empty() && !header.is_control() {
                 let codec = header.compression().unwrap_or(Compression::None);
                 let mut to_write = Vec::new();
-                match run::decide(&broker.transforms.engine, running, source, &recs) {
+                match run::decide(
+                    &broker.transforms.engine,
+                    &broker.authorizer,
+                    running,
+                    source,
+                    &recs,
+                ) {
                     // A rejected input is stored already; nothing of it is written.
                     Decision::Reject(_) => {}
                     Decision::Write(writes) => {

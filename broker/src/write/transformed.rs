@@ -101,7 +101,13 @@ pub(super) fn append(
             if recs.is_empty() {
                 continue;
             }
-            let writes = match run::decide(&broker.transforms.engine, t, source, recs) {
+            let writes = match run::decide(
+                &broker.transforms.engine,
+                &broker.authorizer,
+                t,
+                source,
+                recs,
+            ) {
                 Decision::Reject(message) => return Err(AppendError::InvalidRecord(message)),
                 Decision::Write(writes) => writes,
             };
