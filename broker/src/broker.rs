@@ -7,6 +7,7 @@ use crate::catalog::Catalog;
 use crate::group::GroupCoordinator;
 use crate::producer_ids::ProducerIds;
 use crate::transform::TransformRegistry;
+use crate::txn::TransactionCoordinator;
 use crate::wasm::GuestPool;
 
 /// What every handler can reach.
@@ -31,6 +32,8 @@ pub struct Broker {
     pub guests: GuestPool,
     /// SCRAM credentials (SASL PLAIN and SCRAM, AlterUserScramCredentials).
     pub credentials: Arc<crate::auth::credentials::CredentialStore>,
+    /// The transaction coordinator: transactional ids, their epochs and transactions.
+    pub transactions: TransactionCoordinator,
     /// Client quotas (AlterClientQuotas) and their measurements.
     pub quotas: crate::quota::Quotas,
     /// ACLs and the decision every handler asks for (allows everything when disabled).
@@ -61,14 +64,19 @@ pub fn now_ms() -> i64 {
 #[cfg(test)]
 pub(crate) fn test_broker() -> (tempfile::TempDir, Broker) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let meta = crate::meta::MetaDir::at(dir.path());
+    let broker = test_broker_at(dir.path());
+    (dir, broker)
+}
+
+/// A broker over the catalog and metadata in `dir`: reopening one is a restart.
+#[cfg(test)]
+pub(crate) fn test_broker_at(dir: &std::path::Path) -> Broker {
+    let meta = crate::meta::MetaDir::at(dir);
     meta.create().expect("meta dir");
-    let catalog = crate::catalog::Catalog::open(
-        dir.path().to_path_buf(),
-        crate::catalog::TopicDefaults::default(),
-    )
-    .expect("open catalog");
-    let broker = Broker {
+    let catalog =
+        crate::catalog::Catalog::open(dir.to_path_buf(), crate::catalog::TopicDefaults::default())
+            .expect("open catalog");
+    Broker {
         catalog,
         node_id: 1,
         cluster_id: "test-cluster".into(),
@@ -76,7 +84,7 @@ pub(crate) fn test_broker() -> (tempfile::TempDir, Broker) {
         advertised_port: 9092,
         producer_ids: ProducerIds::open(&meta.producer_ids()).expect("producer ids"),
         groups: Arc::new(
-            GroupCoordinator::open(dir.path(), crate::group::GroupConfig::default())
+            GroupCoordinator::open(dir, crate::group::GroupConfig::default())
                 .expect("group coordinator"),
         ),
         transforms: TransformRegistry::open(
@@ -87,10 +95,15 @@ pub(crate) fn test_broker() -> (tempfile::TempDir, Broker) {
         .expect("transforms"),
         guests: GuestPool::new(1),
         credentials: Arc::new(
-            crate::auth::credentials::CredentialStore::open(dir.path()).expect("credentials"),
+            crate::auth::credentials::CredentialStore::open(dir).expect("credentials"),
         ),
+        transactions: TransactionCoordinator::open(
+            &meta.transactions(),
+            crate::txn::TxnConfig::default(),
+        )
+        .expect("transaction coordinator"),
         quotas: crate::quota::Quotas::new(
-            crate::quota::QuotaStore::open(dir.path()).expect("client quotas"),
+            crate::quota::QuotaStore::open(dir).expect("client quotas"),
             crate::quota::Window::default(),
         ),
         authorizer: crate::acl::Authorizer::open(
@@ -98,6 +111,5 @@ pub(crate) fn test_broker() -> (tempfile::TempDir, Broker) {
             &crate::acl::AuthorizerSettings::default(),
         )
         .expect("authorizer"),
-    };
-    (dir, broker)
+    }
 }

@@ -20,6 +20,7 @@ use crate::log::cleaner::CleanerConfig;
 use crate::log::{CleanupPolicy, FlushPolicy, LogConfig, TimestampType};
 use crate::quota::limits::{parse_overrides, ConnectionLimitsConfig};
 use crate::quota::Window;
+use crate::txn::TxnConfig;
 
 /// How log lines are written to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -152,6 +153,8 @@ pub struct BrokerConfig {
     pub topics: TopicDefaults,
     /// Consumer-group coordinator settings (`group.*`).
     pub groups: GroupConfig,
+    /// Transaction coordinator settings (`transaction.*`).
+    pub transactions: TxnConfig,
     /// The log cleaner (`log.cleaner.*`).
     pub cleaner: CleanerConfig,
     /// `metrics.enabled`: keep the hot-path counters and histograms of `/metrics` (state read
@@ -202,6 +205,7 @@ impl BrokerConfig {
             max_request_bytes: 100 * 1024 * 1024,
             retention_check_interval_ms: 300_000,
             groups: GroupConfig::default(),
+            transactions: TxnConfig::default(),
             cleaner: CleanerConfig::default(),
             metrics_enabled: true,
             quota_window: Window::default(),
@@ -481,6 +485,12 @@ impl BrokerConfig {
             "group.max.session.timeout.ms" => {
                 self.groups.max_session_timeout =
                     Duration::from_millis(int_in(key, value, 1, i32::MAX as i64)? as u64)
+            }
+            "transaction.max.timeout.ms" => {
+                self.transactions.max_timeout_ms = int_in(key, value, 1, i32::MAX as i64)? as i32
+            }
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms" => {
+                self.transactions.abort_interval_ms = int_in(key, value, 1, i32::MAX as i64)? as u64
             }
             "metrics.enabled" => self.metrics_enabled = boolean(key, value)?,
             "authorizer.class.name" => {

@@ -1,7 +1,7 @@
 //! Stream-processing frameworks from the Kafka ecosystem against the real broker: a Quix
 //! Streams stateful application (its state in RocksDB backed by a compacted changelog topic it
 //! creates itself), counting per key and rebuilding its store from the changelog after its
-//! local state is thrown away.
+//! local state is thrown away, at least once and exactly once (transactions).
 
 mod common;
 
@@ -63,4 +63,12 @@ fn quix_app(guarantee: &str) {
 #[test]
 fn quix_streams_stateful_app_counts_per_key_and_recovers_its_store_from_the_changelog() {
     quix_app("at-least-once");
+}
+
+#[test]
+fn quix_streams_exactly_once_app_commits_each_count_in_a_transaction() {
+    // `processing_guarantee="exactly-once"`: Quix's producer is transactional and commits the
+    // consumed offsets with its outputs (sendOffsetsToTransaction); the check reads with
+    // `read_committed`.
+    quix_app("exactly-once");
 }

@@ -149,10 +149,6 @@ pub(crate) fn alter(
                 ),
                 (None, Ok(())) => (0, None),
             };
-            crate::metrics::request_error(
-                kafka_protocol::messages::ApiKey::AlterClientQuotas,
-                code,
-            );
             AlteredEntry::default()
                 .with_error_code(code)
                 .with_error_message(message)
@@ -194,10 +190,6 @@ pub(crate) fn describe(
         Ok(entries) => DescribeClientQuotasResponse::default().with_entries(Some(entries)),
         Err(message) => {
             let code = ResponseError::InvalidRequest.code();
-            crate::metrics::request_error(
-                kafka_protocol::messages::ApiKey::DescribeClientQuotas,
-                code,
-            );
             DescribeClientQuotasResponse::default()
                 .with_error_code(code)
                 .with_error_message(Some(s(&message)))

@@ -11,6 +11,7 @@ use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersRespon
 use super::Broker;
 use crate::acl::{Operation, Requester, Resource};
 
+/// Kafka asks for Read on each topic.
 pub(crate) fn handle(
     broker: &Broker,
     who: &Requester,

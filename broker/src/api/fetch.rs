@@ -264,12 +264,31 @@ mod tests {
         let (_dir, b) = test_broker();
         b.catalog.create_topic("t", 1, 1, &[], false).unwrap();
         let b = Arc::new(b);
-        let produce = |pid, seq, value: &str| {
-            append_produced(&b, Some("tx"), "t", 0, transactional(pid, seq, value), 0).unwrap();
+        // Producers 1, 2 and 3, each with its transaction open on t-0 at the coordinator.
+        let pids: Vec<i64> = (1..=3)
+            .map(|n| {
+                let id = format!("tx{n}");
+                let ready = b
+                    .transactions
+                    .init_producer_id(&id, 60_000, None, &b.producer_ids, 0)
+                    .unwrap();
+                let crate::txn::InitOutcome::Ready { producer_id, epoch } = ready else {
+                    panic!("{ready:?}");
+                };
+                b.transactions
+                    .add_partitions(&id, producer_id, epoch, &[("t".into(), 0)], 0)
+                    .unwrap();
+                producer_id
+            })
+            .collect();
+        let pid = |n: usize| pids[n - 1];
+        let produce = |n: usize, seq, value: &str| {
+            let id = format!("tx{n}");
+            append_produced(&b, Some(&id), "t", 0, transactional(pid(n), seq, value), 0).unwrap();
         };
-        let end = |pid, commit| {
+        let end = |n: usize, commit| {
             let marker = Marker {
-                producer_id: pid,
+                producer_id: pid(n),
                 producer_epoch: 0,
                 commit,
                 coordinator_epoch: 0,
@@ -309,7 +328,7 @@ mod tests {
             .flatten()
             .map(|a| (a.producer_id.0, a.first_offset))
             .collect();
-        assert_eq!(aborted, vec![(2, 2), (3, 4)]);
+        assert_eq!(aborted, vec![(pid(2), 2), (pid(3), 4)]);
     }
 
     fn transactional_free(value: &str) -> bytes::Bytes {

@@ -38,10 +38,10 @@ pub(crate) fn find_coordinator(
     request: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
     let answer = |key: &StrBytes| {
-        // Group coordinator only: transactions (key type 1) are not supported.
+        // This broker coordinates every group (key type 0) and transactional id (key type 1).
         let error = if request.key_type == 1 {
             if broker.authorize(who, Operation::Describe, Resource::transactional_id(key)) {
-                Some(ResponseError::CoordinatorNotAvailable)
+                None
             } else {
                 Some(ResponseError::TransactionalIdAuthorizationFailed)
             }
@@ -71,7 +71,7 @@ pub(crate) fn find_coordinator(
         .with_host(c.host)
         .with_port(c.port);
     if version >= 1 && c.error_code == ResponseError::CoordinatorNotAvailable.code() {
-        response.error_message = Some(s("transactions are not supported"));
+        response.error_message = Some(s("unknown coordinator key type"));
     }
     response
 }
@@ -1087,10 +1087,23 @@ mod tests {
             &b,
             &crate::acl::Requester::broker(),
             3,
-            FindCoordinatorRequest::default().with_key_type(1),
+            FindCoordinatorRequest::default()
+                .with_key(s("tx"))
+                .with_key_type(1),
         );
         assert_eq!(
-            txn.error_code,
+            (txn.error_code, txn.node_id.0),
+            (0, 1),
+            "transaction coordinator"
+        );
+        let share = find_coordinator(
+            &b,
+            &crate::acl::Requester::broker(),
+            3,
+            FindCoordinatorRequest::default().with_key_type(2),
+        );
+        assert_eq!(
+            share.error_code,
             ResponseError::CoordinatorNotAvailable.code()
         );
     }

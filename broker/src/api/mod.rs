@@ -22,6 +22,7 @@ pub(crate) mod produce;
 pub(crate) mod sasl;
 pub(crate) mod scram_credentials;
 pub(crate) mod topics;
+pub(crate) mod transactions;
 
 use kafka_protocol::error::ResponseError;
 

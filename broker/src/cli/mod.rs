@@ -1,11 +1,11 @@
 //! The `sluice` command line: `serve` runs the broker; `transform` and `sink` manage
-//! WebAssembly deployments over the HTTP API; `topic`, `group` and `cluster` talk Kafka to a
-//! running broker, like `rpk`.
+//! WebAssembly deployments over the HTTP API; `topic`, `group`, `cluster` and `quota` talk Kafka
+//! to a running broker, like `rpk`.
 //!
 //! - [`kafka`]: the blocking Kafka client (bootstrap, ApiVersions, timeouts, error names).
 //! - [`offsets`]: `--offset` / `--to` positions resolved with ListOffsets.
 //! - [`output`]: tables, JSON, and record formats for `topic consume`.
-//! - `topic`, `produce`, `consume`, `group`, `cluster`: one file per command family.
+//! - `topic`, `produce`, `consume`, `group`, `cluster`, `quota`: one file per command family.
 
 mod cluster;
 mod consume;
@@ -14,6 +14,7 @@ mod kafka;
 mod offsets;
 mod output;
 mod produce;
+mod quota;
 mod serve;
 mod sink;
 mod topic;
@@ -52,6 +53,8 @@ enum Command {
     Group(group::GroupArgs),
     /// Show the cluster's id, brokers and controller.
     Cluster(cluster::ClusterCommandArgs),
+    /// Set, remove and list client quotas (per user and/or client id).
+    Quota(quota::QuotaArgs),
     /// Add, list and remove SCRAM users in a data dir (before the broker starts).
     #[command(subcommand)]
     User(user::UserCommand),
@@ -114,6 +117,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Topic(args) => topic::run(args),
         Command::Group(args) => group::run(args),
         Command::Cluster(args) => cluster::run(args),
+        Command::Quota(args) => quota::run(args),
         Command::User(command) => user::run(command),
     }
 }

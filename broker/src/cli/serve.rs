@@ -70,6 +70,9 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         GroupCoordinator::open(&meta, config.groups)
             .with_context(|| format!("cannot open committed offsets in {}", meta.display()))?,
     );
+    let transactions =
+        crate::txn::TransactionCoordinator::open(&meta_dir.transactions(), config.transactions)
+            .with_context(|| format!("cannot open the transaction log in {}", meta.display()))?;
     let wasm = crate::wasm::WasmEngine::new()
         .map_err(|e| anyhow::anyhow!("cannot start the wasm engine: {e}"))?;
     let transforms = crate::transform::TransformRegistry::open(
@@ -168,6 +171,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         transforms,
         guests: crate::wasm::GuestPool::sized_to_machine(),
         credentials,
+        transactions,
         quotas: crate::quota::Quotas::new(quotas, config.quota_window),
         authorizer,
     });
@@ -185,6 +189,9 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
+    // Transactions a crash interrupted after their end was decided get their markers now, so
+    // every partition of each ends the same way before clients read.
+    crate::txn_markers::complete_due(&broker).await;
     crate::write::spawn_backfills(&broker);
     connect.start_all(&broker);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -248,6 +255,10 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     ));
     let checkpoints = tokio::spawn(checkpoint_loop(broker.clone(), stop_rx.clone()));
     let group_timers = tokio::spawn(crate::group::run_timers(groups, stop_rx.clone()));
+    let txn_timeouts = tokio::spawn(crate::txn_markers::run_timeouts(
+        broker.clone(),
+        stop_rx.clone(),
+    ));
     let retention_task = tokio::spawn(retention_loop(
         broker.clone(),
         Duration::from_millis(config.retention_check_interval_ms),
@@ -299,6 +310,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     // Cleanings in progress are abandoned (the log keeps its old segments) before the close.
     tokio::task::spawn_blocking(move || cleaner.shutdown()).await?;
     let _ = group_timers.await;
+    let _ = txn_timeouts.await;
     let _ = checkpoints.await;
     connect.stop_all();
     let closing = broker.clone();

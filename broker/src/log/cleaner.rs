@@ -221,7 +221,8 @@ impl Snapshot {
         for s in &self.segments {
             if s.next_offset <= first_dirty {
                 clean += s.size;
-            } else if s.base_offset < uncleanable {
+            } else if s.base_offset < uncleanable && first_dirty < uncleanable {
+                // (A segment the last stable offset cuts is dirty only below that offset.)
                 dirty += s.size;
                 // The segment's newest record is at least as young as its oldest, so this errs
                 // towards cleaning late, never early.
@@ -518,7 +519,9 @@ fn clean_partition(
                 continue;
             }
             if header.base_offset >= uncleanable {
+                // Every batch below it is mapped; what lies between is a gap compaction left.
                 unstable = true;
+                end = uncleanable;
                 break;
             }
             stats.bytes_read += bytes.len() as u64;
@@ -1315,6 +1318,10 @@ mod tests {
         );
         assert!(records.contains(&(1, "k1".into(), Some("committed".into()))));
         assert_eq!(markers, vec![2, 3], "markers stay until their horizon");
+        assert!(
+            clean_now(&log, &cleaner(), 1000).unwrap().is_none(),
+            "what the open transaction holds back is not due (no cleaning spins on it)"
+        );
         assert_eq!(log.aborted_transactions(0, 100).len(), 1);
         let filler_before: Vec<_> = records.iter().filter(|r| r.0 > 4).cloned().collect();
         assert!(

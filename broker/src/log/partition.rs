@@ -1425,6 +1425,48 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_torn_transactional_batch_opens_no_transaction_and_retention_forgets_old_aborts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config();
+        cfg.segment_bytes = 300;
+        let log = PartitionLog::open(dir.path(), cfg.clone()).unwrap();
+        log.append(transactional(1, 0, &["gone"]), 0).unwrap();
+        log.append_marker(1, 0, false, 0, 0).unwrap();
+        for i in 0..20 {
+            log.append(batch(&[&format!("v{i}")], i), 0).unwrap();
+        }
+        let end = log.high_watermark();
+        log.append(transactional(2, 0, &["torn"]), 0).unwrap();
+        assert_eq!(log.last_stable_offset(), end);
+        drop(log);
+        // kill -9 while the transaction's only batch was half written.
+        let last = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .max()
+            .unwrap();
+        let len = std::fs::metadata(&last).unwrap().len();
+        let f = std::fs::OpenOptions::new().write(true).open(&last).unwrap();
+        f.set_len(len - 5).unwrap();
+        drop(f);
+        let log = PartitionLog::open(dir.path(), cfg.clone()).unwrap();
+        assert_eq!(log.high_watermark(), end);
+        assert!(
+            log.ongoing_transactions().is_empty(),
+            "nothing of it survived"
+        );
+        assert_eq!(log.last_stable_offset(), end);
+        assert_eq!(log.aborted_transactions(0, end).len(), 1);
+        // Retention takes the segment with the aborted transaction and its marker.
+        cfg.retention_bytes = 300;
+        log.update_config(cfg);
+        assert!(log.enforce_retention(0).unwrap() > 0);
+        assert!(log.log_start_offset() > 1);
+        assert!(log.aborted_transactions(0, end).is_empty());
+    }
+
+    #[test]
     fn a_bad_batch_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let log = PartitionLog::open(dir.path(), config()).unwrap();

@@ -14,6 +14,7 @@
 //! | `connectors.json` | [`crate::connect`] | connectors, their configs and target states |
 //! | `connect-offsets/<name>.json` | [`crate::connect`] | a source connector's file position |
 //! | `scram-credentials.json` | [`crate::auth`] | SCRAM credentials: salt, stored key, server key |
+//! | `transactions.log` | [`crate::txn`] | transactional ids and their transactions, CRC-framed, append-only (fsync per transition) |
 //! | `client-quotas.json` | [`crate::quota`] | client quotas per user and/or client id (AlterClientQuotas) |
 //! | `acls.json` | [`crate::acl`] | ACL bindings (CreateAcls / DeleteAcls) |
 
@@ -99,6 +100,9 @@ impl MetaDir {
     }
     pub fn scram_credentials(&self) -> PathBuf {
         self.root.join("scram-credentials.json")
+    }
+    pub fn transactions(&self) -> PathBuf {
+        self.root.join("transactions.log")
     }
     pub fn client_quotas(&self) -> PathBuf {
         self.root.join("client-quotas.json")

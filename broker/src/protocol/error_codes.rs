@@ -85,17 +85,34 @@ error_codes! {
     }
     AlterClientQuotasResponse => |r, each| { r.entries.iter().for_each(|e| each(e.error_code)) }
     DescribeClientQuotasResponse => |r, each| { each(r.error_code) }
-    DescribeProducersResponse => |r, each| {
-        r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| each(p.error_code));
-    }
-    CreateAclsResponse => |r, each| { r.results.iter().for_each(|c| each(c.error_code)) }
+    CreateAclsResponse => |r, each| { r.results.iter().for_each(|a| each(a.error_code)) }
     DescribeAclsResponse => |r, each| { each(r.error_code) }
     DeleteAclsResponse => |r, each| {
         for f in &r.filter_results {
             each(f.error_code);
-            f.matching_acls.iter().for_each(|m| each(m.error_code));
+            f.matching_acls.iter().for_each(|a| each(a.error_code));
         }
     }
+    DescribeProducersResponse => |r, each| {
+        r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| each(p.error_code));
+    }
+    AddPartitionsToTxnResponse => |r, each| {
+        each(r.error_code);
+        r.results_by_topic_v3_and_below
+            .iter()
+            .chain(r.results_by_transaction.iter().flat_map(|t| &t.topic_results))
+            .flat_map(|t| &t.results_by_partition)
+            .for_each(|p| each(p.partition_error_code));
+    }
+    AddOffsetsToTxnResponse => |r, each| { each(r.error_code) }
+    TxnOffsetCommitResponse => |r, each| {
+        r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| each(p.error_code));
+    }
+    EndTxnResponse => |r, each| { each(r.error_code) }
+    DescribeTransactionsResponse => |r, each| {
+        r.transaction_states.iter().for_each(|t| each(t.error_code))
+    }
+    ListTransactionsResponse => |r, each| { each(r.error_code) }
     // Counted per partition by their handlers (acks=0 produces are never encoded).
     ProduceResponse => |_r, _each| {}
     FetchResponse => |_r, _each| {}
@@ -110,14 +127,11 @@ mod tests {
 
     #[test]
     fn nested_codes_are_all_listed() {
-        let mut response = MetadataResponse::default();
-        response.error_code = 0;
-        let mut topic = MetadataResponseTopic::default();
-        topic.error_code = 3;
-        let mut partition = MetadataResponsePartition::default();
-        partition.error_code = 5;
-        topic.partitions.push(partition);
-        response.topics.push(topic);
+        let partition = MetadataResponsePartition::default().with_error_code(5);
+        let topic = MetadataResponseTopic::default()
+            .with_error_code(3)
+            .with_partitions(vec![partition]);
+        let response = MetadataResponse::default().with_topics(vec![topic]);
         let mut codes = Vec::new();
         response.error_codes(&mut |c| codes.push(c));
         assert_eq!(codes, vec![0, 3, 5]);

@@ -299,9 +299,43 @@ pub fn handle_request(
             &ctx,
             api::delete_records::handle(b, w, v, ctx.decode(body)?),
         )?,
-        ApiKey::InitProducerId => now(
+        ApiKey::InitProducerId => later(
+            ctx,
+            api::init_producer_id::handle(broker.clone(), who.clone(), v, ctx.decode(body)?),
+        ),
+        ApiKey::AddPartitionsToTxn => later(
+            ctx,
+            api::transactions::add_partitions_to_txn(
+                broker.clone(),
+                who.clone(),
+                v,
+                ctx.decode(body)?,
+            ),
+        ),
+        ApiKey::AddOffsetsToTxn => later(
+            ctx,
+            api::transactions::add_offsets_to_txn(
+                broker.clone(),
+                who.clone(),
+                v,
+                ctx.decode(body)?,
+            ),
+        ),
+        ApiKey::TxnOffsetCommit => later(
+            ctx,
+            api::transactions::txn_offset_commit(broker.clone(), who.clone(), v, ctx.decode(body)?),
+        ),
+        ApiKey::EndTxn => later(
+            ctx,
+            api::transactions::end_txn(broker.clone(), who.clone(), v, ctx.decode(body)?),
+        ),
+        ApiKey::DescribeTransactions => now(
             &ctx,
-            api::init_producer_id::handle(b, w, v, ctx.decode(body)?),
+            api::transactions::describe_transactions(b, w, v, ctx.decode(body)?),
+        )?,
+        ApiKey::ListTransactions => now(
+            &ctx,
+            api::transactions::list_transactions(b, w, v, ctx.decode(body)?),
         )?,
         ApiKey::CreateTopics => now(&ctx, api::topics::create_topics(b, w, v, ctx.decode(body)?))?,
         ApiKey::DeleteTopics => now(&ctx, api::topics::delete_topics(b, w, v, ctx.decode(body)?))?,
@@ -532,6 +566,12 @@ pub fn decode_only(frame: Bytes) -> Result<(), RequestError> {
         ApiKey::ListGroups => ctx.decode::<ListGroupsRequest>(body).map(drop),
         ApiKey::DeleteGroups => ctx.decode::<DeleteGroupsRequest>(body).map(drop),
         ApiKey::OffsetDelete => ctx.decode::<OffsetDeleteRequest>(body).map(drop),
+        ApiKey::AddPartitionsToTxn => ctx.decode::<AddPartitionsToTxnRequest>(body).map(drop),
+        ApiKey::AddOffsetsToTxn => ctx.decode::<AddOffsetsToTxnRequest>(body).map(drop),
+        ApiKey::TxnOffsetCommit => ctx.decode::<TxnOffsetCommitRequest>(body).map(drop),
+        ApiKey::EndTxn => ctx.decode::<EndTxnRequest>(body).map(drop),
+        ApiKey::DescribeTransactions => ctx.decode::<DescribeTransactionsRequest>(body).map(drop),
+        ApiKey::ListTransactions => ctx.decode::<ListTransactionsRequest>(body).map(drop),
         ApiKey::SaslHandshake => ctx.decode::<SaslHandshakeRequest>(body).map(drop),
         ApiKey::SaslAuthenticate => ctx.decode::<SaslAuthenticateRequest>(body).map(drop),
         ApiKey::AlterUserScramCredentials => ctx

@@ -82,10 +82,16 @@ throttled!(
     DescribeUserScramCredentialsResponse,
     AlterClientQuotasResponse,
     DescribeClientQuotasResponse,
-    DescribeProducersResponse,
+    AddPartitionsToTxnResponse,
+    AddOffsetsToTxnResponse,
+    TxnOffsetCommitResponse,
+    EndTxnResponse,
+    DescribeTransactionsResponse,
+    ListTransactionsResponse,
     CreateAclsResponse,
     DescribeAclsResponse,
     DeleteAclsResponse,
+    DescribeProducersResponse,
 );
 
 /// The SASL responses have no throttle field (and are exempt from quotas).

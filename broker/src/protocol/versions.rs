@@ -37,6 +37,15 @@ pub const SERVED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::SaslAuthenticate, 0, 2),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
+    // Transactions. AddPartitionsToTxn v5, AddOffsetsToTxn v4, TxnOffsetCommit v4+ and EndTxn
+    // v4+ are KIP-890 part 2 (TRANSACTION_ABORTABLE, implicit adds with Produce v12), which we
+    // do not serve; clients use the versions below.
+    (ApiKey::AddPartitionsToTxn, 0, 4),
+    (ApiKey::AddOffsetsToTxn, 0, 3),
+    (ApiKey::TxnOffsetCommit, 0, 3),
+    (ApiKey::EndTxn, 0, 3),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 1),
     (ApiKey::DescribeClientQuotas, 0, 1),
     (ApiKey::AlterClientQuotas, 0, 1),
     (ApiKey::DescribeAcls, 1, 3),
@@ -109,6 +118,16 @@ mod tests {
             ApiKey::AlterUserScramCredentials => {
                 both::<AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse>()
             }
+            ApiKey::AddPartitionsToTxn => {
+                both::<AddPartitionsToTxnRequest, AddPartitionsToTxnResponse>()
+            }
+            ApiKey::AddOffsetsToTxn => both::<AddOffsetsToTxnRequest, AddOffsetsToTxnResponse>(),
+            ApiKey::TxnOffsetCommit => both::<TxnOffsetCommitRequest, TxnOffsetCommitResponse>(),
+            ApiKey::EndTxn => both::<EndTxnRequest, EndTxnResponse>(),
+            ApiKey::DescribeTransactions => {
+                both::<DescribeTransactionsRequest, DescribeTransactionsResponse>()
+            }
+            ApiKey::ListTransactions => both::<ListTransactionsRequest, ListTransactionsResponse>(),
             ApiKey::DescribeClientQuotas => {
                 both::<DescribeClientQuotasRequest, DescribeClientQuotasResponse>()
             }
@@ -138,6 +157,7 @@ mod tests {
         assert!(is_served(ApiKey::Produce, 9));
         assert!(!is_served(ApiKey::Produce, 2));
         assert!(!is_served(ApiKey::Fetch, 13));
-        assert!(!is_served(ApiKey::AddPartitionsToTxn, 0));
+        assert!(!is_served(ApiKey::AddPartitionsToTxn, 5));
+        assert!(!is_served(ApiKey::EndTxn, 4));
     }
 }

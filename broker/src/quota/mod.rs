@@ -29,15 +29,16 @@ const IDLE_WINDOWS: u32 = 2;
 /// How many measurements may accumulate before idle ones are swept.
 const SWEEP_ABOVE: usize = 4096;
 
+/// What one measurement is kept for: the quota kind, and the user and client id (`None` where
+/// the quota that applies is not per that component).
+type MeasuredEntity = (QuotaKind, Option<String>, Option<String>);
+
 /// The quota configs and the measurements they are enforced on.
 #[derive(Debug)]
 pub struct Quotas {
     pub store: QuotaStore,
     window: Window,
-    /// Per quota kind and measured entity (user, client id; `None` where the quota that applies
-    /// is not per that component).
-    #[allow(clippy::type_complexity)]
-    rates: Mutex<HashMap<(QuotaKind, Option<String>, Option<String>), Rate>>,
+    rates: Mutex<HashMap<MeasuredEntity, Rate>>,
 }
 
 impl Quotas {

@@ -108,6 +108,9 @@ impl std::fmt::Display for QuotaEntity {
 /// The quota values of one entity, by key.
 pub type QuotaValues = BTreeMap<String, f64>;
 
+/// Changes to one entity's quotas: key → `Some(value)` to set, `None` to remove.
+pub type QuotaChange = (QuotaEntity, Vec<(String, Option<f64>)>);
+
 /// Who a request comes from, as quotas see it.
 #[derive(Debug, Clone, Copy)]
 pub struct Client<'a> {
@@ -256,13 +259,9 @@ impl QuotaStore {
             .collect()
     }
 
-    /// Applies `changes` (per entity: key → `Some(value)` to set, `None` to remove) and makes them
-    /// durable before returning; on a write failure nothing changes.
-    #[allow(clippy::type_complexity)]
-    pub fn alter(
-        &self,
-        changes: &[(QuotaEntity, Vec<(String, Option<f64>)>)],
-    ) -> Result<(), QuotaStoreError> {
+    /// Applies `changes` and makes them durable before returning; on a write failure nothing
+    /// changes.
+    pub fn alter(&self, changes: &[QuotaChange]) -> Result<(), QuotaStoreError> {
         let mut entries = self.entries.write();
         let mut next = entries.clone();
         for (entity, ops) in changes {

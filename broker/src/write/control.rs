@@ -56,14 +56,34 @@ pub fn append_marker(
 /// transactional batch is written? Called by the write path for every transactional batch,
 /// before anything is appended; an error refuses the partition's write with that code.
 ///
-/// FILLED BY THE TRANSACTION COORDINATOR (helper wt-txcoord): until it lands this accepts every
-/// write, so a transactional batch is stored and tracked as an open transaction here.
+/// Asks the transaction coordinator: the batch's producer id and epoch must be the transactional
+/// id's current ones, its transaction ongoing, and the partition in it. This is what stops a
+/// write that arrives after EndTxn decided (or a timeout aborted) the transaction.
 pub fn verify_transactional_write(
-    _broker: &Broker,
-    _transactional_id: Option<&str>,
-    _topic: &str,
-    _partition: i32,
-    _header: &BatchHeader,
+    broker: &Broker,
+    transactional_id: Option<&str>,
+    topic: &str,
+    partition: i32,
+    header: &BatchHeader,
 ) -> Result<(), ResponseError> {
-    Ok(())
+    use crate::txn::TxnError;
+    let Some(id) = transactional_id else {
+        // Transactional batches come with the transactional id they belong to.
+        return Err(ResponseError::InvalidTxnState);
+    };
+    broker
+        .transactions
+        .verify_write(
+            id,
+            header.producer_id,
+            header.producer_epoch,
+            topic,
+            partition,
+        )
+        .map_err(|e| match e {
+            // A produce from an older epoch is answered as Kafka's partition leader does.
+            TxnError::ProducerFenced => ResponseError::InvalidProducerEpoch,
+            TxnError::InvalidProducerIdMapping => ResponseError::InvalidProducerIdMapping,
+            _ => ResponseError::InvalidTxnState,
+        })
 }
