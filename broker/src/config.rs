@@ -168,6 +168,22 @@ pub struct BrokerConfig {
     pub queued_max_request_bytes: Option<u32>,
     /// `authorizer.class.name`, `super.users`, `allow.everyone.if.no.acl.found`.
     pub authorizer: AuthorizerSettings,
+    /// `http.authentication`, `http.metrics.authentication`, `http.ssl.enabled`.
+    pub http: HttpSecurity,
+    /// `http.ssl.<setting>`: the HTTP listener's own `ssl.*` settings, over the broker-wide ones.
+    pub http_tls_overrides: Vec<(String, toml::Value)>,
+}
+
+/// How the HTTP listener authenticates and encrypts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HttpSecurity {
+    /// `http.authentication=basic`: HTTP Basic against the SCRAM credentials; `none` (the
+    /// default) makes every request `User:ANONYMOUS`.
+    pub basic: bool,
+    /// `http.metrics.authentication`: `/metrics` asks for credentials too (default false).
+    pub metrics_authentication: bool,
+    /// `http.ssl.enabled`: HTTPS, with the `http.ssl.*` keystore or else the Kafka one.
+    pub tls: bool,
 }
 
 impl BrokerConfig {
@@ -196,6 +212,8 @@ impl BrokerConfig {
             connection_limits: ConnectionLimitsConfig::default(),
             queued_max_request_bytes: None,
             authorizer: AuthorizerSettings::default(),
+            http: HttpSecurity::default(),
+            http_tls_overrides: Vec::new(),
             topics: TopicDefaults {
                 num_partitions: 1,
                 auto_create_topics: true,
@@ -380,6 +398,31 @@ impl BrokerConfig {
                 self.sasl.oauth.clock_skew_seconds = int_in(key, value, 0, 3600)? as u64
             }
             "http.listen" => self.http_listen = parse_str(key, value)?,
+            "http.authentication" => {
+                self.http.basic = match string(key, value)? {
+                    "basic" => true,
+                    "none" => false,
+                    other => return Err(invalid(key, format!("'{other}' is not basic or none"))),
+                }
+            }
+            "http.metrics.authentication" => {
+                self.http.metrics_authentication = boolean(key, value)?
+            }
+            "http.ssl.enabled" => self.http.tls = boolean(key, value)?,
+            _ if key.starts_with("http.ssl.") => {
+                let setting = &key["http.".len()..];
+                // Checked now, applied over the broker-wide ssl.* when the listener starts.
+                BrokerConfig::defaults()
+                    .apply_setting(setting, value)
+                    .map_err(|e| match e {
+                        ConfigError::UnknownKey { .. } => {
+                            invalid(key, format!("unknown setting '{setting}'"))
+                        }
+                        other => other,
+                    })?;
+                self.http_tls_overrides
+                    .push((setting.to_string(), value.clone()));
+            }
             "data.dir" => self.data_dir = PathBuf::from(string(key, value)?),
             "advertised.host" => self.advertised_host = Some(string(key, value)?.to_string()),
             "log.format" => {
@@ -751,6 +794,18 @@ impl BrokerConfig {
 
     /// The TLS and SASL settings of listener `name`: the broker-wide ones with its
     /// `listener.name.<name>.*` overrides applied.
+    /// The HTTP listener's TLS settings: the broker-wide `ssl.*` with the `http.ssl.*` ones over
+    /// them. Client certificates are never asked for on HTTP (Basic authentication names users).
+    pub fn http_tls(&self) -> Result<TlsSettings, ConfigError> {
+        let mut scoped = self.clone();
+        for (setting, value) in &self.http_tls_overrides {
+            scoped.apply_setting(setting, value)?;
+        }
+        let mut tls = scoped.tls;
+        tls.client_auth = ClientAuth::None;
+        Ok(tls)
+    }
+
     fn listener_security(&self, name: &str) -> Result<(TlsSettings, SaslSettings), ConfigError> {
         let lower = name.to_lowercase();
         let mut scoped = self.clone();
@@ -1065,6 +1120,27 @@ mod tests {
         .unwrap();
         assert_eq!(config.sasl.enabled_mechanisms, ["SCRAM-SHA-512", "PLAIN"]);
         assert_eq!(config.sasl.max_reauth_ms, 60_000);
+    }
+
+    #[test]
+    fn http_security_settings_overlay_the_kafka_keystore() {
+        let config = load_text(
+            "\"ssl.keystore.location\" = \"/kafka.pem\"\n\"ssl.client.auth\" = \"required\"\n\"http.ssl.enabled\" = true\n\"http.authentication\" = \"basic\"\n",
+        )
+        .unwrap();
+        assert!(config.http.tls && config.http.basic && !config.http.metrics_authentication);
+        let tls = config.http_tls().unwrap();
+        assert_eq!(tls.keystore_location, Some(PathBuf::from("/kafka.pem")));
+        assert_eq!(tls.client_auth, ClientAuth::None);
+        let own = load_text("\"http.ssl.keystore.location\" = \"/http.pem\"\n").unwrap();
+        assert_eq!(
+            own.http_tls().unwrap().keystore_location,
+            Some(PathBuf::from("/http.pem"))
+        );
+        let err = load_text("\"http.authentication\" = \"digest\"\n").unwrap_err();
+        assert!(err.to_string().contains("basic or none"), "{err}");
+        let err = load_text("\"http.ssl.nonsense\" = 1\n").unwrap_err();
+        assert!(err.to_string().contains("unknown setting"), "{err}");
     }
 
     #[test]

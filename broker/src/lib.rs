@@ -9,7 +9,7 @@
 //! - [`protocol`]: framing, request headers, version negotiation, the connection's session
 //!   (pre-authentication gating), dispatch by API key, quota throttling (KIP-219).
 //! - [`http`]: the HTTP listener: `/health`, `/metrics`, the web console at `/ui`, the admin
-//!   API (`/v1/...`), Kafka Connect's REST API.
+//!   API (`/v1/...`), Kafka Connect's REST API; HTTP Basic, the ACLs and HTTPS in front of them.
 //! - [`connect`]: connectors run in the broker (file source and sink, WASM sinks), Kafka Connect
 //!   style; beside the HTTP listener, writing through [`write`].
 //! - [`api`]: one file per Kafka API family; request in, response out.

@@ -5,7 +5,8 @@ Usage: acl_check.py COMMAND with settings in env:
 
 Commands print one line:
   create-topics     create TOPICS (comma-separated), "ok"
-  create-acls       create ACLS (JSON: [[type, name, pattern, principal, operation, permission]])
+  create-acls       create ACLS (JSON: [[type, name, pattern, principal, operation, permission]];
+                    confluent-kafka calls the cluster resource type "broker")
                     with confluent-kafka's AdminClient: "ok" or the error's name
   describe-acls     every binding, sorted, one "type:name:pattern:principal:operation:permission"
                     per comma-separated item (or the error's name)

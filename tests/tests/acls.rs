@@ -372,3 +372,256 @@ fn an_unknown_authorizer_class_is_refused_at_start() {
         out.stderr
     );
 }
+
+/// An HTTP call with curl as `user` (`None`: no credentials): `(status, headers and body)`.
+fn curl(
+    method: &str,
+    url: &str,
+    user: Option<(&str, &str)>,
+    body: Option<&str>,
+    ca: Option<&std::path::Path>,
+) -> (u16, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-s",
+        "-i",
+        "-o",
+        "-",
+        "-w",
+        "\n%{http_code}",
+        "-X",
+        method,
+        url,
+    ]);
+    if let Some((name, password)) = user {
+        cmd.args(["-u", &format!("{name}:{password}")]);
+    }
+    if let Some(ca) = ca {
+        cmd.arg("--cacert").arg(ca);
+    }
+    match body {
+        Some(b) if b.starts_with('@') => {
+            cmd.args(["-H", "content-type: application/wasm", "--data-binary", b]);
+        }
+        Some(b) => {
+            cmd.args(["-H", "content-type: application/json", "--data-binary", b]);
+        }
+        None => {}
+    }
+    let out = run(cmd, Duration::from_secs(60));
+    let (text, code) = out.stdout.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), text.to_string())
+}
+
+fn as_user(name: &str) -> Option<(&str, String)> {
+    Some((name, password(name)))
+}
+
+fn creds<'a>(user: &'a Option<(&'a str, String)>) -> Option<(&'a str, &'a str)> {
+    user.as_ref().map(|(n, p)| (*n, p.as_str()))
+}
+
+#[test]
+fn http_deploys_need_cluster_alter_and_the_deployers_topic_rights() {
+    if python_clients().is_none() || tool("curl").is_none() {
+        return;
+    }
+    let module = common::guest_module("uppercase");
+    let broker = acl_broker(&format!(
+        "{}\"http.authentication\" = \"basic\"\n",
+        enforcing()
+    ));
+    let base = format!("http://{}", broker.http);
+    let (alice, admin, bob) = (as_user("alice"), as_user("admin"), as_user("bob"));
+
+    // /health stays open; everything else asks for credentials.
+    assert_eq!(
+        curl("GET", &format!("{base}/health"), None, None, None).0,
+        200
+    );
+    let (status, text) = curl("GET", &format!("{base}/v1/transforms"), None, None, None);
+    assert_eq!(status, 401, "{text}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("www-authenticate: basic"),
+        "{text}"
+    );
+    let (status, text) = curl(
+        "GET",
+        &format!("{base}/v1/transforms"),
+        Some(("alice", "wrong-password")),
+        None,
+        None,
+    );
+    assert_eq!(status, 401);
+    assert!(text.contains("\"error_code\":401"), "{text}");
+
+    // Without Alter on the cluster, alice may not upload or deploy code.
+    let upload = format!("@{}", module.display());
+    let (status, text) = curl(
+        "POST",
+        &format!("{base}/v1/modules"),
+        creds(&alice),
+        Some(&upload),
+        None,
+    );
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("\"error_code\":403"), "{text}");
+    let (status, text) = curl(
+        "POST",
+        &format!("{base}/v1/modules"),
+        creds(&admin),
+        Some(&upload),
+        None,
+    );
+    assert_eq!(status, 201, "{text}");
+    let hash = text
+        .split("\"module\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("module hash")
+        .to_string();
+
+    python(&broker, "admin", "create-topics", &[("TOPICS", "in,out")]);
+    let grants = r#"[
+        ["broker", "kafka-cluster", "literal", "User:alice", "alter", "allow"],
+        ["topic", "in", "literal", "User:alice", "read", "allow"],
+        ["group", "connect-", "prefixed", "User:alice", "read", "allow"]
+    ]"#;
+    assert_eq!(
+        python(&broker, "admin", "create-acls", &[("ACLS", grants)]),
+        "ok"
+    );
+    let deploy = format!(r#"{{"module":"{hash}","input":"in","outputs":["out"]}}"#);
+    let url = format!("{base}/v1/transforms/upper");
+    let (status, text) = curl("PUT", &url, creds(&bob), Some(&deploy), None);
+    assert_eq!(status, 403, "bob has no Alter on the cluster: {text}");
+    let (status, text) = curl("PUT", &url, creds(&alice), Some(&deploy), None);
+    assert_eq!(status, 403, "{text}");
+    assert!(
+        text.contains("not authorized to write topic out"),
+        "the refusal names the missing right: {text}"
+    );
+    let write_out = r#"[["topic", "out", "literal", "User:alice", "write", "allow"]]"#;
+    assert_eq!(
+        python(&broker, "admin", "create-acls", &[("ACLS", write_out)]),
+        "ok"
+    );
+    let (status, text) = curl("PUT", &url, creds(&alice), Some(&deploy), None);
+    assert_eq!(status, 201, "{text}");
+    assert!(text.contains("\"deployer\":\"User:alice\""), "{text}");
+    assert_eq!(
+        python(&broker, "admin", "produce", &[("TOPIC", "in")]),
+        "ok"
+    );
+
+    // Once alice loses Write on the output, her transform's writes are refused (policy reject).
+    assert_eq!(
+        python(&broker, "admin", "delete-acls", &[("ACLS", write_out)]),
+        "1"
+    );
+    assert_eq!(
+        python(&broker, "admin", "produce", &[("TOPIC", "in")]),
+        "INVALID_RECORD"
+    );
+
+    // Connectors: Alter on the cluster to create, and the deployer's Read on what a sink reads.
+    let sink_file = broker.data.path().join("sink.txt");
+    let connector = |topic: &str| {
+        format!(
+            r#"{{"name":"sink-{topic}","config":{{"connector.class":"FileStreamSink","topics":"{topic}","file":"{}"}}}}"#,
+            sink_file.display()
+        )
+    };
+    let connectors = format!("{base}/connectors");
+    let (status, text) = curl(
+        "POST",
+        &connectors,
+        creds(&bob),
+        Some(&connector("in")),
+        None,
+    );
+    assert_eq!(status, 403, "{text}");
+    let (status, text) = curl(
+        "POST",
+        &connectors,
+        creds(&alice),
+        Some(&connector("out")),
+        None,
+    );
+    assert_eq!(status, 403, "alice may not read out: {text}");
+    let (status, text) = curl(
+        "POST",
+        &connectors,
+        creds(&alice),
+        Some(&connector("in")),
+        None,
+    );
+    assert_eq!(status, 201, "{text}");
+    // Reads need Describe on the cluster, which Alter implies; bob has neither.
+    assert_eq!(curl("GET", &connectors, creds(&alice), None, None).0, 200);
+    assert_eq!(curl("GET", &connectors, creds(&bob), None, None).0, 403);
+}
+
+#[test]
+fn https_serves_the_admin_api_with_the_kafka_keystore_to_a_client_trusting_the_ca() {
+    let Some(openssl) = tool("openssl") else {
+        return;
+    };
+    if tool("curl").is_none() {
+        return;
+    }
+    drop(openssl);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sh = |script: &str| {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", script]).current_dir(dir.path());
+        let out = run(cmd, Duration::from_secs(60));
+        assert!(out.status.success(), "{script}: {}", out.stderr);
+    };
+    sh(
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -keyout ca.key -out ca.pem -days 2 -subj '/CN=Sluice test CA' 2>/dev/null",
+    );
+    sh("openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -keyout server.key -out server.csr -subj /CN=localhost 2>/dev/null && \
+        printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\nextendedKeyUsage=serverAuth\\n' > ext && \
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+        -out server.pem -days 2 -extfile ext 2>/dev/null && cat server.key server.pem > keystore.pem");
+    let broker = acl_broker(&format!(
+        "\"ssl.keystore.type\" = \"PEM\"\n\"ssl.keystore.location\" = \"{}\"\n\
+         \"http.ssl.enabled\" = true\n\"http.authentication\" = \"basic\"\n",
+        dir.path().join("keystore.pem").display()
+    ));
+    let ca = dir.path().join("ca.pem");
+    let base = format!("https://{}", broker.http);
+    let admin = as_user("admin");
+    let (status, text) = curl(
+        "GET",
+        &format!("{base}/v1/transforms"),
+        creds(&admin),
+        None,
+        Some(&ca),
+    );
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        curl("GET", &format!("{base}/health"), None, None, Some(&ca)).0,
+        200
+    );
+    // Without the CA the client refuses the certificate; plain HTTP gets no answer.
+    assert_eq!(
+        curl("GET", &format!("{base}/health"), None, None, None).0,
+        0
+    );
+    assert_eq!(
+        curl(
+            "GET",
+            &format!("http://{}/health", broker.http),
+            None,
+            None,
+            None
+        )
+        .0,
+        0
+    );
+}

@@ -222,6 +222,23 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
             ))
         })
         .collect();
+    // HTTPS shares a Kafka listener's TLS config (and its reloads) when the settings are equal.
+    let http_tls = if config.http.tls {
+        let settings = config.http_tls()?;
+        match tls_servers.iter().find(|(s, _)| *s == settings) {
+            Some((_, tls)) => Some(tls.clone()),
+            None => {
+                let tls = Arc::new(
+                    crate::auth::tls::TlsServer::load(settings.clone())
+                        .map_err(|e| anyhow::anyhow!("HTTP listener: TLS: {e}"))?,
+                );
+                tls_servers.push((settings, tls.clone()));
+                Some(tls)
+            }
+        }
+    } else {
+        None
+    };
     let tls_watches: Vec<_> = tls_servers
         .into_iter()
         .map(|(_, tls)| tokio::spawn(tls.watch(TLS_RELOAD_INTERVAL, stop_rx.clone())))
@@ -232,6 +249,8 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
             broker: broker.clone(),
             connect: connect.clone(),
         },
+        config.http.clone(),
+        http_tls.clone(),
         stop_rx.clone(),
     ));
     let checkpoints = tokio::spawn(checkpoint_loop(broker.clone(), stop_rx.clone()));

@@ -80,6 +80,9 @@ pub(crate) async fn run(
         if !wait_until_running(&c, &mut target).await {
             return Ok(());
         }
+        if let Some(message) = c.refused(&broker) {
+            return Err(message);
+        }
         let p = path.clone();
         let read = tokio::task::spawn_blocking(move || read_lines(&p, position))
             .await

@@ -51,6 +51,9 @@ pub struct Connector {
     pub config: Mutex<Config>,
     pub target: watch::Sender<Target>,
     pub status: Mutex<TaskStatus>,
+    /// Who created or last configured it (`User:NAME`): its reads and writes are bounded by
+    /// that principal's ACLs. `None` for connectors saved before Sluice recorded it.
+    pub deployer: Mutex<Option<String>>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -65,6 +68,76 @@ impl Connector {
     pub(crate) fn set_status(&self, state: &'static str, trace: Option<String>) {
         *self.status.lock() = TaskStatus { state, trace };
     }
+
+    /// The first right its deployer lacks now (tasks check it on every pass, so a revoked ACL
+    /// stops the connector).
+    pub(crate) fn refused(&self, broker: &Broker) -> Option<String> {
+        let deployer = self.deployer.lock().clone()?;
+        let config = self.config.lock().clone();
+        refusal(broker, &self.name, &config, &deployer)
+    }
+}
+
+/// Why `deployer` may not run connector `name` with `config`: sources need Write on their topic;
+/// sinks Read on their topics and on their group `connect-<name>`, and Write on a dead-letter
+/// topic. `None` while ACLs are off. Checked with host `*`: connectors run in the broker.
+pub(crate) fn refusal(
+    broker: &Broker,
+    name: &str,
+    config: &Config,
+    deployer: &str,
+) -> Option<String> {
+    use crate::acl::{Operation, Requester, Resource};
+    if !broker.authorizer.is_enabled() {
+        return None;
+    }
+    let who = Requester {
+        principal: deployer.to_string(),
+        host: "*".to_string(),
+    };
+    let refused = |what: String| {
+        Some(format!(
+            "deployer {deployer} of connector {name} is not authorized to {what}"
+        ))
+    };
+    let topic_right =
+        |op: Operation, topic: &str| broker.authorize(&who, op, Resource::topic(topic));
+    match config.get("connector.class").and_then(|c| Class::parse(c)) {
+        None => None,
+        Some(Class::FileStreamSource) => {
+            let topic = config.get("topic").cloned().unwrap_or_default();
+            if topic_right(Operation::Write, &topic) {
+                None
+            } else {
+                refused(format!("write topic {topic}"))
+            }
+        }
+        Some(Class::FileStreamSink | Class::WasmSink) => {
+            let list = config
+                .get("topics")
+                .cloned()
+                .filter(|t| !t.trim().is_empty());
+            let regex = config
+                .get("topics.regex")
+                .filter(|r| !r.trim().is_empty())
+                .and_then(|r| regex_lite::Regex::new(r).ok());
+            for topic in sink_topics(broker, &list, &regex) {
+                if !topic_right(Operation::Read, &topic) {
+                    return refused(format!("read topic {topic}"));
+                }
+            }
+            let group = format!("connect-{name}");
+            if !broker.authorize(&who, Operation::Read, Resource::group(&group)) {
+                return refused(format!("read group {group}"));
+            }
+            match config.get("errors.deadletterqueue.topic.name") {
+                Some(dlq) if !dlq.is_empty() && !topic_right(Operation::Write, dlq) => {
+                    refused(format!("write topic {dlq}"))
+                }
+                _ => None,
+            }
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -72,6 +145,8 @@ struct Saved {
     name: String,
     config: Config,
     target: Target,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    deployer: Option<String>,
 }
 
 /// Why a connector operation was refused (mapped to Connect's HTTP statuses).
@@ -85,6 +160,9 @@ pub enum ConnectError {
     Invalid(Vec<ConfigIssue>),
     #[error("{0}")]
     BadRequest(String),
+    /// The deployer may not read or write what the connector would.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("storage error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -123,6 +201,7 @@ impl Connect {
                         state: "UNASSIGNED",
                         trace: None,
                     }),
+                    deployer: Mutex::new(s.deployer),
                     task: Mutex::new(None),
                 });
                 (s.name, c)
@@ -169,6 +248,7 @@ impl Connect {
         name: &str,
         mut config: Config,
         create_only: bool,
+        deployer: &str,
     ) -> Result<(Arc<Connector>, bool), ConnectError> {
         if name.is_empty() || name.contains('/') || name.chars().any(char::is_control) {
             return Err(ConnectError::BadRequest(format!(
@@ -187,11 +267,15 @@ impl Connect {
         if !issues.is_empty() {
             return Err(ConnectError::Invalid(issues));
         }
+        if let Some(message) = refusal(broker, name, &config, deployer) {
+            return Err(ConnectError::Forbidden(message));
+        }
         let existing = self.connectors.lock().get(name).cloned();
         let (connector, created) = match existing {
             Some(_) if create_only => return Err(ConnectError::Exists(name.to_string())),
             Some(c) => {
                 *c.config.lock() = config;
+                *c.deployer.lock() = Some(deployer.to_string());
                 (c, false)
             }
             None => {
@@ -203,6 +287,7 @@ impl Connect {
                         state: "UNASSIGNED",
                         trace: None,
                     }),
+                    deployer: Mutex::new(Some(deployer.to_string())),
                     task: Mutex::new(None),
                 });
                 self.connectors.lock().insert(name.to_string(), c.clone());
@@ -255,6 +340,7 @@ impl Connect {
                 name: c.name.clone(),
                 config: c.config.lock().clone(),
                 target: *c.target.borrow(),
+                deployer: c.deployer.lock().clone(),
             })
             .collect();
         let json = serde_json::to_vec_pretty(&saved).map_err(std::io::Error::other)?;

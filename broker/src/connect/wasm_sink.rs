@@ -136,6 +136,9 @@ pub(crate) async fn run(broker: Arc<Broker>, c: Arc<Connector>) -> Result<(), St
         if !wait_until_running(&c, &mut target).await {
             return Ok(());
         }
+        if let Some(message) = c.refused(&broker) {
+            return Err(message);
+        }
         let committed = broker.groups.offsets.group(&group);
         let b = broker.clone();
         let settings = s.clone();

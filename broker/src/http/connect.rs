@@ -4,13 +4,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 
+use crate::acl::Requester;
 use crate::broker::Broker;
 use crate::connect::{config, Class, Connect, ConnectError, Connector, Target};
 
@@ -33,6 +34,7 @@ impl From<ConnectError> for ConnectApiError {
             ConnectError::NotFound(_) => StatusCode::NOT_FOUND,
             ConnectError::Exists(_) => StatusCode::CONFLICT,
             ConnectError::Invalid(_) | ConnectError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ConnectError::Forbidden(_) => StatusCode::FORBIDDEN,
             ConnectError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ConnectApiError(status, e.to_string())
@@ -185,6 +187,7 @@ fn body(
 
 async fn create(
     State(broker): State<Arc<Broker>>,
+    Extension(who): Extension<Requester>,
     State(connect): State<Arc<Connect>>,
     raw: std::result::Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>)> {
@@ -200,7 +203,7 @@ async fn create(
         ));
     };
     let config = config_from(value.get("config").unwrap_or(&Value::Null))?;
-    let (c, _) = connect.put(&broker, &name, config, true)?;
+    let (c, _) = connect.put(&broker, &name, config, true, &who.principal)?;
     Ok((StatusCode::CREATED, Json(info_of(&c))))
 }
 
@@ -223,12 +226,13 @@ async fn get_config(
 
 async fn put_config(
     State(broker): State<Arc<Broker>>,
+    Extension(who): Extension<Requester>,
     State(connect): State<Arc<Connect>>,
     Path(name): Path<String>,
     raw: std::result::Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>)> {
     let config = config_from(&body(raw)?)?;
-    let (c, created) = connect.put(&broker, &name, config, false)?;
+    let (c, created) = connect.put(&broker, &name, config, false, &who.principal)?;
     Ok((
         if created {
             StatusCode::CREATED
@@ -241,6 +245,7 @@ async fn put_config(
 
 async fn patch_config(
     State(broker): State<Arc<Broker>>,
+    Extension(who): Extension<Requester>,
     State(connect): State<Arc<Connect>>,
     Path(name): Path<String>,
     raw: std::result::Result<Json<Value>, axum::extract::rejection::JsonRejection>,
@@ -262,7 +267,7 @@ async fn patch_config(
             config.extend(single);
         }
     }
-    let (c, _) = connect.put(&broker, &name, config, false)?;
+    let (c, _) = connect.put(&broker, &name, config, false, &who.principal)?;
     Ok(Json(info_of(&c)))
 }
 

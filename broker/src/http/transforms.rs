@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -25,6 +25,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::acl::Requester;
 use crate::broker::Broker;
 use crate::transform::{DeployError, Deployment, OnError, Running};
 use crate::wasm::engine::MAX_MODULE_BYTES;
@@ -171,6 +172,7 @@ impl StartAt {
 
 async fn deploy(
     State(broker): State<Arc<Broker>>,
+    Extension(who): Extension<Requester>,
     Path(name): Path<String>,
     body: Result<Json<DeployBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -202,10 +204,15 @@ async fn deploy(
         timeout_ms: body.timeout_ms,
         tables: body.tables,
         state_max_bytes: body.state_max_bytes,
+        deployer: Some(who.principal),
     };
     deployment
         .validate()
         .map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))?;
+    // Code deployed into the broker may read and write only what its deployer may.
+    if let Some(refusal) = deployment.refused_by(&broker.authorizer) {
+        return Err(ApiError(StatusCode::FORBIDDEN, refusal.message));
+    }
     let b = broker.clone();
     let (running, created) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
         // Topics the deployment reads and writes are created with broker defaults if missing.
@@ -327,6 +334,7 @@ fn describe_running(broker: &Broker, r: &Running) -> Value {
         "env": d.env.iter().cloned().collect::<BTreeMap<String, String>>(),
         "on_error": d.on_error.to_string(),
         "in_place": d.in_place,
+        "deployer": d.deployer,
         "state": if d.paused { "PAUSED" } else if backfill.is_empty() { "RUNNING" } else { "BACKFILLING" },
         "limits": {
             "memory_bytes": limits.memory_bytes,

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::acl::{Authorizer, Operation, Requester, Resource};
+
 /// What happens to an input record the transform fails on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -85,6 +87,19 @@ pub struct Deployment {
     /// Cap on the state store (keys plus values, all partitions); 64 MiB when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_max_bytes: Option<u64>,
+    /// Who deployed it (`User:NAME`): what the deployment reads and writes is bounded by this
+    /// principal's ACLs. Absent for deployments made before Sluice recorded it, which run with
+    /// the broker's own rights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployer: Option<String>,
+}
+
+/// Why a deployment may not run as its deployer: the right missing, and whether its dead-letter
+/// topic may still be written (else failed records are rejected, whatever the policy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub message: String,
+    pub may_dead_letter: bool,
 }
 
 fn reject() -> OnError {
@@ -195,6 +210,47 @@ impl Deployment {
     }
 
     /// The topics this deployment writes to (for cycle checks and auto-creation).
+    /// The first right the deployer lacks: Read on the input, Write on each output (on the input
+    /// too when in place) and on the dead-letter topic. `None` while ACLs are off or for a
+    /// deployment without a recorded deployer. Checked with host `*`, since a deployment runs
+    /// in the broker, not from a client's address.
+    pub fn refused_by(&self, authorizer: &Authorizer) -> Option<Refusal> {
+        let deployer = self.deployer.as_ref()?;
+        if !authorizer.is_enabled() {
+            return None;
+        }
+        let who = Requester {
+            principal: deployer.clone(),
+            host: "*".to_string(),
+        };
+        let may =
+            |op: Operation, topic: &str| authorizer.authorize(&who, op, &Resource::topic(topic));
+        let dead_letter = match &self.on_error {
+            OnError::DeadLetter(t) => Some(t.as_str()),
+            _ => None,
+        };
+        let may_dead_letter = dead_letter.is_none_or(|t| may(Operation::Write, t));
+        let refused = |op: &str, topic: &str| Refusal {
+            message: format!(
+                "deployer {deployer} of transform {} is not authorized to {op} topic {topic}",
+                self.name
+            ),
+            may_dead_letter,
+        };
+        if !may(Operation::Read, &self.input) {
+            return Some(refused("read", &self.input));
+        }
+        if self.in_place && !may(Operation::Write, &self.input) {
+            return Some(refused("write", &self.input));
+        }
+        for t in self.outputs.iter().map(String::as_str).chain(dead_letter) {
+            if !may(Operation::Write, t) {
+                return Some(refused("write", t));
+            }
+        }
+        None
+    }
+
     pub fn writes(&self) -> Vec<String> {
         let mut topics = self.outputs.clone();
         if let OnError::DeadLetter(t) = &self.on_error {
@@ -222,6 +278,7 @@ mod tests {
             timeout_ms: None,
             tables: vec![],
             state_max_bytes: None,
+            deployer: None,
         }
     }
 

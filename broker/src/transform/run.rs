@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 
 use super::deployment::OnError;
 use super::registry::Running;
+use crate::acl::Authorizer;
 use crate::records::record::RecordIter;
 use crate::records::NewRecord;
 use crate::wasm::abi::{BatchInput, GuestOutput, OutputSection};
@@ -39,17 +40,19 @@ pub(crate) struct Source<'a> {
 /// while it still lies in guest memory (checked), so the caller copies it once, straight into
 /// the batch it belongs in; a narrowed batch hands over one section per guest call that
 /// succeeded. Under `reject` sections may have been handed over before the verdict: the caller
-/// drops them.
+/// drops them. A deployment whose deployer has lost a right it needs (see
+/// [`super::Deployment::refused_by`]) runs nothing: every record fails with that message.
 pub(crate) fn decide(
     engine: &WasmEngine,
+    authorizer: &Authorizer,
     running: &Running,
     source: Source<'_>,
     input: &BatchInput<'_>,
     on_section: &mut dyn FnMut(&OutputSection<'_>),
 ) -> Decision {
-    let (name, policy) = {
+    let (name, mut policy, refusal) = {
         let d = running.deployment.read();
-        (d.name.clone(), d.on_error.clone())
+        (d.name.clone(), d.on_error.clone(), d.refused_by(authorizer))
     };
     running.stats.batches.fetch_add(1, Ordering::Relaxed);
     running
@@ -58,7 +61,18 @@ pub(crate) fn decide(
         .fetch_add(u64::from(input.record_count), Ordering::Relaxed);
     let narrow = policy != OnError::Reject;
     let mut errors = Vec::new();
-    let produced = run_narrowing(engine, running, input, 0, narrow, on_section, &mut errors);
+    let produced = match refusal {
+        Some(refusal) => {
+            running.failed(&refusal.message);
+            if !refusal.may_dead_letter {
+                policy = OnError::Reject;
+            }
+            let count = input.record_count as usize;
+            errors.extend((0..count).map(|i| (i, refusal.message.clone())));
+            0
+        }
+        None => run_narrowing(engine, running, input, 0, narrow, on_section, &mut errors),
+    };
     running
         .stats
         .records_out

@@ -131,6 +131,7 @@ fn replay(
                 let mut out = OutputBatches::new(broker, source, &outputs_of);
                 match run::decide(
                     &broker.transforms.engine,
+                    &broker.authorizer,
                     running,
                     source,
                     &input,

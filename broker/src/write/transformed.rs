@@ -135,6 +135,7 @@ pub(super) fn append(
                 let mut failed = None;
                 let decision = run::decide(
                     &broker.transforms.engine,
+                    &broker.authorizer,
                     t,
                     source,
                     &guest_input,
@@ -162,6 +163,7 @@ pub(super) fn append(
             } else {
                 let decision = run::decide(
                     &broker.transforms.engine,
+                    &broker.authorizer,
                     t,
                     source,
                     &guest_input,
