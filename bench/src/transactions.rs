@@ -49,11 +49,14 @@ pub(crate) fn produce(
         for _ in 0..n {
             send(&producer, topic, &value)?;
         }
-        match per_transaction {
-            Some(_) => producer
+        // Flushed first by the crate's own polling flush: librdkafka's flush inside
+        // commit_transaction waits in 100 ms steps when delivery reports go to an event queue,
+        // which would time the client, not the broker.
+        producer.flush(TIMEOUT).context("flush")?;
+        if per_transaction.is_some() {
+            producer
                 .commit_transaction(TIMEOUT)
-                .context("commit_transaction")?,
-            None => producer.flush(TIMEOUT).context("flush")?,
+                .context("commit_transaction")?;
         }
         sent += n;
     }
