@@ -608,6 +608,73 @@ fn https_serves_the_admin_api_with_the_kafka_keystore_to_a_client_trusting_the_c
         curl("GET", &format!("{base}/health"), None, None, Some(&ca)).0,
         200
     );
+    // The CLI: credentials and the CA from flags, from env vars, or from a profile file.
+    let (admin_user, admin_password) = creds(&admin).expect("admin credentials");
+    let cli = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = Command::new(sluice_binary());
+        cmd.args(["transform", "list"])
+            .args(args)
+            .env("HOME", dir.path())
+            .env_remove("SLUICE_ADMIN")
+            .env_remove("SLUICE_USER")
+            .env_remove("SLUICE_PASSWORD")
+            .env_remove("SLUICE_CA")
+            .env_remove("SLUICE_PROFILE");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        run(cmd, Duration::from_secs(60))
+    };
+    let ca_path = ca.display().to_string();
+    let flags = cli(
+        &[
+            "--admin",
+            &base,
+            "--ca",
+            &ca_path,
+            "--user",
+            admin_user,
+            "--password",
+            admin_password,
+        ],
+        &[],
+    );
+    assert!(flags.status.success(), "{}", flags.stderr);
+    let env = cli(
+        &[],
+        &[
+            ("SLUICE_ADMIN", &base),
+            ("SLUICE_CA", &ca_path),
+            ("SLUICE_USER", admin_user),
+            ("SLUICE_PASSWORD", admin_password),
+        ],
+    );
+    assert!(env.status.success(), "{}", env.stderr);
+    let profile = dir.path().join(".config/sluice/profile.toml");
+    std::fs::create_dir_all(profile.parent().expect("profile dir")).expect("profile dir");
+    std::fs::write(
+        &profile,
+        format!(
+            "admin = \"{base}\"\nca = \"{ca_path}\"\nuser = \"{admin_user}\"\npassword = \"{admin_password}\"\n"
+        ),
+    )
+    .expect("profile");
+    let from_profile = cli(&[], &[]);
+    assert!(from_profile.status.success(), "{}", from_profile.stderr);
+    // A wrong password is the broker's 401, in one line; no CA is a refused certificate.
+    let wrong = cli(&["--password", "not-it"], &[]);
+    assert!(!wrong.status.success());
+    assert!(wrong.stderr.contains("HTTP 401"), "{}", wrong.stderr);
+    assert_eq!(wrong.stderr.trim().lines().count(), 1, "{}", wrong.stderr);
+    std::fs::remove_file(&profile).expect("profile removed");
+    let untrusted = cli(&["--admin", &base], &[]);
+    assert!(!untrusted.status.success());
+    assert!(
+        untrusted.stderr.contains("cannot reach the broker's HTTP API"),
+        "{}",
+        untrusted.stderr
+    );
+
     // Without the CA the client refuses the certificate; plain HTTP gets no answer.
     assert_eq!(
         curl("GET", &format!("{base}/health"), None, None, None).0,

@@ -7,6 +7,7 @@
 //! - [`output`]: tables, JSON, and record formats for `topic consume`.
 //! - `topic`, `produce`, `consume`, `group`, `cluster`, `quota`: one file per command family.
 
+mod admin;
 mod cluster;
 mod consume;
 mod group;

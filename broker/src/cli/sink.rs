@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde_json::{json, Value};
 
-use super::transform::{agent, call, parse_env, print, Admin};
+use super::admin::{call, Admin};
+use super::transform::{parse_env, print};
 
 /// `sluice sink` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -69,11 +70,12 @@ pub(super) fn run(command: SinkCommand) -> anyhow::Result<()> {
             dead_letter_topic,
             admin,
         } => {
+            let http = admin.connect()?;
             let bytes = std::fs::read(&module)
                 .with_context(|| format!("cannot read {}", module.display()))?;
-            let a = agent();
+            let a = &http.agent;
             let uploaded = call(
-                a.post(format!("{}/v1/modules", admin.admin))
+                a.post(format!("{}/v1/modules", http.base))
                     .header("content-type", "application/wasm")
                     .send(&bytes[..]),
                 "upload",
@@ -110,7 +112,7 @@ pub(super) fn run(command: SinkCommand) -> anyhow::Result<()> {
                 set(&mut config, &format!("env.{k}"), v);
             }
             call(
-                a.put(format!("{}/connectors/{name}/config", admin.admin))
+                a.put(format!("{}/connectors/{name}/config", http.base))
                     .send_json(config),
                 "deploy",
             )?;
@@ -120,18 +122,20 @@ pub(super) fn run(command: SinkCommand) -> anyhow::Result<()> {
             Ok(())
         }
         SinkCommand::Status { name, admin } => {
+            let http = admin.connect()?;
             print(&call(
-                agent()
-                    .get(format!("{}/connectors/{name}/status", admin.admin))
+                http.agent
+                    .get(format!("{}/connectors/{name}/status", http.base))
                     .call(),
                 "status",
             )?);
             Ok(())
         }
         SinkCommand::Remove { name, admin } => {
+            let http = admin.connect()?;
             call(
-                agent()
-                    .delete(format!("{}/connectors/{name}", admin.admin))
+                http.agent
+                    .delete(format!("{}/connectors/{name}", http.base))
                     .call(),
                 "remove",
             )?;

@@ -6,6 +6,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
+use super::admin::{call, Admin};
 
 /// `sluice transform` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -105,14 +106,6 @@ pub(super) enum TransformCommand {
         #[command(flatten)]
         admin: Admin,
     },
-}
-
-/// Where the broker's HTTP admin API is.
-#[derive(Debug, clap::Args)]
-pub(super) struct Admin {
-    /// Broker HTTP address.
-    #[arg(long, env = "SLUICE_ADMIN", default_value = "http://127.0.0.1:8083")]
-    pub(super) admin: String,
 }
 
 pub(super) fn parse_env(text: &str) -> Result<(String, String), String> {
@@ -226,38 +219,6 @@ fn rfc3339_ms(text: &str) -> Option<i64> {
     Some(((days * 24 + hh) * 60 + mm) * 60_000 + ss * 1000 + millis)
 }
 
-pub(super) fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
-
-/// Sends a request; a non-2xx answer becomes an error carrying the broker's message.
-pub(super) fn call(
-    request: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    what: &str,
-) -> anyhow::Result<Value> {
-    let mut response =
-        request.with_context(|| format!("{what}: cannot reach the broker's HTTP API"))?;
-    let status = response.status();
-    let text = response.body_mut().read_to_string().unwrap_or_default();
-    let body: Value = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or(Value::String(text))
-    };
-    if !status.is_success() {
-        let message = body
-            .get("message")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .unwrap_or_else(|| body.to_string());
-        bail!("{what}: {message} (HTTP {})", status.as_u16());
-    }
-    Ok(body)
-}
-
 pub(super) fn print(value: &Value) {
     println!(
         "{}",
@@ -284,11 +245,12 @@ pub(super) fn run(command: TransformCommand) -> anyhow::Result<()> {
             from,
             admin,
         } => {
+            let http = admin.connect()?;
             let bytes = std::fs::read(&module)
                 .with_context(|| format!("cannot read {}", module.display()))?;
-            let a = agent();
+            let a = &http.agent;
             let uploaded = call(
-                a.post(format!("{}/v1/modules", admin.admin))
+                a.post(format!("{}/v1/modules", http.base))
                     .header("content-type", "application/wasm")
                     .send(&bytes[..]),
                 "upload",
@@ -303,7 +265,7 @@ pub(super) fn run(command: TransformCommand) -> anyhow::Result<()> {
                 .map(|(k, v)| (k, Value::String(v)))
                 .collect();
             let deployed = call(
-                a.put(format!("{}/v1/transforms/{name}", admin.admin))
+                a.put(format!("{}/v1/transforms/{name}", http.base))
                     .send_json(json!({
                         "module": hash,
                         "input": input,
@@ -340,8 +302,9 @@ pub(super) fn run(command: TransformCommand) -> anyhow::Result<()> {
             Ok(())
         }
         TransformCommand::List { admin } => {
+            let http = admin.connect()?;
             let all = call(
-                agent().get(format!("{}/v1/transforms", admin.admin)).call(),
+                http.agent.get(format!("{}/v1/transforms", http.base)).call(),
                 "list",
             )?;
             for d in all.as_array().into_iter().flatten() {
@@ -357,20 +320,22 @@ pub(super) fn run(command: TransformCommand) -> anyhow::Result<()> {
             Ok(())
         }
         TransformCommand::Describe { name, admin } => {
+            let http = admin.connect()?;
             print(&call(
-                agent()
-                    .get(format!("{}/v1/transforms/{name}", admin.admin))
+                http.agent
+                    .get(format!("{}/v1/transforms/{name}", http.base))
                     .call(),
                 "describe",
             )?);
             Ok(())
         }
         TransformCommand::Logs { name, tail, admin } => {
+            let http = admin.connect()?;
             let logs = call(
-                agent()
+                http.agent
                     .get(format!(
                         "{}/v1/transforms/{name}/logs?tail={tail}",
-                        admin.admin
+                        http.base
                     ))
                     .call(),
                 "logs",
@@ -381,9 +346,10 @@ pub(super) fn run(command: TransformCommand) -> anyhow::Result<()> {
             Ok(())
         }
         TransformCommand::Pause { name, admin } => {
+            let http = admin.connect()?;
             call(
-                agent()
-                    .post(format!("{}/v1/transforms/{name}/pause", admin.admin))
+                http.agent
+                    .post(format!("{}/v1/transforms/{name}/pause", http.base))
                     .send_empty(),
                 "pause",
             )?;
@@ -391,9 +357,10 @@ pub(super) fn run(command: TransformCommand) -> anyhow::Result<()> {
             Ok(())
         }
         TransformCommand::Resume { name, admin } => {
+            let http = admin.connect()?;
             call(
-                agent()
-                    .post(format!("{}/v1/transforms/{name}/resume", admin.admin))
+                http.agent
+                    .post(format!("{}/v1/transforms/{name}/resume", http.base))
                     .send_empty(),
                 "resume",
             )?;
@@ -401,9 +368,10 @@ pub(super) fn run(command: TransformCommand) -> anyhow::Result<()> {
             Ok(())
         }
         TransformCommand::Remove { name, admin } => {
+            let http = admin.connect()?;
             call(
-                agent()
-                    .delete(format!("{}/v1/transforms/{name}", admin.admin))
+                http.agent
+                    .delete(format!("{}/v1/transforms/{name}", http.base))
                     .call(),
                 "remove",
             )?;
