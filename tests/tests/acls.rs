@@ -670,7 +670,9 @@ fn https_serves_the_admin_api_with_the_kafka_keystore_to_a_client_trusting_the_c
     let untrusted = cli(&["--admin", &base], &[]);
     assert!(!untrusted.status.success());
     assert!(
-        untrusted.stderr.contains("cannot reach the broker's HTTP API"),
+        untrusted
+            .stderr
+            .contains("cannot reach the broker's HTTP API"),
         "{}",
         untrusted.stderr
     );

@@ -72,8 +72,8 @@ impl Admin {
         }
         match (user, password) {
             (Some(user), Some(password)) => {
-                let token = base64::engine::general_purpose::STANDARD
-                    .encode(format!("{user}:{password}"));
+                let token =
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
                 let value = ureq::http::HeaderValue::from_str(&format!("Basic {token}"))
                     .context("the user or password holds characters HTTP headers cannot")?;
                 config = config.middleware(
@@ -119,7 +119,8 @@ impl Admin {
 
 /// A TLS config trusting exactly the certificates in the PEM file `ca`.
 fn tls_trusting(ca: &Path) -> anyhow::Result<ureq::tls::TlsConfig> {
-    let pem = std::fs::read(ca).with_context(|| format!("cannot read the CA file {}", ca.display()))?;
+    let pem =
+        std::fs::read(ca).with_context(|| format!("cannot read the CA file {}", ca.display()))?;
     let mut certs = Vec::new();
     for item in ureq::tls::parse_pem(&pem) {
         match item.with_context(|| format!("{}: not PEM", ca.display()))? {

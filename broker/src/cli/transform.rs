@@ -6,6 +6,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
+
 use super::admin::{call, Admin};
 
 /// `sluice transform` subcommands.
@@ -304,7 +305,9 @@ pub(super) fn run(command: TransformCommand) -> anyhow::Result<()> {
         TransformCommand::List { admin } => {
             let http = admin.connect()?;
             let all = call(
-                http.agent.get(format!("{}/v1/transforms", http.base)).call(),
+                http.agent
+                    .get(format!("{}/v1/transforms", http.base))
+                    .call(),
                 "list",
             )?;
             for d in all.as_array().into_iter().flatten() {
