@@ -49,9 +49,7 @@ pub(crate) fn produce(
         for _ in 0..n {
             send(&producer, topic, &value)?;
         }
-        // Flushed first by the crate's own polling flush: librdkafka's flush inside
-        // commit_transaction waits in 100 ms steps when delivery reports go to an event queue,
-        // which would time the client, not the broker.
+        // Every record of the transaction delivered (and its report served) before the commit.
         producer.flush(TIMEOUT).context("flush")?;
         if per_transaction.is_some() {
             producer
