@@ -440,20 +440,6 @@ fn kafka_connect_internal_topics_are_accepted() {
     assert_eq!(out.stdout.trim(), "ok");
 }
 
-/// The Python interpreter with confluent-kafka, or `None` (skipped) outside CI.
 fn python_clients() -> Option<String> {
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string());
-    let found = Command::new(&python)
-        .args(["-c", "import confluent_kafka"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if found {
-        return Some(python);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "confluent-kafka missing: scripts/test.sh installs it"
-    );
-    eprintln!("SKIPPED: confluent-kafka not installed (run scripts/test.sh)");
-    None
+    common::python_importing(&common::default_python(), "confluent_kafka")
 }

@@ -13,23 +13,11 @@ use common::{run, workspace_root, Broker, Options};
 
 /// The Python interpreter of Quix Streams' own venv (it pins an older confluent-kafka than the
 /// other Python tests), or `None` (skipped) outside CI.
-fn quix_python() -> Option<PathBuf> {
+fn quix_python() -> Option<String> {
     let python = std::env::var_os("QUIX_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("tests/python/.venv-quix/bin/python"));
-    let found = Command::new(&python)
-        .args(["-c", "import quixstreams"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if found {
-        return Some(python);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "Quix Streams missing: scripts/test.sh installs it into tests/python/.venv-quix"
-    );
-    eprintln!("SKIPPED: Quix Streams not installed (run scripts/test.sh)");
-    None
+    common::python_importing(&python.to_string_lossy(), "quixstreams")
 }
 
 fn quix_app(guarantee: &str) {

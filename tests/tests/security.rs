@@ -264,21 +264,7 @@ fn kcat_round_trip(addr: &str, security: &[String], topic: &str, value: &str) {
 }
 
 fn python_clients() -> Option<String> {
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string());
-    let ok = Command::new(&python)
-        .args(["-c", "import confluent_kafka, kafka"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if ok {
-        return Some(python);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "python clients missing: scripts/test.sh installs them"
-    );
-    eprintln!("SKIPPED: confluent-kafka / kafka-python not installed (run scripts/test.sh)");
-    None
+    common::python_importing(&common::default_python(), "confluent_kafka, kafka")
 }
 
 /// Runs `tests/python/security_check.py COMMAND` with `env`; its stdout, trimmed.

@@ -15,23 +15,8 @@ use common::{run, stored_codecs, tool, workspace_root, Broker, Options};
 
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(240);
 
-/// The Python with confluent-kafka, or `None` (skipped) when it is missing outside CI.
 fn python() -> Option<String> {
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string());
-    let found = Command::new(&python)
-        .args(["-c", "import confluent_kafka"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if found {
-        return Some(python);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "confluent-kafka missing: scripts/test.sh installs it"
-    );
-    eprintln!("SKIPPED: confluent-kafka not installed (run scripts/test.sh)");
-    None
+    common::python_importing(&common::default_python(), "confluent_kafka")
 }
 
 fn set(codecs: &[&'static str]) -> BTreeSet<&'static str> {

@@ -38,22 +38,8 @@ fn options_on_fixed_port() -> Options {
     }
 }
 
-/// The Python interpreter with confluent-kafka, or `None` (skipped) outside CI.
 fn python() -> Option<String> {
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string());
-    let found = Command::new(&python)
-        .args(["-c", "import confluent_kafka"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if found {
-        return Some(python);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "confluent-kafka missing: scripts/test.sh installs it"
-    );
-    eprintln!("SKIPPED: confluent-kafka not installed (run scripts/test.sh)");
-    None
+    common::python_importing(&common::default_python(), "confluent_kafka")
 }
 
 fn script(python: &str, broker: &Broker, args: &[&str]) -> Command {

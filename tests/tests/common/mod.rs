@@ -464,3 +464,27 @@ pub fn unused_port() -> u16 {
         .map(|a| a.port())
         .expect("an ephemeral port")
 }
+
+/// `python` if it can import `modules` (e.g. `"confluent_kafka, kafka"`), else `None`: the
+/// test is skipped outside CI, and fails under CI (`CI` set), where scripts/test.sh installs
+/// every Python client the tests use.
+pub fn python_importing(python: &str, modules: &str) -> Option<String> {
+    let found = Command::new(python)
+        .args(["-c", &format!("import {modules}")])
+        .status()
+        .is_ok_and(|s| s.success());
+    if found {
+        return Some(python.to_string());
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{python} cannot import {modules}: scripts/test.sh installs them"
+    );
+    eprintln!("SKIPPED: {python} cannot import {modules} (run scripts/test.sh)");
+    None
+}
+
+/// The Python of the client tests: `$PYTHON`, or `python3`.
+pub fn default_python() -> String {
+    std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string())
+}
