@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -99,12 +99,7 @@ pub struct OffsetStore {
 
 fn frame(record: &Record) -> Vec<u8> {
     // Serializing plain data to JSON cannot fail.
-    let payload = serde_json::to_vec(record).unwrap_or_default();
-    let mut out = Vec::with_capacity(payload.len() + 8);
-    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    out.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
-    out.extend_from_slice(&payload);
-    out
+    crate::meta::framed::frame(&serde_json::to_vec(record).unwrap_or_default())
 }
 
 fn apply(live: &mut Live, record: Record) {
@@ -146,25 +141,17 @@ fn apply(live: &mut Live, record: Record) {
 /// Replays `bytes`; returns the state and how many leading bytes were valid.
 fn replay(bytes: &[u8]) -> (Live, usize) {
     let mut live = Live::default();
-    let mut at = 0;
-    while bytes.len() - at >= 8 {
-        let len =
-            u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as usize;
-        let crc = u32::from_be_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]);
-        if len > MAX_RECORD || bytes.len() - at - 8 < len {
-            break;
-        }
-        let payload = &bytes[at + 8..at + 8 + len];
-        if crc32c::crc32c(payload) != crc {
-            break;
-        }
-        let Ok(record) = serde_json::from_slice::<Record>(payload) else {
-            break;
-        };
-        apply(&mut live, record);
-        at += 8 + len;
-    }
-    (live, at)
+    let valid =
+        crate::meta::framed::walk(bytes, MAX_RECORD, |payload| {
+            match serde_json::from_slice::<Record>(payload) {
+                Ok(record) => {
+                    apply(&mut live, record);
+                    true
+                }
+                Err(_) => false,
+            }
+        });
+    (live, valid)
 }
 
 fn snapshot(live: &Live) -> Vec<u8> {
@@ -191,32 +178,12 @@ fn snapshot(live: &Live) -> Vec<u8> {
 impl OffsetStore {
     /// Opens the store at `path`, replaying it and truncating a torn tail.
     pub fn open(path: &Path) -> std::io::Result<OffsetStore> {
-        // Append mode: every write lands at the end, also after a torn tail was cut off.
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
-        let (live, valid) = replay(&bytes);
-        if valid < bytes.len() {
-            tracing::warn!(file = %path.display(), kept = valid, dropped = bytes.len() - valid, "truncating a torn tail of the offsets log");
-            file.set_len(valid as u64)?;
-            file.sync_all()?;
-        }
-        if bytes.is_empty() {
-            // A new (or empty) file: its directory entry must be durable before the first
-            // commit's fsync can make anything in it so.
-            if let Some(dir) = path.parent() {
-                File::open(dir)?.sync_all()?;
-            }
-        }
+        let (file, live, valid) = crate::meta::framed::open(path, "offsets log", replay)?;
         let store = OffsetStore {
             path: path.to_path_buf(),
             inner: Mutex::new(Inner {
                 file,
-                size: valid as u64,
+                size: valid,
                 live,
                 appended: 0,
             }),

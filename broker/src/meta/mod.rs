@@ -19,6 +19,7 @@
 //! | `acls.json` | [`crate::acl`] | ACL bindings (CreateAcls / DeleteAcls) |
 
 mod atomic;
+pub(crate) mod framed;
 
 use std::path::{Path, PathBuf};
 

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
@@ -54,68 +54,39 @@ struct Inner {
 
 fn frame(record: &Record) -> std::io::Result<Vec<u8>> {
     let payload = serde_json::to_vec(record).map_err(std::io::Error::other)?;
-    let mut out = Vec::with_capacity(payload.len() + 8);
-    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    out.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
-    out.extend_from_slice(&payload);
-    Ok(out)
+    Ok(crate::meta::framed::frame(&payload))
 }
 
-/// Replays `bytes`: each id's last metadata, the number of valid records and where they end.
-fn replay(bytes: &[u8]) -> (HashMap<String, TxnMeta>, usize, usize) {
+/// Replays `bytes`: each id's last metadata and the number of valid records, and where they
+/// end.
+fn replay(bytes: &[u8]) -> ((HashMap<String, TxnMeta>, usize), usize) {
     let mut live = HashMap::new();
-    let mut pos = 0;
     let mut records = 0;
-    while let Some(header) = bytes.get(pos..pos + 8) {
-        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
-        let crc = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
-        if len > MAX_RECORD {
-            break;
-        }
-        let Some(payload) = bytes.get(pos + 8..pos + 8 + len) else {
-            break;
-        };
-        if crc32c::crc32c(payload) != crc {
-            break;
-        }
-        let Ok(record) = serde_json::from_slice::<Record>(payload) else {
-            break;
-        };
-        live.insert(record.id, record.meta);
-        records += 1;
-        pos += 8 + len;
-    }
-    (live, records, pos)
+    let valid =
+        crate::meta::framed::walk(bytes, MAX_RECORD, |payload| {
+            match serde_json::from_slice::<Record>(payload) {
+                Ok(record) => {
+                    live.insert(record.id, record.meta);
+                    records += 1;
+                    true
+                }
+                Err(_) => false,
+            }
+        });
+    ((live, records), valid)
 }
 
 impl TxnStore {
     /// Opens (or creates) the log at `path`: replays it, cuts a torn tail, and rewrites it as a
     /// snapshot when superseded records dominate. Returns the live metadata.
     pub fn open(path: &Path) -> std::io::Result<(TxnStore, HashMap<String, TxnMeta>)> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
-        let (live, records, valid) = replay(&bytes);
-        if valid < bytes.len() {
-            tracing::warn!(file = %path.display(), kept = valid, dropped = bytes.len() - valid, "truncating a torn tail of the transaction log");
-            file.set_len(valid as u64)?;
-            file.sync_all()?;
-        }
-        if bytes.is_empty() {
-            // The new file's directory entry must be durable before its first fsync means anything.
-            if let Some(dir) = path.parent() {
-                crate::meta::sync_dir(dir)?;
-            }
-        }
+        let (file, (live, records), valid) =
+            crate::meta::framed::open(path, "transaction log", replay)?;
         let store = TxnStore {
             path: path.to_path_buf(),
             inner: Mutex::new(Inner {
                 file,
-                size: valid as u64,
+                size: valid,
                 records,
             }),
         };
@@ -208,7 +179,7 @@ mod tests {
         let (_store, live) = TxnStore::open(&path).unwrap();
         assert_eq!(live["a"].producer_epoch, 4);
         assert_eq!(live["b"], b);
-        let (_, records, _) = replay(&std::fs::read(&path).unwrap());
+        let ((_, records), _) = replay(&std::fs::read(&path).unwrap());
         assert_eq!(records, 2, "rewritten to one record per id");
     }
 
@@ -249,7 +220,7 @@ mod tests {
             live.insert("a".into(), m.clone());
             store.append("a", &m, &live).unwrap();
         }
-        let (_, records, _) = replay(&std::fs::read(&path).unwrap());
+        let ((_, records), _) = replay(&std::fs::read(&path).unwrap());
         assert!(records < 20, "{records} records");
         drop(store);
         let (_, live) = TxnStore::open(&path).unwrap();
