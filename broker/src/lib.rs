@@ -10,6 +10,8 @@
 //!   (pre-authentication gating), dispatch by API key, quota throttling (KIP-219).
 //! - [`http`]: the HTTP listener: `/health`, `/metrics`, the web console at `/ui`, the admin
 //!   API (`/v1/...`), Kafka Connect's REST API; HTTP Basic, the ACLs and HTTPS in front of them.
+//! - [`cluster`]: cluster mode: PostgreSQL as sequencer and metadata store, record batches in
+//!   an S3-compatible object store, stateless brokers (only with `--metadata`).
 //! - [`connect`]: connectors run in the broker (file source and sink, WASM sinks), Kafka Connect
 //!   style; beside the HTTP listener, writing through [`write`].
 //! - [`api`]: one file per Kafka API family; request in, response out.
@@ -55,6 +57,7 @@ pub mod auth;
 pub mod broker;
 pub mod catalog;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod connect;
 pub mod group;

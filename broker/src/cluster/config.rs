@@ -1,0 +1,1 @@
+//! `--metadata` and `--objects`: parsing and checking the cluster-mode settings.

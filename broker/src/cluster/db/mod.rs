@@ -1,0 +1,1 @@
+//! PostgreSQL, the cluster's sequencer and metadata store.

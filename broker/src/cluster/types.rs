@@ -1,0 +1,114 @@
+//! The contract between the cluster modules: what an upload commits, what a fetch reads, who
+//! the brokers are. Plain data, no I/O.
+
+use uuid::Uuid;
+
+/// A broker's registration: its node id and the epoch that fences an older incarnation of it.
+/// Every commit a broker makes names its lease; a lapsed or superseded lease commits nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BrokerLease {
+    pub node_id: i32,
+    pub epoch: i64,
+}
+
+/// A live broker as Metadata shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerInfo {
+    pub node_id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+}
+
+/// A topic as the cluster knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicMeta {
+    pub topic_id: Uuid,
+    pub name: String,
+    pub partitions: i32,
+    /// Topic-level configs as set (Kafka names and string values); defaults are not stored.
+    pub configs: Vec<(String, String)>,
+}
+
+/// One validated v2 batch of an upload, at `byte_offset..byte_offset+byte_length` of its object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchAppend {
+    pub topic_id: Uuid,
+    pub partition: i32,
+    pub byte_offset: u64,
+    pub byte_length: u32,
+    /// Records in the batch (last offset delta + 1).
+    pub record_count: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    /// -1 for a batch without an idempotent producer.
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub is_transactional: bool,
+    pub is_control: bool,
+}
+
+/// Everything one upload carries, committed in one database transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UploadCommit {
+    pub object_key: String,
+    pub object_size: u64,
+    /// In the order the broker received them; the commit assigns offsets partition by partition
+    /// in this order.
+    pub batches: Vec<BatchAppend>,
+}
+
+/// What the commit did with one batch of an upload (same index as [`UploadCommit::batches`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchOutcome {
+    /// Stored at `base_offset..=base_offset+record_count-1`.
+    Appended {
+        base_offset: i64,
+        log_start_offset: i64,
+    },
+    /// A retry of a batch already stored (same producer, epoch and sequence): the original
+    /// offsets, nothing stored again.
+    Duplicate {
+        base_offset: i64,
+        log_start_offset: i64,
+    },
+    /// Refused with a Kafka error; nothing of it stored.
+    Refused(BatchRefusal),
+}
+
+/// Why a batch of an upload was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchRefusal {
+    UnknownTopicOrPartition,
+    OutOfOrderSequence,
+    InvalidProducerEpoch,
+    UnknownProducerId,
+}
+
+/// Where a committed batch lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchCoord {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub max_timestamp: i64,
+    pub object_key: String,
+    pub byte_offset: u64,
+    pub byte_length: u32,
+}
+
+/// A partition's offsets in the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionOffsets {
+    pub log_start_offset: i64,
+    pub high_watermark: i64,
+}
+
+/// Sent by every commit (LISTEN/NOTIFY): a partition's new high watermark, so long polls on any
+/// broker wake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitNotice {
+    pub topic_id: Uuid,
+    pub partition: i32,
+    pub high_watermark: i64,
+}
