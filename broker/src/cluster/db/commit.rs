@@ -540,3 +540,444 @@ async fn replay(
     }
     Ok(outcomes)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::cluster::db::testing::TestDb;
+    use crate::cluster::types::{CommitEvent, TopicMeta};
+
+    const LEASE: Duration = Duration::from_secs(30);
+
+    fn batch(topic: &TopicMeta, partition: i32, records: i32) -> BatchAppend {
+        BatchAppend {
+            topic_id: topic.topic_id,
+            partition,
+            byte_offset: 0,
+            byte_length: 100,
+            record_count: records,
+            base_timestamp: 1_000,
+            max_timestamp: 1_000,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            is_transactional: false,
+            is_control: false,
+        }
+    }
+
+    fn idempotent(topic: &TopicMeta, pid: i64, epoch: i16, seq: i32, records: i32) -> BatchAppend {
+        BatchAppend {
+            producer_id: pid,
+            producer_epoch: epoch,
+            base_sequence: seq,
+            ..batch(topic, 0, records)
+        }
+    }
+
+    /// An upload of `batches`, laid out one after the other in a fresh object.
+    fn upload(mut batches: Vec<BatchAppend>) -> UploadCommit {
+        let mut at = 0;
+        for b in &mut batches {
+            b.byte_offset = at;
+            at += u64::from(b.byte_length);
+        }
+        UploadCommit {
+            object_key: format!("test/{}", Uuid::new_v4()),
+            object_size: at,
+            batches,
+        }
+    }
+
+    async fn count(db: &Db, table: &str) -> i64 {
+        let c = db.client().await.unwrap();
+        c.query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    fn base(o: &BatchOutcome) -> i64 {
+        match o {
+            BatchOutcome::Appended { base_offset, .. } => *base_offset,
+            other => panic!("not appended: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_commits_get_contiguous_offsets_in_each_ones_order() {
+        let t = TestDb::new().await;
+        let db = t.connect().await;
+        let topic = db.create_topic("t", 2, &[]).await.unwrap();
+        let a = db.register("a", 1, None, LEASE).await.unwrap();
+        let b = db.register("b", 1, None, LEASE).await.unwrap();
+        // Each broker commits uploads touching both partitions, in opposite orders, so lock
+        // order matters: a deadlock would fail a commit.
+        let commits = |lease: BrokerLease, first: i32, tag: i64| {
+            let db = db.clone();
+            let topic = topic.clone();
+            async move {
+                let mut mine = Vec::new();
+                for i in 0..15 {
+                    let mut batches = Vec::new();
+                    for j in 0..4 {
+                        let mut x = batch(&topic, (first + j) % 2, 1 + (j % 3));
+                        // Timestamps say who sent the batch and in what order.
+                        x.base_timestamp = tag * 1_000_000 + i64::from(i) * 10 + i64::from(j);
+                        batches.push(x);
+                    }
+                    let up = upload(batches);
+                    let out = db.commit_upload(&lease, &up).await.unwrap();
+                    mine.push((up, out));
+                }
+                mine
+            }
+        };
+        let (from_a, from_b) = tokio::join!(commits(a, 0, 1), commits(b, 1, 2));
+        for p in 0..2 {
+            let offsets = db
+                .partition_offsets(topic.topic_id, p)
+                .await
+                .unwrap()
+                .unwrap();
+            let coords = db
+                .batches_from(topic.topic_id, p, 0, i64::MAX)
+                .await
+                .unwrap();
+            // Contiguous from 0 to the high watermark, no overlap.
+            let mut next = 0;
+            for c in &coords {
+                assert_eq!(c.base_offset, next);
+                next = c.last_offset + 1;
+            }
+            assert_eq!(next, offsets.high_watermark);
+            // Each broker's batches appear in the order it sent them.
+            for mine in [&from_a, &from_b] {
+                let mut sent = Vec::new();
+                for (up, out) in mine {
+                    for (x, o) in up.batches.iter().zip(out) {
+                        if x.partition == p {
+                            sent.push(base(o));
+                        }
+                    }
+                }
+                assert!(sent.windows(2).all(|w| w[0] < w[1]), "{sent:?}");
+            }
+        }
+        assert_eq!(count(&db, "sluice_objects").await, 30);
+        assert_eq!(count(&db, "sluice_batches").await, 120);
+    }
+
+    #[tokio::test]
+    async fn a_retry_is_answered_with_its_original_offsets_and_stored_once() {
+        let t = TestDb::new().await;
+        let db = t.connect().await;
+        let topic = db.create_topic("t", 1, &[]).await.unwrap();
+        let a = db.register("a", 1, None, LEASE).await.unwrap();
+        let b = db.register("b", 1, None, LEASE).await.unwrap();
+        db.commit_upload(&a, &upload(vec![batch(&topic, 0, 3)]))
+            .await
+            .unwrap();
+        let first = db
+            .commit_upload(
+                &a,
+                &upload(vec![
+                    idempotent(&topic, 7, 0, 0, 5),
+                    idempotent(&topic, 7, 0, 5, 2),
+                ]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(first.iter().map(base).collect::<Vec<_>>(), [3, 8]);
+        let (batches, objects) = (
+            count(&db, "sluice_batches").await,
+            count(&db, "sluice_objects").await,
+        );
+
+        // The same batches retried through the other broker.
+        let retry = upload(vec![
+            idempotent(&topic, 7, 0, 0, 5),
+            idempotent(&topic, 7, 0, 5, 2),
+        ]);
+        let again = db.commit_upload(&b, &retry).await.unwrap();
+        let dup = |base_offset| BatchOutcome::Duplicate {
+            base_offset,
+            log_start_offset: 0,
+        };
+        assert_eq!(again, vec![dup(3), dup(8)]);
+        assert_eq!(count(&db, "sluice_batches").await, batches);
+        assert_eq!(count(&db, "sluice_objects").await, objects);
+        let hw = db
+            .partition_offsets(topic.topic_id, 0)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(hw.high_watermark, 10);
+
+        // A retry within one upload: the second copy is the first one's duplicate.
+        let twice = upload(vec![
+            idempotent(&topic, 7, 0, 7, 1),
+            idempotent(&topic, 7, 0, 7, 1),
+        ]);
+        let out = db.commit_upload(&a, &twice).await.unwrap();
+        assert_eq!(
+            out[0],
+            BatchOutcome::Appended {
+                base_offset: 10,
+                log_start_offset: 0
+            }
+        );
+        assert_eq!(out[1], dup(10));
+    }
+
+    #[tokio::test]
+    async fn out_of_order_and_old_epoch_batches_are_refused() {
+        let t = TestDb::new().await;
+        let db = t.connect().await;
+        let topic = db.create_topic("t", 1, &[]).await.unwrap();
+        let a = db.register("a", 1, None, LEASE).await.unwrap();
+        db.commit_upload(&a, &upload(vec![idempotent(&topic, 9, 1, 0, 5)]))
+            .await
+            .unwrap();
+        let refused = |r| BatchOutcome::Refused(r);
+        let out = db
+            .commit_upload(
+                &a,
+                &upload(vec![
+                    // A gap after sequence 4.
+                    idempotent(&topic, 9, 1, 6, 1),
+                    // Behind, but never stored.
+                    idempotent(&topic, 9, 1, 2, 1),
+                    // An older epoch.
+                    idempotent(&topic, 9, 0, 5, 1),
+                    // A new epoch not starting at 0.
+                    idempotent(&topic, 9, 2, 5, 1),
+                    // In order: taken, and the refusals above changed nothing.
+                    idempotent(&topic, 9, 1, 5, 1),
+                ]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            out,
+            vec![
+                refused(BatchRefusal::OutOfOrderSequence),
+                refused(BatchRefusal::OutOfOrderSequence),
+                refused(BatchRefusal::InvalidProducerEpoch),
+                refused(BatchRefusal::OutOfOrderSequence),
+                BatchOutcome::Appended {
+                    base_offset: 5,
+                    log_start_offset: 0
+                },
+            ]
+        );
+        // A new epoch from 0, then the old epoch is fenced.
+        let out = db
+            .commit_upload(
+                &a,
+                &upload(vec![
+                    idempotent(&topic, 9, 2, 0, 1),
+                    idempotent(&topic, 9, 1, 6, 1),
+                ]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            out[0],
+            BatchOutcome::Appended {
+                base_offset: 6,
+                log_start_offset: 0
+            }
+        );
+        assert_eq!(out[1], refused(BatchRefusal::InvalidProducerEpoch));
+        assert_eq!(count(&db, "sluice_batches").await, 3);
+    }
+
+    #[tokio::test]
+    async fn sequences_wrap_at_i32_max() {
+        let t = TestDb::new().await;
+        let db = t.connect().await;
+        let topic = db.create_topic("t", 1, &[]).await.unwrap();
+        let a = db.register("a", 1, None, LEASE).await.unwrap();
+        let out = db
+            .commit_upload(
+                &a,
+                &upload(vec![
+                    idempotent(&topic, 3, 0, i32::MAX - 1, 2),
+                    idempotent(&topic, 3, 0, 0, 3),
+                    idempotent(&topic, 3, 0, 3, 1),
+                ]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out.iter().map(base).collect::<Vec<_>>(), [0, 2, 5]);
+    }
+
+    #[tokio::test]
+    async fn unknown_partitions_are_refused_and_the_rest_committed() {
+        let t = TestDb::new().await;
+        let db = t.connect().await;
+        let topic = db.create_topic("t", 1, &[]).await.unwrap();
+        let a = db.register("a", 1, None, LEASE).await.unwrap();
+        let mut stranger = batch(&topic, 0, 1);
+        stranger.topic_id = Uuid::new_v4();
+        let out = db
+            .commit_upload(
+                &a,
+                &upload(vec![batch(&topic, 1, 1), stranger, batch(&topic, 0, 2)]),
+            )
+            .await
+            .unwrap();
+        let unknown = BatchOutcome::Refused(BatchRefusal::UnknownTopicOrPartition);
+        assert_eq!(out[0], unknown);
+        assert_eq!(out[1], unknown);
+        assert_eq!(
+            out[2],
+            BatchOutcome::Appended {
+                base_offset: 0,
+                log_start_offset: 0
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_fenced_lease_commits_nothing() {
+        let t = TestDb::new().await;
+        let db = t.connect().await;
+        let topic = db.create_topic("t", 1, &[]).await.unwrap();
+        let old = db.register("a", 1, None, LEASE).await.unwrap();
+        let _new = db.register("a", 1, None, LEASE).await.unwrap();
+        let up = upload(vec![batch(&topic, 0, 1)]);
+        assert!(matches!(
+            db.commit_upload(&old, &up).await,
+            Err(DbError::Fenced)
+        ));
+
+        let lapsing = db
+            .register("b", 1, None, Duration::from_millis(1))
+            .await
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while db.lease_is_current(&lapsing).await.unwrap() {
+            assert!(std::time::Instant::now() < deadline, "lease never lapsed");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(matches!(
+            db.commit_upload(&lapsing, &up).await,
+            Err(DbError::Fenced)
+        ));
+        let never = BrokerLease {
+            node_id: 999,
+            epoch: 1,
+        };
+        assert!(matches!(
+            db.commit_upload(&never, &up).await,
+            Err(DbError::Fenced)
+        ));
+
+        assert_eq!(count(&db, "sluice_batches").await, 0);
+        assert_eq!(count(&db, "sluice_objects").await, 0);
+        let hw = db
+            .partition_offsets(topic.topic_id, 0)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(hw.high_watermark, 0);
+    }
+
+    #[tokio::test]
+    async fn a_retried_commit_of_the_same_object_stores_nothing_again() {
+        let t = TestDb::new().await;
+        let db = t.connect().await;
+        let topic = db.create_topic("t", 2, &[]).await.unwrap();
+        let a = db.register("a", 1, None, LEASE).await.unwrap();
+        let mut stranger = batch(&topic, 0, 1);
+        stranger.topic_id = Uuid::new_v4();
+        let up = upload(vec![
+            batch(&topic, 0, 2),
+            batch(&topic, 1, 3),
+            idempotent(&topic, 4, 0, 0, 1),
+            stranger,
+        ]);
+        let first = db.commit_upload(&a, &up).await.unwrap();
+        let batches = count(&db, "sluice_batches").await;
+        let second = db.commit_upload(&a, &up).await.unwrap();
+        assert_eq!(count(&db, "sluice_batches").await, batches);
+        assert_eq!(&second[..2], &first[..2]);
+        assert_eq!(
+            second[2],
+            BatchOutcome::Appended {
+                base_offset: 2,
+                log_start_offset: 0
+            }
+        );
+        assert_eq!(second[3], first[3]);
+    }
+
+    #[tokio::test]
+    async fn commits_are_announced_on_the_feed() {
+        let t = TestDb::new().await;
+        let db = t.connect().await;
+        let topic = db.create_topic("t", 2, &[]).await.unwrap();
+        let a = db.register("a", 1, None, LEASE).await.unwrap();
+        let feed = db.commit_feed();
+        let mut events = feed.subscribe();
+        let first = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(first, CommitEvent::Resync);
+        db.commit_upload(&a, &upload(vec![batch(&topic, 1, 4), batch(&topic, 1, 1)]))
+            .await
+            .unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            got,
+            CommitEvent::Commit(CommitNotice {
+                topic_id: topic.topic_id,
+                partition: 1,
+                high_watermark: 5,
+            })
+        );
+    }
+
+    async fn next(events: &mut tokio::sync::broadcast::Receiver<CommitEvent>) -> CommitEvent {
+        tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .expect("an event in time")
+            .expect("the feed is open")
+    }
+
+    #[tokio::test]
+    async fn the_feed_reconnects_and_resyncs_after_losing_its_connection() {
+        let t = TestDb::new().await;
+        let db = t.connect().await;
+        let topic = db.create_topic("t", 1, &[]).await.unwrap();
+        let a = db.register("a", 1, None, LEASE).await.unwrap();
+        let feed = db.commit_feed();
+        let mut events = feed.subscribe();
+        assert_eq!(next(&mut events).await, CommitEvent::Resync);
+        // The server ends the feed's connection, as a restart would.
+        let c = db.client().await.unwrap();
+        let ended: i64 = c
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                 WHERE application_name = $1 AND datname = current_database()",
+                &[&crate::cluster::db::notify::FEED_APPLICATION_NAME],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(ended, 1);
+        assert_eq!(next(&mut events).await, CommitEvent::Resync);
+        db.commit_upload(&a, &upload(vec![batch(&topic, 0, 2)]))
+            .await
+            .unwrap();
+        assert!(matches!(next(&mut events).await, CommitEvent::Commit(n) if n.high_watermark == 2));
+    }
+}

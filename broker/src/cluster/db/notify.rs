@@ -17,6 +17,8 @@ use crate::cluster::types::{CommitEvent, CommitNotice};
 
 /// The channel commits notify.
 pub const CHANNEL: &str = "sluice_commits";
+/// The feed connection's `application_name`, so an operator (or a test) can tell it apart.
+pub const FEED_APPLICATION_NAME: &str = "sluice-commit-feed";
 /// Events kept for slow receivers; past it they see `Lagged` and must resync.
 const FEED_CAPACITY: usize = 4096;
 /// The first wait before reconnecting, doubled per failure up to [`MAX_BACKOFF`].
@@ -68,7 +70,9 @@ impl Db {
     /// feed lives). Call once per broker and share the feed.
     pub fn commit_feed(&self) -> CommitFeed {
         let (sender, _) = broadcast::channel(FEED_CAPACITY);
-        let task = tokio::spawn(listen_forever(self.config.clone(), sender.clone()));
+        let mut config = self.config.clone();
+        config.application_name(FEED_APPLICATION_NAME);
+        let task = tokio::spawn(listen_forever(config, sender.clone()));
         CommitFeed { sender, task }
     }
 }
