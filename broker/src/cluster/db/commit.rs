@@ -608,7 +608,9 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_commits_get_contiguous_offsets_in_each_ones_order() {
-        let t = TestDb::new().await;
+        let Some(t) = TestDb::new().await else {
+            return;
+        };
         let db = t.connect().await;
         let topic = db.create_topic("t", 2, &[]).await.unwrap();
         let a = db.register("a", 1, None, LEASE).await.unwrap();
@@ -672,7 +674,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_retry_is_answered_with_its_original_offsets_and_stored_once() {
-        let t = TestDb::new().await;
+        let Some(t) = TestDb::new().await else {
+            return;
+        };
         let db = t.connect().await;
         let topic = db.create_topic("t", 1, &[]).await.unwrap();
         let a = db.register("a", 1, None, LEASE).await.unwrap();
@@ -734,7 +738,9 @@ mod tests {
 
     #[tokio::test]
     async fn out_of_order_and_old_epoch_batches_are_refused() {
-        let t = TestDb::new().await;
+        let Some(t) = TestDb::new().await else {
+            return;
+        };
         let db = t.connect().await;
         let topic = db.create_topic("t", 1, &[]).await.unwrap();
         let a = db.register("a", 1, None, LEASE).await.unwrap();
@@ -797,7 +803,9 @@ mod tests {
 
     #[tokio::test]
     async fn sequences_wrap_at_i32_max() {
-        let t = TestDb::new().await;
+        let Some(t) = TestDb::new().await else {
+            return;
+        };
         let db = t.connect().await;
         let topic = db.create_topic("t", 1, &[]).await.unwrap();
         let a = db.register("a", 1, None, LEASE).await.unwrap();
@@ -817,7 +825,9 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_partitions_are_refused_and_the_rest_committed() {
-        let t = TestDb::new().await;
+        let Some(t) = TestDb::new().await else {
+            return;
+        };
         let db = t.connect().await;
         let topic = db.create_topic("t", 1, &[]).await.unwrap();
         let a = db.register("a", 1, None, LEASE).await.unwrap();
@@ -844,7 +854,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_fenced_lease_commits_nothing() {
-        let t = TestDb::new().await;
+        let Some(t) = TestDb::new().await else {
+            return;
+        };
         let db = t.connect().await;
         let topic = db.create_topic("t", 1, &[]).await.unwrap();
         let old = db.register("a", 1, None, LEASE).await.unwrap();
@@ -889,7 +901,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_retried_commit_of_the_same_object_stores_nothing_again() {
-        let t = TestDb::new().await;
+        let Some(t) = TestDb::new().await else {
+            return;
+        };
         let db = t.connect().await;
         let topic = db.create_topic("t", 2, &[]).await.unwrap();
         let a = db.register("a", 1, None, LEASE).await.unwrap();
@@ -918,7 +932,9 @@ mod tests {
 
     #[tokio::test]
     async fn commits_are_announced_on_the_feed() {
-        let t = TestDb::new().await;
+        let Some(t) = TestDb::new().await else {
+            return;
+        };
         let db = t.connect().await;
         let topic = db.create_topic("t", 2, &[]).await.unwrap();
         let a = db.register("a", 1, None, LEASE).await.unwrap();
@@ -955,7 +971,9 @@ mod tests {
 
     #[tokio::test]
     async fn the_feed_reconnects_and_resyncs_after_losing_its_connection() {
-        let t = TestDb::new().await;
+        let Some(t) = TestDb::new().await else {
+            return;
+        };
         let db = t.connect().await;
         let topic = db.create_topic("t", 1, &[]).await.unwrap();
         let a = db.register("a", 1, None, LEASE).await.unwrap();
