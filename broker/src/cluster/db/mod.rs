@@ -58,6 +58,14 @@ pub enum DbError {
     TopicAlreadyExists(String),
     #[error("unknown topic {0:?}")]
     UnknownTopic(String),
+    #[error("unknown partition {partition} of topic {topic_id}")]
+    UnknownPartition {
+        topic_id: uuid::Uuid,
+        partition: i32,
+    },
+    /// An offset past the partition's high watermark (DeleteRecords).
+    #[error("offset {offset} is past the high watermark {high_watermark}")]
+    OffsetOutOfRange { offset: i64, high_watermark: i64 },
     /// A partition count that is not positive, or not above the current one.
     #[error("invalid partition count for topic {topic:?}: {reason}")]
     InvalidPartitions { topic: String, reason: String },
