@@ -115,7 +115,7 @@ mod tests {
 
     #[tokio::test]
     async fn re_registering_keeps_the_node_id_and_fences_the_old_epoch() {
-        let Some(t) = TestDb::new().await else {
+        let Some(t) = TestDb::if_installed().await else {
             return;
         };
         let db = t.connect().await;
@@ -147,7 +147,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_lapsed_lease_is_not_renewed_and_leaves_metadata() {
-        let Some(t) = TestDb::new().await else {
+        let Some(t) = TestDb::if_installed().await else {
             return;
         };
         let db = t.connect().await;
@@ -169,7 +169,7 @@ mod tests {
 
     #[tokio::test]
     async fn deregistering_leaves_metadata_and_keeps_the_node_id() {
-        let Some(t) = TestDb::new().await else {
+        let Some(t) = TestDb::if_installed().await else {
             return;
         };
         let db = t.connect().await;

@@ -359,7 +359,7 @@ mod tests {
 
     #[tokio::test]
     async fn deleting_records_moves_the_log_start_and_drops_whole_batches_below() {
-        let Some(t) = TestDb::new().await else {
+        let Some(t) = TestDb::if_installed().await else {
             return;
         };
         let (db, lease, topic) = setup(&t).await;
@@ -393,7 +393,7 @@ mod tests {
 
     #[tokio::test]
     async fn retention_by_time_and_by_bytes() {
-        let Some(t) = TestDb::new().await else {
+        let Some(t) = TestDb::if_installed().await else {
             return;
         };
         let (db, lease, topic) = setup(&t).await;
@@ -443,7 +443,7 @@ mod tests {
 
     #[tokio::test]
     async fn unreferenced_objects_are_collected_after_the_grace_and_committed_ones_known() {
-        let Some(t) = TestDb::new().await else {
+        let Some(t) = TestDb::if_installed().await else {
             return;
         };
         let (db, lease, topic) = setup(&t).await;
@@ -489,7 +489,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_rewrite_moves_only_the_batches_still_in_the_old_object() {
-        let Some(t) = TestDb::new().await else {
+        let Some(t) = TestDb::if_installed().await else {
             return;
         };
         let (db, lease, topic) = setup(&t).await;
@@ -534,7 +534,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_broker_at_a_time_holds_the_maintenance_lease() {
-        let Some(t) = TestDb::new().await else {
+        let Some(t) = TestDb::if_installed().await else {
             return;
         };
         let db = t.connect().await;

@@ -52,14 +52,19 @@ pub(crate) struct TestDb {
 
 impl TestDb {
     /// A fresh database; `None` (the test skips) when PostgreSQL is not installed outside CI.
-    pub(crate) async fn new() -> Option<TestDb> {
+    pub(crate) async fn if_installed() -> Option<TestDb> {
         if !postgres_installed() {
             return None;
         }
+        Some(TestDb::new().await)
+    }
+
+    /// A fresh database on the shared server, which must be installed.
+    pub(crate) async fn new() -> TestDb {
         let server = tokio::task::spawn_blocking(server_url)
             .await
             .expect("start the test server");
-        Some(TestDb::on(&server).await)
+        TestDb::on(&server).await
     }
 
     /// A fresh database on the server at `server`.
