@@ -26,6 +26,43 @@ pub struct RetentionPolicy {
     pub bytes: Option<i64>,
 }
 
+impl RetentionPolicy {
+    /// The policy of a topic with `configs` (as stored: set keys only), on top of the broker's
+    /// `defaults`; `None` when its `cleanup.policy` has no `delete` (compacted only), and
+    /// [`DbError::Corrupt`] naming a value that is not a number. -1 (or any negative) is
+    /// unbounded, as in Kafka.
+    pub fn for_topic(
+        configs: &[(String, String)],
+        defaults: RetentionPolicy,
+    ) -> Result<Option<RetentionPolicy>, DbError> {
+        let get = |key: &str| {
+            configs
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        };
+        if let Some(policy) = get("cleanup.policy") {
+            if !policy.split(',').any(|p| p.trim() == "delete") {
+                return Ok(None);
+            }
+        }
+        let limit = |key: &str, default: Option<i64>| -> Result<Option<i64>, DbError> {
+            match get(key) {
+                None => Ok(default),
+                Some(v) => match v.trim().parse::<i64>() {
+                    Ok(n) if n < 0 => Ok(None),
+                    Ok(n) => Ok(Some(n)),
+                    Err(_) => Err(DbError::Corrupt(format!("{key}={v:?} is not a number"))),
+                },
+            }
+        };
+        Ok(Some(RetentionPolicy {
+            ms: limit("retention.ms", defaults.ms)?,
+            bytes: limit("retention.bytes", defaults.bytes)?,
+        }))
+    }
+}
+
 /// One batch of a rewrite: where it was, and where it is in the new object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchMove {
@@ -355,6 +392,42 @@ mod tests {
         let topic = db.create_topic("t", 1, &[]).await.unwrap().topic_id;
         let lease = db.register("a", 1, None, LEASE).await.unwrap();
         (db, lease, topic)
+    }
+
+    #[test]
+    fn a_topics_retention_comes_from_its_configs_over_the_defaults() {
+        let kv = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let defaults = RetentionPolicy {
+            ms: Some(604_800_000),
+            bytes: None,
+        };
+        assert_eq!(
+            RetentionPolicy::for_topic(&[], defaults).unwrap(),
+            Some(defaults)
+        );
+        let set = [kv("retention.ms", "-1"), kv("retention.bytes", "1000")];
+        assert_eq!(
+            RetentionPolicy::for_topic(&set, defaults).unwrap(),
+            Some(RetentionPolicy {
+                ms: None,
+                bytes: Some(1000)
+            })
+        );
+        let compacted = [kv("cleanup.policy", "compact")];
+        assert_eq!(
+            RetentionPolicy::for_topic(&compacted, defaults).unwrap(),
+            None
+        );
+        let both = [kv("cleanup.policy", "compact,delete")];
+        assert_eq!(
+            RetentionPolicy::for_topic(&both, defaults).unwrap(),
+            Some(defaults)
+        );
+        let bad = [kv("retention.ms", "soon")];
+        assert!(matches!(
+            RetentionPolicy::for_topic(&bad, defaults),
+            Err(DbError::Corrupt(_))
+        ));
     }
 
     #[tokio::test]
