@@ -110,7 +110,12 @@ fn kill9_mid_transaction_aborts_its_transform_outputs_at_the_timeout() {
     deploy_uppercase(
         &broker,
         &[
-            "--name", "up", "--input", "txf-crash", "--output", "txf-crash-out",
+            "--name",
+            "up",
+            "--input",
+            "txf-crash",
+            "--output",
+            "txf-crash-out",
         ],
     );
     let mut child = script(&py, &broker, &["open", "txf-crash", "txf-crash-id", "4000"])
@@ -147,7 +152,10 @@ fn kill9_mid_transaction_aborts_its_transform_outputs_at_the_timeout() {
         "5 outputs and their abort marker"
     );
     let committed = lines(&py, &broker, &["read", "txf-crash-out", "read_committed"]);
-    assert!(committed.is_empty(), "aborted outputs visible: {committed:?}");
+    assert!(
+        committed.is_empty(),
+        "aborted outputs visible: {committed:?}"
+    );
     assert_eq!(
         lines(&py, &broker, &["read", "txf-crash-out", "read_uncommitted"]).len(),
         5,

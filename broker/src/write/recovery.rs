@@ -109,13 +109,13 @@ fn fate(broker: &Broker, log: &PartitionLog, header: &BatchHeader) -> Fate {
                 producer_id,
                 epoch,
                 TxnState::Ongoing | TxnState::PrepareCommit,
-            )) => Fate::Open {
+            )) if epoch == header.producer_epoch => Fate::Open {
                 transactional_id,
                 producer_id,
                 epoch,
             },
-            // Fenced and being aborted, or unknown to the coordinator (which ends nothing it
-            // does not know): nothing of it may become visible.
+            // Fenced and being aborted, of an epoch since ended, or unknown to the coordinator
+            // (which ends nothing it does not know): nothing of it may become visible.
             _ => Fate::Aborted,
         };
     }
