@@ -13,10 +13,13 @@
 //!   linger deadline or size limit, then one commit; producers answered after it.
 //! - [`read`]: fetches: coordinates (cached) and ranged GETs, offsets patched into batch headers
 //!   (outside the CRC).
+//! - [`maintenance`]: the background task of the maintenance lease holder: retention, deleting
+//!   unreferenced and never-committed objects, merging small objects per partition.
 //! - [`placement`]: live brokers and the leader shown per partition (rendezvous hashing).
 
 pub mod config;
 pub mod db;
+pub mod maintenance;
 pub mod objects;
 pub mod placement;
 pub mod read;
