@@ -368,3 +368,365 @@ async fn merge_small(
     }
     Ok((written, moved))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::cluster::db::testing::TestDb;
+    use crate::cluster::types::{BatchAppend, BatchCoord, UploadCommit};
+
+    const LEASE: Duration = Duration::from_secs(30);
+    const PREFIX: &str = "uploads/";
+
+    fn settings() -> Settings {
+        let mut s = Settings::new(Duration::from_millis(50), PREFIX.into());
+        s.orphan_grace = Duration::ZERO;
+        s
+    }
+
+    /// Puts and commits one object of batches, one per `(partition, timestamp, len)`, each of
+    /// bytes of its own; returns the bytes of each batch in the order given.
+    async fn upload(
+        db: &Db,
+        objects: &Objects,
+        lease: &BrokerLease,
+        topic: Uuid,
+        batches: &[(i32, i64, u32)],
+    ) -> (String, Vec<Bytes>) {
+        let key = format!("{PREFIX}{}", Uuid::new_v4().simple());
+        let mut body = BytesMut::new();
+        let mut appends = Vec::new();
+        let mut datas = Vec::new();
+        for &(partition, ts, len) in batches {
+            let fill = (body.len() % 251) as u8;
+            let data: Vec<u8> = (0..len).map(|i| fill.wrapping_add(i as u8)).collect();
+            appends.push(BatchAppend {
+                topic_id: topic,
+                partition,
+                byte_offset: body.len() as u64,
+                byte_length: len,
+                record_count: 1,
+                base_timestamp: ts,
+                max_timestamp: ts,
+                producer_id: -1,
+                producer_epoch: -1,
+                base_sequence: -1,
+                is_transactional: false,
+                is_control: false,
+            });
+            body.extend_from_slice(&data);
+            datas.push(Bytes::from(data));
+        }
+        let size = body.len() as u64;
+        objects.put_if_absent(&key, body.freeze()).await.unwrap();
+        let up = UploadCommit {
+            object_key: key.clone(),
+            object_size: size,
+            batches: appends,
+        };
+        db.commit_upload(lease, &up).await.unwrap();
+        (key, datas)
+    }
+
+    async fn coords(db: &Db, topic: Uuid, partition: i32) -> Vec<BatchCoord> {
+        db.batches_from(topic, partition, 0, i64::MAX)
+            .await
+            .unwrap()
+    }
+
+    async fn bucket(objects: &Objects) -> HashSet<String> {
+        objects
+            .list(PREFIX)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect()
+    }
+
+    /// Runs rounds until `done` holds of the bucket (collection waits for the orphan mark to
+    /// be older than the grace, however short) or a deadline passes.
+    async fn rounds_until(
+        db: &Db,
+        objects: &Objects,
+        lease: &BrokerLease,
+        settings: &Settings,
+        done: impl Fn(&HashSet<String>) -> bool,
+    ) -> HashSet<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            run_round(db, objects, lease, settings)
+                .await
+                .unwrap()
+                .expect("holds the lease");
+            let now = bucket(objects).await;
+            if done(&now) || Instant::now() > deadline {
+                return now;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn setup(t: &TestDb, partitions: i32) -> (Db, BrokerLease, Uuid) {
+        let db = t.connect().await;
+        let topic = db
+            .create_topic("t", partitions, &[])
+            .await
+            .unwrap()
+            .topic_id;
+        let lease = db.register("a", 1, None, LEASE).await.unwrap();
+        (db, lease, topic)
+    }
+
+    #[tokio::test]
+    async fn retention_removes_old_batches_and_their_objects_go() {
+        let Some(t) = TestDb::if_installed().await else {
+            return;
+        };
+        let (db, lease, topic) = setup(&t, 1).await;
+        let objects = Objects::in_memory(0);
+        let now = now_ms();
+        let day = 24 * 3600 * 1000;
+        // Eight days old (past the 7-day default), then fresh.
+        let (old, _) = upload(&db, &objects, &lease, topic, &[(0, now - 8 * day, 10)]).await;
+        let (fresh, _) = upload(&db, &objects, &lease, topic, &[(0, now, 10)]).await;
+        let left = rounds_until(&db, &objects, &lease, &settings(), |b| !b.contains(&old)).await;
+        assert_eq!(left, HashSet::from([fresh.clone()]));
+        let kept = coords(&db, topic, 0).await;
+        assert_eq!(kept.len(), 1);
+        assert_eq!(
+            (kept[0].base_offset, kept[0].object_key.as_str()),
+            (1, fresh.as_str())
+        );
+        let offsets = db.partition_offsets(topic, 0).await.unwrap().unwrap();
+        assert_eq!(offsets.log_start_offset, 1);
+        assert!(db.is_committed(&[old]).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_uncommitted_upload_older_than_the_timeout_goes_and_a_fresh_one_stays() {
+        let Some(t) = TestDb::if_installed().await else {
+            return;
+        };
+        let (db, lease, topic) = setup(&t, 1).await;
+        let objects = Objects::in_memory(0);
+        let mut s = settings();
+        s.upload_timeout = Duration::from_millis(500);
+        let (committed, _) = upload(&db, &objects, &lease, topic, &[(0, now_ms(), 10)]).await;
+        let stale = format!("{PREFIX}stale");
+        objects.put(&stale, Bytes::from_static(b"x")).await.unwrap();
+        // Something else's object under another prefix is not ours to delete.
+        objects
+            .put("other/old", Bytes::from_static(b"y"))
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let listed = objects.list(PREFIX).await.unwrap();
+            let age = listed
+                .iter()
+                .filter_map(|o| SystemTime::now().duration_since(o.last_modified).ok())
+                .min()
+                .unwrap_or_default();
+            if age > s.upload_timeout || Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let fresh = format!("{PREFIX}fresh");
+        objects.put(&fresh, Bytes::from_static(b"z")).await.unwrap();
+        let round = run_round(&db, &objects, &lease, &s).await.unwrap().unwrap();
+        assert_eq!(round.uncommitted_deleted, 1);
+        assert_eq!(bucket(&objects).await, HashSet::from([committed, fresh]));
+        assert_eq!(objects.list("other").await.unwrap().len(), 1);
+    }
+
+    /// Every batch of `expected` reads back at its offset with its bytes, through the db's
+    /// coordinates and the objects.
+    async fn assert_readable(
+        db: &Db,
+        objects: &Objects,
+        topic: Uuid,
+        expected: &BTreeMap<(i32, i64), Bytes>,
+    ) {
+        for (&(partition, base_offset), data) in expected {
+            let coord = db
+                .batches_from(topic, partition, base_offset, 1)
+                .await
+                .unwrap()
+                .into_iter()
+                .next()
+                .expect("the batch is there");
+            assert_eq!(coord.base_offset, base_offset);
+            let got = objects
+                .get_range(
+                    &coord.object_key,
+                    coord.byte_offset..coord.byte_offset + u64::from(coord.byte_length),
+                )
+                .await
+                .unwrap();
+            assert_eq!(&got, data, "partition {partition} offset {base_offset}");
+        }
+    }
+
+    /// Three shared uploads of two partitions; returns each batch's bytes by (partition,
+    /// offset), and the upload keys.
+    async fn three_shared_uploads(
+        db: &Db,
+        objects: &Objects,
+        lease: &BrokerLease,
+        topic: Uuid,
+    ) -> (BTreeMap<(i32, i64), Bytes>, Vec<String>) {
+        let now = now_ms();
+        let mut expected = BTreeMap::new();
+        let mut keys = Vec::new();
+        let mut next = [0i64, 0];
+        for round in 0..3u32 {
+            let batches = [(0, now, 30 + round), (1, now, 17), (0, now, 5)];
+            let (key, datas) = upload(db, objects, lease, topic, &batches).await;
+            keys.push(key);
+            for (&(partition, _, _), data) in batches.iter().zip(datas) {
+                let slot = &mut next[partition as usize];
+                expected.insert((partition, *slot), data);
+                *slot += 1;
+            }
+        }
+        (expected, keys)
+    }
+
+    async fn merging_keeps_every_batch_readable(objects: Objects) {
+        let Some(t) = TestDb::if_installed().await else {
+            return;
+        };
+        let (db, lease, topic) = setup(&t, 2).await;
+        let (expected, uploads) = three_shared_uploads(&db, &objects, &lease, topic).await;
+        assert_readable(&db, &objects, topic, &expected).await;
+        let s = settings();
+        let round = run_round(&db, &objects, &lease, &s).await.unwrap().unwrap();
+        assert_eq!((round.merged_objects, round.batches_moved), (2, 9));
+        assert_readable(&db, &objects, topic, &expected).await;
+        // One object per partition now, each holding only that partition.
+        let mut merged = Vec::new();
+        for partition in 0..2 {
+            let keys: HashSet<String> = coords(&db, topic, partition)
+                .await
+                .into_iter()
+                .map(|c| c.object_key)
+                .collect();
+            assert_eq!(keys.len(), 1, "partition {partition}: {keys:?}");
+            merged.extend(keys);
+        }
+        assert!(merged.iter().all(|k| !uploads.contains(k)));
+        // The uploads are unreferenced now and go; a partition in one object is not merged again.
+        let left = rounds_until(&db, &objects, &lease, &s, |b| {
+            uploads.iter().all(|u| !b.contains(u))
+        })
+        .await;
+        assert_eq!(left, merged.iter().cloned().collect());
+        let again = run_round(&db, &objects, &lease, &s).await.unwrap().unwrap();
+        assert_eq!(again.merged_objects, 0);
+        assert_readable(&db, &objects, topic, &expected).await;
+    }
+
+    #[tokio::test]
+    async fn merging_small_objects_keeps_every_committed_batch_readable() {
+        merging_keeps_every_batch_readable(Objects::in_memory(1 << 20)).await;
+    }
+
+    #[tokio::test]
+    async fn merging_is_bounded_per_round() {
+        let Some(t) = TestDb::if_installed().await else {
+            return;
+        };
+        let (db, lease, topic) = setup(&t, 2).await;
+        let objects = Objects::in_memory(0);
+        let (expected, _) = three_shared_uploads(&db, &objects, &lease, topic).await;
+        let mut s = settings();
+        // Partition 0 (30, 5 | 31, 5 | 32, 5 bytes by upload) has no two objects within 34
+        // bytes; partition 1 (17 | 17 | 17) has: only its first two batches move.
+        s.merge_bytes_per_round = 34;
+        let round = run_round(&db, &objects, &lease, &s).await.unwrap().unwrap();
+        assert_eq!((round.merged_objects, round.batches_moved), (1, 2));
+        let p1 = coords(&db, topic, 1).await;
+        assert_eq!(p1[0].object_key, p1[1].object_key);
+        assert_ne!(p1[1].object_key, p1[2].object_key);
+        let p0_objects: HashSet<String> = coords(&db, topic, 0)
+            .await
+            .into_iter()
+            .map(|c| c.object_key)
+            .collect();
+        assert_eq!(p0_objects.len(), 3);
+        // 66 bytes: partition 0's first three batches, then the round's budget is spent.
+        s.merge_bytes_per_round = 66;
+        let round = run_round(&db, &objects, &lease, &s).await.unwrap().unwrap();
+        assert_eq!((round.merged_objects, round.batches_moved), (1, 3));
+        let p0 = coords(&db, topic, 0).await;
+        assert!(p0[..3].iter().all(|c| c.object_key == p0[0].object_key));
+        assert_ne!(p0[2].object_key, p0[3].object_key);
+        assert_eq!(coords(&db, topic, 1).await, p1);
+        assert_readable(&db, &objects, topic, &expected).await;
+    }
+
+    #[tokio::test]
+    async fn only_the_lease_holder_runs_and_a_broker_losing_it_stops() {
+        let Some(t) = TestDb::if_installed().await else {
+            return;
+        };
+        let (db, a, topic) = setup(&t, 1).await;
+        let b = db.register("b", 1, None, LEASE).await.unwrap();
+        let objects = Objects::in_memory(0);
+        let s = settings();
+        assert!(run_round(&db, &objects, &a, &s).await.unwrap().is_some());
+        assert!(run_round(&db, &objects, &b, &s).await.unwrap().is_none());
+        // A's registration is superseded (it restarted): the old incarnation does nothing.
+        let a2 = db.register("a", 1, None, LEASE).await.unwrap();
+        let day = 24 * 3600 * 1000;
+        upload(&db, &objects, &a2, topic, &[(0, now_ms() - 8 * day, 10)]).await;
+        assert!(run_round(&db, &objects, &a, &s).await.unwrap().is_none());
+        assert_eq!(coords(&db, topic, 0).await.len(), 1);
+        // B takes over; the spawned task of the new A does not run while B holds it.
+        let task_a2 = spawn(db.clone(), objects.clone(), a2, s.clone());
+        let round = run_round(&db, &objects, &b, &s).await.unwrap().unwrap();
+        assert_eq!(round.retention_moved, 1);
+        assert!(coords(&db, topic, 0).await.is_empty());
+        assert!(!db.acquire_maintenance(&a2, LEASE).await.unwrap());
+        // B gives it up: A2's task takes it and runs (its retention empties a new old batch).
+        db.release_maintenance(&b).await.unwrap();
+        upload(&db, &objects, &a2, topic, &[(0, now_ms() - 8 * day, 10)]).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !coords(&db, topic, 0).await.is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(coords(&db, topic, 0).await.is_empty());
+        assert!(!db.acquire_maintenance(&b, LEASE).await.unwrap());
+        // Stopping it releases the lease at once.
+        task_a2.stop().await;
+        assert!(db.acquire_maintenance(&b, LEASE).await.unwrap());
+    }
+
+    /// Against a real S3 server (SeaweedFS).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn merging_on_s3_keeps_every_committed_batch_readable() {
+        use crate::cluster::config::ObjectsUrl;
+        use crate::cluster::objects::Credentials;
+        use sluice_engines::Weed;
+        if !sluice_engines::require("SeaweedFS (weed)", Weed::installed()) {
+            return;
+        }
+        let weed = tokio::task::spawn_blocking(Weed::start)
+            .await
+            .unwrap()
+            .unwrap();
+        let url = ObjectsUrl::parse(&weed.objects_url()).unwrap();
+        let env: HashMap<&str, &str> = weed.env().into_iter().collect();
+        let credentials = Credentials {
+            access_key_id: env["AWS_ACCESS_KEY_ID"].to_string(),
+            secret_access_key: env["AWS_SECRET_ACCESS_KEY"].to_string(),
+            session_token: None,
+        };
+        let objects = Objects::open_with_credentials(&url, credentials, 1 << 20).unwrap();
+        merging_keeps_every_batch_readable(objects).await;
+    }
+}
