@@ -17,8 +17,11 @@
 
 pub mod config;
 pub mod db;
+pub mod node;
 pub mod objects;
 pub mod placement;
 pub mod read;
 pub mod types;
 pub mod upload;
+// TEMPORARY until cluster-infra's objects.rs lands.
+pub mod objects_tmp;
