@@ -58,6 +58,8 @@ pub struct Options {
     pub toml: String,
     /// `--flush` value.
     pub flush: Option<&'static str>,
+    /// Extra environment variables for the broker process.
+    pub env: Vec<(String, String)>,
 }
 
 /// A running broker and its data directory.
@@ -132,6 +134,7 @@ impl Broker {
         if let Some(flush) = self.options.flush {
             cmd.args(["--flush", flush]);
         }
+        cmd.envs(self.options.env.iter().map(|(k, v)| (k, v)));
         let mut child = cmd.spawn().expect("start sluice");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
