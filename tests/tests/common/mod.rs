@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub mod cluster;
+
 /// The workspace root (this crate is `tests/`).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -58,7 +60,9 @@ pub struct Options {
     pub toml: String,
     /// `--flush` value.
     pub flush: Option<&'static str>,
-    /// Extra environment variables for the broker process.
+    /// More `sluice serve` arguments (cluster mode: `--metadata`, `--objects`).
+    pub args: Vec<String>,
+    /// More environment variables (cluster mode: the object store's credentials).
     pub env: Vec<(String, String)>,
 }
 
@@ -134,7 +138,8 @@ impl Broker {
         if let Some(flush) = self.options.flush {
             cmd.args(["--flush", flush]);
         }
-        cmd.envs(self.options.env.iter().map(|(k, v)| (k, v)));
+        cmd.args(&self.options.args)
+            .envs(self.options.env.iter().map(|(k, v)| (k, v)));
         let mut child = cmd.spawn().expect("start sluice");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
@@ -220,6 +225,17 @@ impl Broker {
     /// The broker's process id while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, ...) to the broker process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.pid().expect("broker running").to_string();
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(&pid)
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {pid} failed");
     }
 
     /// Whether the process is still alive.
