@@ -1,1 +1,2 @@
 //! PostgreSQL, the cluster's sequencer and metadata store.
+pub mod groups;
