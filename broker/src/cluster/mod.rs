@@ -13,10 +13,13 @@
 //!   linger deadline or size limit, then one commit; producers answered after it.
 //! - [`read`]: fetches: coordinates (cached) and ranged GETs, offsets patched into batch headers
 //!   (outside the CRC).
+//! - [`groups`]: consumer groups: this broker's fenced group leases, committed offsets in
+//!   PostgreSQL (the coordinator's seam, [`crate::group::RemoteGroups`]).
 //! - [`placement`]: live brokers and the leader shown per partition (rendezvous hashing).
 
 pub mod config;
 pub mod db;
+pub mod groups;
 pub mod objects;
 pub mod placement;
 pub mod read;

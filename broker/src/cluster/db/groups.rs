@@ -172,15 +172,20 @@ pub async fn record_meta(
     Ok(())
 }
 
-/// Stores committed offsets, all or none, only while `broker` holds the group's lease.
+/// Stores committed offsets, all or none, only while `broker` holds the group's lease. Per
+/// entry: stored, or `false` for a partition no topic of the cluster has (nothing stored for it).
 pub async fn commit_offsets(
     db: &mut Client,
     group: &str,
     broker: BrokerLease,
     offsets: &[(String, i32, Committed)],
-) -> Result<(), GroupDbError> {
+) -> Result<Vec<bool>, GroupDbError> {
     let tx = db.transaction().await?;
     lock_lease(&tx, group, broker).await?;
+    let partitions_of = tx
+        .prepare("SELECT partitions FROM sluice_topics WHERE name = $1")
+        .await?;
+    let mut partitions: std::collections::HashMap<&str, Option<i32>> = Default::default();
     let upsert = tx
         .prepare(
             "INSERT INTO sluice_group_offsets
@@ -194,7 +199,21 @@ pub async fn commit_offsets(
                     committed_at = EXCLUDED.committed_at",
         )
         .await?;
+    let mut stored = Vec::with_capacity(offsets.len());
     for (topic, partition, c) in offsets {
+        let count = match partitions.get(topic.as_str()) {
+            Some(count) => *count,
+            None => {
+                let row = tx.query_opt(&partitions_of, &[topic]).await?;
+                let count = row.map(|r| r.get::<_, i32>(0));
+                partitions.insert(topic, count);
+                count
+            }
+        };
+        if !count.is_some_and(|n| (0..n).contains(partition)) {
+            stored.push(false);
+            continue;
+        }
         tx.execute(
             &upsert,
             &[
@@ -208,9 +227,10 @@ pub async fn commit_offsets(
             ],
         )
         .await?;
+        stored.push(true);
     }
     tx.commit().await?;
-    Ok(())
+    Ok(stored)
 }
 
 /// The group's committed offsets.
@@ -438,9 +458,23 @@ mod tests {
         )
         .await
         .unwrap();
-        commit_offsets(&mut db, "g", one, &[("t".into(), 0, at(9))])
-            .await
-            .unwrap();
+        let stored = commit_offsets(
+            &mut db,
+            "g",
+            one,
+            &[
+                ("t".into(), 0, at(9)),
+                ("t".into(), 2, at(1)),
+                ("nope".into(), 0, at(1)),
+            ],
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            stored,
+            vec![true, false, false],
+            "only partitions that exist"
+        );
         let stored = fetch_offsets(&db, "g").await.unwrap();
         assert_eq!(stored[&("t".to_string(), 0)], at(9));
         assert_eq!(stored[&("t".to_string(), 1)], at(7));

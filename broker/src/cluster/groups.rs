@@ -1,0 +1,299 @@
+//! Consumer groups in cluster mode: this broker's side of the group leases. It implements the
+//! coordinator's seam ([`crate::group::RemoteGroups`]) on PostgreSQL ([`super::db::groups`]):
+//! a group is served here only while this broker holds its lease, membership stays in memory
+//! (the classic state machine), and committed offsets are written to PostgreSQL under the lease.
+//!
+//! FindCoordinator answers the lease holder, or when no broker holds the group, the live broker
+//! rendezvous hashing picks ([`super::placement`]); that broker takes the lease on the group's
+//! first request. [`run_renewals`] keeps the leases of groups with members renewed; a group
+//! with none is let go when its lease runs out. When a coordinator dies its broker registration
+//! lapses, which frees its leases, so the next FindCoordinator places the group elsewhere and
+//! its members rejoin there, resuming from the committed offsets.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::db::groups::{self as db, GroupDbError};
+use super::placement::rendezvous;
+use super::types::{BrokerInfo, BrokerLease};
+use crate::group::remote::{Claim, CoordinatorAddress, RemoteError, RemoteGroup};
+use crate::group::{Committed, GroupMeta, GroupOffsets, RemoteGroups};
+
+/// How long a group lease lasts unless renewed.
+pub const GROUP_LEASE_TTL: Duration = Duration::from_secs(10);
+/// This much before the database's expiry, this broker stops believing it holds a lease, so a
+/// slow renewal never lets two brokers think they coordinate one group (commits are fenced in
+/// the database regardless).
+const SAFETY_MARGIN: Duration = Duration::from_secs(2);
+
+/// This broker's group leases.
+#[derive(Debug)]
+pub struct ClusterGroups {
+    pool: deadpool_postgres::Pool,
+    /// This broker's registration: every lease is bound to its epoch.
+    broker: BrokerLease,
+    ttl: Duration,
+    /// Groups whose lease this broker holds, and until when it may believe so.
+    held: Mutex<HashMap<String, Instant>>,
+    /// The groups with members here (from the coordinator's timer), renewed by [`run_renewals`].
+    active: Mutex<Vec<(String, Option<GroupMeta>)>>,
+    /// The metadata last written per group, so a rebalance is recorded once.
+    recorded: Mutex<HashMap<String, GroupMeta>>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> RemoteError {
+    RemoteError::Unavailable(e.to_string())
+}
+
+impl From<GroupDbError> for RemoteError {
+    fn from(e: GroupDbError) -> RemoteError {
+        match e {
+            GroupDbError::LeaseLost => RemoteError::NotCoordinator,
+            GroupDbError::Db(e) => unavailable(e),
+        }
+    }
+}
+
+impl ClusterGroups {
+    pub fn new(pool: deadpool_postgres::Pool, broker: BrokerLease) -> ClusterGroups {
+        ClusterGroups::with_ttl(pool, broker, GROUP_LEASE_TTL)
+    }
+
+    pub fn with_ttl(
+        pool: deadpool_postgres::Pool,
+        broker: BrokerLease,
+        ttl: Duration,
+    ) -> ClusterGroups {
+        ClusterGroups {
+            pool,
+            broker,
+            ttl,
+            held: Mutex::new(HashMap::new()),
+            active: Mutex::new(Vec::new()),
+            recorded: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, RemoteError> {
+        self.pool.get().await.map_err(unavailable)
+    }
+
+    /// Takes or renews the lease; `Some(fresh)` when held.
+    async fn acquire(&self, group: &str) -> Result<Option<(bool, Claim)>, RemoteError> {
+        let client = self.client().await?;
+        // Measured before the request: the database's expiry is at least this late.
+        let started = Instant::now();
+        let held = db::acquire_lease(&**client, group, self.broker, self.ttl).await?;
+        let mut leases = self.held.lock();
+        match held {
+            Some(lease) => {
+                let fresh = leases.get(group).is_none_or(|until| *until <= started);
+                let until = started + self.ttl.saturating_sub(SAFETY_MARGIN);
+                leases.insert(group.to_string(), until);
+                Ok(Some((
+                    fresh,
+                    Claim {
+                        fresh,
+                        meta: lease.meta,
+                    },
+                )))
+            }
+            None => {
+                leases.remove(group);
+                Ok(None)
+            }
+        }
+    }
+
+    /// A write under the lease failed for want of it: stop serving the group here.
+    fn lost(&self, group: &str, e: &RemoteError) {
+        if *e == RemoteError::NotCoordinator {
+            self.held.lock().remove(group);
+        }
+    }
+
+    /// Renews the leases of the groups with members here and records their new generations.
+    async fn renew(&self) {
+        let active = self.active.lock().clone();
+        for (group, meta) in active {
+            match self.acquire(&group).await {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    tracing::warn!(group, "group lease taken over by another broker");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(group, "renewing group lease failed: {e}");
+                    continue;
+                }
+            }
+            let Some(meta) = meta else { continue };
+            if self.recorded.lock().get(&group) == Some(&meta) {
+                continue;
+            }
+            let outcome = match self.client().await {
+                Ok(mut client) => db::record_meta(&mut client, &group, self.broker, &meta)
+                    .await
+                    .map_err(RemoteError::from),
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(()) => {
+                    self.recorded.lock().insert(group, meta);
+                }
+                Err(e) => tracing::warn!(group, "recording group generation failed: {e}"),
+            }
+        }
+        let now = Instant::now();
+        self.held.lock().retain(|_, until| *until > now);
+    }
+}
+
+fn address(b: &BrokerInfo) -> CoordinatorAddress {
+    CoordinatorAddress {
+        node_id: b.node_id,
+        host: b.host.clone(),
+        port: b.port,
+    }
+}
+
+impl RemoteGroups for ClusterGroups {
+    fn claim<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<Claim, RemoteError>> {
+        async move {
+            match self.acquire(group).await? {
+                Some((_, claim)) => Ok(claim),
+                None => Err(RemoteError::NotCoordinator),
+            }
+        }
+        .boxed()
+    }
+
+    fn holds(&self, group: &str) -> bool {
+        self.held
+            .lock()
+            .get(group)
+            .is_some_and(|until| *until > Instant::now())
+    }
+
+    fn keep(&self, active: Vec<(String, Option<GroupMeta>)>) {
+        *self.active.lock() = active;
+    }
+
+    fn coordinator<'a>(
+        &'a self,
+        group: &'a str,
+    ) -> BoxFuture<'a, Result<CoordinatorAddress, RemoteError>> {
+        async move {
+            let client = self.client().await?;
+            if let Some(holder) = db::lease_holder(&**client, group).await? {
+                return Ok(address(&holder));
+            }
+            let live = db::live_brokers(&**client).await?;
+            rendezvous(group, &live)
+                .map(address)
+                .ok_or_else(|| unavailable("no live broker"))
+        }
+        .boxed()
+    }
+
+    fn commit<'a>(
+        &'a self,
+        group: &'a str,
+        offsets: Vec<(String, i32, Committed)>,
+    ) -> BoxFuture<'a, Result<Vec<bool>, RemoteError>> {
+        async move {
+            let mut client = self.client().await?;
+            let outcome = db::commit_offsets(&mut client, group, self.broker, &offsets)
+                .await
+                .map_err(RemoteError::from);
+            if let Err(e) = &outcome {
+                self.lost(group, e);
+            }
+            outcome
+        }
+        .boxed()
+    }
+
+    fn fetch<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<GroupOffsets, RemoteError>> {
+        async move {
+            let client = self.client().await?;
+            Ok(db::fetch_offsets(&**client, group).await?)
+        }
+        .boxed()
+    }
+
+    fn delete_offsets<'a>(
+        &'a self,
+        group: &'a str,
+        partitions: Vec<(String, i32)>,
+    ) -> BoxFuture<'a, Result<(), RemoteError>> {
+        async move {
+            let mut client = self.client().await?;
+            let outcome = db::delete_offsets(&mut client, group, self.broker, &partitions)
+                .await
+                .map_err(RemoteError::from);
+            if let Err(e) = &outcome {
+                self.lost(group, e);
+            }
+            outcome
+        }
+        .boxed()
+    }
+
+    fn delete_group<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<(), RemoteError>> {
+        async move {
+            let mut client = self.client().await?;
+            let outcome = db::delete_group(&mut client, group, self.broker)
+                .await
+                .map_err(RemoteError::from);
+            self.held.lock().remove(group);
+            self.recorded.lock().remove(group);
+            outcome
+        }
+        .boxed()
+    }
+
+    fn delete_topic<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<(), RemoteError>> {
+        async move {
+            let client = self.client().await?;
+            Ok(db::delete_topic_offsets(&**client, topic).await?)
+        }
+        .boxed()
+    }
+
+    fn list(&self) -> BoxFuture<'_, Result<Vec<RemoteGroup>, RemoteError>> {
+        async move {
+            let client = self.client().await?;
+            let known = db::list_groups(&**client).await?;
+            Ok(known
+                .into_iter()
+                .map(|g| RemoteGroup {
+                    here: g.coordinator == Some(self.broker.node_id) && self.holds(&g.group_id),
+                    coordinated: g.coordinator.is_some(),
+                    group_id: g.group_id,
+                    protocol_type: g.protocol_type,
+                })
+                .collect())
+        }
+        .boxed()
+    }
+}
+
+/// Renews the leases of groups with members here, a few times per lease, until `stop`.
+pub async fn run_renewals(groups: Arc<ClusterGroups>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(groups.ttl / 5);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => groups.renew().await,
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
