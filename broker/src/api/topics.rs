@@ -227,7 +227,15 @@ fn forget_offsets(broker: &Broker, topic: &str) {
     let groups = broker.groups.clone();
     let topic = topic.to_string();
     runtime.spawn(async move {
-        if let Err(e) = groups.offsets.delete_topic(&topic).await {
+        let outcome = match groups.remote() {
+            Some(remote) => remote.delete_topic(&topic).await.map_err(|e| e.to_string()),
+            None => groups
+                .offsets
+                .delete_topic(&topic)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        if let Err(e) = outcome {
             tracing::warn!(%topic, "cannot forget committed offsets of a deleted topic: {e}");
         }
     });

@@ -15,6 +15,8 @@
 //!   (outside the CRC).
 //! - [`groups`]: consumer groups: this broker's fenced group leases, committed offsets in
 //!   PostgreSQL (the coordinator's seam, [`crate::group::RemoteGroups`]).
+//! - [`topic_rules`]: the topic configs cluster mode accepts (the catalog's rules, no
+//!   compaction yet).
 //! - [`placement`]: live brokers and the leader shown per partition (rendezvous hashing).
 
 pub mod config;
@@ -23,5 +25,6 @@ pub mod groups;
 pub mod objects;
 pub mod placement;
 pub mod read;
+pub mod topic_rules;
 pub mod types;
 pub mod upload;

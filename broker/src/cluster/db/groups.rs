@@ -383,6 +383,13 @@ mod tests {
         db.batch_execute(include_str!("schema_v1.sql"))
             .await
             .unwrap();
+        db.batch_execute(
+            "INSERT INTO sluice_topics (topic_id, name, partitions) VALUES
+               ('00000000-0000-0000-0000-000000000001', 't', 2),
+               ('00000000-0000-0000-0000-000000000002', 'u', 1)",
+        )
+        .await
+        .unwrap();
         Some(db)
     }
 
