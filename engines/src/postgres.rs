@@ -59,6 +59,11 @@ impl Postgres {
         Ok(pg)
     }
 
+    /// Whether PostgreSQL's binaries can be found (see [`crate::require`]).
+    pub fn installed() -> bool {
+        find_bin_dir().is_some()
+    }
+
     /// `postgres://postgres@127.0.0.1:PORT/postgres` (trust auth: no password).
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
@@ -260,6 +265,9 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn starts_accepts_sql_and_keeps_committed_rows_across_restart_and_kill9() {
+        if !crate::require("PostgreSQL", Postgres::installed()) {
+            return;
+        }
         let mut pg = Postgres::start().unwrap();
         assert!(pg.url().starts_with("postgres://postgres@127.0.0.1:"));
         let (client, connection) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls)
@@ -289,6 +297,9 @@ mod tests {
 
     #[test]
     fn drop_stops_the_server_and_removes_its_dir() {
+        if !crate::require("PostgreSQL", Postgres::installed()) {
+            return;
+        }
         let pg = Postgres::start().unwrap();
         let dir = pg.dir.path().to_path_buf();
         let port = pg.port();

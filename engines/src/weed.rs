@@ -59,6 +59,8 @@ pub struct Weed {
     ports: Ports,
     /// The server while it runs.
     child: Option<Child>,
+    /// Whether the bucket exists (it survives restarts: the filer keeps it in `data/`).
+    bucket_created: bool,
 }
 
 impl Weed {
@@ -95,9 +97,15 @@ impl Weed {
             bin,
             ports,
             child: None,
+            bucket_created: false,
         };
         weed.start_again()?;
         Ok(weed)
+    }
+
+    /// Whether `weed` can be found (see [`crate::require`]).
+    pub fn installed() -> bool {
+        find_weed().is_some()
     }
 
     /// `s3://BUCKET?endpoint=http://127.0.0.1:PORT&region=us-east-1`, the broker's `--objects`.
@@ -181,8 +189,14 @@ impl Weed {
             if let Some(status) = child.try_wait()? {
                 bail!("weed exited ({status}): {}", self.log_tail());
             }
-            if let Err(why) = self.create_bucket() {
-                return Ok(Err(why));
+            if std::net::TcpStream::connect(("127.0.0.1", self.ports.master)).is_err() {
+                return Ok(Err("the master does not accept connections yet".into()));
+            }
+            if !self.bucket_created {
+                if let Err(why) = self.create_bucket() {
+                    return Ok(Err(why));
+                }
+                self.bucket_created = true;
             }
             Ok(self.round_trip())
         });
@@ -218,6 +232,9 @@ impl Weed {
             ])
             .arg(flag("master.port", &p.master))
             .arg(flag("master.port.grpc", &p.master_grpc))
+            // A restarted master with saved raft state waits out an election timeout before it
+            // leads (17 s at the default 10 s): one master, nothing to wait for.
+            .arg("-master.electionTimeout=1s")
             // Small volumes, as many as the disk allows: tests write little, and a 2-core CI
             // machine should not preallocate gigabytes.
             .args(["-master.volumeSizeLimitMB=64", "-volume.max=0"])
@@ -273,6 +290,16 @@ impl Weed {
         if let Some(mut stdin) = shell.stdin.take() {
             let _ = writeln!(stdin, "s3.bucket.create -name {BUCKET}");
         }
+        // A shell started before the master has elected itself waits for it for many seconds:
+        // give up on it sooner and try again.
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while matches!(shell.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if matches!(shell.try_wait(), Ok(None)) {
+            process::kill(&mut shell);
+            return Err("weed shell did not finish within 3 s".into());
+        }
         let output = shell
             .wait_with_output()
             .map_err(|e| format!("running weed shell: {e}"))?;
@@ -301,6 +328,17 @@ impl Weed {
             .with_bucket_name(BUCKET)
             .with_access_key_id(ACCESS_KEY)
             .with_secret_access_key(SECRET_KEY)
+            // The poll around this retries; a hung server must not hold it for long.
+            .with_retry(object_store::RetryConfig {
+                max_retries: 0,
+                ..Default::default()
+            })
+            .with_client_options(
+                // Replaces the builder's client options: allow_http again here.
+                object_store::ClientOptions::new()
+                    .with_allow_http(true)
+                    .with_timeout(Duration::from_secs(5)),
+            )
             .build()
             .map_err(|e| e.to_string())?;
         let thread = std::thread::spawn(move || -> Result<(), String> {
@@ -373,7 +411,7 @@ impl Drop for Weed {
 /// scripts dir of `$PYTHON`, of `python3`, of the tests' venv, or the user's `~/.local/bin`.
 fn find_weed() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("SLUICE_WEED") {
-        return Some(PathBuf::from(path));
+        return Some(PathBuf::from(path)).filter(|p| p.is_file());
     }
     let mut dirs = Vec::new();
     let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/python/.venv/bin");
@@ -422,6 +460,9 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn serves_signed_s3_with_conditional_puts_and_keeps_objects_across_restarts() {
+        if !crate::require("SeaweedFS (weed)", Weed::installed()) {
+            return;
+        }
         let mut weed = Weed::start().unwrap();
         assert!(weed
             .objects_url()
@@ -466,6 +507,9 @@ mod tests {
 
     #[test]
     fn listens_on_127_0_0_1_only_and_drop_kills_it() {
+        if !crate::require("SeaweedFS (weed)", Weed::installed()) {
+            return;
+        }
         let weed = Weed::start().unwrap();
         let p = weed.ports;
         let ports = [

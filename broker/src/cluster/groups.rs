@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::db::groups::{self as db, GroupDbError};
+use super::db::Db;
 use super::placement::rendezvous;
 use super::types::{BrokerInfo, BrokerLease};
 use crate::group::remote::{Claim, CoordinatorAddress, RemoteError, RemoteGroup};
@@ -36,7 +37,7 @@ const SAFETY_MARGIN: Duration = Duration::from_secs(2);
 /// This broker's group leases.
 #[derive(Debug)]
 pub struct ClusterGroups {
-    pool: deadpool_postgres::Pool,
+    db: Db,
     /// This broker's registration: every lease is bound to its epoch.
     broker: BrokerLease,
     ttl: Duration,
@@ -57,22 +58,19 @@ impl From<GroupDbError> for RemoteError {
         match e {
             GroupDbError::LeaseLost => RemoteError::NotCoordinator,
             GroupDbError::Db(e) => unavailable(e),
+            GroupDbError::Unavailable(e) => unavailable(e),
         }
     }
 }
 
 impl ClusterGroups {
-    pub fn new(pool: deadpool_postgres::Pool, broker: BrokerLease) -> ClusterGroups {
-        ClusterGroups::with_ttl(pool, broker, GROUP_LEASE_TTL)
+    pub fn new(db: Db, broker: BrokerLease) -> ClusterGroups {
+        ClusterGroups::with_ttl(db, broker, GROUP_LEASE_TTL)
     }
 
-    pub fn with_ttl(
-        pool: deadpool_postgres::Pool,
-        broker: BrokerLease,
-        ttl: Duration,
-    ) -> ClusterGroups {
+    pub fn with_ttl(db: Db, broker: BrokerLease, ttl: Duration) -> ClusterGroups {
         ClusterGroups {
-            pool,
+            db,
             broker,
             ttl,
             held: Mutex::new(HashMap::new()),
@@ -82,7 +80,7 @@ impl ClusterGroups {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, RemoteError> {
-        self.pool.get().await.map_err(unavailable)
+        self.db.group_connection().await.map_err(RemoteError::from)
     }
 
     /// Takes or renews the lease; `Some(fresh)` when held.
@@ -90,7 +88,7 @@ impl ClusterGroups {
         let client = self.client().await?;
         // Measured before the request: the database's expiry is at least this late.
         let started = Instant::now();
-        let held = db::acquire_lease(&**client, group, self.broker, self.ttl).await?;
+        let held = db::acquire_lease(&client, group, self.broker, self.ttl).await?;
         let mut leases = self.held.lock();
         match held {
             Some(lease) => {
@@ -192,10 +190,11 @@ impl RemoteGroups for ClusterGroups {
     ) -> BoxFuture<'a, Result<CoordinatorAddress, RemoteError>> {
         async move {
             let client = self.client().await?;
-            if let Some(holder) = db::lease_holder(&**client, group).await? {
+            if let Some(holder) = db::lease_holder(&client, group).await? {
                 return Ok(address(&holder));
             }
-            let live = db::live_brokers(&**client).await?;
+            drop(client);
+            let live = self.db.live_brokers().await.map_err(unavailable)?;
             rendezvous(group, &live)
                 .map(address)
                 .ok_or_else(|| unavailable("no live broker"))
@@ -224,7 +223,7 @@ impl RemoteGroups for ClusterGroups {
     fn fetch<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<GroupOffsets, RemoteError>> {
         async move {
             let client = self.client().await?;
-            Ok(db::fetch_offsets(&**client, group).await?)
+            Ok(db::fetch_offsets(&client, group).await?)
         }
         .boxed()
     }
@@ -263,7 +262,7 @@ impl RemoteGroups for ClusterGroups {
     fn delete_topic<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<(), RemoteError>> {
         async move {
             let client = self.client().await?;
-            Ok(db::delete_topic_offsets(&**client, topic).await?)
+            Ok(db::delete_topic_offsets(&client, topic).await?)
         }
         .boxed()
     }

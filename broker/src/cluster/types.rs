@@ -112,3 +112,14 @@ pub struct CommitNotice {
     pub partition: i32,
     pub high_watermark: i64,
 }
+
+/// What the commit feed ([`crate::cluster::db::notify`]) broadcasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitEvent {
+    /// A commit grew a partition.
+    Commit(CommitNotice),
+    /// The listening connection was (re)established: notices may have been missed while it
+    /// was down, so whoever waits on a watermark re-reads it. A receiver that lagged behind
+    /// the broadcast must do the same.
+    Resync,
+}

@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use tokio_postgres::{Client, GenericClient};
+use tokio_postgres::Client;
 
 use crate::cluster::types::{BrokerInfo, BrokerLease};
 use crate::group::offsets::GroupOffsets;
@@ -28,6 +28,17 @@ pub enum GroupDbError {
     LeaseLost,
     #[error("metadata database: {0}")]
     Db(#[from] tokio_postgres::Error),
+    /// No connection to the database could be had.
+    #[error("{0}")]
+    Unavailable(#[from] super::DbError),
+}
+
+impl super::Db {
+    /// A pooled connection for the group queries below (they take the client, so a caller can
+    /// run them in a transaction of its own and tests can call them directly).
+    pub async fn group_connection(&self) -> Result<deadpool_postgres::Object, GroupDbError> {
+        Ok(self.client().await?)
+    }
 }
 
 /// The group's lease as held: what is kept of the group across coordinators.
@@ -59,7 +70,7 @@ SELECT 1 FROM sluice_group_leases l
 /// this broker's; and only while `broker`'s own registration is current. `None`: another broker
 /// holds it.
 pub async fn acquire_lease(
-    db: &impl GenericClient,
+    db: &Client,
     group: &str,
     broker: BrokerLease,
     ttl: Duration,
@@ -99,7 +110,7 @@ pub async fn acquire_lease(
 /// Gives the lease up at once (the group has no members left here), so the next FindCoordinator
 /// may place the group on any live broker without waiting for the lease to expire.
 pub async fn release_lease(
-    db: &impl GenericClient,
+    db: &Client,
     group: &str,
     broker: BrokerLease,
 ) -> Result<(), GroupDbError> {
@@ -113,10 +124,7 @@ pub async fn release_lease(
 }
 
 /// The broker holding a live lease on `group`, if any.
-pub async fn lease_holder(
-    db: &impl GenericClient,
-    group: &str,
-) -> Result<Option<BrokerInfo>, GroupDbError> {
+pub async fn lease_holder(db: &Client, group: &str) -> Result<Option<BrokerInfo>, GroupDbError> {
     let row = db
         .query_opt(
             "SELECT b.node_id, b.host, b.port, b.rack FROM sluice_group_leases l
@@ -131,27 +139,6 @@ pub async fn lease_holder(
         port: r.get(2),
         rack: r.get(3),
     }))
-}
-
-/// The brokers whose registration is live, by node id.
-// The one query of `sluice_brokers` this file needs; db's broker module owns the table.
-pub async fn live_brokers(db: &impl GenericClient) -> Result<Vec<BrokerInfo>, GroupDbError> {
-    let rows = db
-        .query(
-            "SELECT node_id, host, port, rack FROM sluice_brokers
-              WHERE lease_expires > now() ORDER BY node_id",
-            &[],
-        )
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| BrokerInfo {
-            node_id: r.get(0),
-            host: r.get(1),
-            port: r.get(2),
-            rack: r.get(3),
-        })
-        .collect())
 }
 
 /// Records the group's protocol type and generation (a rebalance completed), under the lease.
@@ -234,10 +221,7 @@ pub async fn commit_offsets(
 }
 
 /// The group's committed offsets.
-pub async fn fetch_offsets(
-    db: &impl GenericClient,
-    group: &str,
-) -> Result<GroupOffsets, GroupDbError> {
+pub async fn fetch_offsets(db: &Client, group: &str) -> Result<GroupOffsets, GroupDbError> {
     let rows = db
         .query(
             "SELECT topic, partition, committed_offset, leader_epoch, metadata,
@@ -307,10 +291,7 @@ pub async fn delete_group(
 
 /// Deletes every group's offsets of a deleted topic, so a topic created again under the same name
 /// is not read from its predecessor's positions.
-pub async fn delete_topic_offsets(
-    db: &impl GenericClient,
-    topic: &str,
-) -> Result<(), GroupDbError> {
+pub async fn delete_topic_offsets(db: &Client, topic: &str) -> Result<(), GroupDbError> {
     db.execute(
         "DELETE FROM sluice_group_offsets WHERE topic = $1",
         &[&topic],
@@ -320,7 +301,7 @@ pub async fn delete_topic_offsets(
 }
 
 /// Every group with a lease row or committed offsets, by id.
-pub async fn list_groups(db: &impl GenericClient) -> Result<Vec<KnownGroup>, GroupDbError> {
+pub async fn list_groups(db: &Client) -> Result<Vec<KnownGroup>, GroupDbError> {
     let rows = db
         .query(
             "SELECT g.group_id, l.protocol_type,
@@ -359,52 +340,31 @@ async fn lock_lease(
 mod tests {
     use super::*;
 
-    /// A fresh database with schema v1 on the server `SLUICE_TEST_POSTGRES` names (a URL of a
-    /// role that may create databases), or `None` (the test says it did not run).
-    async fn fresh_db() -> Option<Client> {
-        let Ok(url) = std::env::var("SLUICE_TEST_POSTGRES") else {
-            eprintln!("SLUICE_TEST_POSTGRES is not set: this PostgreSQL test did not run");
-            return None;
-        };
-        let (admin, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .expect("connect to the test server");
-        tokio::spawn(conn);
-        let name = format!("sluice_groups_{}", uuid::Uuid::new_v4().simple());
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        let config: tokio_postgres::Config = url.parse().unwrap();
-        let mut config = config.clone();
-        config.dbname(&name);
-        let (db, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
-        tokio::spawn(conn);
-        db.batch_execute(include_str!("schema_v1.sql"))
+    use crate::cluster::db::testing::TestDb;
+    use crate::cluster::db::Db;
+
+    /// A migrated database of its own, a connection on it, and topics `t` (2 partitions) and
+    /// `u` (1).
+    async fn fresh_db() -> (TestDb, Db, deadpool_postgres::Object) {
+        let t = TestDb::new().await;
+        let db = t.connect().await;
+        let client = db.group_connection().await.unwrap();
+        client
+            .batch_execute(
+                "INSERT INTO sluice_topics (topic_id, name, partitions) VALUES
+                   ('00000000-0000-0000-0000-000000000001', 't', 2),
+                   ('00000000-0000-0000-0000-000000000002', 'u', 1)",
+            )
             .await
             .unwrap();
-        db.batch_execute(
-            "INSERT INTO sluice_topics (topic_id, name, partitions) VALUES
-               ('00000000-0000-0000-0000-000000000001', 't', 2),
-               ('00000000-0000-0000-0000-000000000002', 'u', 1)",
-        )
-        .await
-        .unwrap();
-        Some(db)
+        (t, db, client)
     }
 
-    /// Registers (or re-registers) a broker with a live registration.
-    async fn register(db: &Client, node_id: i32, epoch: i64) -> BrokerLease {
-        db.execute(
-            "INSERT INTO sluice_brokers (node_id, host, port, epoch, lease_expires)
-             VALUES ($1, '127.0.0.1', 9000 + $1, $2, now() + interval '1 minute')
-             ON CONFLICT (node_id) DO UPDATE SET epoch = EXCLUDED.epoch,
-                                                 lease_expires = EXCLUDED.lease_expires",
-            &[&node_id, &epoch],
-        )
-        .await
-        .unwrap();
-        BrokerLease { node_id, epoch }
+    /// Registers broker `n` (or registers it again: a new epoch, its old one fenced).
+    async fn register(db: &Db, n: u16) -> BrokerLease {
+        db.register("127.0.0.1", 9000 + n, None, Duration::from_secs(60))
+            .await
+            .unwrap()
     }
 
     fn at(offset: i64) -> Committed {
@@ -429,11 +389,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_group_lease_is_held_by_one_broker_and_its_offsets_round_trip() {
-        let Some(mut db) = fresh_db().await else {
-            return;
-        };
-        let one = register(&db, 1, 1).await;
-        let two = register(&db, 2, 1).await;
+        let (_t, brokers, mut db) = fresh_db().await;
+        let one = register(&brokers, 1).await;
+        let two = register(&brokers, 2).await;
         assert_eq!(
             acquire_lease(&db, "g", one, TTL).await.unwrap(),
             Some(HeldLease { meta: None })
@@ -448,7 +406,8 @@ mod tests {
             Some(1)
         );
         assert_eq!(
-            live_brokers(&db)
+            brokers
+                .live_brokers()
                 .await
                 .unwrap()
                 .iter()
@@ -505,7 +464,7 @@ mod tests {
             vec![KnownGroup {
                 group_id: "g".into(),
                 protocol_type: Some("consumer".into()),
-                coordinator: Some(1),
+                coordinator: Some(one.node_id),
             }]
         );
         release_lease(&db, "g", one).await.unwrap();
@@ -518,11 +477,9 @@ mod tests {
 
     #[tokio::test]
     async fn an_expired_lease_commits_nothing_and_passes_to_another_broker() {
-        let Some(mut db) = fresh_db().await else {
-            return;
-        };
-        let one = register(&db, 1, 1).await;
-        let two = register(&db, 2, 1).await;
+        let (_t, brokers, mut db) = fresh_db().await;
+        let one = register(&brokers, 1).await;
+        let two = register(&brokers, 2).await;
         acquire_lease(&db, "g", one, TTL).await.unwrap().unwrap();
         commit_offsets(&mut db, "g", one, &[("t".into(), 0, at(3))])
             .await
@@ -553,15 +510,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_superseded_or_lapsed_broker_registration_frees_its_groups() {
-        let Some(mut db) = fresh_db().await else {
-            return;
-        };
-        let old = register(&db, 1, 1).await;
-        let two = register(&db, 2, 1).await;
+        let (_t, brokers, mut db) = fresh_db().await;
+        let old = register(&brokers, 1).await;
+        let two = register(&brokers, 2).await;
         acquire_lease(&db, "a", old, TTL).await.unwrap().unwrap();
         acquire_lease(&db, "b", old, TTL).await.unwrap().unwrap();
         // Broker 1 restarts: a new incarnation, a new epoch. Its old self is a zombie.
-        let new = register(&db, 1, 2).await;
+        let new = register(&brokers, 1).await;
         assert!(matches!(
             commit_offsets(&mut db, "a", old, &[("t".into(), 0, at(1))]).await,
             Err(GroupDbError::LeaseLost)
@@ -574,8 +529,8 @@ mod tests {
         // Broker 1's registration lapses: its groups are free for broker 2.
         db.execute(
             "UPDATE sluice_brokers SET lease_expires = now() - interval '1 second'
-              WHERE node_id = 1",
-            &[],
+              WHERE node_id = $1",
+            &[&new.node_id],
         )
         .await
         .unwrap();
@@ -590,11 +545,9 @@ mod tests {
 
     #[tokio::test]
     async fn deleting_a_group_or_topic_deletes_their_offsets() {
-        let Some(mut db) = fresh_db().await else {
-            return;
-        };
-        let one = register(&db, 1, 1).await;
-        let two = register(&db, 2, 1).await;
+        let (_t, brokers, mut db) = fresh_db().await;
+        let one = register(&brokers, 1).await;
+        let two = register(&brokers, 2).await;
         for g in ["a", "b"] {
             acquire_lease(&db, g, one, TTL).await.unwrap().unwrap();
             commit_offsets(

@@ -1,0 +1,1 @@
+//! Maintenance: retention, record deletion, orphaned objects, object rewrites.

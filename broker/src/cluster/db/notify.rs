@@ -1,0 +1,174 @@
+//! The commit feed: one connection of its own LISTENing on `sluice_commits` (which every
+//! commit notifies, one notice per partition it grew), turned into a broadcast of
+//! [`CommitEvent`]s that long polls wait on. When the database goes away the connection is
+//! made again with backoff, then [`CommitEvent::Resync`] tells readers to re-read what they
+//! may have missed.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+use tokio_postgres::{AsyncMessage, NoTls};
+use uuid::Uuid;
+
+use super::{Db, DbError};
+use crate::cluster::types::{CommitEvent, CommitNotice};
+
+/// The channel commits notify.
+pub const CHANNEL: &str = "sluice_commits";
+/// The feed connection's `application_name`, so an operator (or a test) can tell it apart.
+pub const FEED_APPLICATION_NAME: &str = "sluice-commit-feed";
+/// Events kept for slow receivers; past it they see `Lagged` and must resync.
+const FEED_CAPACITY: usize = 4096;
+/// The first wait before reconnecting, doubled per failure up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// A notice's payload: `TOPIC_ID PARTITION HIGH_WATERMARK`.
+pub fn notice_payload(n: &CommitNotice) -> String {
+    format!("{} {} {}", n.topic_id, n.partition, n.high_watermark)
+}
+
+/// The notice of a payload; `None` for one that is not ours (anyone may NOTIFY the channel).
+pub fn parse_notice(payload: &str) -> Option<CommitNotice> {
+    let mut parts = payload.split(' ');
+    let topic_id = Uuid::parse_str(parts.next()?).ok()?;
+    let partition = parts.next()?.parse().ok()?;
+    let high_watermark = parts.next()?.parse().ok()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(CommitNotice {
+        topic_id,
+        partition,
+        high_watermark,
+    })
+}
+
+/// The running feed; dropping it stops listening.
+pub struct CommitFeed {
+    sender: broadcast::Sender<CommitEvent>,
+    task: JoinHandle<()>,
+}
+
+impl CommitFeed {
+    /// Events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<CommitEvent> {
+        self.sender.subscribe()
+    }
+}
+
+impl Drop for CommitFeed {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Db {
+    /// Starts listening for commits (in a task of its own, reconnecting for as long as the
+    /// feed lives). Call once per broker and share the feed.
+    pub fn commit_feed(&self) -> CommitFeed {
+        let (sender, _) = broadcast::channel(FEED_CAPACITY);
+        let mut config = self.config.clone();
+        config.application_name(FEED_APPLICATION_NAME);
+        let task = tokio::spawn(listen_forever(config, sender.clone()));
+        CommitFeed { sender, task }
+    }
+}
+
+async fn listen_forever(config: tokio_postgres::Config, sender: broadcast::Sender<CommitEvent>) {
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        match listen(&config, &sender).await {
+            Listened::Lost(e) => {
+                tracing::warn!(error = %e, "lost the commit feed's connection; reconnecting");
+                backoff = MIN_BACKOFF;
+            }
+            Listened::NeverStarted(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "cannot listen for commits");
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+        tokio::time::sleep(backoff).await;
+    }
+}
+
+/// How one connection of the feed ended.
+enum Listened {
+    /// It listened, then went away.
+    Lost(DbError),
+    /// It never got to LISTEN.
+    NeverStarted(DbError),
+}
+
+/// Connects, LISTENs, sends `Resync`, then forwards notices until the connection ends.
+async fn listen(
+    config: &tokio_postgres::Config,
+    sender: &broadcast::Sender<CommitEvent>,
+) -> Listened {
+    let (client, mut connection) = match config.connect(NoTls).await {
+        Ok(c) => c,
+        Err(e) => return Listened::NeverStarted(e.into()),
+    };
+    // The connection's messages (notices among them) arrive only while it is polled, and the
+    // LISTEN below completes only then too: both are driven here.
+    let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+    let listen_sql = format!("LISTEN {CHANNEL}");
+    let listening = client.batch_execute(&listen_sql);
+    tokio::pin!(listening);
+    loop {
+        tokio::select! {
+            done = &mut listening => match done {
+                Ok(()) => break,
+                Err(e) => return Listened::NeverStarted(e.into()),
+            },
+            message = messages.next() => match message {
+                Some(Ok(m)) => forward(m, sender),
+                Some(Err(e)) => return Listened::NeverStarted(e.into()),
+                None => return Listened::NeverStarted(DbError::Unavailable("connection closed".into())),
+            },
+        }
+    }
+    // Nobody subscribed yet is not an error: the event is for whoever listens later.
+    let _ = sender.send(CommitEvent::Resync);
+    while let Some(message) = messages.next().await {
+        match message {
+            Ok(m) => forward(m, sender),
+            Err(e) => return Listened::Lost(e.into()),
+        }
+    }
+    Listened::Lost(DbError::Unavailable("connection closed".into()))
+}
+
+fn forward(message: AsyncMessage, sender: &broadcast::Sender<CommitEvent>) {
+    if let AsyncMessage::Notification(n) = message {
+        if n.channel() != CHANNEL {
+            return;
+        }
+        match parse_notice(n.payload()) {
+            Some(notice) => {
+                let _ = sender.send(CommitEvent::Commit(notice));
+            }
+            None => tracing::debug!(payload = n.payload(), "ignored a foreign commit notice"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_round_trip_and_foreign_ones_are_ignored() {
+        let n = CommitNotice {
+            topic_id: Uuid::new_v4(),
+            partition: 7,
+            high_watermark: 1234,
+        };
+        assert_eq!(parse_notice(&notice_payload(&n)), Some(n));
+        assert_eq!(parse_notice("hello"), None);
+        assert_eq!(parse_notice(&format!("{} 1 2 3", n.topic_id)), None);
+        assert_eq!(parse_notice(&format!("{} x 2", n.topic_id)), None);
+    }
+}
