@@ -361,7 +361,7 @@ mod tests {
     }
 
     /// Registers broker `n` (or registers it again: a new epoch, its old one fenced).
-    async fn register(db: &Db, n: u16) -> BrokerLease {
+    async fn register(db: &Db, n: i32) -> BrokerLease {
         db.register("127.0.0.1", 9000 + n, None, Duration::from_secs(60))
             .await
             .unwrap()
