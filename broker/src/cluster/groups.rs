@@ -22,10 +22,10 @@ use tokio::time::Instant;
 
 use super::db::groups::{self as db, GroupDbError};
 use super::db::Db;
-use super::placement::rendezvous;
+use super::placement::group_coordinator;
 use super::types::{BrokerInfo, BrokerLease};
 use crate::group::remote::{Claim, CoordinatorAddress, RemoteError, RemoteGroup};
-use crate::group::{Committed, GroupMeta, GroupOffsets, RemoteGroups};
+use crate::group::{Committed, GroupCoordinator, GroupMeta, GroupOffsets, RemoteGroups};
 
 /// How long a group lease lasts unless renewed.
 pub const GROUP_LEASE_TTL: Duration = Duration::from_secs(10);
@@ -35,18 +35,30 @@ pub const GROUP_LEASE_TTL: Duration = Duration::from_secs(10);
 const SAFETY_MARGIN: Duration = Duration::from_secs(2);
 
 /// This broker's group leases.
-#[derive(Debug)]
 pub struct ClusterGroups {
     db: Db,
-    /// This broker's registration: every lease is bound to its epoch.
-    broker: BrokerLease,
+    /// This broker's current registration (it changes when the broker registers again after
+    /// its own lease lapsed): every group lease is bound to its epoch.
+    broker: LeaseSource,
     ttl: Duration,
-    /// Groups whose lease this broker holds, and until when it may believe so.
-    held: Mutex<HashMap<String, Instant>>,
+    /// Groups whose lease this broker holds: until when it may believe so, under which epoch.
+    held: Mutex<HashMap<String, (Instant, i64)>>,
     /// The groups with members here (from the coordinator's timer), renewed by [`run_renewals`].
     active: Mutex<Vec<(String, Option<GroupMeta>)>>,
     /// The metadata last written per group, so a rebalance is recorded once.
     recorded: Mutex<HashMap<String, GroupMeta>>,
+}
+
+/// Where [`ClusterGroups`] reads this broker's current registration.
+pub type LeaseSource = Arc<dyn Fn() -> BrokerLease + Send + Sync>;
+
+impl std::fmt::Debug for ClusterGroups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterGroups")
+            .field("broker", &(self.broker)())
+            .field("held", &self.held.lock().len())
+            .finish_non_exhaustive()
+    }
 }
 
 fn unavailable(e: impl std::fmt::Display) -> RemoteError {
@@ -64,11 +76,11 @@ impl From<GroupDbError> for RemoteError {
 }
 
 impl ClusterGroups {
-    pub fn new(db: Db, broker: BrokerLease) -> ClusterGroups {
+    pub fn new(db: Db, broker: LeaseSource) -> ClusterGroups {
         ClusterGroups::with_ttl(db, broker, GROUP_LEASE_TTL)
     }
 
-    pub fn with_ttl(db: Db, broker: BrokerLease, ttl: Duration) -> ClusterGroups {
+    pub fn with_ttl(db: Db, broker: LeaseSource, ttl: Duration) -> ClusterGroups {
         ClusterGroups {
             db,
             broker,
@@ -88,13 +100,16 @@ impl ClusterGroups {
         let client = self.client().await?;
         // Measured before the request: the database's expiry is at least this late.
         let started = Instant::now();
-        let held = db::acquire_lease(&client, group, self.broker, self.ttl).await?;
+        let broker = (self.broker)();
+        let held = db::acquire_lease(&client, group, broker, self.ttl).await?;
         let mut leases = self.held.lock();
         match held {
             Some(lease) => {
-                let fresh = leases.get(group).is_none_or(|until| *until <= started);
+                let fresh = leases
+                    .get(group)
+                    .is_none_or(|(until, epoch)| *until <= started || *epoch != broker.epoch);
                 let until = started + self.ttl.saturating_sub(SAFETY_MARGIN);
-                leases.insert(group.to_string(), until);
+                leases.insert(group.to_string(), (until, broker.epoch));
                 Ok(Some((
                     fresh,
                     Claim {
@@ -137,7 +152,7 @@ impl ClusterGroups {
                 continue;
             }
             let outcome = match self.client().await {
-                Ok(mut client) => db::record_meta(&mut client, &group, self.broker, &meta)
+                Ok(mut client) => db::record_meta(&mut client, &group, (self.broker)(), &meta)
                     .await
                     .map_err(RemoteError::from),
                 Err(e) => Err(e),
@@ -150,7 +165,7 @@ impl ClusterGroups {
             }
         }
         let now = Instant::now();
-        self.held.lock().retain(|_, until| *until > now);
+        self.held.lock().retain(|_, (until, _)| *until > now);
     }
 }
 
@@ -174,10 +189,9 @@ impl RemoteGroups for ClusterGroups {
     }
 
     fn holds(&self, group: &str) -> bool {
-        self.held
-            .lock()
-            .get(group)
-            .is_some_and(|until| *until > Instant::now())
+        self.held.lock().get(group).is_some_and(|(until, epoch)| {
+            *until > Instant::now() && *epoch == (self.broker)().epoch
+        })
     }
 
     fn keep(&self, active: Vec<(String, Option<GroupMeta>)>) {
@@ -195,7 +209,9 @@ impl RemoteGroups for ClusterGroups {
             }
             drop(client);
             let live = self.db.live_brokers().await.map_err(unavailable)?;
-            rendezvous(group, &live)
+            let ids: Vec<i32> = live.iter().map(|b| b.node_id).collect();
+            group_coordinator(group, &ids)
+                .and_then(|id| live.iter().find(|b| b.node_id == id))
                 .map(address)
                 .ok_or_else(|| unavailable("no live broker"))
         }
@@ -209,7 +225,7 @@ impl RemoteGroups for ClusterGroups {
     ) -> BoxFuture<'a, Result<Vec<bool>, RemoteError>> {
         async move {
             let mut client = self.client().await?;
-            let outcome = db::commit_offsets(&mut client, group, self.broker, &offsets)
+            let outcome = db::commit_offsets(&mut client, group, (self.broker)(), &offsets)
                 .await
                 .map_err(RemoteError::from);
             if let Err(e) = &outcome {
@@ -235,7 +251,7 @@ impl RemoteGroups for ClusterGroups {
     ) -> BoxFuture<'a, Result<(), RemoteError>> {
         async move {
             let mut client = self.client().await?;
-            let outcome = db::delete_offsets(&mut client, group, self.broker, &partitions)
+            let outcome = db::delete_offsets(&mut client, group, (self.broker)(), &partitions)
                 .await
                 .map_err(RemoteError::from);
             if let Err(e) = &outcome {
@@ -249,7 +265,7 @@ impl RemoteGroups for ClusterGroups {
     fn delete_group<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<(), RemoteError>> {
         async move {
             let mut client = self.client().await?;
-            let outcome = db::delete_group(&mut client, group, self.broker)
+            let outcome = db::delete_group(&mut client, group, (self.broker)())
                 .await
                 .map_err(RemoteError::from);
             self.held.lock().remove(group);
@@ -274,7 +290,7 @@ impl RemoteGroups for ClusterGroups {
             Ok(known
                 .into_iter()
                 .map(|g| RemoteGroup {
-                    here: g.coordinator == Some(self.broker.node_id) && self.holds(&g.group_id),
+                    here: g.coordinator == Some((self.broker)().node_id) && self.holds(&g.group_id),
                     coordinated: g.coordinator.is_some(),
                     group_id: g.group_id,
                     protocol_type: g.protocol_type,
@@ -285,14 +301,31 @@ impl RemoteGroups for ClusterGroups {
     }
 }
 
+/// Hands `coordinator`'s groups to the cluster (leases and offsets in its database) and starts
+/// the renewals; the returned task ends with `stop`.
+pub fn start(
+    cluster: &Arc<super::node::Cluster>,
+    coordinator: &GroupCoordinator,
+    stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let lease: LeaseSource = {
+        let cluster = cluster.clone();
+        Arc::new(move || cluster.lease())
+    };
+    let groups = Arc::new(ClusterGroups::new(cluster.db.clone(), lease));
+    coordinator.set_remote(groups.clone());
+    tokio::spawn(run_renewals(groups, stop))
+}
+
 /// Renews the leases of groups with members here, a few times per lease, until `stop`.
 pub async fn run_renewals(groups: Arc<ClusterGroups>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(groups.ttl / 5);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = tick.tick() => groups.renew().await,
+            _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
+        groups.renew().await;
     }
 }

@@ -22,9 +22,12 @@
 pub mod config;
 pub mod db;
 pub mod groups;
+pub mod node;
 pub mod objects;
 pub mod placement;
 pub mod read;
 pub mod topic_rules;
 pub mod types;
 pub mod upload;
+// TEMPORARY until cluster-infra's objects.rs lands.
+pub mod objects_tmp;
