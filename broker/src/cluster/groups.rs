@@ -329,3 +329,172 @@ pub async fn run_renewals(groups: Arc<ClusterGroups>, mut stop: watch::Receiver<
         groups.renew().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use kafka_protocol::error::ResponseError;
+
+    use super::*;
+    use crate::cluster::db::testing::TestDb;
+    use crate::group::{GroupConfig, JoinParams};
+
+    /// A broker's group coordinator in cluster mode: registered in `db`, its groups under
+    /// leases there.
+    struct Node {
+        _dir: tempfile::TempDir,
+        lease: BrokerLease,
+        remote: Arc<ClusterGroups>,
+        groups: GroupCoordinator,
+    }
+
+    async fn node(db: &Db, port: i32) -> Node {
+        let lease = db
+            .register("127.0.0.1", port, None, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let config = GroupConfig {
+            initial_rebalance_delay: Duration::ZERO,
+            ..GroupConfig::default()
+        };
+        let groups = GroupCoordinator::open(dir.path(), config).unwrap();
+        let remote = Arc::new(ClusterGroups::new(db.clone(), Arc::new(move || lease)));
+        groups.set_remote(remote.clone());
+        Node {
+            _dir: dir,
+            lease,
+            remote,
+            groups,
+        }
+    }
+
+    /// A lone member joins `group` on `n`; its generation.
+    async fn join(n: &Node, group: &str) -> i32 {
+        n.groups.claim(group).await.unwrap();
+        let g = n.groups.group(group);
+        let mut rx = g
+            .lock()
+            .join(
+                JoinParams {
+                    member_id: String::new(),
+                    group_instance_id: None,
+                    client_id: "c".into(),
+                    client_host: "/127.0.0.1".into(),
+                    session_timeout: Duration::from_secs(10),
+                    rebalance_timeout: Duration::from_secs(10),
+                    protocol_type: "consumer".into(),
+                    protocols: vec![("range".into(), Bytes::new())],
+                    require_known_member_id: false,
+                    supports_skip_assignment: false,
+                },
+                Instant::now(),
+            )
+            .expect_err("waits for the join phase");
+        rx.try_recv()
+            .expect("a lone member completes it")
+            .generation
+    }
+
+    fn at(offset: i64) -> Vec<(String, i32, Committed)> {
+        vec![(
+            "t".into(),
+            0,
+            Committed {
+                offset,
+                leader_epoch: -1,
+                metadata: None,
+                commit_timestamp: 0,
+            },
+        )]
+    }
+
+    #[tokio::test]
+    async fn a_dead_coordinators_group_moves_with_its_offsets_and_generation() {
+        let t = TestDb::new().await;
+        let db = t.connect().await;
+        db.group_connection()
+            .await
+            .unwrap()
+            .batch_execute(
+                "INSERT INTO sluice_topics (topic_id, name, partitions)
+                 VALUES ('00000000-0000-0000-0000-000000000001', 't', 1)",
+            )
+            .await
+            .unwrap();
+        let one = node(&db, 9001).await;
+        let two = node(&db, 9002).await;
+
+        // Whoever rendezvous hashing names first, the group's first request there takes it.
+        let first = one.remote.coordinator("g").await.unwrap().node_id;
+        let (owner, other) = if first == one.lease.node_id {
+            (&one, &two)
+        } else {
+            (&two, &one)
+        };
+        assert_eq!(join(owner, "g").await, 1);
+        assert_eq!(
+            other.groups.claim("g").await,
+            Err(ResponseError::NotCoordinator)
+        );
+        assert_eq!(other.groups.holds("g"), Err(ResponseError::NotCoordinator));
+        assert_eq!(
+            other.remote.coordinator("g").await.unwrap().node_id,
+            owner.lease.node_id,
+            "every broker names the lease holder"
+        );
+        assert_eq!(
+            other.groups.commit_offsets("g", at(99)).await,
+            Err(ResponseError::NotCoordinator)
+        );
+        assert_eq!(
+            owner.groups.commit_offsets("g", at(5)).await,
+            Ok(vec![true])
+        );
+        // The coordinator's timer reports the group active; the renewal records its generation.
+        owner.groups.tick(Instant::now());
+        owner.remote.renew().await;
+
+        // The coordinator dies: its registration lapses.
+        db.group_connection()
+            .await
+            .unwrap()
+            .execute(
+                "UPDATE sluice_brokers SET lease_expires = now() - interval '1 second'
+                  WHERE node_id = $1",
+                &[&owner.lease.node_id],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            other.remote.coordinator("g").await.unwrap().node_id,
+            other.lease.node_id,
+            "FindCoordinator now names the live broker"
+        );
+        assert_eq!(
+            join(other, "g").await,
+            2,
+            "generations keep counting on the new coordinator"
+        );
+        assert_eq!(
+            other.groups.fetch_offsets("g").await.unwrap()[&("t".into(), 0)].offset,
+            5
+        );
+        // The old coordinator, a zombie now, commits nothing and stops serving the group.
+        assert_eq!(
+            owner.groups.commit_offsets("g", at(7)).await,
+            Err(ResponseError::NotCoordinator)
+        );
+        assert_eq!(owner.groups.holds("g"), Err(ResponseError::NotCoordinator));
+        assert_eq!(
+            other.groups.commit_offsets("g", at(8)).await,
+            Ok(vec![true])
+        );
+        assert_eq!(
+            other.groups.fetch_offsets("g").await.unwrap()[&("t".into(), 0)].offset,
+            8
+        );
+    }
+}

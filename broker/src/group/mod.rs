@@ -312,7 +312,8 @@ impl GroupCoordinator {
         remote.delete_group(id).await.map_err(|e| e.code())
     }
 
-    fn tick(&self, now: Instant) {
+    /// One step of the timers ([`run_timers`]): sessions, join and sync deadlines, idle groups.
+    pub(crate) fn tick(&self, now: Instant) {
         let groups: Vec<(String, Arc<Mutex<Group>>)> = self
             .groups
             .lock()

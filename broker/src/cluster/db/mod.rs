@@ -21,7 +21,7 @@ pub mod reads;
 pub mod topics;
 
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 use std::str::FromStr;
 use std::time::Duration;
