@@ -286,7 +286,7 @@ impl RemoteGroups for ClusterGroups {
     fn list(&self) -> BoxFuture<'_, Result<Vec<RemoteGroup>, RemoteError>> {
         async move {
             let client = self.client().await?;
-            let known = db::list_groups(&**client).await?;
+            let known = db::list_groups(&client).await?;
             Ok(known
                 .into_iter()
                 .map(|g| RemoteGroup {
