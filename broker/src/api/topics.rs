@@ -5,6 +5,7 @@
 // The dispatcher that calls these handlers lives on main; remove once merged with it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
@@ -410,6 +411,187 @@ fn check_partition_assignments(
         ));
     }
     Ok(())
+}
+
+/// The Kafka error code and message for a metadata database error of topic administration.
+fn db_failure(e: &crate::cluster::db::DbError) -> Failure {
+    use crate::cluster::db::DbError as E;
+    let code = match e {
+        E::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists,
+        E::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
+        E::InvalidPartitions { .. } => ResponseError::InvalidPartitions,
+        // Retriable: the client tries again once the database is back.
+        _ if e.is_retriable() => ResponseError::RequestTimedOut,
+        _ => {
+            tracing::error!(error = %e, "topic administration failed");
+            ResponseError::UnknownServerError
+        }
+    };
+    (code.code(), e.to_string())
+}
+
+/// CreateTopics in cluster mode: the topic is created in the cluster's database, so every
+/// broker serves it. Names and configs are checked exactly as on a single node (the catalog's
+/// rules), and `cleanup.policy=compact` is refused by name (see [`crate::cluster::topic_rules`]).
+pub(crate) async fn create_topics_in_cluster(
+    broker: Arc<Broker>,
+    who: Requester,
+    version: i16,
+    req: CreateTopicsRequest,
+) -> CreateTopicsResponse {
+    let Some(cluster) = broker.cluster.clone() else {
+        return create_topics(&broker, &who, version, req);
+    };
+    let on_cluster = broker.authorize(&who, Operation::Create, Resource::cluster());
+    let counts = occurrences(req.topics.iter().map(|t| t.name.as_str()));
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in &req.topics {
+        let result = CreatableTopicResult::default()
+            .with_name(t.name.clone())
+            .with_error_message(None)
+            .with_configs(None);
+        let outcome: Result<(Uuid, i32, Vec<(String, String)>), Failure> = async {
+            if counts.get(t.name.as_str()).copied().unwrap_or(0) > 1 {
+                return Err(invalid_request("Found multiple entries for this topic."));
+            }
+            if !on_cluster && !broker.authorize(&who, Operation::Create, Resource::topic(&t.name)) {
+                return Err(topic_authorization_failed());
+            }
+            crate::catalog::validate_topic_name(&t.name).map_err(|e| failure(&e))?;
+            if !t.assignments.is_empty() {
+                return Err(invalid_request(
+                    "manual replica assignments are not supported in cluster mode: every broker \
+                     serves every partition",
+                ));
+            }
+            let partitions = match t.num_partitions {
+                -1 => cluster.settings.topics.num_partitions.max(1),
+                n if n < 1 => {
+                    return Err(failure(&TopicError::InvalidPartitions(
+                        "Number of partitions must be larger than 0.".into(),
+                    )))
+                }
+                n => n,
+            };
+            if t.replication_factor == 0 || t.replication_factor < -1 {
+                return Err(failure(&TopicError::InvalidReplicationFactor(
+                    "Replication factor must be larger than 0, or -1 to use the default.".into(),
+                )));
+            }
+            let configs: Vec<(String, Option<String>)> = t
+                .configs
+                .iter()
+                .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
+                .collect();
+            let configs: Vec<(String, String)> =
+                crate::cluster::topic_rules::validate_topic_configs(&configs)
+                    .map_err(|e| failure(&e))?
+                    .into_iter()
+                    .collect();
+            if req.validate_only {
+                return Ok((Uuid::nil(), partitions, configs));
+            }
+            let created = cluster
+                .db
+                .create_topic(t.name.as_str(), partitions, &configs)
+                .await
+                .map_err(|e| db_failure(&e))?;
+            cluster.forget_topic(&created.name);
+            Ok((created.topic_id, created.partitions, created.configs))
+        }
+        .await;
+        topics.push(match outcome {
+            Ok((id, partitions, configs)) => {
+                let mut result = result
+                    .with_topic_id(id)
+                    .with_num_partitions(partitions)
+                    .with_replication_factor(1);
+                if version >= 5 {
+                    result.configs = Some(
+                        configs
+                            .into_iter()
+                            .map(|(name, value)| {
+                                CreatableTopicConfigs::default()
+                                    .with_name(str_bytes(name))
+                                    .with_value(Some(str_bytes(value)))
+                                    .with_config_source(1)
+                            })
+                            .collect(),
+                    );
+                }
+                result
+            }
+            Err((code, msg)) => result
+                .with_error_code(code)
+                .with_error_message(Some(str_bytes(msg))),
+        });
+    }
+    CreateTopicsResponse::default()
+        .with_throttle_time_ms(0)
+        .with_topics(topics)
+}
+
+/// DeleteTopics in cluster mode: the topic leaves the cluster's database (its partitions and
+/// batch coordinates with it), and every group's committed offsets of it are forgotten.
+pub(crate) async fn delete_topics_in_cluster(
+    broker: Arc<Broker>,
+    who: Requester,
+    version: i16,
+    req: DeleteTopicsRequest,
+) -> DeleteTopicsResponse {
+    let Some(cluster) = broker.cluster.clone() else {
+        return delete_topics(&broker, &who, version, req);
+    };
+    let targets: Vec<(Option<TopicName>, Uuid)> = req
+        .topic_names
+        .iter()
+        .map(|n| (Some(n.clone()), Uuid::nil()))
+        .chain(req.topics.iter().map(|t| (t.name.clone(), t.topic_id)))
+        .collect();
+    let mut responses = Vec::with_capacity(targets.len());
+    for (name, id) in targets {
+        let result = DeletableTopicResult::default()
+            .with_name(name.clone())
+            .with_topic_id(id);
+        let outcome: Result<(String, Uuid), Failure> = async {
+            let name = match &name {
+                Some(n) => n.to_string(),
+                None => cluster
+                    .db
+                    .topic_by_id(id)
+                    .await
+                    .map_err(|e| db_failure(&e))?
+                    .map(|t| t.name)
+                    .ok_or_else(|| {
+                        (
+                            ResponseError::UnknownTopicId.code(),
+                            format!("no topic with id {id}"),
+                        )
+                    })?,
+            };
+            if !broker.authorize(&who, Operation::Delete, Resource::topic(&name)) {
+                return Err(topic_authorization_failed());
+            }
+            let id = cluster
+                .db
+                .delete_topic(&name)
+                .await
+                .map_err(|e| db_failure(&e))?;
+            cluster.forget_topic(&name);
+            forget_offsets(&broker, &name);
+            Ok((name, id))
+        }
+        .await;
+        responses.push(match outcome {
+            Ok((name, id)) => result
+                .with_name(Some(TopicName(str_bytes(name))))
+                .with_topic_id(id),
+            Err((code, msg)) => result
+                .with_error_code(code)
+                .with_error_message(Some(str_bytes(msg))),
+        });
+    }
+    DeleteTopicsResponse::default().with_responses(responses)
 }
 
 #[cfg(test)]

@@ -381,6 +381,24 @@ pub fn handle_request(
             &ctx,
             api::transactions::list_transactions(b, w, v, ctx.decode(body)?),
         )?,
+        ApiKey::CreateTopics if b.cluster.is_some() => later(
+            ctx,
+            api::topics::create_topics_in_cluster(
+                broker.clone(),
+                who.clone(),
+                v,
+                ctx.decode(body)?,
+            ),
+        ),
+        ApiKey::DeleteTopics if b.cluster.is_some() => later(
+            ctx,
+            api::topics::delete_topics_in_cluster(
+                broker.clone(),
+                who.clone(),
+                v,
+                ctx.decode(body)?,
+            ),
+        ),
         ApiKey::CreateTopics => now(&ctx, api::topics::create_topics(b, w, v, ctx.decode(body)?))?,
         ApiKey::DeleteTopics => now(&ctx, api::topics::delete_topics(b, w, v, ctx.decode(body)?))?,
         ApiKey::CreatePartitions => now(
