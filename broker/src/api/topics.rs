@@ -605,6 +605,7 @@ mod tests {
     use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
     use kafka_protocol::messages::BrokerId;
     use kafka_protocol::protocol::Encodable;
+    use std::time::Duration;
 
     fn topic(name: &str, partitions: i32, replication: i16) -> CreatableTopic {
         CreatableTopic::default()
@@ -852,5 +853,121 @@ mod tests {
         );
         assert_eq!(grow.results[0].error_code, 0);
         assert_eq!(b.catalog.get("t").unwrap().partition_count(), 4);
+    }
+
+    /// A broker in cluster mode on a database of its own (objects in memory).
+    async fn cluster_broker() -> (
+        crate::cluster::db::testing::TestDb,
+        tempfile::TempDir,
+        Arc<Broker>,
+    ) {
+        let t = crate::cluster::db::testing::TestDb::new().await;
+        let db = t.connect().await;
+        let lease = db
+            .register("127.0.0.1", 9092, None, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let settings = crate::cluster::node::Settings {
+            advertised_host: "127.0.0.1".into(),
+            advertised_port: 9092,
+            rack: None,
+            lease: Duration::from_secs(60),
+            upload: crate::cluster::upload::Settings::new(Duration::from_millis(5), 1 << 20),
+            topics: crate::catalog::TopicDefaults::default(),
+        };
+        let cluster = crate::cluster::node::Cluster::with(
+            db,
+            crate::cluster::objects_tmp::Objects::memory(),
+            lease,
+            settings,
+        );
+        let (dir, mut broker) = crate::broker::test_broker();
+        broker.cluster = Some(cluster);
+        (t, dir, Arc::new(broker))
+    }
+
+    #[tokio::test]
+    async fn in_cluster_mode_topics_are_created_in_the_database_and_compaction_is_refused() {
+        let (_t, _dir, b) = cluster_broker().await;
+        let who = crate::acl::Requester::broker();
+        let create = |name: &str, configs: Vec<CreatableTopicConfig>| {
+            CreateTopicsRequest::default()
+                .with_topics(vec![topic(name, 3, 1).with_configs(configs)])
+        };
+        let cfg = |k: &str, v: &str| {
+            CreatableTopicConfig::default()
+                .with_name(str_bytes(k))
+                .with_value(Some(str_bytes(v)))
+        };
+        let r = create_topics_in_cluster(
+            b.clone(),
+            who.clone(),
+            7,
+            create("orders", vec![cfg("retention.ms", "60000")]),
+        )
+        .await;
+        assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+        let cluster = b.cluster.clone().unwrap();
+        let stored = cluster.db.topic("orders").await.unwrap().unwrap();
+        assert_eq!(stored.partitions, 3);
+        assert_eq!(
+            stored.configs,
+            vec![("retention.ms".into(), "60000".into())]
+        );
+        assert_eq!(stored.topic_id, r.topics[0].topic_id);
+
+        let again =
+            create_topics_in_cluster(b.clone(), who.clone(), 7, create("orders", vec![])).await;
+        assert_eq!(
+            again.topics[0].error_code,
+            ResponseError::TopicAlreadyExists.code()
+        );
+        let compact = create_topics_in_cluster(
+            b.clone(),
+            who.clone(),
+            7,
+            create("compacted", vec![cfg("cleanup.policy", "compact")]),
+        )
+        .await;
+        assert_eq!(
+            compact.topics[0].error_code,
+            ResponseError::InvalidConfig.code()
+        );
+        let message = compact.topics[0]
+            .error_message
+            .as_deref()
+            .unwrap_or_default()
+            .to_string();
+        assert!(message.contains("cluster mode"), "{message}");
+        let invalid = create_topics_in_cluster(
+            b.clone(),
+            who.clone(),
+            7,
+            create("bad", vec![cfg("retention.ms", "soon")]),
+        )
+        .await;
+        assert_eq!(
+            invalid.topics[0].error_code,
+            ResponseError::InvalidConfig.code()
+        );
+        assert!(cluster.db.topic("compacted").await.unwrap().is_none());
+        assert!(cluster.db.topic("bad").await.unwrap().is_none());
+
+        let deleted = delete_topics_in_cluster(
+            b.clone(),
+            who.clone(),
+            6,
+            DeleteTopicsRequest::default().with_topic_names(vec![
+                TopicName(str_bytes("orders")),
+                TopicName(str_bytes("nope")),
+            ]),
+        )
+        .await;
+        assert_eq!(deleted.responses[0].error_code, 0);
+        assert_eq!(
+            deleted.responses[1].error_code,
+            ResponseError::UnknownTopicOrPartition.code()
+        );
+        assert!(cluster.db.topic("orders").await.unwrap().is_none());
     }
 }
