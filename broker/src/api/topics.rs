@@ -430,6 +430,9 @@ fn db_failure(e: &crate::cluster::db::DbError) -> Failure {
     (code.code(), e.to_string())
 }
 
+/// A topic created in the cluster: its id, partition count and configs as set.
+type Created = (Uuid, i32, Vec<(String, String)>);
+
 /// CreateTopics in cluster mode: the topic is created in the cluster's database, so every
 /// broker serves it. Names and configs are checked exactly as on a single node (the catalog's
 /// rules), and `cleanup.policy=compact` is refused by name (see [`crate::cluster::topic_rules`]).
@@ -450,7 +453,7 @@ pub(crate) async fn create_topics_in_cluster(
             .with_name(t.name.clone())
             .with_error_message(None)
             .with_configs(None);
-        let outcome: Result<(Uuid, i32, Vec<(String, String)>), Failure> = async {
+        let outcome: Result<Created, Failure> = async {
             if counts.get(t.name.as_str()).copied().unwrap_or(0) > 1 {
                 return Err(invalid_request("Found multiple entries for this topic."));
             }
