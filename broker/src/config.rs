@@ -15,6 +15,7 @@ use crate::auth::SaslSettings;
 use crate::catalog::{
     topic_config_defaulted_by, topic_config_of_broker_setting, TopicDefaults, TopicError,
 };
+use crate::cluster::config::{ClusterConfig, ClusterSettings};
 use crate::group::GroupConfig;
 use crate::log::cleaner::CleanerConfig;
 use crate::log::{CleanupPolicy, FlushPolicy, LogConfig, TimestampType};
@@ -57,6 +58,10 @@ pub struct Overrides {
     pub flush: Option<FlushPolicy>,
     pub advertised_host: Option<String>,
     pub metrics_enabled: Option<bool>,
+    /// `--metadata` (cluster mode's PostgreSQL URL).
+    pub metadata: Option<String>,
+    /// `--objects` (cluster mode's object store URL).
+    pub objects: Option<String>,
 }
 
 /// How a listener's connections are secured (Kafka's `security.protocol` values).
@@ -172,6 +177,10 @@ pub struct BrokerConfig {
     pub http: HttpSecurity,
     /// `http.ssl.<setting>`: the HTTP listener's own `ssl.*` settings, over the broker-wide ones.
     pub http_tls_overrides: Vec<(String, toml::Value)>,
+    /// Cluster mode (`metadata`, `objects`, `cluster.*`); `None` is the single-node broker.
+    pub cluster: Option<ClusterConfig>,
+    /// The cluster settings as read so far, checked into `cluster` once all are in.
+    cluster_settings: ClusterSettings,
 }
 
 /// How the HTTP listener authenticates and encrypts.
@@ -214,6 +223,8 @@ impl BrokerConfig {
             authorizer: AuthorizerSettings::default(),
             http: HttpSecurity::default(),
             http_tls_overrides: Vec::new(),
+            cluster: None,
+            cluster_settings: ClusterSettings::default(),
             topics: TopicDefaults {
                 num_partitions: 1,
                 auto_create_topics: true,
@@ -273,6 +284,19 @@ impl BrokerConfig {
         if let Some(v) = overrides.metrics_enabled {
             config.metrics_enabled = v;
         }
+        if let Some(v) = overrides.metadata {
+            config.cluster_settings.metadata = Some(v);
+        }
+        if let Some(v) = overrides.objects {
+            config.cluster_settings.objects = Some(v);
+        }
+        config.cluster = config
+            .cluster_settings
+            .resolve()
+            .map_err(|e| ConfigError::Invalid {
+                key: e.setting,
+                message: e.message,
+            })?;
         Ok(config)
     }
 
@@ -423,6 +447,10 @@ impl BrokerConfig {
                 self.http_tls_overrides
                     .push((setting.to_string(), value.clone()));
             }
+            _ if ClusterSettings::is_setting(key) => self
+                .cluster_settings
+                .apply_toml(key, value)
+                .map_err(|e| invalid(key, e.message))?,
             "data.dir" => self.data_dir = PathBuf::from(string(key, value)?),
             "advertised.host" => self.advertised_host = Some(string(key, value)?.to_string()),
             "log.format" => {
@@ -1157,6 +1185,40 @@ mod tests {
         assert!(err.to_string().contains("StandardAuthorizer"), "{err}");
         let err = load_text("\"super.users\" = \"admin\"\n").unwrap_err();
         assert!(err.to_string().contains("User:NAME"), "{err}");
+    }
+
+    #[test]
+    fn cluster_mode_from_file_and_flags() {
+        assert!(BrokerConfig::load(None, Overrides::default())
+            .unwrap()
+            .cluster
+            .is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.toml");
+        std::fs::write(
+            &file,
+            "metadata = \"postgres://file@h/db\"\n\"cluster.lease.ms\" = 4000\n",
+        )
+        .unwrap();
+        let err = BrokerConfig::load(Some(&file), Overrides::default()).unwrap_err();
+        assert!(
+            err.to_string().contains("--metadata needs --objects"),
+            "{err}"
+        );
+        let config = BrokerConfig::load(
+            Some(&file),
+            Overrides {
+                metadata: Some("postgres://flag@h/db".into()),
+                objects: Some("memory://".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        let cluster = config.cluster.unwrap();
+        assert_eq!(cluster.metadata_url.user, "flag");
+        assert_eq!(cluster.lease_ms, 4000);
+        let err = load_text("\"cluster.lease.ms\" = \"soon\"\n").unwrap_err();
+        assert!(err.to_string().contains("'cluster.lease.ms'"), "{err}");
     }
 
     #[test]

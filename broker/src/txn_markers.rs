@@ -1,5 +1,6 @@
 //! Ending transactions the coordinator ([`crate::txn`]) has decided: a commit or abort marker on
-//! every partition of the transaction through the write path, each durable; for a commit, the
+//! every partition of the transaction through the write path, each durable (on the partitions
+//! transforms wrote the transaction's outputs to as well, under the outputs' producer ids); for a commit, the
 //! transaction's offsets into their groups; then the end recorded as complete.
 //!
 //! Called by EndTxn, by InitProducerId when it fences an ongoing transaction, by the background
@@ -74,11 +75,26 @@ async fn write_markers_and_offsets(
         coordinator_epoch: COORDINATOR_EPOCH,
     };
     let b = broker.clone();
-    let partitions = ending.partitions.clone();
+    // The producer's own partitions under its id, then its transform outputs under theirs.
+    let partitions: Vec<(String, i32, Marker)> = ending
+        .partitions
+        .iter()
+        .map(|(t, p)| (t.clone(), *p, marker))
+        .chain(ending.derived.iter().map(|(t, p, producer_id)| {
+            (
+                t.clone(),
+                *p,
+                Marker {
+                    producer_id: *producer_id,
+                    ..marker
+                },
+            )
+        }))
+        .collect();
     let durable = tokio::task::spawn_blocking(move || {
         let mut durable = Vec::new();
-        for (topic, partition) in &partitions {
-            match append_marker(&b, topic, *partition, &marker, now_ms()) {
+        for (topic, partition, marker) in &partitions {
+            match append_marker(&b, topic, *partition, marker, now_ms()) {
                 Ok(appended) => durable.extend(appended.durable),
                 // Deleted since it was added: nothing of the transaction is left there to end.
                 Err(AppendError::UnknownTopicOrPartition(_)) => {
@@ -290,6 +306,114 @@ mod tests {
             (meta.state, meta.producer_id, meta.producer_epoch),
             (TxnState::CompleteCommit, pid, epoch)
         );
+    }
+
+    /// A transaction of producer `tx` with one record in `in`/0 and one transform output in
+    /// `out`/0 under `derived`, as the write path leaves it (output partition joined first).
+    fn transformed_transaction(broker: &Broker, derived: i64) -> (i64, i16) {
+        broker.catalog.create_topic("in", 1, 1, &[], false).unwrap();
+        broker
+            .catalog
+            .create_topic("out", 1, 1, &[], false)
+            .unwrap();
+        let Ok(InitOutcome::Ready { producer_id, epoch }) =
+            broker
+                .transactions
+                .init_producer_id("tx", 60_000, None, &broker.producer_ids, 0)
+        else {
+            panic!("a producer id");
+        };
+        broker
+            .transactions
+            .add_partitions("tx", producer_id, epoch, &[("in".to_string(), 0)], 0)
+            .unwrap();
+        crate::write::append_produced(
+            broker,
+            Some("tx"),
+            "in",
+            0,
+            transactional(producer_id, epoch, "v"),
+            0,
+        )
+        .unwrap();
+        broker
+            .transactions
+            .add_derived(
+                "tx",
+                producer_id,
+                epoch,
+                &[("out".to_string(), 0, derived)],
+                0,
+            )
+            .unwrap();
+        let out = broker.catalog.get("out").unwrap().partition(0).unwrap();
+        out.append(transactional(derived, epoch, "V"), 0).unwrap();
+        (producer_id, epoch)
+    }
+
+    #[tokio::test]
+    async fn a_commit_interrupted_before_the_outputs_marker_commits_them_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let derived = (1 << 61) | 5;
+        {
+            let broker = test_broker_at(dir.path());
+            let (pid, epoch) = transformed_transaction(&broker, derived);
+            broker
+                .transactions
+                .end("tx", pid, epoch, true, 0)
+                .unwrap()
+                .expect("an end to complete");
+            // The crash comes after the input's marker, before the output's.
+            let marker = Marker {
+                producer_id: pid,
+                producer_epoch: epoch,
+                commit: true,
+                coordinator_epoch: COORDINATOR_EPOCH,
+            };
+            append_marker(&broker, "in", 0, &marker, 0).unwrap();
+        }
+        let broker = Arc::new(test_broker_at(dir.path()));
+        let log = |t| broker.catalog.get(t).unwrap().partition(0).unwrap();
+        assert_eq!(log("in").last_stable_offset(), log("in").high_watermark());
+        assert_eq!(
+            log("out").last_stable_offset(),
+            0,
+            "the output is held back"
+        );
+        complete_due(&broker).await;
+        for t in ["in", "out"] {
+            assert_eq!(log(t).high_watermark(), 2, "{t}: a record and a marker");
+            assert_eq!(log(t).last_stable_offset(), 2, "{t} committed");
+            assert!(log(t).aborted_transactions(0, i64::MAX).is_empty(), "{t}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fenced_transaction_aborts_its_transform_outputs_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Arc::new(test_broker_at(dir.path()));
+        let derived = (1 << 61) | 6;
+        let (_, epoch) = transformed_transaction(&broker, derived);
+        let Ok(InitOutcome::AbortFirst(ending)) =
+            broker
+                .transactions
+                .init_producer_id("tx", 60_000, None, &broker.producer_ids, 1)
+        else {
+            panic!("the open transaction is aborted first");
+        };
+        finish(&broker, ending).await.unwrap();
+        let out = broker.catalog.get("out").unwrap().partition(0).unwrap();
+        assert_eq!(out.last_stable_offset(), out.high_watermark());
+        let aborted = out.aborted_transactions(0, i64::MAX);
+        assert_eq!(aborted.len(), 1);
+        assert_eq!(
+            (aborted[0].producer_id, aborted[0].first_offset),
+            (derived, 0)
+        );
+        // A late output of the fenced epoch is refused by the output partition.
+        assert!(out
+            .append(transactional(derived, epoch, "late"), 2)
+            .is_err());
     }
 
     #[tokio::test]

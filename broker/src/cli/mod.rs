@@ -88,6 +88,14 @@ struct ServeArgs {
     /// Keep the request, topic and transform counters of /metrics [default: true].
     #[arg(long, env = "SLUICE_METRICS_ENABLED")]
     metrics_enabled: Option<bool>,
+    /// Cluster mode: the PostgreSQL database of metadata and offsets
+    /// (postgres://USER:PASS@HOST[:PORT]/DB); needs --objects.
+    #[arg(long, env = "SLUICE_METADATA")]
+    metadata: Option<String>,
+    /// Cluster mode: the object store of record batches (s3://BUCKET?endpoint=URL&region=R,
+    /// credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY); needs --metadata.
+    #[arg(long, env = "SLUICE_OBJECTS")]
+    objects: Option<String>,
 }
 
 fn parse_flush(text: &str) -> Result<FlushPolicy, String> {
@@ -110,6 +118,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 flush: args.flush,
                 advertised_host: args.advertised_host,
                 metrics_enabled: args.metrics_enabled,
+                metadata: args.metadata,
+                objects: args.objects,
             };
             serve::serve(args.config.as_deref(), overrides)
         }

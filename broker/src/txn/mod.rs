@@ -20,7 +20,7 @@ use std::path::Path;
 use parking_lot::Mutex;
 
 use crate::producer_ids::ProducerIds;
-pub use state::{Ending, PendingOffset, TxnError, TxnMeta, TxnState};
+pub use state::{DerivedPartition, Ending, PendingOffset, TxnError, TxnMeta, TxnState};
 use store::TxnStore;
 
 /// Coordinator settings (Kafka's broker names).
@@ -289,6 +289,58 @@ impl TransactionCoordinator {
             ));
         }
         Ok(())
+    }
+
+    /// A transform is about to write outputs of the ongoing transaction of `id` (whose producer
+    /// id and epoch are `producer_id`/`epoch`) to the `derived` partitions, under their own
+    /// producer ids: they join the transaction, durably, before anything is appended, so its
+    /// end (commit, abort, timeout, completion after a crash) writes markers on them too.
+    ///
+    /// Once the end is decided nothing may join; a prepared commit still admits partitions it
+    /// already holds (a re-run after a crash writes what the first run registered).
+    pub fn add_derived(
+        &self,
+        id: &str,
+        producer_id: i64,
+        epoch: i16,
+        derived: &[DerivedPartition],
+        now: i64,
+    ) -> Result<(), TxnError> {
+        let mut inner = self.inner.lock();
+        let meta = inner
+            .txns
+            .get(id)
+            .ok_or(TxnError::InvalidProducerIdMapping)?;
+        meta.check_producer(producer_id, epoch)?;
+        let known = derived.iter().all(|d| meta.derived.contains(d));
+        match meta.state {
+            TxnState::Ongoing if known => return Ok(()),
+            TxnState::Ongoing => {}
+            TxnState::PrepareCommit if known => return Ok(()),
+            _ => {
+                return Err(TxnError::InvalidTxnState(
+                    "the transaction of the transformed write is no longer ongoing",
+                ))
+            }
+        }
+        let mut meta = meta.clone();
+        meta.derived.extend(derived.iter().cloned());
+        meta.updated_ms = now;
+        inner.commit(id, meta)
+    }
+
+    /// The transaction a producer id writes in now, as `(transactional id, its producer id,
+    /// epoch, state)`: the id's own producer id, or one a transform wrote the id's outputs
+    /// under. For re-running stored transactional inputs, which carry no transactional id.
+    pub fn owner_of(&self, producer_id: i64) -> Option<(String, i64, i16, TxnState)> {
+        let inner = self.inner.lock();
+        inner
+            .txns
+            .iter()
+            .find(|(_, m)| {
+                m.producer_id == producer_id || m.derived.iter().any(|d| d.2 == producer_id)
+            })
+            .map(|(id, m)| (id.clone(), m.producer_id, m.producer_epoch, m.state))
     }
 
     /// EndTxn: decides the end durably and returns what completing it needs; `Ok(None)` for a
@@ -617,6 +669,40 @@ mod tests {
             f.c.verify_write("tx", pid, e + 1, "a", 0),
             Err(TxnError::ProducerFenced)
         );
+    }
+
+    #[test]
+    fn derived_partitions_join_only_an_ongoing_transaction_and_end_with_it() {
+        let f = fixture();
+        let (pid, e) = ready(f.c.init_producer_id("tx", 60_000, None, &f.ids, 0).unwrap());
+        let out = ("out".to_string(), 0, 1_i64 << 61);
+        assert!(
+            f.c.add_derived("tx", pid, e, std::slice::from_ref(&out), 1)
+                .is_err(),
+            "no transaction is ongoing"
+        );
+        f.c.add_partitions("tx", pid, e, &[t("in", 0)], 1).unwrap();
+        f.c.add_derived("tx", pid, e, std::slice::from_ref(&out), 1)
+            .unwrap();
+        assert_eq!(
+            f.c.add_derived("tx", pid, e + 1, std::slice::from_ref(&out), 1),
+            Err(TxnError::ProducerFenced)
+        );
+        assert_eq!(f.c.owner_of(out.2).map(|o| o.0), Some("tx".to_string()));
+        assert_eq!(f.c.owner_of(pid).map(|o| (o.1, o.2)), Some((pid, e)));
+        // Durable before any output is appended: a restart keeps it.
+        let c = TransactionCoordinator::open(&f.path, TxnConfig::default()).unwrap();
+        let ending = c.end("tx", pid, e, true, 2).unwrap().expect("an end");
+        assert_eq!(ending.derived, vec![out.clone()]);
+        c.add_derived("tx", pid, e, std::slice::from_ref(&out), 2)
+            .unwrap();
+        assert!(
+            c.add_derived("tx", pid, e, &[("out".to_string(), 1, 5)], 2)
+                .is_err(),
+            "nothing new joins a decided commit"
+        );
+        c.complete(&ending, 3).unwrap();
+        assert_eq!(c.owner_of(out.2), None, "cleared with the transaction");
     }
 
     #[test]

@@ -103,6 +103,11 @@ pub struct TxnMeta {
     pub state: TxnState,
     /// Partitions the transaction wrote to (markers go to each).
     pub partitions: BTreeSet<(String, i32)>,
+    /// Partitions transforms wrote the transaction's outputs to, each with the producer id the
+    /// outputs were written under (see `crate::write`): markers go to each, under that id.
+    /// Recorded before the outputs are appended, so no output exists that its end misses.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub derived: BTreeSet<DerivedPartition>,
     /// Groups added with AddOffsetsToTxn.
     pub groups: BTreeSet<String>,
     /// Offsets committed with TxnOffsetCommit, one per (group, topic, partition).
@@ -112,6 +117,10 @@ pub struct TxnMeta {
     pub start_ms: i64,
     pub updated_ms: i64,
 }
+
+/// A partition a transform wrote a transaction's outputs to: `(topic, partition, producer id)`.
+/// The outputs carry the transaction's producer epoch, so its markers carry it too.
+pub type DerivedPartition = (String, i32, i64);
 
 /// Producer epochs stop here: the next bump takes a new producer id (KIP-360), so an epoch
 /// never wraps back to one a zombie holds.
@@ -126,6 +135,8 @@ pub struct Ending {
     pub producer_epoch: i16,
     pub commit: bool,
     pub partitions: Vec<(String, i32)>,
+    /// Transform outputs of the transaction: markers under their own producer ids.
+    pub derived: Vec<DerivedPartition>,
     pub offsets: Vec<PendingOffset>,
 }
 
@@ -139,6 +150,7 @@ impl TxnMeta {
             timeout_ms,
             state: TxnState::Empty,
             partitions: BTreeSet::new(),
+            derived: BTreeSet::new(),
             groups: BTreeSet::new(),
             offsets: Vec::new(),
             start_ms: -1,
@@ -170,6 +182,7 @@ impl TxnMeta {
             producer_epoch: self.producer_epoch,
             commit: self.state == TxnState::PrepareCommit,
             partitions: self.partitions.iter().cloned().collect(),
+            derived: self.derived.iter().cloned().collect(),
             offsets: self.offsets.clone(),
         }
     }
@@ -243,6 +256,7 @@ impl TxnMeta {
 
     fn clear(&mut self) {
         self.partitions.clear();
+        self.derived.clear();
         self.groups.clear();
         self.offsets.clear();
         self.start_ms = -1;

@@ -66,7 +66,6 @@ pub fn verify_transactional_write(
     partition: i32,
     header: &BatchHeader,
 ) -> Result<(), ResponseError> {
-    use crate::txn::TxnError;
     let Some(id) = transactional_id else {
         // Transactional batches come with the transactional id they belong to.
         return Err(ResponseError::InvalidTxnState);
@@ -80,10 +79,18 @@ pub fn verify_transactional_write(
             topic,
             partition,
         )
-        .map_err(|e| match e {
-            // A produce from an older epoch is answered as Kafka's partition leader does.
-            TxnError::ProducerFenced => ResponseError::InvalidProducerEpoch,
-            TxnError::InvalidProducerIdMapping => ResponseError::InvalidProducerIdMapping,
-            _ => ResponseError::InvalidTxnState,
-        })
+        .map_err(|e| txn_error_code(&e))
+}
+
+/// The code a write refused by the coordinator is answered with.
+pub(super) fn txn_error_code(e: &crate::txn::TxnError) -> ResponseError {
+    use crate::txn::TxnError;
+    match e {
+        // A produce from an older epoch is answered as Kafka's partition leader does.
+        TxnError::ProducerFenced => ResponseError::InvalidProducerEpoch,
+        TxnError::InvalidProducerIdMapping => ResponseError::InvalidProducerIdMapping,
+        // Retriable: the transaction log could not be written.
+        TxnError::Storage(_) => ResponseError::KafkaStorageError,
+        _ => ResponseError::InvalidTxnState,
+    }
 }

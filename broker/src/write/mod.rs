@@ -12,6 +12,9 @@
 //!    transforms. Output batches are built straight from the guest's sections (one copy out of
 //!    guest memory) and appended as batches the broker built ([`append_built`]: not validated
 //!    again).
+//!    A transactional input's outputs are transactional too ([`outputs`]): they join the
+//!    input's transaction in the coordinator before anything is stored, and its markers end
+//!    them with it; in-place outputs keep the input's producer fields and transaction.
 //! 4. What was written is returned with everything that must be durable before an `acks=-1`
 //!    produce is answered.
 //!
@@ -92,7 +95,10 @@ pub fn append_produced(
     let mut durable = Vec::new();
     let outcome = append_at(
         broker,
-        Producer { transactional_id },
+        Producer {
+            transactional_id,
+            txn: None,
+        },
         topic,
         partition,
         records,
@@ -108,6 +114,18 @@ pub fn append_produced(
 struct Producer<'a> {
     /// The Produce request's `transactional_id`.
     transactional_id: Option<&'a str>,
+    /// For batches the broker built in a transaction (transform outputs): the transaction,
+    /// which holds their partitions already, so they are not verified as a client's are.
+    txn: Option<TxnOwner<'a>>,
+}
+
+/// The transaction a transactional write belongs to, as the coordinator knows it: the
+/// transactional id and its producer id and epoch. Transform outputs of the write join it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TxnOwner<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) producer_id: i64,
+    pub(crate) epoch: i16,
 }
 
 /// Whether a write to `topic` runs guests (and so belongs on the guest pool).
@@ -181,11 +199,13 @@ fn append_at(
 /// framed, its CRC right and in the topic's codec by construction, so it is not validated
 /// again. The topic's size limit, timestamp bounds and compaction key rule still apply, and the
 /// transforms deployed on the topic run on it.
+#[allow(clippy::too_many_arguments)]
 fn append_built(
     broker: &Broker,
     topic: &str,
     partition: i32,
     batch: Vec<u8>,
+    txn: Option<TxnOwner<'_>>,
     now: i64,
     depth: usize,
     durable: &mut Vec<Durable>,
@@ -224,7 +244,10 @@ fn append_built(
     let batches = vec![validate::Batch::built(header, 0..batch.len(), decompressed)];
     append_checked(
         broker,
-        Producer::default(),
+        Producer {
+            transactional_id: None,
+            txn,
+        },
         &handle,
         &log,
         topic,
@@ -271,13 +294,11 @@ fn append_checked(
         validate::refuse_keyless(&records, &batches)?;
     }
     let transforms = broker.transforms.for_topic(topic);
+    let mut txn = producer.txn;
     for b in batches.iter().filter(|b| b.header.is_transactional()) {
-        if !transforms.is_empty() {
-            // Outputs would have to join the input's transaction (markers on the output
-            // partitions too); until that is built, such writes are refused, not half-done.
-            return Err(AppendError::Unsupported(format!(
-                "transactional writes to {topic}, which has transforms, are not supported yet"
-            )));
+        if producer.txn.is_some() {
+            // Built by the broker for a transaction that holds this partition already.
+            continue;
         }
         control::verify_transactional_write(
             broker,
@@ -290,6 +311,14 @@ fn append_checked(
             code: e.code(),
             message: e.to_string(),
         })?;
+        // Verified, so the Produce named it; the transforms' outputs join this transaction.
+        if let Some(id) = producer.transactional_id {
+            txn.get_or_insert(TxnOwner {
+                id,
+                producer_id: b.header.producer_id,
+                epoch: b.header.producer_epoch,
+            });
+        }
     }
     let (records, batches) = validate::conform(records, batches, &handle.batch_rules(), now)?;
     let bytes = records.len();
@@ -310,6 +339,7 @@ fn append_checked(
             log,
             records: &records,
             batches,
+            txn,
         },
         &transforms,
         now,

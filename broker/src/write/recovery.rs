@@ -5,11 +5,18 @@
 //! Both write outputs in [`Mode::Replay`](super::outputs::Mode::Replay): what the output logs
 //! already hold is recognised by its stream's sequence numbers and skipped, so every input's
 //! outputs exist exactly once.
+//!
+//! A stored transactional input is re-run by what became of its transaction ([`fate`]): still
+//! open, its outputs join it (as when it was first written); aborted, it has none; committed,
+//! what is missing of its outputs is written as plain batches of the same streams. The
+//! background catch-up stops at the partition's last stable offset, so it only meets ended
+//! transactions.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::outputs::{self, Mode, OutputBatches};
+use super::TxnOwner;
 use crate::broker::{now_ms, Broker};
 use crate::log::{AppendError, PartitionLog};
 use crate::records::batch::BatchHeader;
@@ -17,6 +24,7 @@ use crate::records::record::{records_area, RecordIter};
 use crate::records::Compression;
 use crate::transform::run::{self, Decision, Source};
 use crate::transform::Running;
+use crate::txn::TxnState;
 use crate::wasm::abi::BatchInput;
 
 /// Most bytes a stored batch may inflate to when decoded for a guest.
@@ -64,7 +72,7 @@ pub fn recover(broker: &Broker) {
             }
             let lock = broker.transforms.partition_lock(&input, partition);
             let _turn = lock.lock();
-            match replay(broker, &running, &input, partition, &log, usize::MAX) {
+            match replay(broker, &running, &input, partition, &log, usize::MAX, false) {
                 Ok(n) => {
                     tracing::info!(transform = %name, partition, from, records = n, "re-ran inputs interrupted by a crash")
                 }
@@ -74,8 +82,57 @@ pub fn recover(broker: &Broker) {
     }
 }
 
+/// What became of a stored transactional input's transaction, for re-running it.
+enum Fate {
+    /// Still open: its outputs join it, in the transaction of this id.
+    Open {
+        transactional_id: String,
+        producer_id: i64,
+        epoch: i16,
+    },
+    /// Committed: its outputs are written as plain batches.
+    Committed,
+    /// Aborted, or being aborted: it has no outputs.
+    Aborted,
+}
+
+fn fate(broker: &Broker, log: &PartitionLog, header: &BatchHeader) -> Fate {
+    let pid = header.producer_id;
+    let open = log
+        .ongoing_transactions()
+        .iter()
+        .any(|&(p, first)| p == pid && first <= header.base_offset);
+    if open {
+        return match broker.transactions.owner_of(pid) {
+            Some((
+                transactional_id,
+                producer_id,
+                epoch,
+                TxnState::Ongoing | TxnState::PrepareCommit,
+            )) if epoch == header.producer_epoch => Fate::Open {
+                transactional_id,
+                producer_id,
+                epoch,
+            },
+            // Fenced and being aborted, of an epoch since ended, or unknown to the coordinator
+            // (which ends nothing it does not know): nothing of it may become visible.
+            _ => Fate::Aborted,
+        };
+    }
+    let aborted = log
+        .aborted_transactions(header.base_offset, header.base_offset + 1)
+        .iter()
+        .any(|a| a.producer_id == pid && a.first_offset <= header.base_offset);
+    if aborted {
+        Fate::Aborted
+    } else {
+        Fate::Committed
+    }
+}
+
 /// Runs the stored inputs from `running`'s progress in `partition` on, up to about `max_bytes`
-/// of stored batches; returns how many records ran. The caller holds the partition lock.
+/// of stored batches (and, with `stable_only`, not past the last stable offset); returns how
+/// many records ran. The caller holds the partition lock.
 fn replay(
     broker: &Broker,
     running: &Arc<Running>,
@@ -83,6 +140,7 @@ fn replay(
     partition: i32,
     log: &Arc<PartitionLog>,
     max_bytes: usize,
+    stable_only: bool,
 ) -> Result<usize, AppendError> {
     let mut next = running
         .progress
@@ -95,7 +153,12 @@ fn replay(
     let mut durable = Vec::new();
     let outputs_of = running.deployment.read().outputs.clone();
     let source = Source { topic, partition };
-    while next < log.high_watermark() && read < max_bytes {
+    let end = if stable_only {
+        log.last_stable_offset()
+    } else {
+        log.high_watermark()
+    };
+    'read: while next < end && read < max_bytes {
         let slice = log
             .read(next, 1 << 20, true)
             .map_err(|e| AppendError::Io(std::io::Error::other(e.to_string())))?;
@@ -111,12 +174,18 @@ fn replay(
             let header = BatchHeader::parse(bytes).ok_or_else(|| {
                 AppendError::CorruptMessage("a stored batch has no header".into())
             })?;
+            if header.base_offset >= end {
+                break 'read;
+            }
             let area = records_area(bytes, &header, DECODE_LIMIT).map_err(AppendError::from)?;
             // The records of the batch from `next` on (a batch may be half done).
             let (records, left) = records_from(&area, header.base_offset, next)?;
             next = next.max(header.last_offset() + 1);
-            // A transaction marker is not an input to transform.
-            if left > 0 && !header.is_control() {
+            let fate = header
+                .is_transactional()
+                .then(|| fate(broker, log, &header));
+            // A transaction marker is not an input to transform, nor is an aborted one's.
+            if left > 0 && !header.is_control() && !matches!(fate, Some(Fate::Aborted)) {
                 let codec = header.compression().unwrap_or(Compression::None);
                 let mut changing = super::changelog::Changing::new(partition);
                 changing.prepare(broker, running)?;
@@ -128,7 +197,14 @@ fn replay(
                     record_count: left,
                     records,
                 };
-                let mut out = OutputBatches::new(broker, source, &outputs_of);
+                let fresh = || {
+                    let out = OutputBatches::new(broker, source, &outputs_of).of_batch(&header);
+                    match fate {
+                        Some(Fate::Committed) => out.committed(),
+                        _ => out,
+                    }
+                };
+                let mut out = fresh();
                 match run::decide(
                     &broker.transforms.engine,
                     &broker.authorizer,
@@ -138,13 +214,44 @@ fn replay(
                     &mut |s| out.section(s),
                 ) {
                     // A rejected input is stored already; nothing of it is written.
-                    Decision::Reject(_) => out = OutputBatches::new(broker, source, &outputs_of),
+                    Decision::Reject(_) => out = fresh(),
                     Decision::Write { dead_letters } => out.records(dead_letters),
+                }
+                let txn = match &fate {
+                    Some(Fate::Open {
+                        transactional_id,
+                        producer_id,
+                        epoch,
+                    }) => Some(TxnOwner {
+                        id: transactional_id,
+                        producer_id: *producer_id,
+                        epoch: *epoch,
+                    }),
+                    _ => None,
+                };
+                if let Some(owner) = txn {
+                    let derived = out.derived(&running.name());
+                    if !derived.is_empty() {
+                        broker
+                            .transactions
+                            .add_derived(
+                                owner.id,
+                                owner.producer_id,
+                                owner.epoch,
+                                &derived,
+                                now_ms(),
+                            )
+                            .map_err(|e| AppendError::TransactionRejected {
+                                code: super::control::txn_error_code(&e).code(),
+                                message: e.to_string(),
+                            })?;
+                    }
                 }
                 outputs::emit(
                     broker,
                     running,
                     out,
+                    txn,
                     codec,
                     now_ms(),
                     0,
@@ -256,6 +363,7 @@ fn backfill_step(broker: &Broker, name: &str) -> Result<bool, AppendError> {
         };
         let lock = broker.transforms.partition_lock(&input, partition);
         let _turn = lock.lock();
+        // Only ended transactions: an open one's outputs could not join it from here.
         replay(
             broker,
             &running,
@@ -263,6 +371,7 @@ fn backfill_step(broker: &Broker, name: &str) -> Result<bool, AppendError> {
             partition,
             &log,
             BACKFILL_STEP_BYTES,
+            true,
         )?;
         let done = running
             .progress

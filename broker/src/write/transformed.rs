@@ -2,6 +2,13 @@
 //! place of the input, the input stored, then the other deployments' outputs — all under the
 //! input partition's lock, so guests see the offsets their records are stored at and outputs
 //! keep input order.
+//!
+//! A transactional input batch's outputs join its transaction: the partitions they go to are
+//! added to it in the coordinator before the input is stored (a refusal stores nothing), then
+//! written as transactional batches ([`outputs`]); in-place outputs are stored with the
+//! input's producer id, epoch, sequence and transactional flag, as the batch it replaces.
+//! Stateful deployments refuse transactional inputs: their stores apply each write's changes
+//! at once and could not take back an aborted transaction's.
 
 use std::sync::Arc;
 
@@ -9,7 +16,7 @@ use bytes::Bytes;
 
 use super::outputs::{self, OutputBatches};
 use super::validate::{self, Batch};
-use super::{changelog, Durable, MAX_DEPTH};
+use super::{changelog, Durable, TxnOwner, MAX_DEPTH};
 use crate::broker::Broker;
 use crate::log::{AppendError, AppendOutcome, PartitionLog};
 use crate::records::batch::BatchHeader;
@@ -27,6 +34,8 @@ pub(super) struct Input<'a> {
     pub(super) log: &'a Arc<PartitionLog>,
     pub(super) records: &'a Bytes,
     pub(super) batches: Vec<Batch>,
+    /// The transaction the input's transactional batches belong to.
+    pub(super) txn: Option<TxnOwner<'a>>,
 }
 
 /// What one input batch holds now: its records as validated, or what in-place transforms
@@ -53,11 +62,15 @@ pub(super) fn append(
         log,
         records,
         batches,
+        txn,
     } = input;
     if depth > MAX_DEPTH {
         return Err(AppendError::InvalidRecord(format!(
             "transform chain deeper than {MAX_DEPTH}"
         )));
+    }
+    if batches.iter().any(|b| b.header.is_transactional()) {
+        refuse_stateful(topic, transforms)?;
     }
     if let [only] = batches.as_slice() {
         if let Some((base_offset, last_offset)) = log.stored_duplicate(&only.header) {
@@ -129,7 +142,7 @@ pub(super) fn append(
                 record_count: count as u32,
                 records: area,
             };
-            let mut out = OutputBatches::new(broker, source, outputs);
+            let mut out = OutputBatches::new(broker, source, outputs).of_batch(&b.header);
             let dead_letters = if in_place {
                 let mut replacement = BatchBuilder::new();
                 let mut failed = None;
@@ -185,6 +198,7 @@ pub(super) fn append(
         }
     }
 
+    join_transaction(broker, txn, &pending, now)?;
     let rewritten = current.iter().any(|c| matches!(c, Current::Rewritten(_)));
     let outcome = if rewritten {
         store_rewritten(log, records, &batches, current, now)?
@@ -206,6 +220,7 @@ pub(super) fn append(
             broker,
             &running,
             out,
+            txn,
             codec,
             now,
             depth,
@@ -220,6 +235,50 @@ pub(super) fn append(
         running.update_progress(partition, |p| p.next_input = next_input);
     }
     Ok(outcome)
+}
+
+/// Refuses a transactional write to `topic` if a deployment on it keeps state.
+fn refuse_stateful(topic: &str, transforms: &[Arc<Running>]) -> Result<(), AppendError> {
+    match transforms.iter().find(|t| t.state.stateful) {
+        Some(t) => Err(AppendError::Unsupported(format!(
+            "transactional writes to {topic} are refused: transform '{}' keeps state, which \
+             an aborted transaction could not take back",
+            t.name()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Adds the partitions the outputs of transactional inputs go to (with their producer ids)
+/// to the inputs' transaction, durably, before anything is stored.
+fn join_transaction(
+    broker: &Broker,
+    txn: Option<TxnOwner<'_>>,
+    pending: &[Pending<'_>],
+    now: i64,
+) -> Result<(), AppendError> {
+    let mut derived = Vec::new();
+    for (running, out) in pending.iter().filter(|(_, out)| out.is_transactional()) {
+        derived.extend(out.derived(&running.name()));
+    }
+    if derived.is_empty() {
+        return Ok(());
+    }
+    let Some(owner) = txn else {
+        return Err(AppendError::InvalidTxnState(
+            "a transactional batch outside any transaction".into(),
+        ));
+    };
+    broker
+        .transactions
+        .add_derived(owner.id, owner.producer_id, owner.epoch, &derived, now)
+        .map_err(|e| {
+            let code = super::control::txn_error_code(&e);
+            AppendError::TransactionRejected {
+                code: code.code(),
+                message: e.to_string(),
+            }
+        })
 }
 
 fn reject(decision: Decision) -> AppendError {
@@ -263,11 +322,16 @@ fn store_rewritten(
                 } else {
                     BatchMeta::default()
                 };
-                if count == 0 {
+                let mut batch = if count == 0 {
                     empty_batch(&meta, header.max_timestamp)
                 } else {
                     replacement.finish(header.compression().unwrap_or(Compression::None), &meta)
+                };
+                if header.is_transactional() {
+                    // Still the producer's batch: in its transaction, ended by its markers.
+                    super::outputs::set_transactional(&mut batch);
                 }
+                batch
             }
         };
         built.push(batch);

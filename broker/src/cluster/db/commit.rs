@@ -608,7 +608,9 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_commits_get_contiguous_offsets_in_each_ones_order() {
-        let t = TestDb::new().await;
+        let Some(t) = TestDb::if_installed().await else {
+            return;
+        };
         let db = t.connect().await;
         let topic = db.create_topic("t", 2, &[]).await.unwrap();
         let a = db.register("a", 1, None, LEASE).await.unwrap();
@@ -672,7 +674,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_retry_is_answered_with_its_original_offsets_and_stored_once() {
-        let t = TestDb::new().await;
+        let Some(t) = TestDb::if_installed().await else {
+            return;
+        };
         let db = t.connect().await;
         let topic = db.create_topic("t", 1, &[]).await.unwrap();
         let a = db.register("a", 1, None, LEASE).await.unwrap();
@@ -734,7 +738,9 @@ mod tests {
 
     #[tokio::test]
     async fn out_of_order_and_old_epoch_batches_are_refused() {
-        let t = TestDb::new().await;
+        let Some(t) = TestDb::if_installed().await else {
+            return;
+        };
         let db = t.connect().await;
         let topic = db.create_topic("t", 1, &[]).await.unwrap();
         let a = db.register("a", 1, None, LEASE).await.unwrap();
@@ -797,7 +803,9 @@ mod tests {
 
     #[tokio::test]
     async fn sequences_wrap_at_i32_max() {
-        let t = TestDb::new().await;
+        let Some(t) = TestDb::if_installed().await else {
+            return;
+        };
         let db = t.connect().await;
         let topic = db.create_topic("t", 1, &[]).await.unwrap();
         let a = db.register("a", 1, None, LEASE).await.unwrap();
@@ -817,7 +825,9 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_partitions_are_refused_and_the_rest_committed() {
-        let t = TestDb::new().await;
+        let Some(t) = TestDb::if_installed().await else {
+            return;
+        };
         let db = t.connect().await;
         let topic = db.create_topic("t", 1, &[]).await.unwrap();
         let a = db.register("a", 1, None, LEASE).await.unwrap();
@@ -844,7 +854,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_fenced_lease_commits_nothing() {
-        let t = TestDb::new().await;
+        let Some(t) = TestDb::if_installed().await else {
+            return;
+        };
         let db = t.connect().await;
         let topic = db.create_topic("t", 1, &[]).await.unwrap();
         let old = db.register("a", 1, None, LEASE).await.unwrap();
@@ -889,7 +901,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_retried_commit_of_the_same_object_stores_nothing_again() {
-        let t = TestDb::new().await;
+        let Some(t) = TestDb::if_installed().await else {
+            return;
+        };
         let db = t.connect().await;
         let topic = db.create_topic("t", 2, &[]).await.unwrap();
         let a = db.register("a", 1, None, LEASE).await.unwrap();
@@ -918,7 +932,9 @@ mod tests {
 
     #[tokio::test]
     async fn commits_are_announced_on_the_feed() {
-        let t = TestDb::new().await;
+        let Some(t) = TestDb::if_installed().await else {
+            return;
+        };
         let db = t.connect().await;
         let topic = db.create_topic("t", 2, &[]).await.unwrap();
         let a = db.register("a", 1, None, LEASE).await.unwrap();
@@ -946,6 +962,47 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_broker_stalled_inside_a_commit_does_not_block_the_others() {
+        let Some(t) = TestDb::if_installed().await else {
+            return;
+        };
+        let db = t.connect().await;
+        let topic = db.create_topic("t", 1, &[]).await.unwrap();
+        let b = db.register("b", 1, None, LEASE).await.unwrap();
+        // Broker A stops (SIGSTOP) halfway through a commit: its partition lock is taken and
+        // its transaction left open.
+        let mut stalled = db.client().await.unwrap();
+        let tx = stalled.transaction().await.unwrap();
+        tx.execute(
+            "SELECT 1 FROM sluice_partitions WHERE topic_id = $1 FOR UPDATE",
+            &[&topic.topic_id],
+        )
+        .await
+        .unwrap();
+        // B's commit waits for the lock, then PostgreSQL ends A's idle transaction.
+        let started = std::time::Instant::now();
+        let out = db
+            .commit_upload(&b, &upload(vec![batch(&topic, 0, 1)]))
+            .await
+            .unwrap();
+        assert_eq!(
+            out[0],
+            BatchOutcome::Appended {
+                base_offset: 0,
+                log_start_offset: 0
+            }
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(14),
+            "{:?}",
+            started.elapsed()
+        );
+        // A, resumed, finds its transaction gone: nothing of it commits.
+        let e: DbError = tx.commit().await.unwrap_err().into();
+        assert!(e.is_retriable(), "{e}");
+    }
+
     async fn next(events: &mut tokio::sync::broadcast::Receiver<CommitEvent>) -> CommitEvent {
         tokio::time::timeout(Duration::from_secs(10), events.recv())
             .await
@@ -955,7 +1012,9 @@ mod tests {
 
     #[tokio::test]
     async fn the_feed_reconnects_and_resyncs_after_losing_its_connection() {
-        let t = TestDb::new().await;
+        let Some(t) = TestDb::if_installed().await else {
+            return;
+        };
         let db = t.connect().await;
         let topic = db.create_topic("t", 1, &[]).await.unwrap();
         let a = db.register("a", 1, None, LEASE).await.unwrap();

@@ -73,7 +73,9 @@ mod tests {
 
     #[tokio::test]
     async fn migrating_twice_is_a_no_op() {
-        let t = TestDb::new().await;
+        let Some(t) = TestDb::if_installed().await else {
+            return;
+        };
         let db = t.connect().await;
         assert_eq!(db.schema_version().await.unwrap(), known_version());
         let tables = |db: Db| async move {
@@ -102,7 +104,9 @@ mod tests {
 
     #[tokio::test]
     async fn brokers_starting_together_migrate_once() {
-        let t = TestDb::new().await;
+        let Some(t) = TestDb::if_installed().await else {
+            return;
+        };
         let (a, b, c) = tokio::join!(t.try_connect(), t.try_connect(), t.try_connect());
         for db in [a, b, c] {
             assert_eq!(db.unwrap().schema_version().await.unwrap(), known_version());
@@ -111,7 +115,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_newer_schema_is_refused_with_an_upgrade_message() {
-        let t = TestDb::new().await;
+        let Some(t) = TestDb::if_installed().await else {
+            return;
+        };
         let db = t.connect().await;
         let newer = known_version() + 1;
         db.client()

@@ -36,6 +36,15 @@ const POOL_SIZE: usize = 16;
 /// before the caller is told the database is unavailable (a retriable error, not a hang).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a session may sit idle inside a transaction before PostgreSQL ends it: longer
+/// than any pause between the statements of a commit of a live broker.
+const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(5);
+/// How long a statement waits for a row lock (another broker's commit on the same partitions
+/// holds it for milliseconds; a stalled one until [`IDLE_IN_TRANSACTION`]).
+const LOCK_WAIT: Duration = Duration::from_secs(15);
+/// The longest any one statement may run.
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Why a metadata database call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -60,6 +69,14 @@ pub enum DbError {
     TopicAlreadyExists(String),
     #[error("unknown topic {0:?}")]
     UnknownTopic(String),
+    #[error("unknown partition {partition} of topic {topic_id}")]
+    UnknownPartition {
+        topic_id: uuid::Uuid,
+        partition: i32,
+    },
+    /// An offset past the partition's high watermark (DeleteRecords).
+    #[error("offset {offset} is past the high watermark {high_watermark}")]
+    OffsetOutOfRange { offset: i64, high_watermark: i64 },
     /// A partition count that is not positive, or not above the current one.
     #[error("invalid partition count for topic {topic:?}: {reason}")]
     InvalidPartitions { topic: String, reason: String },
@@ -110,13 +127,17 @@ impl From<deadpool_postgres::PoolError> for DbError {
 }
 
 /// SQLSTATEs after which the same call can succeed: connection trouble (class 08), the server
-/// shutting down or starting (57P0x), lack of resources (class 53), and the conflicts
-/// PostgreSQL resolves by aborting one side (serialization failure, deadlock).
+/// shutting down or starting (57P0x), lack of resources (class 53), our own timeouts (a lock
+/// wait, a statement, a session idle in a transaction), and the conflicts PostgreSQL resolves
+/// by aborting one side (serialization failure, deadlock).
 fn is_transient(code: &SqlState) -> bool {
     let c = code.code();
     c.starts_with("08")
         || c.starts_with("53")
         || c.starts_with("57P")
+        || *code == SqlState::LOCK_NOT_AVAILABLE
+        || *code == SqlState::QUERY_CANCELED
+        || *code == SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT
         || *code == SqlState::T_R_SERIALIZATION_FAILURE
         || *code == SqlState::T_R_DEADLOCK_DETECTED
 }
@@ -151,6 +172,20 @@ impl Db {
         if config.get_application_name().is_none() {
             config.application_name("sluice");
         }
+        // A broker stalled inside a commit (SIGSTOP, a frozen VM) must not hold its partition
+        // locks for ever: PostgreSQL ends a session idle in a transaction, rolling it back, and
+        // a commit waiting on locks gives up (retriable) instead of hanging its producers.
+        let ours = format!(
+            "-c idle_in_transaction_session_timeout={} -c lock_timeout={} -c statement_timeout={}",
+            IDLE_IN_TRANSACTION.as_millis(),
+            LOCK_WAIT.as_millis(),
+            STATEMENT_TIMEOUT.as_millis()
+        );
+        let options = match config.get_options() {
+            Some(theirs) => format!("{ours} {theirs}"),
+            None => ours,
+        };
+        config.options(&options);
         // Dead peers (a PostgreSQL host that vanished) are noticed instead of hanging forever.
         config.keepalives(true);
         config.keepalives_idle(Duration::from_secs(30));

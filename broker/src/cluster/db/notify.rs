@@ -158,6 +158,99 @@ fn forward(message: AsyncMessage, sender: &broadcast::Sender<CommitEvent>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::db::testing::{postgres_installed, TestDb};
+    use crate::cluster::types::{BatchAppend, UploadCommit};
+    use sluice_engines::Postgres;
+
+    async fn next(events: &mut broadcast::Receiver<CommitEvent>) -> CommitEvent {
+        tokio::time::timeout(Duration::from_secs(30), events.recv())
+            .await
+            .expect("an event in time")
+            .expect("the feed is open")
+    }
+
+    #[tokio::test]
+    async fn the_feed_and_the_pool_recover_after_a_postgresql_restart() {
+        if !postgres_installed() {
+            return;
+        }
+        // A server of its own: the restart would cut every other test's connections.
+        let pg = tokio::task::spawn_blocking(Postgres::start)
+            .await
+            .unwrap()
+            .unwrap();
+        let t = TestDb::on(&pg.url()).await;
+        let db = t.connect().await;
+        let topic = db.create_topic("t", 1, &[]).await.unwrap();
+        let lease = db
+            .register("a", 1, None, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let feed = db.commit_feed();
+        let mut events = feed.subscribe();
+        assert_eq!(next(&mut events).await, CommitEvent::Resync);
+        let upload = |records| UploadCommit {
+            object_key: format!("test/{}", Uuid::new_v4()),
+            object_size: 10,
+            batches: vec![BatchAppend {
+                topic_id: topic.topic_id,
+                partition: 0,
+                byte_offset: 0,
+                byte_length: 10,
+                record_count: records,
+                base_timestamp: 0,
+                max_timestamp: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                base_sequence: -1,
+                is_transactional: false,
+                is_control: false,
+            }],
+        };
+
+        let mut pg = tokio::task::spawn_blocking(move || {
+            let mut pg = pg;
+            pg.stop();
+            pg
+        })
+        .await
+        .unwrap();
+        // Down: a commit fails, retriable, and claims nothing.
+        let e = db.commit_upload(&lease, &upload(1)).await.unwrap_err();
+        assert!(e.is_retriable(), "{e}");
+        let pg = tokio::task::spawn_blocking(move || {
+            pg.start_again().unwrap();
+            pg
+        })
+        .await
+        .unwrap();
+
+        // Back: the feed reconnects and says so; commits go through again (the pool drops its
+        // dead connections, possibly after one more retriable failure).
+        assert_eq!(next(&mut events).await, CommitEvent::Resync);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let out = loop {
+            match db.commit_upload(&lease, &upload(3)).await {
+                Ok(out) => break out,
+                Err(e) if e.is_retriable() && std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert_eq!(
+            out,
+            vec![crate::cluster::types::BatchOutcome::Appended {
+                base_offset: 0,
+                log_start_offset: 0
+            }]
+        );
+        assert!(matches!(
+            next(&mut events).await,
+            CommitEvent::Commit(n) if n.high_watermark == 3
+        ));
+        drop(pg);
+    }
 
     #[test]
     fn payloads_round_trip_and_foreign_ones_are_ignored() {

@@ -144,3 +144,111 @@ fn coord_from_row(row: &Row) -> Result<BatchCoord, DbError> {
         })?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::cluster::db::testing::TestDb;
+    use crate::cluster::types::{BatchAppend, UploadCommit};
+
+    /// A partition holding batches of 2 records, 100 bytes each, at offsets 0, 2, 4, 6, with
+    /// max timestamps 10, 40, 20, 40.
+    async fn four_batches(t: &TestDb) -> (Db, Uuid) {
+        let db = t.connect().await;
+        let topic = db.create_topic("t", 1, &[]).await.unwrap();
+        let lease = db
+            .register("a", 1, None, Duration::from_secs(30))
+            .await
+            .unwrap();
+        let batches = [10, 40, 20, 40]
+            .into_iter()
+            .zip(0u64..)
+            .map(|(ts, i)| BatchAppend {
+                topic_id: topic.topic_id,
+                partition: 0,
+                byte_offset: i * 100,
+                byte_length: 100,
+                record_count: 2,
+                base_timestamp: ts - 5,
+                max_timestamp: ts,
+                producer_id: -1,
+                producer_epoch: -1,
+                base_sequence: -1,
+                is_transactional: false,
+                is_control: false,
+            })
+            .collect();
+        let up = UploadCommit {
+            object_key: "obj-1".into(),
+            object_size: 400,
+            batches,
+        };
+        db.commit_upload(&lease, &up).await.unwrap();
+        (db, topic.topic_id)
+    }
+
+    fn bases(coords: &[BatchCoord]) -> Vec<i64> {
+        coords.iter().map(|c| c.base_offset).collect()
+    }
+
+    #[tokio::test]
+    async fn batches_are_read_from_the_one_holding_the_offset_within_max_bytes() {
+        let Some(t) = TestDb::if_installed().await else {
+            return;
+        };
+        let (db, topic) = four_batches(&t).await;
+        let all = db.batches_from(topic, 0, 0, i64::MAX).await.unwrap();
+        assert_eq!(bases(&all), [0, 2, 4, 6]);
+        assert_eq!(
+            all[1],
+            BatchCoord {
+                base_offset: 2,
+                last_offset: 3,
+                max_timestamp: 40,
+                object_key: "obj-1".into(),
+                byte_offset: 100,
+                byte_length: 100,
+            }
+        );
+        // Offset 3 is inside the batch at 2.
+        assert_eq!(
+            bases(&db.batches_from(topic, 0, 3, i64::MAX).await.unwrap()),
+            [2, 4, 6]
+        );
+        // 250 bytes: two whole batches; 1 byte: still the first one.
+        assert_eq!(
+            bases(&db.batches_from(topic, 0, 0, 250).await.unwrap()),
+            [0, 2]
+        );
+        assert_eq!(bases(&db.batches_from(topic, 0, 4, 1).await.unwrap()), [4]);
+        // At the high watermark: nothing yet.
+        assert!(db.batches_from(topic, 0, 8, 1000).await.unwrap().is_empty());
+        assert!(db.batches_from(topic, 1, 0, 1000).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn timestamps_find_the_first_batch_at_or_after_and_the_maximum() {
+        let Some(t) = TestDb::if_installed().await else {
+            return;
+        };
+        let (db, topic) = four_batches(&t).await;
+        let at = |ts| {
+            let db = db.clone();
+            async move {
+                db.batch_for_timestamp(topic, 0, ts)
+                    .await
+                    .unwrap()
+                    .map(|c| c.base_offset)
+            }
+        };
+        assert_eq!(at(0).await, Some(0));
+        assert_eq!(at(15).await, Some(2));
+        assert_eq!(at(40).await, Some(2));
+        assert_eq!(at(41).await, None);
+        let max = db.max_timestamp(topic, 0).await.unwrap().unwrap();
+        assert_eq!((max.base_offset, max.max_timestamp), (2, 40));
+        assert_eq!(db.max_timestamp(topic, 1).await.unwrap(), None);
+    }
+}

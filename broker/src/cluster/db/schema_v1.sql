@@ -34,7 +34,10 @@ CREATE TABLE sluice_objects (
     object_key   TEXT PRIMARY KEY,
     node_id      INT NOT NULL,
     size         BIGINT NOT NULL,
-    created_at   TIMESTAMPTZ NOT NULL DEFAULT now()
+    created_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
+    -- When maintenance first saw no batch pointing here (retention, deletes, rewrites): the
+    -- object is deleted a grace period later, so fetches still reading it finish first.
+    orphaned_at  TIMESTAMPTZ
 );
 
 CREATE TABLE sluice_batches (
@@ -98,4 +101,13 @@ CREATE TABLE sluice_group_offsets (
     metadata      TEXT,
     committed_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
     PRIMARY KEY (group_id, topic, partition)
+);
+
+-- Background maintenance (retention, object collection and merging) runs on one broker at a
+-- time: the holder of this single-row lease, bound to its broker epoch like group leases.
+CREATE TABLE sluice_maintenance_lease (
+    id             BOOLEAN PRIMARY KEY DEFAULT true CHECK (id),
+    node_id        INT NOT NULL,
+    broker_epoch   BIGINT NOT NULL,
+    lease_expires  TIMESTAMPTZ NOT NULL
 );

@@ -232,7 +232,9 @@ mod tests {
 
     #[tokio::test]
     async fn topics_are_created_listed_configured_grown_and_deleted() {
-        let t = TestDb::new().await;
+        let Some(t) = TestDb::if_installed().await else {
+            return;
+        };
         let db = t.connect().await;
         let a = db
             .create_topic("a", 3, &[kv("retention.ms", "1000")])
@@ -289,7 +291,9 @@ mod tests {
 
     #[tokio::test]
     async fn producer_ids_are_unique() {
-        let t = TestDb::new().await;
+        let Some(t) = TestDb::if_installed().await else {
+            return;
+        };
         let db = t.connect().await;
         let a = db.allocate_producer_id().await.unwrap();
         let b = db.allocate_producer_id().await.unwrap();
