@@ -495,3 +495,217 @@ async fn listen_notices(cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::read;
+    use crate::cluster::types::BatchOutcome;
+    use crate::records::batch::{self, BatchHeader};
+    use crate::records::record::{build_batch, BatchMeta, NewRecord};
+    use crate::records::Compression;
+    use bytes::Bytes;
+    use sluice_engines::Postgres;
+
+    fn batch_of(values: &[&str], meta: BatchMeta) -> Bytes {
+        let records: Vec<NewRecord> = values
+            .iter()
+            .map(|v| NewRecord {
+                timestamp: 1_700_000_000_000,
+                key: None,
+                value: Some(v.as_bytes().to_vec()),
+                headers: vec![],
+            })
+            .collect();
+        build_batch(&records, Compression::None, &meta).into()
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            advertised_host: "127.0.0.1".into(),
+            advertised_port: 1,
+            rack: None,
+            lease: Duration::from_secs(10),
+            upload: upload::Settings::new(Duration::from_millis(20), 1 << 20),
+            topics: TopicDefaults::default(),
+        }
+    }
+
+    /// A throwaway PostgreSQL and a cluster handle on it with in-memory objects, or `None`
+    /// (the test skips) when PostgreSQL is not installed outside CI.
+    async fn cluster() -> Option<(Postgres, Arc<Cluster>)> {
+        if !sluice_engines::require("PostgreSQL", Postgres::installed()) {
+            return None;
+        }
+        let pg = tokio::task::spawn_blocking(Postgres::start)
+            .await
+            .expect("start task")
+            .expect("start PostgreSQL");
+        let db = Db::connect(&pg.url()).await.expect("connect");
+        let lease = db
+            .register("127.0.0.1", 1, None, Duration::from_secs(10))
+            .await
+            .expect("register");
+        let cluster = Cluster::with(db, Objects::memory(), lease, settings());
+        Some((pg, cluster))
+    }
+
+    fn base(outcomes: &[BatchOutcome]) -> (i64, bool) {
+        match outcomes.first() {
+            Some(BatchOutcome::Appended { base_offset, .. }) => (*base_offset, false),
+            Some(BatchOutcome::Duplicate { base_offset, .. }) => (*base_offset, true),
+            other => panic!("refused: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn produced_batches_are_committed_and_read_back_at_their_offsets() {
+        let Some((_pg, cluster)) = cluster().await else {
+            return;
+        };
+        let (_dir, broker) = crate::broker::test_broker();
+        let topic = cluster.db.create_topic("t", 1, &[]).await.expect("create");
+        let pid = cluster
+            .db
+            .allocate_producer_id()
+            .await
+            .expect("producer id");
+        let idempotent = |seq| BatchMeta {
+            base_offset: 0,
+            producer_id: pid,
+            producer_epoch: 0,
+            base_sequence: seq,
+        };
+        let submit = |records: Bytes| {
+            crate::write::cluster::submit_produced(
+                &broker,
+                &cluster,
+                None,
+                &topic,
+                0,
+                records,
+                crate::broker::now_ms(),
+            )
+            .expect("valid batch")
+        };
+        let first = submit(batch_of(&["a", "b"], idempotent(0)));
+        let second = submit(batch_of(&["c", "d", "e"], idempotent(2)));
+        let first = first.await.expect("answered").expect("committed");
+        let second = second.await.expect("answered").expect("committed");
+        assert_eq!(base(&first), (0, false));
+        assert_eq!(base(&second), (2, false));
+        // A retry of the first (say, through another broker after a lost answer) is answered
+        // with its original offsets and stores nothing.
+        let retry = submit(batch_of(&["a", "b"], idempotent(0)));
+        assert_eq!(base(&retry.await.unwrap().unwrap()), (0, true));
+
+        let slice = read::read(&cluster, topic.topic_id, 0, 0, 1 << 20, true)
+            .await
+            .expect("read");
+        assert_eq!(slice.offsets.high_watermark, 5);
+        let ranges = batch::split(&slice.records).expect("whole batches");
+        let bases: Vec<i64> = ranges
+            .iter()
+            .map(|r| {
+                // Still valid after patching: the base offset is outside the CRC.
+                batch::validate(&slice.records[r.clone()], 1 << 20)
+                    .expect("valid batch")
+                    .base_offset
+            })
+            .collect();
+        assert_eq!(bases, [0, 2]);
+        // From an offset inside the second batch: that batch, whole.
+        let slice = read::read(&cluster, topic.topic_id, 0, 3, 1 << 20, true)
+            .await
+            .expect("read");
+        let header = BatchHeader::parse(&slice.records).expect("a batch");
+        assert_eq!((header.base_offset, header.last_offset()), (2, 4));
+        // At the high watermark: nothing yet; past it: out of range.
+        let at_end = read::read(&cluster, topic.topic_id, 0, 5, 1 << 20, true)
+            .await
+            .expect("read");
+        assert!(at_end.records.is_empty());
+        assert!(matches!(
+            read::read(&cluster, topic.topic_id, 0, 6, 1 << 20, true).await,
+            Err(read::ReadError::OffsetOutOfRange { .. })
+        ));
+        // By timestamp: the first record at or after it.
+        let found = read::offset_for_timestamp(&cluster, topic.topic_id, 0, 1_700_000_000_000)
+            .await
+            .expect("lookup");
+        assert_eq!(found.map(|(offset, _)| offset), Some(0));
+    }
+
+    #[tokio::test]
+    async fn a_fenced_broker_answers_a_retriable_error_and_commits_nothing() {
+        let Some((_pg, cluster)) = cluster().await else {
+            return;
+        };
+        let (_dir, broker) = crate::broker::test_broker();
+        let topic = cluster.db.create_topic("t", 1, &[]).await.expect("create");
+        // The same host:port registers again (a restarted incarnation): this one is a zombie.
+        cluster
+            .db
+            .register("127.0.0.1", 1, None, Duration::from_secs(10))
+            .await
+            .expect("register");
+        let answer = crate::write::cluster::submit_produced(
+            &broker,
+            &cluster,
+            None,
+            &topic,
+            0,
+            batch_of(&["x"], BatchMeta::default()),
+            crate::broker::now_ms(),
+        )
+        .expect("valid batch");
+        assert!(matches!(answer.await.unwrap(), Err(UploadError::Fenced)));
+        let offsets = cluster
+            .db
+            .partition_offsets(topic.topic_id, 0)
+            .await
+            .expect("offsets");
+        assert_eq!(offsets.map(|o| o.high_watermark), Some(0));
+    }
+
+    #[tokio::test]
+    async fn a_commit_by_another_broker_wakes_a_watch_through_the_notice() {
+        let Some((pg, cluster)) = cluster().await else {
+            return;
+        };
+        let topic = cluster.db.create_topic("t", 1, &[]).await.expect("create");
+        let mut watch = cluster
+            .watch(topic.topic_id, 0)
+            .await
+            .expect("watch")
+            .expect("partition exists");
+        let (_stop, stop) = watch::channel(false);
+        cluster.spawn_tasks(stop);
+        // Another broker: its own database handle and lease, the same database.
+        let other_db = Db::connect(&pg.url()).await.expect("connect");
+        let other = other_db
+            .register("127.0.0.1", 2, None, Duration::from_secs(10))
+            .await
+            .expect("register");
+        let other = Cluster::with(other_db, Objects::memory(), other, settings());
+        let (_dir, broker) = crate::broker::test_broker();
+        let answer = crate::write::cluster::submit_produced(
+            &broker,
+            &other,
+            None,
+            &topic,
+            0,
+            batch_of(&["x", "y"], BatchMeta::default()),
+            crate::broker::now_ms(),
+        )
+        .expect("valid batch");
+        answer.await.unwrap().expect("committed");
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            watch.wait_for(|o| o.high_watermark == 2),
+        )
+        .await
+        .expect("the notice arrived")
+        .expect("watch open");
+    }
+}
