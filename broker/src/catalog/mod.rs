@@ -31,7 +31,7 @@
 //! write, so concurrent creates of one topic create it once and the file always matches memory.
 
 mod store;
-mod topic_config;
+pub(crate) mod topic_config;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

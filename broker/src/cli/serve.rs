@@ -202,10 +202,18 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     crate::write::spawn_backfills(&broker);
     connect.start_all(&broker);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let cluster_tasks = cluster
+    let mut cluster_tasks = cluster
         .as_ref()
         .map(|c| c.spawn_tasks(stop_rx.clone()))
         .unwrap_or_default();
+    if let Some(c) = &cluster {
+        // Groups are coordinated under leases in the cluster from the first request on.
+        cluster_tasks.push(crate::cluster::groups::start(
+            c,
+            &broker.groups,
+            stop_rx.clone(),
+        ));
+    }
     // Beyond the default single listener, the stdout line names every listener.
     let extra_field =
         if listeners.len() > 1 || listeners[0].context.protocol != SecurityProtocol::Plaintext {

@@ -13,14 +13,20 @@
 //!   linger deadline or size limit, then one commit; producers answered after it.
 //! - [`read`]: fetches: coordinates (cached) and ranged GETs, offsets patched into batch headers
 //!   (outside the CRC).
+//! - [`groups`]: consumer groups: this broker's fenced group leases, committed offsets in
+//!   PostgreSQL (the coordinator's seam, [`crate::group::RemoteGroups`]).
+//! - [`topic_rules`]: the topic configs cluster mode accepts (the catalog's rules, no
+//!   compaction yet).
 //! - [`placement`]: live brokers and the leader shown per partition (rendezvous hashing).
 
 pub mod config;
 pub mod db;
+pub mod groups;
 pub mod node;
 pub mod objects;
 pub mod placement;
 pub mod read;
+pub mod topic_rules;
 pub mod types;
 pub mod upload;
 // TEMPORARY until cluster-infra's objects.rs lands.

@@ -14,6 +14,26 @@ pub fn leader(topic: &str, partition: i32, live: &[i32]) -> Option<i32> {
         .max_by_key(|&node| (score(key, node), node))
 }
 
+/// The node id that coordinates consumer group `group` when no broker holds its lease (see
+/// [`crate::cluster::groups`]); `None` when no broker is live. The same hashing as partitions,
+/// over a key no topic-partition can have (a group id is not followed by a partition number).
+pub fn group_coordinator(group: &str, live: &[i32]) -> Option<i32> {
+    let key = group_key(group);
+    live.iter()
+        .copied()
+        .max_by_key(|&node| (score(key, node), node))
+}
+
+/// FNV-1a of `group` after a tag byte, so a group and a topic of the same name hash apart.
+fn group_key(group: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in [b'g'].into_iter().chain(group.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
 /// A stable 64-bit digest of the partition's name (FNV-1a). Stable across builds and
 /// platforms — every broker of a cluster must agree, so `std`'s hasher (whose output may change
 /// between Rust releases) will not do.
@@ -39,6 +59,27 @@ fn score(key: u64, node: i32) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_departing_broker_moves_only_the_groups_it_coordinated() {
+        let mut per_node = [0usize; 4];
+        for i in 0..3000 {
+            let group = format!("group-{i}");
+            let before = group_coordinator(&group, &[1, 2, 3]).unwrap_or(-1);
+            let after = group_coordinator(&group, &[1, 3]).unwrap_or(-1);
+            per_node[before as usize] += 1;
+            if before != 2 {
+                assert_eq!(before, after, "{group} moved though its broker stayed");
+            }
+        }
+        for n in &per_node[1..] {
+            assert!(
+                (700..1300).contains(n),
+                "groups spread over brokers: {per_node:?}"
+            );
+        }
+        assert_eq!(group_coordinator("g", &[]), None);
+    }
+
     use super::*;
 
     fn leaders(live: &[i32]) -> Vec<i32> {

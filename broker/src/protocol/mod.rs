@@ -381,6 +381,24 @@ pub fn handle_request(
             &ctx,
             api::transactions::list_transactions(b, w, v, ctx.decode(body)?),
         )?,
+        ApiKey::CreateTopics if b.cluster.is_some() => later(
+            ctx,
+            api::topics::create_topics_in_cluster(
+                broker.clone(),
+                who.clone(),
+                v,
+                ctx.decode(body)?,
+            ),
+        ),
+        ApiKey::DeleteTopics if b.cluster.is_some() => later(
+            ctx,
+            api::topics::delete_topics_in_cluster(
+                broker.clone(),
+                who.clone(),
+                v,
+                ctx.decode(body)?,
+            ),
+        ),
         ApiKey::CreateTopics => now(&ctx, api::topics::create_topics(b, w, v, ctx.decode(body)?))?,
         ApiKey::DeleteTopics => now(&ctx, api::topics::delete_topics(b, w, v, ctx.decode(body)?))?,
         ApiKey::CreatePartitions => now(
@@ -399,6 +417,38 @@ pub fn handle_request(
             &ctx,
             api::configs::incremental_alter_configs(b, w, v, ctx.decode(body)?),
         )?,
+        // Cluster mode: group coordination asks the cluster's store (the *_in_cluster handlers).
+        ApiKey::FindCoordinator if b.groups.remote().is_some() => later(
+            ctx,
+            api::groups::find_coordinator_in_cluster(
+                broker.clone(),
+                who.clone(),
+                v,
+                ctx.decode(body)?,
+            ),
+        ),
+        ApiKey::DescribeGroups if b.groups.remote().is_some() => later(
+            ctx,
+            api::groups::describe_groups_in_cluster(
+                broker.clone(),
+                who.clone(),
+                v,
+                ctx.decode(body)?,
+            ),
+        ),
+        ApiKey::ListGroups if b.groups.remote().is_some() => later(
+            ctx,
+            api::groups::list_groups_in_cluster(broker.clone(), who.clone(), v, ctx.decode(body)?),
+        ),
+        ApiKey::OffsetFetch if b.groups.remote().is_some() => later(
+            ctx,
+            api::group_offsets::offset_fetch_in_cluster(
+                broker.clone(),
+                who.clone(),
+                v,
+                ctx.decode(body)?,
+            ),
+        ),
         ApiKey::FindCoordinator => {
             let mut response = api::groups::find_coordinator(b, w, v, ctx.decode(body)?);
             advertise_coordinator(&mut response, b.node_id, &session.listener);
