@@ -38,6 +38,9 @@ pub struct Broker {
     pub quotas: crate::quota::Quotas,
     /// ACLs and the decision every handler asks for (allows everything when disabled).
     pub authorizer: crate::acl::Authorizer,
+    /// Cluster mode (`--metadata`): topics, produce and fetch go to the shared database and
+    /// object store instead of the local catalog. `None`: the single-node broker.
+    pub cluster: Option<Arc<crate::cluster::node::Cluster>>,
 }
 
 impl Broker {
@@ -111,5 +114,6 @@ pub(crate) fn test_broker_at(dir: &std::path::Path) -> Broker {
             &crate::acl::AuthorizerSettings::default(),
         )
         .expect("authorizer"),
+        cluster: None,
     }
 }

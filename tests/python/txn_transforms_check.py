@@ -11,13 +11,17 @@ unless said otherwise):
 - `open IN ID TIMEOUT_MS`: starts a transaction with that timeout, writes 5 acknowledged
   records, prints "open" and waits to be killed (a crash mid-transaction).
 - `resume IN ID`: a new producer with the same id commits 2 records.
+- `stateful TOPIC`: a transactional write to TOPIC (a stateful transform's input) fails with
+  INVALID_RECORD, and the transaction can only be aborted; a plain producer's write succeeds.
 - `read TOPIC ISOLATION`: prints every value of TOPIC (one partition), one per line.
 - `ends TOPIC`: prints the read_committed and read_uncommitted end offsets of partition 0.
 """
 
 import sys
 
-from transactions_check import create, end_offsets, expect, producer, read, send
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from transactions_check import BROKER, create, end_offsets, expect, producer, read, send
 
 
 def transactions(topic):
@@ -76,6 +80,29 @@ def resume(topic, txn_id):
     p.commit_transaction(30)
 
 
+def stateful(topic):
+    create(topic, 1)
+    p = producer(f"txf-{topic}", **{"message.timeout.ms": 10000})
+    p.begin_transaction()
+    errors = []
+    p.produce(topic, value="counted?", partition=0,
+              on_delivery=lambda err, _m: err and errors.append(err))
+    p.flush(30)
+    expect([e.code() for e in errors] == [KafkaError.INVALID_RECORD],
+           f"delivery errors: {errors}")
+    try:
+        p.commit_transaction(30)
+        expect(False, "a transaction with a refused write committed")
+    except KafkaException as e:
+        expect(e.args[0].txn_requires_abort(), f"unexpected commit error: {e}")
+    p.abort_transaction(30)
+    plain = Producer({"bootstrap.servers": BROKER})
+    plain.produce(topic, value="plain", partition=0,
+                  on_delivery=lambda err, _m: err and errors.append(err))
+    plain.flush(30)
+    expect(len(errors) == 1, f"the plain write failed: {errors}")
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "commit-abort":
@@ -87,6 +114,8 @@ def main():
         return
     elif cmd == "resume":
         resume(args[0], args[1])
+    elif cmd == "stateful":
+        stateful(args[0])
     elif cmd == "read":
         for v in read(args[0], 1, args[1]):
             print(v)

@@ -3,8 +3,9 @@
 //! the input's transaction (visible to read_committed only if it commits, never if it aborts);
 //! an in-place transform keeps the transaction; `kill -9` mid-transaction, after the outputs are
 //! written, then restart: the broker aborts the transaction at its timeout on the output
-//! partition too, and the producer's id carries on. (A crash between the input's and the
-//! outputs' markers is `txn_markers`' unit test: the restarted coordinator completes both.)
+//! partition too, and the producer's id carries on; a stateful transform refuses transactional
+//! writes (its store could not take back an abort's changes). (A crash between the input's and
+//! the outputs' markers is `txn_markers`' unit test: the restarted coordinator completes both.)
 
 mod common;
 
@@ -91,6 +92,28 @@ fn an_in_place_transform_keeps_the_transaction_of_what_it_rewrites() {
         &["--name", "mask", "--input", "txf-inplace", "--in-place"],
     );
     check(&py, &broker, &["in-place", "txf-inplace"]);
+}
+
+#[test]
+fn a_stateful_transform_refuses_transactional_writes_with_invalid_record() {
+    let Some(py) = python() else { return };
+    let broker = Broker::start_with(options());
+    let module = guest_module("counter").to_string_lossy().to_string();
+    let out = transform_cli(
+        &broker,
+        &[
+            "deploy",
+            &module,
+            "--name",
+            "count",
+            "--input",
+            "txf-clicks",
+            "--output",
+            "txf-counts",
+        ],
+    );
+    assert!(out.status.success(), "deploy: {}", out.stderr);
+    check(&py, &broker, &["stateful", "txf-clicks"]);
 }
 
 /// A client that runs until killed.

@@ -34,6 +34,9 @@ pub(crate) async fn handle(
     _version: i16,
     request: FetchRequest,
 ) -> FetchResponse {
+    if let Some(cluster) = broker.cluster.clone() {
+        return counted(handle_cluster(&broker, &cluster, &who, request).await);
+    }
     let deadline = tokio::time::Instant::now()
         + Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT);
     let min_bytes = request.min_bytes.max(0) as usize;
@@ -83,6 +86,164 @@ pub(crate) async fn handle(
             return counted(response);
         }
     }
+}
+
+/// A partition asked for in cluster mode: its topic id, or the error code answered for it.
+type ClusterTarget = Result<uuid::Uuid, i16>;
+
+/// [`handle`] in cluster mode: coordinates and bytes through [`crate::cluster::read`]; the
+/// long poll waits on the partitions' watermark watches, which commit notices move.
+async fn handle_cluster(
+    broker: &Broker,
+    cluster: &crate::cluster::node::Cluster,
+    who: &Requester,
+    request: FetchRequest,
+) -> FetchResponse {
+    let deadline = tokio::time::Instant::now()
+        + Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT);
+    let min_bytes = request.min_bytes.max(0) as usize;
+    let mut targets: Vec<ClusterTarget> = Vec::new();
+    let mut watchers = Vec::new();
+    for topic in &request.topics {
+        let name = topic.topic.0.as_str();
+        let found = if !broker.authorize(who, Operation::Read, Resource::topic(name)) {
+            Err(ResponseError::TopicAuthorizationFailed.code())
+        } else {
+            match cluster.topic(name).await {
+                Ok(Some(meta)) => Ok(meta),
+                Ok(None) => Err(ResponseError::UnknownTopicOrPartition.code()),
+                Err(e) => {
+                    tracing::warn!(topic = name, "cannot look the topic up: {e}");
+                    Err(ResponseError::KafkaStorageError.code())
+                }
+            }
+        };
+        for p in &topic.partitions {
+            let target = match &found {
+                Ok(meta) if p.partition >= 0 && p.partition < meta.partitions => Ok(meta.topic_id),
+                Ok(_) => Err(ResponseError::UnknownTopicOrPartition.code()),
+                Err(code) => Err(*code),
+            };
+            if let Ok(topic_id) = target {
+                if let Ok(Some(w)) = cluster.watch(topic_id, p.partition).await {
+                    watchers.push(w);
+                }
+            }
+            targets.push(target);
+        }
+    }
+    loop {
+        for w in &mut watchers {
+            w.borrow_and_update();
+        }
+        let (response, bytes, errors) = read_cluster_once(cluster, &request, &targets).await;
+        if bytes >= min_bytes || errors || watchers.is_empty() {
+            return response;
+        }
+        let changes = watchers.iter_mut().map(|w| Box::pin(w.changed()));
+        if tokio::time::timeout_at(deadline, futures_util::future::select_all(changes))
+            .await
+            .is_err()
+        {
+            return response;
+        }
+    }
+}
+
+/// One pass over every partition in cluster mode, as [`read_once`].
+async fn read_cluster_once(
+    cluster: &crate::cluster::node::Cluster,
+    request: &FetchRequest,
+    targets: &[ClusterTarget],
+) -> (FetchResponse, usize, bool) {
+    use crate::cluster::read::{read, ReadError};
+    let mut budget = if request.max_bytes > 0 {
+        request.max_bytes as usize
+    } else {
+        usize::MAX
+    };
+    let mut total = 0usize;
+    let mut errors = false;
+    let mut topics: Vec<FetchableTopicResponse> = request
+        .topics
+        .iter()
+        .map(|t| FetchableTopicResponse::default().with_topic(t.topic.clone()))
+        .collect();
+    let mut next = targets.iter();
+    for (t, topic) in request.topics.iter().enumerate() {
+        for p in &topic.partitions {
+            let mut data = PartitionData::default()
+                .with_partition_index(p.partition)
+                .with_high_watermark(-1)
+                .with_last_stable_offset(-1)
+                .with_log_start_offset(-1)
+                .with_aborted_transactions(Some(Vec::new()))
+                .with_preferred_read_replica(BrokerId(-1));
+            match next.next() {
+                Some(Ok(topic_id)) => {
+                    let limit = (p.partition_max_bytes.max(0) as usize).min(budget);
+                    match read(
+                        cluster,
+                        *topic_id,
+                        p.partition,
+                        p.fetch_offset,
+                        limit,
+                        total == 0,
+                    )
+                    .await
+                    {
+                        Ok(slice) => {
+                            // No transactions in cluster mode: everything is stable.
+                            data.high_watermark = slice.offsets.high_watermark;
+                            data.last_stable_offset = slice.offsets.high_watermark;
+                            data.log_start_offset = slice.offsets.log_start_offset;
+                            total += slice.records.len();
+                            budget = budget.saturating_sub(slice.records.len());
+                            data.records = Some(slice.records);
+                        }
+                        Err(e) => {
+                            errors = true;
+                            data.error_code = match &e {
+                                ReadError::UnknownTopicOrPartition => {
+                                    ResponseError::UnknownTopicOrPartition
+                                }
+                                ReadError::OffsetOutOfRange {
+                                    log_start_offset,
+                                    high_watermark,
+                                    ..
+                                } => {
+                                    data.high_watermark = *high_watermark;
+                                    data.last_stable_offset = *high_watermark;
+                                    data.log_start_offset = *log_start_offset;
+                                    ResponseError::OffsetOutOfRange
+                                }
+                                ReadError::Db(_) | ReadError::Objects(_) => {
+                                    tracing::warn!(topic = %topic.topic.0, partition = p.partition, "fetch failed: {e}");
+                                    ResponseError::KafkaStorageError
+                                }
+                            }
+                            .code();
+                        }
+                    }
+                }
+                Some(Err(code)) => {
+                    data.error_code = *code;
+                    errors = true;
+                }
+                None => {
+                    data.error_code = ResponseError::UnknownTopicOrPartition.code();
+                    errors = true;
+                }
+            }
+            if let Some(out) = topics.get_mut(t) {
+                out.partitions.push(data);
+            }
+        }
+    }
+    let response = FetchResponse::default()
+        .with_session_id(0)
+        .with_responses(topics);
+    (response, total, errors)
 }
 
 /// Counts what a fetch answers (records out per topic, error codes) in the metrics.

@@ -1,7 +1,7 @@
 //! Committed offsets: OffsetCommit (answered once durable), OffsetFetch (single group, and the
 //! multi-group form of v8+), OffsetDelete.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
@@ -20,7 +20,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{now_ms, Broker};
 use crate::acl::{Operation, Requester, Resource};
-use crate::group::{code, Committed, State};
+use crate::group::{code, Committed, GroupOffsets, State};
 
 /// A topic, the error code answered for each of its partitions (0, or
 /// TOPIC_AUTHORIZATION_FAILED), and its partitions with their committed offset, if any.
@@ -44,6 +44,8 @@ pub(crate) async fn offset_commit(
         Some(ResponseError::GroupAuthorizationFailed)
     } else if group_id.is_empty() {
         Some(ResponseError::InvalidGroupId)
+    } else if let Err(e) = broker.groups.claim(&group_id).await {
+        Some(e)
     } else if generation >= 0 && broker.groups.existing(&group_id).is_none() {
         // A generation of a group we do not know is from before it was deleted: as Kafka.
         Some(ResponseError::IllegalGeneration)
@@ -72,6 +74,8 @@ pub(crate) async fn offset_commit(
         }
     };
     let now = now_ms();
+    // In cluster mode the cluster's store checks the partition, in the commit's transaction.
+    let in_cluster = broker.groups.remote().is_some();
     let mut topics = Vec::with_capacity(request.topics.len());
     let mut accepted = Vec::new();
     for topic in request.topics {
@@ -86,9 +90,11 @@ pub(crate) async fn offset_commit(
                     Err(code)
                 } else if !authorized {
                     Err(ResponseError::TopicAuthorizationFailed)
-                } else if !found.as_ref().is_some_and(|t| {
-                    p.partition_index >= 0 && p.partition_index < t.partition_count()
-                }) {
+                } else if !in_cluster
+                    && !found.as_ref().is_some_and(|t| {
+                        p.partition_index >= 0 && p.partition_index < t.partition_count()
+                    })
+                {
                     Err(ResponseError::UnknownTopicOrPartition)
                 } else if p
                     .committed_metadata
@@ -121,13 +127,18 @@ pub(crate) async fn offset_commit(
         );
     }
     if !accepted.is_empty() {
-        if let Err(e) = broker.groups.offsets.commit(&group_id, accepted).await {
-            tracing::error!(group = %group_id, "offset commit failed: {e}");
-            for p in topics.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
-                if p.error_code == 0 {
-                    p.error_code = ResponseError::KafkaStorageError.code();
-                }
+        // The accepted entries are, in order, the partitions answered 0 so far.
+        let outcome = broker.groups.commit_offsets(&group_id, accepted).await;
+        let mut stored = outcome.as_ref().ok().map(|s| s.iter());
+        for p in topics.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
+            if p.error_code != 0 {
+                continue;
             }
+            p.error_code = match (&outcome, stored.as_mut().and_then(|s| s.next())) {
+                (Err(e), _) => e.code(),
+                (Ok(_), Some(true)) => 0,
+                (Ok(_), _) => ResponseError::UnknownTopicOrPartition.code(),
+            };
         }
     }
     OffsetCommitResponse::default().with_topics(topics)
@@ -140,10 +151,9 @@ pub(crate) async fn offset_commit(
 fn fetch_group(
     broker: &Broker,
     who: &Requester,
-    group: &str,
+    stored: GroupOffsets,
     topics: Option<Vec<(String, Vec<i32>)>>,
 ) -> Vec<TopicOffsets> {
-    let stored = broker.groups.offsets.group(group);
     let may_describe = |t: &str| broker.authorize(who, Operation::Describe, Resource::topic(t));
     match topics {
         Some(topics) => topics
@@ -179,6 +189,54 @@ pub(crate) fn offset_fetch(
     who: &Requester,
     version: i16,
     request: OffsetFetchRequest,
+) -> OffsetFetchResponse {
+    offset_fetch_from(broker, who, version, request, &|group| {
+        Ok(broker.groups.offsets.group(group))
+    })
+}
+
+/// OffsetFetch in cluster mode: each group claimed, then its offsets read from the cluster.
+pub(crate) async fn offset_fetch_in_cluster(
+    broker: Arc<Broker>,
+    who: Requester,
+    version: i16,
+    request: OffsetFetchRequest,
+) -> OffsetFetchResponse {
+    let ids: Vec<String> = if version >= 8 {
+        request
+            .groups
+            .iter()
+            .map(|g| g.group_id.0.to_string())
+            .collect()
+    } else {
+        vec![request.group_id.0.to_string()]
+    };
+    let mut found: HashMap<String, Result<GroupOffsets, ResponseError>> = HashMap::new();
+    for id in ids {
+        if !broker.authorize(&who, Operation::Describe, Resource::group(&id)) {
+            continue;
+        }
+        let offsets = match broker.groups.claim(&id).await {
+            Ok(()) => broker.groups.fetch_offsets(&id).await,
+            Err(e) => Err(e),
+        };
+        found.insert(id, offsets);
+    }
+    offset_fetch_from(&broker, &who, version, request, &|group| {
+        found
+            .get(group)
+            .cloned()
+            .unwrap_or(Err(ResponseError::NotCoordinator))
+    })
+}
+
+/// OffsetFetch over `stored`: each group's offsets, or the error the group is answered with.
+fn offset_fetch_from(
+    broker: &Broker,
+    who: &Requester,
+    version: i16,
+    request: OffsetFetchRequest,
+    stored: &dyn Fn(&str) -> Result<GroupOffsets, ResponseError>,
 ) -> OffsetFetchResponse {
     let may_describe =
         |group: &str| broker.authorize(who, Operation::Describe, Resource::group(group));
@@ -216,7 +274,15 @@ pub(crate) fn offset_fetch(
                         .map(|t| (t.name.0.to_string(), t.partition_indexes))
                         .collect()
                 });
-                let answer = fetch_group(broker, who, &g.group_id.0, topics);
+                let offsets = match stored(&g.group_id.0) {
+                    Ok(offsets) => offsets,
+                    Err(e) => {
+                        return OffsetFetchResponseGroup::default()
+                            .with_group_id(g.group_id)
+                            .with_error_code(e.code());
+                    }
+                };
+                let answer = fetch_group(broker, who, offsets, topics);
                 let group_id = g.group_id.0.to_string();
                 OffsetFetchResponseGroup::default()
                     .with_group_id(g.group_id)
@@ -253,34 +319,18 @@ pub(crate) fn offset_fetch(
             .map(|t| (t.name.0.to_string(), t.partition_indexes))
             .collect()
     });
-    if !may_describe(&request.group_id.0) {
-        // v0-1 have no top-level error code: the partitions asked for carry it.
-        let code = ResponseError::GroupAuthorizationFailed.code();
-        return OffsetFetchResponse::default()
-            .with_error_code(code)
-            .with_topics(
-                topics
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(t, parts)| {
-                        OffsetFetchResponseTopic::default()
-                            .with_name(TopicName(StrBytes::from_string(t)))
-                            .with_partitions(
-                                parts
-                                    .into_iter()
-                                    .map(|p| {
-                                        OffsetFetchResponsePartition::default()
-                                            .with_partition_index(p)
-                                            .with_committed_offset(-1)
-                                            .with_error_code(code)
-                                    })
-                                    .collect(),
-                            )
-                    })
-                    .collect(),
-            );
-    }
-    let answer = fetch_group(broker, who, &request.group_id.0, topics);
+    let offsets = if may_describe(&request.group_id.0) {
+        stored(&request.group_id.0)
+    } else {
+        Err(ResponseError::GroupAuthorizationFailed)
+    };
+    let offsets = match offsets {
+        Ok(offsets) => offsets,
+        Err(e) => {
+            return group_error(e, topics);
+        }
+    };
+    let answer = fetch_group(broker, who, offsets, topics);
     OffsetFetchResponse::default().with_topics(
         answer
             .into_iter()
@@ -308,6 +358,35 @@ pub(crate) fn offset_fetch(
     )
 }
 
+/// A pre-v8 OffsetFetch refused for the whole group.
+fn group_error(e: ResponseError, topics: Option<Vec<(String, Vec<i32>)>>) -> OffsetFetchResponse {
+    // v0-1 have no top-level error code: the partitions asked for carry it.
+    let code = e.code();
+    OffsetFetchResponse::default()
+        .with_error_code(code)
+        .with_topics(
+            topics
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(t, parts)| {
+                    OffsetFetchResponseTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(t)))
+                        .with_partitions(
+                            parts
+                                .into_iter()
+                                .map(|p| {
+                                    OffsetFetchResponsePartition::default()
+                                        .with_partition_index(p)
+                                        .with_committed_offset(-1)
+                                        .with_error_code(code)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        )
+}
+
 pub(crate) async fn offset_delete(
     broker: Arc<Broker>,
     who: Requester,
@@ -319,6 +398,10 @@ pub(crate) async fn offset_delete(
         return OffsetDeleteResponse::default()
             .with_error_code(ResponseError::GroupAuthorizationFailed.code());
     }
+    if let Err(e) = broker.groups.claim(&group_id).await {
+        return OffsetDeleteResponse::default().with_error_code(e.code());
+    }
+    let in_cluster = broker.groups.remote().is_some();
     let Some(group) = broker.groups.existing(&group_id) else {
         return OffsetDeleteResponse::default()
             .with_error_code(ResponseError::GroupIdNotFound.code());
@@ -351,9 +434,11 @@ pub(crate) async fn offset_delete(
                 .map(|p| {
                     let outcome = if !authorized {
                         Err(ResponseError::TopicAuthorizationFailed)
-                    } else if !found.as_ref().is_some_and(|t| {
-                        p.partition_index >= 0 && p.partition_index < t.partition_count()
-                    }) {
+                    } else if !in_cluster
+                        && !found.as_ref().is_some_and(|t| {
+                            p.partition_index >= 0 && p.partition_index < t.partition_count()
+                        })
+                    {
                         Err(ResponseError::UnknownTopicOrPartition)
                     } else if subscribed.contains(&name) {
                         Err(ResponseError::GroupSubscribedToTopic)
@@ -373,14 +458,8 @@ pub(crate) async fn offset_delete(
         .collect();
     let mut response = OffsetDeleteResponse::default().with_topics(topics);
     if !deletions.is_empty() {
-        if let Err(e) = broker
-            .groups
-            .offsets
-            .delete_offsets(&group_id, deletions)
-            .await
-        {
-            tracing::error!(group = %group_id, "offset delete failed: {e}");
-            response.error_code = ResponseError::KafkaStorageError.code();
+        if let Err(e) = broker.groups.delete_offsets(&group_id, deletions).await {
+            response.error_code = e.code();
         }
     }
     response

@@ -94,6 +94,8 @@ pub(crate) async fn join_group(
         JoinResult::error(ResponseError::InvalidGroupId, &member_id)
     } else if session < config.min_session_timeout || session > config.max_session_timeout {
         JoinResult::error(ResponseError::InvalidSessionTimeout, &member_id)
+    } else if let Err(e) = broker.groups.claim(&group_id).await {
+        JoinResult::error(e, &member_id)
     } else {
         let params = JoinParams {
             member_id: member_id.clone(),
@@ -168,8 +170,16 @@ pub(crate) async fn sync_group(
 ) -> SyncGroupResponse {
     let group_id = request.group_id.0.to_string();
     let authorized = broker.authorize(&who, Operation::Read, Resource::group(&group_id));
+    let claimed = if authorized {
+        broker.groups.claim(&group_id).await
+    } else {
+        Ok(())
+    };
     let result = match broker.groups.existing(&group_id) {
         _ if !authorized => SyncResult::error(ResponseError::GroupAuthorizationFailed),
+        _ if claimed.is_err() => {
+            SyncResult::error(claimed.err().unwrap_or(ResponseError::NotCoordinator))
+        }
         None => SyncResult::error(ResponseError::UnknownMemberId),
         Some(group) => {
             let params = SyncParams {
@@ -210,8 +220,10 @@ pub(crate) fn heartbeat(
     request: HeartbeatRequest,
 ) -> HeartbeatResponse {
     let authorized = broker.authorize(who, Operation::Read, Resource::group(&request.group_id.0));
+    let held = broker.groups.holds(&request.group_id.0);
     let outcome = match broker.groups.existing(&request.group_id.0) {
         _ if !authorized => Err(ResponseError::GroupAuthorizationFailed),
+        _ if held.is_err() => held,
         None => Err(ResponseError::UnknownMemberId),
         Some(group) => group.lock().heartbeat(
             &request.member_id,
@@ -232,6 +244,9 @@ pub(crate) fn leave_group(
     if !broker.authorize(who, Operation::Read, Resource::group(&request.group_id.0)) {
         return LeaveGroupResponse::default()
             .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
+    if let Err(e) = broker.groups.holds(&request.group_id.0) {
+        return LeaveGroupResponse::default().with_error_code(e.code());
     }
     let leaving: Vec<(String, Option<String>)> = if version >= 3 {
         request
@@ -296,6 +311,11 @@ pub(crate) fn describe_groups(
                     .with_error_code(ResponseError::GroupAuthorizationFailed.code())
                     .with_group_state(StrBytes::default());
             }
+            if let Err(e) = broker.groups.holds(&id.0) {
+                return described
+                    .with_error_code(e.code())
+                    .with_group_state(StrBytes::default());
+            }
             let Some(group) = broker.groups.existing(&id.0) else {
                 return described.with_group_state(s(State::Dead.name()));
             };
@@ -343,11 +363,56 @@ pub(crate) fn list_groups(
     version: i16,
     request: ListGroupsRequest,
 ) -> ListGroupsResponse {
+    list_groups_of(broker, who, version, request, broker.groups.list())
+}
+
+/// ListGroups in cluster mode: the groups this broker coordinates, in their state here, and
+/// every group no broker coordinates now (Empty: it has no members anywhere). A group another
+/// broker coordinates is listed by that broker, so the union over brokers (what admin clients
+/// gather) names each group once with its true state.
+pub(crate) async fn list_groups_in_cluster(
+    broker: Arc<Broker>,
+    who: Requester,
+    version: i16,
+    request: ListGroupsRequest,
+) -> ListGroupsResponse {
+    let Some(remote) = broker.groups.remote() else {
+        return list_groups(&broker, &who, version, request);
+    };
+    let known = match remote.list().await {
+        Ok(known) => known,
+        Err(e) => return ListGroupsResponse::default().with_error_code(e.code().code()),
+    };
+    let mut listed: Vec<(String, String, State)> = known
+        .into_iter()
+        .filter(|g| g.here || !g.coordinated)
+        .map(|g| {
+            let protocol_type = g.protocol_type.unwrap_or_else(|| "consumer".into());
+            let state = if g.here {
+                broker
+                    .groups
+                    .existing(&g.group_id)
+                    .map_or(State::Empty, |group| group.lock().state)
+            } else {
+                State::Empty
+            };
+            (g.group_id, protocol_type, state)
+        })
+        .collect();
+    listed.retain(|(_, _, state)| *state != State::Dead);
+    list_groups_of(&broker, &who, version, request, listed)
+}
+
+fn list_groups_of(
+    broker: &Broker,
+    who: &Requester,
+    version: i16,
+    request: ListGroupsRequest,
+    listed: Vec<(String, String, State)>,
+) -> ListGroupsResponse {
     // Describe on the cluster lists every group; otherwise only those the principal may describe.
     let every_group = broker.authorize(who, Operation::Describe, Resource::cluster());
-    let groups = broker
-        .groups
-        .list()
+    let groups = listed
         .into_iter()
         .filter(|(id, _, _)| {
             every_group || broker.authorize(who, Operation::Describe, Resource::group(id))
@@ -393,7 +458,10 @@ pub(crate) async fn delete_groups(
     let mut results = Vec::with_capacity(request.groups_names.len());
     for id in request.groups_names {
         let outcome = if broker.authorize(&who, Operation::Delete, Resource::group(&id.0)) {
-            broker.groups.delete(&id.0).await
+            match broker.groups.claim(&id.0).await {
+                Ok(()) => broker.groups.delete(&id.0).await,
+                Err(e) => Err(e),
+            }
         } else {
             Err(ResponseError::GroupAuthorizationFailed)
         };
@@ -404,6 +472,82 @@ pub(crate) async fn delete_groups(
         );
     }
     DeleteGroupsResponse::default().with_results(results)
+}
+
+/// DescribeGroups in cluster mode: each group is claimed first (a group nobody coordinates is
+/// described by the broker FindCoordinator named), then described from memory.
+pub(crate) async fn describe_groups_in_cluster(
+    broker: Arc<Broker>,
+    who: Requester,
+    version: i16,
+    request: DescribeGroupsRequest,
+) -> DescribeGroupsResponse {
+    for id in &request.groups {
+        if broker.authorize(&who, Operation::Describe, Resource::group(&id.0)) {
+            // A refusal shows as NOT_COORDINATOR (or unavailable) for the group below.
+            let _ = broker.groups.claim(&id.0).await;
+        }
+    }
+    describe_groups(&broker, &who, version, request)
+}
+
+/// FindCoordinator in cluster mode: a group's coordinator is the broker holding its lease, or
+/// when none does, the live broker rendezvous hashing picks for it. Transactional ids stay
+/// with the broker asked, as on a single node.
+pub(crate) async fn find_coordinator_in_cluster(
+    broker: Arc<Broker>,
+    who: Requester,
+    version: i16,
+    request: FindCoordinatorRequest,
+) -> FindCoordinatorResponse {
+    let key_type = request.key_type;
+    let single = request.key.clone();
+    let mut response = find_coordinator(&broker, &who, version, request);
+    let Some(remote) = broker.groups.remote() else {
+        return response;
+    };
+    if key_type != 0 {
+        return response;
+    }
+    let place = |c: &mut Coordinator, found: Result<_, crate::group::RemoteError>| match found {
+        Ok(crate::group::remote::CoordinatorAddress {
+            node_id,
+            host,
+            port,
+        }) => {
+            c.node_id = BrokerId(node_id);
+            c.host = s(&host);
+            c.port = port;
+        }
+        Err(e) => {
+            c.node_id = BrokerId(-1);
+            c.host = StrBytes::default();
+            c.port = -1;
+            c.error_code = e.code().code();
+            c.error_message = Some(s(&e.to_string()));
+        }
+    };
+    if version >= 4 {
+        for c in &mut response.coordinators {
+            if c.error_code == 0 {
+                let found = remote.coordinator(&c.key).await;
+                place(c, found);
+            }
+        }
+        return response;
+    }
+    if response.error_code == 0 {
+        let mut c = Coordinator::default();
+        place(&mut c, remote.coordinator(&single).await);
+        response.error_code = c.error_code;
+        response.node_id = c.node_id;
+        response.host = c.host;
+        response.port = c.port;
+        if version >= 1 {
+            response.error_message = c.error_message;
+        }
+    }
+    response
 }
 
 #[cfg(test)]

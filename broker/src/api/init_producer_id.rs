@@ -35,6 +35,19 @@ pub(crate) async fn handle(
         if !authorized {
             return response.with_error_code(ResponseError::ClusterAuthorizationFailed.code());
         }
+        if let Some(cluster) = &broker.cluster {
+            // From the database, so that producer ids are unique across the cluster.
+            return match cluster.db.allocate_producer_id().await {
+                Ok(id) => response
+                    .with_producer_id(ProducerId(id))
+                    .with_producer_epoch(0),
+                Err(e) => {
+                    tracing::warn!("cannot allocate a producer id: {e}");
+                    // Retriable: the client asks again.
+                    response.with_error_code(ResponseError::CoordinatorNotAvailable.code())
+                }
+            };
+        }
         return match broker.producer_ids.allocate() {
             Ok(id) => response
                 .with_producer_id(ProducerId(id))
@@ -47,6 +60,11 @@ pub(crate) async fn handle(
     };
     if id.is_empty() {
         return response.with_error_code(ResponseError::InvalidRequest.code());
+    }
+    if broker.cluster.is_some() {
+        tracing::info!(transactional_id = %id, "transactional producer refused: transactions are not supported in cluster mode yet");
+        // Fatal for the client, which reports it instead of retrying forever.
+        return response.with_error_code(ResponseError::UnsupportedForMessageFormat.code());
     }
     if !broker.authorize(&who, Operation::Write, Resource::transactional_id(&id)) {
         return response.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());

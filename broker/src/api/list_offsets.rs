@@ -1,5 +1,6 @@
 //! ListOffsets: earliest (-2), latest (-1), max timestamp (-3) or the first offset at or after a
 //! timestamp (via the time index). Under read_committed, latest is the last stable offset.
+//! In cluster mode ([`handle_cluster`]) from the metadata database and the batches' objects.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
@@ -74,4 +75,90 @@ fn lookup(log: &PartitionLog, timestamp: i64, committed: bool) -> Result<Option<
         ts if ts < 0 => Err(ResponseError::InvalidRequest.code()),
         ts => log.offset_for_timestamp(ts).map_err(|e| log_error_code(&e)),
     }
+}
+
+/// [`handle`] in cluster mode (no transactions there: latest is the high watermark either way).
+pub(crate) async fn handle_cluster(
+    broker: &Broker,
+    cluster: &crate::cluster::node::Cluster,
+    who: &Requester,
+    version: i16,
+    request: ListOffsetsRequest,
+) -> ListOffsetsResponse {
+    use crate::cluster::read;
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for topic in request.topics {
+        let name = topic.name.0.to_string();
+        let authorized = broker.authorize(who, Operation::Describe, Resource::topic(&name));
+        let found = if authorized {
+            cluster.topic(&name).await
+        } else {
+            Ok(None)
+        };
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for p in &topic.partitions {
+            let response = ListOffsetsPartitionResponse::default()
+                .with_partition_index(p.partition_index)
+                .with_timestamp(-1)
+                .with_offset(-1)
+                .with_leader_epoch(if version >= 4 { 0 } else { -1 });
+            let meta = match &found {
+                _ if !authorized => {
+                    partitions.push(
+                        response.with_error_code(ResponseError::TopicAuthorizationFailed.code()),
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(topic = %name, "cannot look the topic up: {e}");
+                    partitions
+                        .push(response.with_error_code(ResponseError::KafkaStorageError.code()));
+                    continue;
+                }
+                Ok(Some(meta)) if p.partition_index >= 0 && p.partition_index < meta.partitions => {
+                    meta
+                }
+                Ok(_) => {
+                    partitions.push(
+                        response.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
+                    );
+                    continue;
+                }
+            };
+            let (id, index) = (meta.topic_id, p.partition_index);
+            let found: Result<Option<(i64, i64)>, read::ReadError> = match p.timestamp {
+                LATEST | EARLIEST => match cluster.refresh_offsets(id, index).await {
+                    Ok(Some(o)) if p.timestamp == LATEST => Ok(Some((o.high_watermark, -1))),
+                    Ok(Some(o)) => Ok(Some((o.log_start_offset, -1))),
+                    Ok(None) => Err(read::ReadError::UnknownTopicOrPartition),
+                    Err(e) => Err(e.into()),
+                },
+                MAX_TIMESTAMP => read::max_timestamp(cluster, id, index).await,
+                ts if ts < 0 => {
+                    partitions.push(response.with_error_code(ResponseError::InvalidRequest.code()));
+                    continue;
+                }
+                ts => read::offset_for_timestamp(cluster, id, index, ts).await,
+            };
+            partitions.push(match found {
+                Ok(Some((offset, timestamp))) => {
+                    response.with_offset(offset).with_timestamp(timestamp)
+                }
+                Ok(None) => response,
+                Err(read::ReadError::UnknownTopicOrPartition) => {
+                    response.with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                }
+                Err(e) => {
+                    tracing::warn!(topic = %name, partition = index, "list offsets failed: {e}");
+                    response.with_error_code(ResponseError::KafkaStorageError.code())
+                }
+            });
+        }
+        topics.push(
+            ListOffsetsTopicResponse::default()
+                .with_name(topic.name)
+                .with_partitions(partitions),
+        );
+    }
+    ListOffsetsResponse::default().with_topics(topics)
 }

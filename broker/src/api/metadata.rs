@@ -1,4 +1,6 @@
 //! Metadata: the single broker, and the topics asked for (auto-creating them when allowed).
+//! In cluster mode ([`handle_cluster`]): the live brokers and topics from the metadata database,
+//! each partition's leader chosen by rendezvous hashing over the live brokers.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_response::{
@@ -109,4 +111,136 @@ fn describe(broker: &Broker, version: i16, topic: &Topic) -> MetadataResponseTop
         .with_is_internal(false)
         .with_partitions(partitions)
         .with_topic_authorized_operations(OPERATIONS_OMITTED)
+}
+
+/// [`handle`] in cluster mode. Any broker serves any partition, so the leaders shown only
+/// spread clients over the brokers; a client with a stale view keeps working.
+pub(crate) async fn handle_cluster(
+    broker: &Broker,
+    cluster: &crate::cluster::node::Cluster,
+    who: &Requester,
+    version: i16,
+    request: MetadataRequest,
+) -> MetadataResponse {
+    use crate::cluster::types::TopicMeta;
+    let requested: Option<Vec<String>> = match request.topics {
+        None => None,
+        Some(list) if list.is_empty() && version == 0 => None,
+        Some(list) => Some(
+            list.into_iter()
+                .filter_map(|t| t.name.map(|n| n.0.to_string()))
+                .collect(),
+        ),
+    };
+    let auto_create = (version < 4 || request.allow_auto_topic_creation)
+        && cluster.settings.topics.auto_create_topics;
+    let me = cluster.node_id();
+    let brokers = match cluster.live_brokers().await {
+        Ok(brokers) => brokers,
+        Err(e) => {
+            tracing::warn!("cannot list the live brokers: {e}");
+            vec![crate::cluster::types::BrokerInfo {
+                node_id: me,
+                host: broker.advertised_host.clone(),
+                port: broker.advertised_port,
+                rack: None,
+            }]
+        }
+    };
+    let live: Vec<i32> = brokers.iter().map(|b| b.node_id).collect();
+    let named = |name: &str, code: i16| {
+        MetadataResponseTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_string(name.to_string()))))
+            .with_error_code(code)
+            .with_topic_authorized_operations(OPERATIONS_OMITTED)
+    };
+    let describe = |meta: &TopicMeta| {
+        let partitions = (0..meta.partitions)
+            .map(|index| {
+                let node = BrokerId(
+                    crate::cluster::placement::leader(&meta.name, index, &live).unwrap_or(me),
+                );
+                MetadataResponsePartition::default()
+                    .with_error_code(0)
+                    .with_partition_index(index)
+                    .with_leader_id(node)
+                    .with_leader_epoch(if version >= 7 { 0 } else { -1 })
+                    .with_replica_nodes(vec![node])
+                    .with_isr_nodes(vec![node])
+            })
+            .collect();
+        MetadataResponseTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_string(meta.name.clone()))))
+            .with_topic_id(meta.topic_id)
+            .with_is_internal(false)
+            .with_partitions(partitions)
+            .with_topic_authorized_operations(OPERATIONS_OMITTED)
+    };
+    let unavailable = |name: &str, e: &crate::cluster::db::DbError| {
+        tracing::warn!(topic = name, "cannot look the topic up: {e}");
+        named(name, ResponseError::LeaderNotAvailable.code())
+    };
+    let mut topics = Vec::new();
+    match requested {
+        None => match cluster.all_topics().await {
+            Ok(all) => topics.extend(
+                all.iter()
+                    .filter(|t| {
+                        broker.authorize(who, Operation::Describe, Resource::topic(&t.name))
+                    })
+                    .map(describe),
+            ),
+            Err(e) => tracing::warn!("cannot list topics: {e}"),
+        },
+        Some(names) => {
+            for name in &names {
+                if !broker.authorize(who, Operation::Describe, Resource::topic(name)) {
+                    topics.push(named(name, ResponseError::TopicAuthorizationFailed.code()));
+                    continue;
+                }
+                let found = match cluster.topic(name).await {
+                    Ok(found) => found,
+                    Err(e) => {
+                        topics.push(unavailable(name, &e));
+                        continue;
+                    }
+                };
+                let may_create = broker.authorize(who, Operation::Create, Resource::cluster())
+                    || broker.authorize(who, Operation::Create, Resource::topic(name));
+                topics.push(match found {
+                    Some(meta) => describe(&meta),
+                    None if !auto_create => {
+                        named(name, ResponseError::UnknownTopicOrPartition.code())
+                    }
+                    None if !may_create => {
+                        named(name, ResponseError::TopicAuthorizationFailed.code())
+                    }
+                    None if crate::catalog::validate_topic_name(name).is_err() => {
+                        named(name, ResponseError::InvalidTopicException.code())
+                    }
+                    None => match cluster.topic_or_create(name).await {
+                        Ok(meta) => describe(&meta),
+                        Err(e) => unavailable(name, &e),
+                    },
+                });
+            }
+        }
+    }
+    MetadataResponse::default()
+        .with_brokers(
+            brokers
+                .iter()
+                .map(|b| {
+                    MetadataResponseBroker::default()
+                        .with_node_id(BrokerId(b.node_id))
+                        .with_host(StrBytes::from_string(b.host.clone()))
+                        .with_port(b.port)
+                        .with_rack(b.rack.clone().map(StrBytes::from_string))
+                })
+                .collect(),
+        )
+        .with_cluster_id(Some(StrBytes::from_string(broker.cluster_id.clone())))
+        .with_controller_id(BrokerId(live.first().copied().unwrap_or(me)))
+        .with_topics(topics)
+        .with_cluster_authorized_operations(OPERATIONS_OMITTED)
 }

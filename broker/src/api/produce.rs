@@ -4,6 +4,12 @@
 //! The append happens synchronously while the request is dispatched, so requests pipelined on one
 //! connection are appended in the order sent (idempotent sequences depend on it); only the wait
 //! for durability runs concurrently with later requests.
+//!
+//! In cluster mode ([`append_cluster`]) the batches go to the broker's upload buffer instead, in
+//! the order sent, and `acks=1` and `acks=-1` are both answered once the upload holding them is
+//! committed to the metadata database (there is no earlier point where a batch is stored);
+//! `acks=0` is answered at once, as always. A failed upload answers a retriable error, never
+//! offsets.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +32,8 @@ pub(crate) struct PendingProduce {
     timeout: Duration,
     /// `(topic index, partition index in the response, log, last offset to be durable)`.
     waits: Vec<(usize, usize, Arc<PartitionLog>, i64)>,
+    /// Cluster mode: `(topic index, partition index in the response, the commit's answer)`.
+    commits: Vec<(usize, usize, crate::cluster::upload::Answer)>,
 }
 
 /// Whether the request writes to a topic with transforms, so [`append`] belongs on the guest
@@ -145,6 +153,148 @@ pub(crate) fn append(
         acks: request.acks,
         timeout: Duration::from_millis(request.timeout_ms.max(0) as u64),
         waits,
+        commits: Vec::new(),
+    }
+}
+
+/// [`append`] in cluster mode: each partition's batches are validated and submitted to the
+/// upload buffer, in request order; [`complete`] waits for their commit.
+pub(crate) async fn append_cluster(
+    broker: &Broker,
+    cluster: &crate::cluster::node::Cluster,
+    who: &Requester,
+    version: i16,
+    request: ProduceRequest,
+) -> PendingProduce {
+    let now = now_ms();
+    let transactional_id = request.transactional_id.as_ref().map(|t| t.0.to_string());
+    let mut commits = Vec::new();
+    let mut topics = Vec::with_capacity(request.topic_data.len());
+    for (t, topic_data) in request.topic_data.into_iter().enumerate() {
+        let name = topic_data.name.0.to_string();
+        let authorized = broker.authorize(who, Operation::Write, Resource::topic(&name));
+        let meta = if authorized {
+            cluster.topic(&name).await
+        } else {
+            Ok(None)
+        };
+        let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
+        for (p, data) in topic_data.partition_data.into_iter().enumerate() {
+            let mut response = PartitionProduceResponse::default()
+                .with_index(data.index)
+                .with_base_offset(-1)
+                .with_log_append_time_ms(-1)
+                .with_log_start_offset(-1);
+            match (&meta, data.records) {
+                _ if !authorized => {
+                    response.error_code = ResponseError::TopicAuthorizationFailed.code();
+                }
+                (Err(e), _) => {
+                    tracing::warn!(topic = %name, "cannot look the topic up: {e}");
+                    response.error_code = ResponseError::RequestTimedOut.code();
+                    set_message(&mut response, version, &e.to_string());
+                }
+                (Ok(None), _) => {
+                    response.error_code = ResponseError::UnknownTopicOrPartition.code();
+                }
+                (Ok(Some(_)), None) => {
+                    response.error_code = ResponseError::InvalidRecord.code();
+                    set_message(&mut response, version, "no records");
+                }
+                (Ok(Some(meta)), Some(records)) => {
+                    match crate::write::cluster::submit_produced(
+                        broker,
+                        cluster,
+                        transactional_id.as_deref(),
+                        meta,
+                        data.index,
+                        records,
+                        now,
+                    ) {
+                        Ok(answer) => commits.push((t, p, answer)),
+                        Err(e) => {
+                            tracing::debug!(topic = %name, partition = data.index, "append refused: {e}");
+                            response.error_code = append_error_code(&e);
+                            set_message(&mut response, version, &e.to_string());
+                        }
+                    }
+                }
+            }
+            partitions.push(response);
+        }
+        topics.push(
+            TopicProduceResponse::default()
+                .with_name(topic_data.name)
+                .with_partition_responses(partitions),
+        );
+    }
+    PendingProduce {
+        response: ProduceResponse::default().with_responses(topics),
+        acks: request.acks,
+        timeout: Duration::from_millis(request.timeout_ms.max(0) as u64),
+        waits: Vec::new(),
+        commits,
+    }
+}
+
+/// Fills in each partition's answer from its upload's commit (cluster mode).
+async fn complete_commits(
+    response: &mut ProduceResponse,
+    timeout: Duration,
+    commits: Vec<(usize, usize, crate::cluster::upload::Answer)>,
+) {
+    use crate::cluster::types::{BatchOutcome, BatchRefusal};
+    use crate::cluster::upload::UploadError;
+    let deadline = tokio::time::Instant::now() + timeout;
+    for (t, p, answer) in commits {
+        let Some(partition) = response
+            .responses
+            .get_mut(t)
+            .and_then(|topic| topic.partition_responses.get_mut(p))
+        else {
+            continue;
+        };
+        let outcomes = match tokio::time::timeout_at(deadline, answer).await {
+            Ok(Ok(Ok(outcomes))) => outcomes,
+            // Both retriable for every client; an idempotent retry of a commit that did happen
+            // is answered as a duplicate with its original offsets.
+            Ok(Ok(Err(UploadError::Fenced | UploadError::Closed))) => {
+                partition.error_code = ResponseError::NotLeaderOrFollower.code();
+                continue;
+            }
+            Ok(Ok(Err(_))) | Ok(Err(_)) | Err(_) => {
+                partition.error_code = ResponseError::RequestTimedOut.code();
+                continue;
+            }
+        };
+        let refused = outcomes.iter().find_map(|o| match o {
+            BatchOutcome::Refused(r) => Some(*r),
+            _ => None,
+        });
+        if let Some(refusal) = refused {
+            partition.error_code = match refusal {
+                BatchRefusal::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
+                BatchRefusal::OutOfOrderSequence => ResponseError::OutOfOrderSequenceNumber,
+                BatchRefusal::InvalidProducerEpoch => ResponseError::InvalidProducerEpoch,
+                BatchRefusal::UnknownProducerId => ResponseError::UnknownProducerId,
+            }
+            .code();
+            continue;
+        }
+        if let Some(
+            BatchOutcome::Appended {
+                base_offset,
+                log_start_offset,
+            }
+            | BatchOutcome::Duplicate {
+                base_offset,
+                log_start_offset,
+            },
+        ) = outcomes.first()
+        {
+            partition.base_offset = *base_offset;
+            partition.log_start_offset = *log_start_offset;
+        }
     }
 }
 
@@ -155,7 +305,11 @@ pub(crate) async fn complete(pending: PendingProduce) -> ProduceResponse {
         acks,
         timeout,
         waits,
+        commits,
     } = pending;
+    if !commits.is_empty() {
+        complete_commits(&mut response, timeout, commits).await;
+    }
     if acks != -1 {
         return response;
     }

@@ -5,6 +5,7 @@
 // The dispatcher that calls these handlers lives on main; remove once merged with it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
@@ -227,7 +228,15 @@ fn forget_offsets(broker: &Broker, topic: &str) {
     let groups = broker.groups.clone();
     let topic = topic.to_string();
     runtime.spawn(async move {
-        if let Err(e) = groups.offsets.delete_topic(&topic).await {
+        let outcome = match groups.remote() {
+            Some(remote) => remote.delete_topic(&topic).await.map_err(|e| e.to_string()),
+            None => groups
+                .offsets
+                .delete_topic(&topic)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        if let Err(e) = outcome {
             tracing::warn!(%topic, "cannot forget committed offsets of a deleted topic: {e}");
         }
     });
@@ -404,6 +413,190 @@ fn check_partition_assignments(
     Ok(())
 }
 
+/// The Kafka error code and message for a metadata database error of topic administration.
+fn db_failure(e: &crate::cluster::db::DbError) -> Failure {
+    use crate::cluster::db::DbError as E;
+    let code = match e {
+        E::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists,
+        E::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
+        E::InvalidPartitions { .. } => ResponseError::InvalidPartitions,
+        // Retriable: the client tries again once the database is back.
+        _ if e.is_retriable() => ResponseError::RequestTimedOut,
+        _ => {
+            tracing::error!(error = %e, "topic administration failed");
+            ResponseError::UnknownServerError
+        }
+    };
+    (code.code(), e.to_string())
+}
+
+/// A topic created in the cluster: its id, partition count and configs as set.
+type Created = (Uuid, i32, Vec<(String, String)>);
+
+/// CreateTopics in cluster mode: the topic is created in the cluster's database, so every
+/// broker serves it. Names and configs are checked exactly as on a single node (the catalog's
+/// rules), and `cleanup.policy=compact` is refused by name (see [`crate::cluster::topic_rules`]).
+pub(crate) async fn create_topics_in_cluster(
+    broker: Arc<Broker>,
+    who: Requester,
+    version: i16,
+    req: CreateTopicsRequest,
+) -> CreateTopicsResponse {
+    let Some(cluster) = broker.cluster.clone() else {
+        return create_topics(&broker, &who, version, req);
+    };
+    let on_cluster = broker.authorize(&who, Operation::Create, Resource::cluster());
+    let counts = occurrences(req.topics.iter().map(|t| t.name.as_str()));
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in &req.topics {
+        let result = CreatableTopicResult::default()
+            .with_name(t.name.clone())
+            .with_error_message(None)
+            .with_configs(None);
+        let outcome: Result<Created, Failure> = async {
+            if counts.get(t.name.as_str()).copied().unwrap_or(0) > 1 {
+                return Err(invalid_request("Found multiple entries for this topic."));
+            }
+            if !on_cluster && !broker.authorize(&who, Operation::Create, Resource::topic(&t.name)) {
+                return Err(topic_authorization_failed());
+            }
+            crate::catalog::validate_topic_name(&t.name).map_err(|e| failure(&e))?;
+            if !t.assignments.is_empty() {
+                return Err(invalid_request(
+                    "manual replica assignments are not supported in cluster mode: every broker \
+                     serves every partition",
+                ));
+            }
+            let partitions = match t.num_partitions {
+                -1 => cluster.settings.topics.num_partitions.max(1),
+                n if n < 1 => {
+                    return Err(failure(&TopicError::InvalidPartitions(
+                        "Number of partitions must be larger than 0.".into(),
+                    )))
+                }
+                n => n,
+            };
+            if t.replication_factor == 0 || t.replication_factor < -1 {
+                return Err(failure(&TopicError::InvalidReplicationFactor(
+                    "Replication factor must be larger than 0, or -1 to use the default.".into(),
+                )));
+            }
+            let configs: Vec<(String, Option<String>)> = t
+                .configs
+                .iter()
+                .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
+                .collect();
+            let configs: Vec<(String, String)> =
+                crate::cluster::topic_rules::validate_topic_configs(&configs)
+                    .map_err(|e| failure(&e))?
+                    .into_iter()
+                    .collect();
+            if req.validate_only {
+                return Ok((Uuid::nil(), partitions, configs));
+            }
+            let created = cluster
+                .db
+                .create_topic(t.name.as_str(), partitions, &configs)
+                .await
+                .map_err(|e| db_failure(&e))?;
+            cluster.forget_topic(&created.name);
+            Ok((created.topic_id, created.partitions, created.configs))
+        }
+        .await;
+        topics.push(match outcome {
+            Ok((id, partitions, configs)) => {
+                let mut result = result
+                    .with_topic_id(id)
+                    .with_num_partitions(partitions)
+                    .with_replication_factor(1);
+                if version >= 5 {
+                    result.configs = Some(
+                        configs
+                            .into_iter()
+                            .map(|(name, value)| {
+                                CreatableTopicConfigs::default()
+                                    .with_name(str_bytes(name))
+                                    .with_value(Some(str_bytes(value)))
+                                    .with_config_source(1)
+                            })
+                            .collect(),
+                    );
+                }
+                result
+            }
+            Err((code, msg)) => result
+                .with_error_code(code)
+                .with_error_message(Some(str_bytes(msg))),
+        });
+    }
+    CreateTopicsResponse::default()
+        .with_throttle_time_ms(0)
+        .with_topics(topics)
+}
+
+/// DeleteTopics in cluster mode: the topic leaves the cluster's database (its partitions and
+/// batch coordinates with it), and every group's committed offsets of it are forgotten.
+pub(crate) async fn delete_topics_in_cluster(
+    broker: Arc<Broker>,
+    who: Requester,
+    version: i16,
+    req: DeleteTopicsRequest,
+) -> DeleteTopicsResponse {
+    let Some(cluster) = broker.cluster.clone() else {
+        return delete_topics(&broker, &who, version, req);
+    };
+    let targets: Vec<(Option<TopicName>, Uuid)> = req
+        .topic_names
+        .iter()
+        .map(|n| (Some(n.clone()), Uuid::nil()))
+        .chain(req.topics.iter().map(|t| (t.name.clone(), t.topic_id)))
+        .collect();
+    let mut responses = Vec::with_capacity(targets.len());
+    for (name, id) in targets {
+        let result = DeletableTopicResult::default()
+            .with_name(name.clone())
+            .with_topic_id(id);
+        let outcome: Result<(String, Uuid), Failure> = async {
+            let name = match &name {
+                Some(n) => n.to_string(),
+                None => cluster
+                    .db
+                    .topic_by_id(id)
+                    .await
+                    .map_err(|e| db_failure(&e))?
+                    .map(|t| t.name)
+                    .ok_or_else(|| {
+                        (
+                            ResponseError::UnknownTopicId.code(),
+                            format!("no topic with id {id}"),
+                        )
+                    })?,
+            };
+            if !broker.authorize(&who, Operation::Delete, Resource::topic(&name)) {
+                return Err(topic_authorization_failed());
+            }
+            let id = cluster
+                .db
+                .delete_topic(&name)
+                .await
+                .map_err(|e| db_failure(&e))?;
+            cluster.forget_topic(&name);
+            forget_offsets(&broker, &name);
+            Ok((name, id))
+        }
+        .await;
+        responses.push(match outcome {
+            Ok((name, id)) => result
+                .with_name(Some(TopicName(str_bytes(name))))
+                .with_topic_id(id),
+            Err((code, msg)) => result
+                .with_error_code(code)
+                .with_error_message(Some(str_bytes(msg))),
+        });
+    }
+    DeleteTopicsResponse::default().with_responses(responses)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,6 +608,7 @@ mod tests {
     use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
     use kafka_protocol::messages::BrokerId;
     use kafka_protocol::protocol::Encodable;
+    use std::time::Duration;
 
     fn topic(name: &str, partitions: i32, replication: i16) -> CreatableTopic {
         CreatableTopic::default()
@@ -662,5 +856,121 @@ mod tests {
         );
         assert_eq!(grow.results[0].error_code, 0);
         assert_eq!(b.catalog.get("t").unwrap().partition_count(), 4);
+    }
+
+    /// A broker in cluster mode on a database of its own (objects in memory).
+    async fn cluster_broker() -> (
+        crate::cluster::db::testing::TestDb,
+        tempfile::TempDir,
+        Arc<Broker>,
+    ) {
+        let t = crate::cluster::db::testing::TestDb::new().await;
+        let db = t.connect().await;
+        let lease = db
+            .register("127.0.0.1", 9092, None, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let settings = crate::cluster::node::Settings {
+            advertised_host: "127.0.0.1".into(),
+            advertised_port: 9092,
+            rack: None,
+            lease: Duration::from_secs(60),
+            upload: crate::cluster::upload::Settings::new(Duration::from_millis(5), 1 << 20),
+            topics: crate::catalog::TopicDefaults::default(),
+        };
+        let cluster = crate::cluster::node::Cluster::with(
+            db,
+            crate::cluster::objects_tmp::Objects::memory(),
+            lease,
+            settings,
+        );
+        let (dir, mut broker) = crate::broker::test_broker();
+        broker.cluster = Some(cluster);
+        (t, dir, Arc::new(broker))
+    }
+
+    #[tokio::test]
+    async fn in_cluster_mode_topics_are_created_in_the_database_and_compaction_is_refused() {
+        let (_t, _dir, b) = cluster_broker().await;
+        let who = crate::acl::Requester::broker();
+        let create = |name: &str, configs: Vec<CreatableTopicConfig>| {
+            CreateTopicsRequest::default()
+                .with_topics(vec![topic(name, 3, 1).with_configs(configs)])
+        };
+        let cfg = |k: &str, v: &str| {
+            CreatableTopicConfig::default()
+                .with_name(str_bytes(k))
+                .with_value(Some(str_bytes(v)))
+        };
+        let r = create_topics_in_cluster(
+            b.clone(),
+            who.clone(),
+            7,
+            create("orders", vec![cfg("retention.ms", "60000")]),
+        )
+        .await;
+        assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+        let cluster = b.cluster.clone().unwrap();
+        let stored = cluster.db.topic("orders").await.unwrap().unwrap();
+        assert_eq!(stored.partitions, 3);
+        assert_eq!(
+            stored.configs,
+            vec![("retention.ms".into(), "60000".into())]
+        );
+        assert_eq!(stored.topic_id, r.topics[0].topic_id);
+
+        let again =
+            create_topics_in_cluster(b.clone(), who.clone(), 7, create("orders", vec![])).await;
+        assert_eq!(
+            again.topics[0].error_code,
+            ResponseError::TopicAlreadyExists.code()
+        );
+        let compact = create_topics_in_cluster(
+            b.clone(),
+            who.clone(),
+            7,
+            create("compacted", vec![cfg("cleanup.policy", "compact")]),
+        )
+        .await;
+        assert_eq!(
+            compact.topics[0].error_code,
+            ResponseError::InvalidConfig.code()
+        );
+        let message = compact.topics[0]
+            .error_message
+            .as_deref()
+            .unwrap_or_default()
+            .to_string();
+        assert!(message.contains("cluster mode"), "{message}");
+        let invalid = create_topics_in_cluster(
+            b.clone(),
+            who.clone(),
+            7,
+            create("bad", vec![cfg("retention.ms", "soon")]),
+        )
+        .await;
+        assert_eq!(
+            invalid.topics[0].error_code,
+            ResponseError::InvalidConfig.code()
+        );
+        assert!(cluster.db.topic("compacted").await.unwrap().is_none());
+        assert!(cluster.db.topic("bad").await.unwrap().is_none());
+
+        let deleted = delete_topics_in_cluster(
+            b.clone(),
+            who.clone(),
+            6,
+            DeleteTopicsRequest::default().with_topic_names(vec![
+                TopicName(str_bytes("orders")),
+                TopicName(str_bytes("nope")),
+            ]),
+        )
+        .await;
+        assert_eq!(deleted.responses[0].error_code, 0);
+        assert_eq!(
+            deleted.responses[1].error_code,
+            ResponseError::UnknownTopicOrPartition.code()
+        );
+        assert!(cluster.db.topic("orders").await.unwrap().is_none());
     }
 }

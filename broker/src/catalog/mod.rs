@@ -31,7 +31,7 @@
 //! write, so concurrent creates of one topic create it once and the file always matches memory.
 
 mod store;
-mod topic_config;
+pub(crate) mod topic_config;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -47,6 +47,18 @@ pub use topic_config::{
     kafka_default_log_config, parse_cleanup_policy, topic_config_defaulted_by,
     topic_config_of_broker_setting,
 };
+
+/// The effective log config and batch rules of a topic known only by its configs (a cluster-mode
+/// topic, stored in the metadata database): `configs` over the broker `defaults`.
+pub fn rules_of(
+    defaults: &TopicDefaults,
+    configs: &[(String, String)],
+) -> Result<(LogConfig, BatchRules), TopicError> {
+    let dynamic: BTreeMap<String, String> = configs.iter().cloned().collect();
+    let log = topic_config::effective_log_config(&defaults.log, &dynamic)?;
+    let rules = topic_config::batch_rules(defaults, &dynamic, &log)?;
+    Ok((log, rules))
+}
 
 /// The most partitions a topic may have; far beyond what one node serves well, low enough that
 /// a typo cannot create a million directories.

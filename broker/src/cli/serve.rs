@@ -160,9 +160,15 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.http_listen))?;
     let kafka_addr = listeners[0].tcp.local_addr()?;
     let http_addr = http.local_addr()?;
+    let cluster = join_cluster(
+        &config,
+        &listeners[0].context.advertised_host,
+        listeners[0].context.advertised_port,
+    )
+    .await?;
     let broker = Arc::new(Broker {
         catalog,
-        node_id: 1,
+        node_id: cluster.as_ref().map_or(1, |c| c.node_id()),
         cluster_id,
         advertised_host: listeners[0].context.advertised_host.clone(),
         advertised_port: listeners[0].context.advertised_port,
@@ -174,6 +180,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         transactions,
         quotas: crate::quota::Quotas::new(quotas, config.quota_window),
         authorizer,
+        cluster: cluster.clone(),
     });
     let connect = Arc::new(
         Connect::open(&meta_dir)
@@ -195,6 +202,18 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     crate::write::spawn_backfills(&broker);
     connect.start_all(&broker);
     let (stop_tx, stop_rx) = watch::channel(false);
+    let mut cluster_tasks = cluster
+        .as_ref()
+        .map(|c| c.spawn_tasks(stop_rx.clone()))
+        .unwrap_or_default();
+    if let Some(c) = &cluster {
+        // Groups are coordinated under leases in the cluster from the first request on.
+        cluster_tasks.push(crate::cluster::groups::start(
+            c,
+            &broker.groups,
+            stop_rx.clone(),
+        ));
+    }
     // Beyond the default single listener, the stdout line names every listener.
     let extra_field =
         if listeners.len() > 1 || listeners[0].context.protocol != SecurityProtocol::Plaintext {
@@ -298,6 +317,13 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     for task in kafka_tasks {
         let _ = task.await;
     }
+    if let Some(cluster) = &cluster {
+        // What producers are waiting for is committed before the registration goes.
+        cluster.leave().await;
+    }
+    for task in cluster_tasks {
+        let _ = task.await;
+    }
     for task in tls_watches {
         let _ = task.await;
     }
@@ -326,6 +352,36 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     tracing::info!("shutdown complete");
     drop(lock);
     Ok(())
+}
+
+/// Joins the cluster when `--metadata` is given: connects (migrating the schema), registers
+/// this broker as `host:port`.
+async fn join_cluster(
+    config: &BrokerConfig,
+    host: &str,
+    port: i32,
+) -> anyhow::Result<Option<Arc<crate::cluster::node::Cluster>>> {
+    // TEMPORARY (cluster-data): the URLs from SLUICE_METADATA / SLUICE_OBJECTS until
+    // cluster-infra's `--metadata` / `--objects` flags (cluster/config.rs) land.
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let (metadata, objects) = match (env("SLUICE_METADATA"), env("SLUICE_OBJECTS")) {
+        (None, None) => return Ok(None),
+        (Some(m), Some(o)) => (m, o),
+        (Some(_), None) => anyhow::bail!("--metadata needs --objects (the object store URL)"),
+        (None, Some(_)) => anyhow::bail!("--objects needs --metadata (the database URL)"),
+    };
+    let settings = crate::cluster::node::Settings {
+        advertised_host: host.to_string(),
+        advertised_port: port,
+        rack: None,
+        lease: Duration::from_secs(10),
+        upload: crate::cluster::upload::Settings::new(Duration::from_millis(50), 8 << 20),
+        topics: config.topics.clone(),
+    };
+    let cluster = crate::cluster::node::Cluster::join(&metadata, &objects, settings)
+        .await
+        .context("cannot join the cluster")?;
+    Ok(Some(cluster))
 }
 
 /// The cluster id, made once and kept in the data dir (clients compare it across reconnects).

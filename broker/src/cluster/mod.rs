@@ -15,13 +15,22 @@
 //!   (outside the CRC).
 //! - [`maintenance`]: the background task of the maintenance lease holder: retention, deleting
 //!   unreferenced and never-committed objects, merging small objects per partition.
+//! - [`groups`]: consumer groups: this broker's fenced group leases, committed offsets in
+//!   PostgreSQL (the coordinator's seam, [`crate::group::RemoteGroups`]).
+//! - [`topic_rules`]: the topic configs cluster mode accepts (the catalog's rules, no
+//!   compaction yet).
 //! - [`placement`]: live brokers and the leader shown per partition (rendezvous hashing).
 
 pub mod config;
 pub mod db;
+pub mod groups;
 pub mod maintenance;
+pub mod node;
 pub mod objects;
 pub mod placement;
 pub mod read;
+pub mod topic_rules;
 pub mod types;
 pub mod upload;
+// TEMPORARY until cluster-infra's objects.rs lands.
+pub mod objects_tmp;

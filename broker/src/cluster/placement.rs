@@ -1,2 +1,133 @@
 //! Who leads what: the live brokers and, per partition, the leader Metadata shows (rendezvous
 //! hashing over live brokers). Any broker serves any partition; this only spreads load.
+//!
+//! Rendezvous (highest random weight) hashing: every broker scores every partition and the top
+//! score leads. When a broker leaves, only the partitions it led move (each to its own next
+//! best), and every broker computes the same answer from the same live set, with no state.
+
+/// The node id Metadata names as `topic`/`partition`'s leader among `live` node ids; `None`
+/// when no broker is live.
+pub fn leader(topic: &str, partition: i32, live: &[i32]) -> Option<i32> {
+    let key = partition_key(topic, partition);
+    live.iter()
+        .copied()
+        .max_by_key(|&node| (score(key, node), node))
+}
+
+/// The node id that coordinates consumer group `group` when no broker holds its lease (see
+/// [`crate::cluster::groups`]); `None` when no broker is live. The same hashing as partitions,
+/// over a key no topic-partition can have (a group id is not followed by a partition number).
+pub fn group_coordinator(group: &str, live: &[i32]) -> Option<i32> {
+    let key = group_key(group);
+    live.iter()
+        .copied()
+        .max_by_key(|&node| (score(key, node), node))
+}
+
+/// FNV-1a of `group` after a tag byte, so a group and a topic of the same name hash apart.
+fn group_key(group: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in [b'g'].into_iter().chain(group.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// A stable 64-bit digest of the partition's name (FNV-1a). Stable across builds and
+/// platforms — every broker of a cluster must agree, so `std`'s hasher (whose output may change
+/// between Rust releases) will not do.
+fn partition_key(topic: &str, partition: i32) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut h = OFFSET;
+    for b in topic.bytes().chain([0]).chain(partition.to_be_bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(PRIME);
+    }
+    h
+}
+
+/// The weight of `node` for the partition: SplitMix64's finalizer over both, which spreads
+/// neighbouring node ids and partitions evenly.
+fn score(key: u64, node: i32) -> u64 {
+    let mut z = key ^ (u64::from(node as u32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_departing_broker_moves_only_the_groups_it_coordinated() {
+        let mut per_node = [0usize; 4];
+        for i in 0..3000 {
+            let group = format!("group-{i}");
+            let before = group_coordinator(&group, &[1, 2, 3]).unwrap_or(-1);
+            let after = group_coordinator(&group, &[1, 3]).unwrap_or(-1);
+            per_node[before as usize] += 1;
+            if before != 2 {
+                assert_eq!(before, after, "{group} moved though its broker stayed");
+            }
+        }
+        for n in &per_node[1..] {
+            assert!(
+                (700..1300).contains(n),
+                "groups spread over brokers: {per_node:?}"
+            );
+        }
+        assert_eq!(group_coordinator("g", &[]), None);
+    }
+
+    use super::*;
+
+    fn leaders(live: &[i32]) -> Vec<i32> {
+        (0..600)
+            .map(|p| leader("orders", p, live).unwrap_or(-1))
+            .collect()
+    }
+
+    #[test]
+    fn no_live_broker_means_no_leader() {
+        assert_eq!(leader("t", 0, &[]), None);
+    }
+
+    #[test]
+    fn partitions_spread_evenly_over_live_brokers() {
+        let live = [1, 2, 3];
+        let led = leaders(&live);
+        for node in live {
+            let n = led.iter().filter(|&&l| l == node).count();
+            // 200 each on average; rendezvous hashing keeps every share near it.
+            assert!((140..=260).contains(&n), "node {node} leads {n} of 600");
+        }
+    }
+
+    #[test]
+    fn the_answer_does_not_depend_on_the_order_brokers_are_listed() {
+        assert_eq!(leaders(&[1, 2, 3]), leaders(&[3, 1, 2]));
+    }
+
+    #[test]
+    fn only_the_departed_brokers_partitions_move_when_one_leaves() {
+        let before = leaders(&[1, 2, 3]);
+        let after = leaders(&[1, 3]);
+        for (p, (b, a)) in before.iter().zip(&after).enumerate() {
+            if *b != 2 {
+                assert_eq!(b, a, "partition {p} moved though its leader stayed");
+            } else {
+                assert!(*a == 1 || *a == 3);
+            }
+        }
+        // And the departed broker's share is split between the others, not dumped on one.
+        let moved: Vec<i32> = before
+            .iter()
+            .zip(&after)
+            .filter(|(b, _)| **b == 2)
+            .map(|(_, a)| *a)
+            .collect();
+        let to_one = moved.iter().filter(|&&a| a == 1).count();
+        assert!(to_one > moved.len() / 4 && to_one < moved.len() * 3 / 4);
+    }
+}

@@ -9,23 +9,29 @@
 //!   after a broker restart members rejoin (their heartbeats get UNKNOWN_MEMBER_ID) and resume
 //!   from the committed offsets, which are.
 //!
+//! - [`remote`]: the seam to a cluster: in cluster mode a group is coordinated here only under a
+//!   lease, and its committed offsets live in the cluster's store; [`GroupCoordinator`]'s
+//!   `claim`, `holds`, `commit_offsets` and `fetch_offsets` route to it or to [`offsets`].
+//!
 //! Each group has its own lock, never held across an `.await`; one background task ([`run_timers`])
 //! expires sessions and ends overdue join and sync phases, so no group waits on another. Groups
 //! with nothing left (no members, offsets or metadata) are dropped from memory by the same task.
 
 pub mod offsets;
+pub mod remote;
 pub mod state;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-pub use offsets::{Committed, GroupMeta, OffsetStore};
+pub use offsets::{Committed, GroupMeta, GroupOffsets, OffsetStore};
+pub use remote::{RemoteError, RemoteGroups};
 pub use state::{Group, JoinParams, JoinResult, State, SyncParams, SyncResult};
 
 /// The Kafka error code of an outcome: 0 for success.
@@ -61,6 +67,9 @@ pub struct GroupCoordinator {
     /// Committed offsets and group metadata, shared with each group for its metadata records.
     pub offsets: Arc<OffsetStore>,
     pub config: GroupConfig,
+    /// Cluster mode's coordination (set once at startup); unset, every group is ours and its
+    /// offsets are in [`Self::offsets`].
+    remote: OnceLock<Arc<dyn RemoteGroups>>,
 }
 
 impl GroupCoordinator {
@@ -70,7 +79,109 @@ impl GroupCoordinator {
             groups: Mutex::new(HashMap::new()),
             offsets: Arc::new(OffsetStore::open(&meta_dir.join("offsets.log"))?),
             config,
+            remote: OnceLock::new(),
         })
+    }
+
+    /// Puts group coordination in the cluster's hands (cluster mode); once, at startup.
+    pub fn set_remote(&self, remote: Arc<dyn RemoteGroups>) {
+        if self.remote.set(remote).is_err() {
+            tracing::warn!("group coordination was already handed to the cluster");
+        }
+    }
+
+    /// The cluster's coordination, in cluster mode.
+    pub fn remote(&self) -> Option<&Arc<dyn RemoteGroups>> {
+        self.remote.get()
+    }
+
+    /// Makes sure this broker coordinates `id` before serving a request for it: always so on a
+    /// single node; in cluster mode, takes or renews the group's lease (NOT_COORDINATOR when
+    /// another broker holds it). A lease taken anew drops what memory kept of an earlier tenure.
+    pub async fn claim(&self, id: &str) -> Result<(), kafka_protocol::error::ResponseError> {
+        let Some(remote) = self.remote() else {
+            return Ok(());
+        };
+        let claim = remote.claim(id).await.map_err(|e| e.code())?;
+        if claim.fresh {
+            let old = self.groups.lock().remove(id);
+            if let Some(old) = old {
+                // Its members belong to another coordinator's generations now; they rejoin.
+                old.lock().kill();
+            }
+            if let Some(meta) = claim.meta {
+                self.group(id).lock().restore(meta);
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Self::claim`] without I/O, for requests that only come from members already here
+    /// (Heartbeat, LeaveGroup): in cluster mode, whether the lease is held.
+    pub fn holds(&self, id: &str) -> Result<(), kafka_protocol::error::ResponseError> {
+        match self.remote() {
+            Some(remote) if !remote.holds(id) => {
+                Err(kafka_protocol::error::ResponseError::NotCoordinator)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Stores committed offsets durably (the local log, or in cluster mode the cluster's store
+    /// under the group's lease). Per entry: stored, or `false` for a partition the cluster does
+    /// not have.
+    pub async fn commit_offsets(
+        &self,
+        id: &str,
+        entries: Vec<(String, i32, Committed)>,
+    ) -> Result<Vec<bool>, kafka_protocol::error::ResponseError> {
+        match self.remote() {
+            Some(remote) => remote.commit(id, entries).await.map_err(|e| {
+                tracing::warn!(group = id, "offset commit not stored: {e}");
+                e.code()
+            }),
+            None => {
+                let n = entries.len();
+                self.offsets.commit(id, entries).await.map_err(|e| {
+                    tracing::error!(group = id, "offset commit failed: {e}");
+                    kafka_protocol::error::ResponseError::KafkaStorageError
+                })?;
+                Ok(vec![true; n])
+            }
+        }
+    }
+
+    /// The group's committed offsets.
+    pub async fn fetch_offsets(
+        &self,
+        id: &str,
+    ) -> Result<GroupOffsets, kafka_protocol::error::ResponseError> {
+        match self.remote() {
+            Some(remote) => remote.fetch(id).await.map_err(|e| e.code()),
+            None => Ok(self.offsets.group(id)),
+        }
+    }
+
+    /// Deletes some of the group's offsets durably.
+    pub async fn delete_offsets(
+        &self,
+        id: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<(), kafka_protocol::error::ResponseError> {
+        match self.remote() {
+            Some(remote) => remote
+                .delete_offsets(id, partitions)
+                .await
+                .map_err(|e| e.code()),
+            None => self
+                .offsets
+                .delete_offsets(id, partitions)
+                .await
+                .map_err(|e| {
+                    tracing::error!(group = id, "offset delete failed: {e}");
+                    kafka_protocol::error::ResponseError::KafkaStorageError
+                }),
+        }
     }
 
     /// The group, created (Empty) if missing.
@@ -139,6 +250,9 @@ impl GroupCoordinator {
     /// deletion is durable.
     pub async fn delete(&self, id: &str) -> Result<(), kafka_protocol::error::ResponseError> {
         use kafka_protocol::error::ResponseError;
+        if let Some(remote) = self.remote() {
+            return self.delete_remote(remote.as_ref(), id).await;
+        }
         let Some(group) = self.existing(id) else {
             return Err(ResponseError::GroupIdNotFound);
         };
@@ -169,10 +283,57 @@ impl GroupCoordinator {
         })
     }
 
-    fn tick(&self, now: Instant) {
-        let groups: Vec<Arc<Mutex<Group>>> = self.groups.lock().values().cloned().collect();
-        for g in groups {
-            g.lock().tick(now);
+    /// DeleteGroups in cluster mode: refused while the group has members here; otherwise marked
+    /// Dead in memory, then its offsets and lease deleted under the lease.
+    async fn delete_remote(
+        &self,
+        remote: &dyn RemoteGroups,
+        id: &str,
+    ) -> Result<(), kafka_protocol::error::ResponseError> {
+        use kafka_protocol::error::ResponseError;
+        let known = remote.list().await.map_err(|e| e.code())?;
+        if !known.iter().any(|g| g.group_id == id) && self.existing(id).is_none() {
+            return Err(ResponseError::GroupIdNotFound);
+        }
+        let group = self.group(id);
+        {
+            let mut g = group.lock();
+            if !g.is_empty() {
+                return Err(ResponseError::NonEmptyGroup);
+            }
+            g.kill();
+        }
+        {
+            let mut groups = self.groups.lock();
+            if groups.get(id).is_some_and(|g| Arc::ptr_eq(g, &group)) {
+                groups.remove(id);
+            }
+        }
+        remote.delete_group(id).await.map_err(|e| e.code())
+    }
+
+    /// One step of the timers ([`run_timers`]): sessions, join and sync deadlines, idle groups.
+    pub(crate) fn tick(&self, now: Instant) {
+        let groups: Vec<(String, Arc<Mutex<Group>>)> = self
+            .groups
+            .lock()
+            .iter()
+            .map(|(id, g)| (id.clone(), g.clone()))
+            .collect();
+        let mut active = Vec::new();
+        for (id, g) in groups {
+            let mut g = g.lock();
+            g.tick(now);
+            if !g.is_empty() {
+                let meta = g.protocol_type.clone().map(|protocol_type| GroupMeta {
+                    protocol_type,
+                    generation: g.generation,
+                });
+                active.push((id, meta));
+            }
+        }
+        if let Some(remote) = self.remote() {
+            remote.keep(active);
         }
         // Drop groups that hold nothing; `group()` rebuilds one from the store on demand. Only
         // ones no request holds (the map's is the only reference, and new references are only

@@ -222,6 +222,27 @@ pub fn handle_request(
     let w = &who;
     let reply = match ctx.api {
         ApiKey::ApiVersions => now(&ctx, api::api_versions::handle(b, v, ctx.decode(body)?))?,
+        ApiKey::Metadata if b.cluster.is_some() => {
+            let request = ctx.decode(body)?;
+            let broker = broker.clone();
+            let listener = session.listener.clone();
+            let who = who.clone();
+            later(ctx, async move {
+                let Some(cluster) = broker.cluster.clone() else {
+                    return api::metadata::handle(&broker, &who, v, request);
+                };
+                let mut response =
+                    api::metadata::handle_cluster(&broker, &cluster, &who, v, request).await;
+                // This broker as the listener the client came in on advertises itself.
+                for entry in &mut response.brokers {
+                    if entry.node_id.0 == broker.node_id {
+                        entry.host = StrBytes::from_string(listener.advertised_host.clone());
+                        entry.port = listener.advertised_port;
+                    }
+                }
+                response
+            })
+        }
         ApiKey::Metadata => {
             let mut response = api::metadata::handle(b, w, v, ctx.decode(body)?);
             for entry in &mut response.brokers {
@@ -264,7 +285,17 @@ pub fn handle_request(
                     later(ctx, api::produce::complete(pending))
                 }
             };
-            if api::produce::runs_guests(b, &request) {
+            if let Some(cluster) = &b.cluster {
+                // Submitted in full before the next request is read: the order sent is the
+                // order committed.
+                let broker = broker.clone();
+                let cluster = cluster.clone();
+                Reply::First(Box::pin(async move {
+                    let pending =
+                        api::produce::append_cluster(&broker, &cluster, &who, v, request).await;
+                    Ok(answer(pending))
+                }))
+            } else if api::produce::runs_guests(b, &request) {
                 let broker = broker.clone();
                 let guests = broker.guests.clone();
                 Reply::First(Box::pin(async move {
@@ -289,6 +320,19 @@ pub fn handle_request(
             } else {
                 fetch_within_quota(broker.clone(), session, ctx, fetch)
             }
+        }
+        ApiKey::ListOffsets if b.cluster.is_some() => {
+            let request = ctx.decode(body)?;
+            let broker = broker.clone();
+            let who = who.clone();
+            later(ctx, async move {
+                match broker.cluster.clone() {
+                    Some(cluster) => {
+                        api::list_offsets::handle_cluster(&broker, &cluster, &who, v, request).await
+                    }
+                    None => api::list_offsets::handle(&broker, &who, v, request),
+                }
+            })
         }
         ApiKey::ListOffsets => now(&ctx, api::list_offsets::handle(b, w, v, ctx.decode(body)?))?,
         ApiKey::DescribeProducers => now(
@@ -337,6 +381,24 @@ pub fn handle_request(
             &ctx,
             api::transactions::list_transactions(b, w, v, ctx.decode(body)?),
         )?,
+        ApiKey::CreateTopics if b.cluster.is_some() => later(
+            ctx,
+            api::topics::create_topics_in_cluster(
+                broker.clone(),
+                who.clone(),
+                v,
+                ctx.decode(body)?,
+            ),
+        ),
+        ApiKey::DeleteTopics if b.cluster.is_some() => later(
+            ctx,
+            api::topics::delete_topics_in_cluster(
+                broker.clone(),
+                who.clone(),
+                v,
+                ctx.decode(body)?,
+            ),
+        ),
         ApiKey::CreateTopics => now(&ctx, api::topics::create_topics(b, w, v, ctx.decode(body)?))?,
         ApiKey::DeleteTopics => now(&ctx, api::topics::delete_topics(b, w, v, ctx.decode(body)?))?,
         ApiKey::CreatePartitions => now(
@@ -355,6 +417,38 @@ pub fn handle_request(
             &ctx,
             api::configs::incremental_alter_configs(b, w, v, ctx.decode(body)?),
         )?,
+        // Cluster mode: group coordination asks the cluster's store (the *_in_cluster handlers).
+        ApiKey::FindCoordinator if b.groups.remote().is_some() => later(
+            ctx,
+            api::groups::find_coordinator_in_cluster(
+                broker.clone(),
+                who.clone(),
+                v,
+                ctx.decode(body)?,
+            ),
+        ),
+        ApiKey::DescribeGroups if b.groups.remote().is_some() => later(
+            ctx,
+            api::groups::describe_groups_in_cluster(
+                broker.clone(),
+                who.clone(),
+                v,
+                ctx.decode(body)?,
+            ),
+        ),
+        ApiKey::ListGroups if b.groups.remote().is_some() => later(
+            ctx,
+            api::groups::list_groups_in_cluster(broker.clone(), who.clone(), v, ctx.decode(body)?),
+        ),
+        ApiKey::OffsetFetch if b.groups.remote().is_some() => later(
+            ctx,
+            api::group_offsets::offset_fetch_in_cluster(
+                broker.clone(),
+                who.clone(),
+                v,
+                ctx.decode(body)?,
+            ),
+        ),
         ApiKey::FindCoordinator => {
             let mut response = api::groups::find_coordinator(b, w, v, ctx.decode(body)?);
             advertise_coordinator(&mut response, b.node_id, &session.listener);

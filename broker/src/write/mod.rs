@@ -25,6 +25,7 @@
 //! deployed `--from` an earlier offset catches up the same way, in the background.
 
 mod changelog;
+pub mod cluster;
 pub mod control;
 pub(crate) mod internal;
 mod outputs;

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub mod cluster;
+
 /// The workspace root (this crate is `tests/`).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -58,6 +60,10 @@ pub struct Options {
     pub toml: String,
     /// `--flush` value.
     pub flush: Option<&'static str>,
+    /// More `sluice serve` arguments (cluster mode: `--metadata`, `--objects`).
+    pub args: Vec<String>,
+    /// More environment variables (cluster mode: the object store's credentials).
+    pub env: Vec<(String, String)>,
 }
 
 /// A running broker and its data directory.
@@ -132,6 +138,8 @@ impl Broker {
         if let Some(flush) = self.options.flush {
             cmd.args(["--flush", flush]);
         }
+        cmd.args(&self.options.args)
+            .envs(self.options.env.iter().map(|(k, v)| (k, v)));
         let mut child = cmd.spawn().expect("start sluice");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
@@ -217,6 +225,17 @@ impl Broker {
     /// The broker's process id while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, ...) to the broker process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.pid().expect("broker running").to_string();
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(&pid)
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {pid} failed");
     }
 
     /// Whether the process is still alive.

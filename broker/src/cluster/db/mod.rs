@@ -5,6 +5,7 @@
 //! - [`migrations`]: the versioned schema, applied once under an advisory lock.
 //! - [`brokers`]: registrations, leases (epochs that fence a zombie) and the live brokers.
 //! - [`topics`]: topics, partitions, topic configs, producer id allocation.
+//! - [`groups`]: group coordinator leases and committed offsets.
 //! - [`commit`]: the commit of one upload (offsets, idempotent sequences, notifications).
 //! - [`reads`]: partition offsets and batch coordinates for fetches and ListOffsets.
 //! - [`notify`]: the LISTEN connection turning commit notifications into a broadcast.
@@ -12,6 +13,7 @@
 
 pub mod brokers;
 pub mod commit;
+pub mod groups;
 pub mod maintenance;
 pub mod migrations;
 pub mod notify;

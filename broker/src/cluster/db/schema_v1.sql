@@ -80,11 +80,16 @@ CREATE TABLE sluice_producers (
 CREATE SEQUENCE sluice_producer_ids START 1000;
 
 -- Group coordination: one coordinator broker per group, holding a fenced lease.
+-- A lease is free once it expires or its holder's broker registration lapses or is superseded.
+-- The protocol type and generation outlive each coordinator, so generations keep counting up
+-- across a failover and a fenced member's stale generation is never reused.
 CREATE TABLE sluice_group_leases (
     group_id       TEXT PRIMARY KEY,
     node_id        INT NOT NULL,
     broker_epoch   BIGINT NOT NULL,
-    lease_expires  TIMESTAMPTZ NOT NULL
+    lease_expires  TIMESTAMPTZ NOT NULL,
+    protocol_type  TEXT,
+    generation     INT NOT NULL DEFAULT 0
 );
 
 CREATE TABLE sluice_group_offsets (
