@@ -164,7 +164,6 @@ fn three_brokers_start_on_one_database_and_one_bucket() {
 }
 
 #[test]
-#[ignore = "waits for the cluster data path (branch cluster-data)"]
 fn librdkafka_produces_through_one_broker_and_consumes_through_another() {
     let Some(cluster) = Cluster::start(3) else {
         return;
