@@ -179,7 +179,6 @@ fn librdkafka_produces_through_one_broker_and_consumes_through_another() {
 }
 
 #[test]
-#[ignore = "waits for the cluster data path (branch cluster-data)"]
 fn kcat_produces_through_one_broker_and_consumes_through_another() {
     let Some(cluster) = Cluster::start(3) else {
         return;
