@@ -216,7 +216,6 @@ fn kcat_produces_through_one_broker_and_consumes_through_another() {
 }
 
 #[test]
-#[ignore = "waits for the cluster data path (branch cluster-data)"]
 fn kafkajs_and_kafka_python_across_brokers() {
     let Some(cluster) = Cluster::start(3) else {
         return;
