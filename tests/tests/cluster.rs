@@ -164,7 +164,6 @@ fn three_brokers_start_on_one_database_and_one_bucket() {
 }
 
 #[test]
-#[ignore = "waits for the cluster data path (branch cluster-data)"]
 fn librdkafka_produces_through_one_broker_and_consumes_through_another() {
     let Some(cluster) = Cluster::start(3) else {
         return;
@@ -180,7 +179,6 @@ fn librdkafka_produces_through_one_broker_and_consumes_through_another() {
 }
 
 #[test]
-#[ignore = "waits for the cluster data path (branch cluster-data)"]
 fn kcat_produces_through_one_broker_and_consumes_through_another() {
     let Some(cluster) = Cluster::start(3) else {
         return;
@@ -218,7 +216,6 @@ fn kcat_produces_through_one_broker_and_consumes_through_another() {
 }
 
 #[test]
-#[ignore = "waits for the cluster data path (branch cluster-data)"]
 fn kafkajs_and_kafka_python_across_brokers() {
     let Some(cluster) = Cluster::start(3) else {
         return;

@@ -18,15 +18,19 @@ use sluice_engines::{Postgres, Weed};
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 fn cluster_broker(pg: &Postgres, weed: &Weed) -> Broker {
-    let mut env: Vec<(String, String)> = weed
+    let env = weed
         .env()
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    env.push(("SLUICE_METADATA".into(), pg.url()));
-    env.push(("SLUICE_OBJECTS".into(), weed.objects_url()));
     Broker::start_with(Options {
         toml: "\"num.partitions\" = 3\n".into(),
+        args: vec![
+            "--metadata".into(),
+            pg.url(),
+            "--objects".into(),
+            weed.objects_url(),
+        ],
         env,
         ..Options::default()
     })

@@ -880,7 +880,7 @@ mod tests {
         };
         let cluster = crate::cluster::node::Cluster::with(
             db,
-            crate::cluster::objects_tmp::Objects::memory(),
+            crate::cluster::objects::Objects::in_memory(1 << 20),
             lease,
             settings,
         );

@@ -361,24 +361,21 @@ async fn join_cluster(
     host: &str,
     port: i32,
 ) -> anyhow::Result<Option<Arc<crate::cluster::node::Cluster>>> {
-    // TEMPORARY (cluster-data): the URLs from SLUICE_METADATA / SLUICE_OBJECTS until
-    // cluster-infra's `--metadata` / `--objects` flags (cluster/config.rs) land.
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let (metadata, objects) = match (env("SLUICE_METADATA"), env("SLUICE_OBJECTS")) {
-        (None, None) => return Ok(None),
-        (Some(m), Some(o)) => (m, o),
-        (Some(_), None) => anyhow::bail!("--metadata needs --objects (the object store URL)"),
-        (None, Some(_)) => anyhow::bail!("--objects needs --metadata (the database URL)"),
+    let Some(cluster) = &config.cluster else {
+        return Ok(None);
     };
     let settings = crate::cluster::node::Settings {
         advertised_host: host.to_string(),
         advertised_port: port,
         rack: None,
-        lease: Duration::from_secs(10),
-        upload: crate::cluster::upload::Settings::new(Duration::from_millis(50), 8 << 20),
+        lease: Duration::from_millis(cluster.lease_ms),
+        upload: crate::cluster::upload::Settings::new(
+            Duration::from_millis(cluster.upload_linger_ms),
+            cluster.upload_max_bytes,
+        ),
         topics: config.topics.clone(),
     };
-    let cluster = crate::cluster::node::Cluster::join(&metadata, &objects, settings)
+    let cluster = crate::cluster::node::Cluster::join(cluster, settings)
         .await
         .context("cannot join the cluster")?;
     Ok(Some(cluster))

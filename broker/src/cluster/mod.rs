@@ -32,5 +32,3 @@ pub mod read;
 pub mod topic_rules;
 pub mod types;
 pub mod upload;
-// TEMPORARY until cluster-infra's objects.rs lands.
-pub mod objects_tmp;

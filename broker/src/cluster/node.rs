@@ -13,8 +13,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::config::ClusterConfig;
 use super::db::{Db, DbError};
-use super::objects_tmp::Objects;
+use super::objects::{Objects, ObjectsError};
 use super::read::ReadCache;
 use super::types::{
     BatchOutcome, BrokerInfo, BrokerLease, CommitEvent, CommitNotice, PartitionOffsets, TopicMeta,
@@ -146,20 +147,21 @@ impl std::fmt::Debug for Cluster {
 pub enum JoinError {
     #[error(transparent)]
     Db(#[from] DbError),
-    #[error("{0}")]
-    Objects(String),
+    #[error(transparent)]
+    Objects(#[from] ObjectsError),
 }
 
 impl Cluster {
     /// Connects to the metadata database (migrating its schema), opens the object store and
     /// registers this broker. The background tasks are started by [`Cluster::spawn_tasks`].
     pub async fn join(
-        metadata_url: &str,
-        objects_url: &str,
+        config: &ClusterConfig,
         settings: Settings,
     ) -> Result<Arc<Cluster>, JoinError> {
-        let db = Db::connect(metadata_url).await?;
-        let objects = Objects::open(objects_url).map_err(JoinError::Objects)?;
+        // The object store first: a bad URL or missing credentials is named before the
+        // database is touched (and its schema migrated).
+        let objects = Objects::open(&config.objects_url, config.cache_bytes)?;
+        let db = Db::connect_config(config.metadata_url.pg_config()).await?;
         let lease = db
             .register(
                 &settings.advertised_host,
@@ -168,7 +170,7 @@ impl Cluster {
                 settings.lease,
             )
             .await?;
-        tracing::info!(node_id = lease.node_id, epoch = lease.epoch, db = %db.target(), "joined the cluster");
+        tracing::info!(node_id = lease.node_id, epoch = lease.epoch, db = %db.target(), objects = %objects.url(), "joined the cluster");
         Ok(Self::with(db, objects, lease, settings))
     }
 
@@ -366,7 +368,12 @@ struct Uploader {
 
 impl UploadStore for Uploader {
     async fn put(&self, key: String, body: bytes::Bytes) -> Result<(), UploadError> {
-        self.objects.put(&key, body).await.map_err(UploadError::Put)
+        // Every put failure is retriable for the producer: nothing was committed, so a retry
+        // stores the batches again (under a new key); the lost object is collected as orphaned.
+        self.objects
+            .put(&key, body)
+            .await
+            .map_err(|e| UploadError::Put(e.to_string()))
     }
 
     async fn commit(&self, upload: &UploadCommit) -> Result<Vec<BatchOutcome>, UploadError> {
@@ -546,7 +553,7 @@ mod tests {
             .register("127.0.0.1", 1, None, Duration::from_secs(10))
             .await
             .expect("register");
-        let cluster = Cluster::with(db, Objects::memory(), lease, settings());
+        let cluster = Cluster::with(db, Objects::in_memory(1 << 20), lease, settings());
         Some((pg, cluster))
     }
 
@@ -687,7 +694,7 @@ mod tests {
             .register("127.0.0.1", 2, None, Duration::from_secs(10))
             .await
             .expect("register");
-        let other = Cluster::with(other_db, Objects::memory(), other, settings());
+        let other = Cluster::with(other_db, Objects::in_memory(1 << 20), other, settings());
         let (_dir, broker) = crate::broker::test_broker();
         let answer = crate::write::cluster::submit_produced(
             &broker,

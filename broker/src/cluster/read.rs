@@ -192,7 +192,7 @@ async fn fetch_bytes(cluster: &Cluster, coords: &[BatchCoord]) -> Result<Bytes, 
             .objects
             .get_range(&first.object_key, first.byte_offset..end)
             .await
-            .map_err(ReadError::Objects)?;
+            .map_err(|e| ReadError::Objects(e.to_string()))?;
         if bytes.len() as u64 != end - first.byte_offset {
             return Err(ReadError::Objects(format!(
                 "{} answered {} bytes for {}..{end}",

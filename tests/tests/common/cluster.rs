@@ -65,12 +65,6 @@ impl Cluster {
                 .env()
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
-                // The same URLs as the flags' variables too: a broker that reads them from the
-                // environment (cluster-data's wiring before it takes the flags) joins as well.
-                .chain([
-                    ("SLUICE_METADATA".to_string(), self.pg.url()),
-                    ("SLUICE_OBJECTS".to_string(), self.weed.objects_url()),
-                ])
                 .collect(),
             ..Options::default()
         };

@@ -164,8 +164,14 @@ impl Db {
     /// Connects to `url` (`postgres://USER:PASS@HOST:PORT/DB`), and migrates the schema to this
     /// binary's version (see [`migrations`]). Fails if the database cannot be reached now.
     pub async fn connect(url: &str) -> Result<Db, DbError> {
-        let mut config = tokio_postgres::Config::from_str(url)
+        let config = tokio_postgres::Config::from_str(url)
             .map_err(|e| DbError::InvalidUrl(e.to_string()))?;
+        Db::connect_config(config).await
+    }
+
+    /// [`Db::connect`] with the settings already parsed (`--metadata`, see
+    /// [`crate::cluster::config::MetadataUrl::pg_config`]).
+    pub async fn connect_config(mut config: tokio_postgres::Config) -> Result<Db, DbError> {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
