@@ -279,7 +279,6 @@ print("\n".join(got))
 /// The tutorial's kafkajs scripts (tests/node/seed/), with their one broker address replaced
 /// by the three brokers' bootstrap list, and nothing else changed.
 #[test]
-#[ignore = "waits for the cluster data path and group coordination (branches cluster-data, cluster-control)"]
 fn seed_examples_run_against_a_three_broker_bootstrap_list() {
     let Some(cluster) = Cluster::start(3) else {
         return;
