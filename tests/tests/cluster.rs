@@ -332,7 +332,6 @@ fn seed_examples_run_against_a_three_broker_bootstrap_list() {
 }
 
 #[test]
-#[ignore = "waits for the cluster data path (branch cluster-data)"]
 fn a_broker_killed_under_acks_all_load_loses_no_acknowledged_record() {
     let Some(mut cluster) = Cluster::start(3) else {
         return;
