@@ -387,7 +387,6 @@ fn a_broker_killed_under_acks_all_load_loses_no_acknowledged_record() {
 }
 
 #[test]
-#[ignore = "waits for the cluster data path and lease fencing (branch cluster-data)"]
 fn a_paused_broker_resumed_past_its_lease_breaks_no_ordering() {
     let Some(cluster) = Cluster::start(3) else {
         return;
