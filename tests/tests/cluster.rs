@@ -484,7 +484,6 @@ fn survives_an_engine_restart(restart: impl FnOnce(&mut Cluster), topic: &'stati
 }
 
 #[test]
-#[ignore = "waits for the cluster data path (branch cluster-data)"]
 fn produces_recover_after_postgresql_restarts_under_load() {
     survives_an_engine_restart(Cluster::restart_pg, "pg-restart");
 }
