@@ -489,7 +489,6 @@ fn produces_recover_after_postgresql_restarts_under_load() {
 }
 
 #[test]
-#[ignore = "waits for the cluster data path (branch cluster-data)"]
 fn produces_recover_after_the_object_store_restarts_under_load() {
     survives_an_engine_restart(Cluster::restart_weed, "weed-restart");
 }
