@@ -2,9 +2,6 @@
 //! (SeaweedFS), driven by stock clients — produced through one broker, consumed through
 //! another; brokers, PostgreSQL and the store killed, paused and restarted under load, and every
 //! acknowledged record read back at its offset.
-//!
-//! Tests marked `#[ignore]` wait for the cluster data path (branch `cluster-data`); each says
-//! why, and is un-ignored as it passes.
 
 mod common;
 
