@@ -520,6 +520,9 @@ impl BrokerConfig {
             "transaction.abort.timed.out.transaction.cleanup.interval.ms" => {
                 self.transactions.abort_interval_ms = int_in(key, value, 1, i32::MAX as i64)? as u64
             }
+            "transactional.id.expiration.ms" => {
+                self.transactions.id_expiration_ms = int_in(key, value, 1, i64::MAX)?
+            }
             "metrics.enabled" => self.metrics_enabled = boolean(key, value)?,
             "authorizer.class.name" => {
                 let name = string(key, value)?.trim();

@@ -151,7 +151,8 @@ async fn write_markers_and_offsets(
 }
 
 /// Ends every transaction that is due: prepared ends nobody is completing (after a crash, after
-/// a failed marker) and ongoing transactions past their timeout (aborted, producer fenced).
+/// a failed marker) and ongoing transactions past their timeout (aborted, producer fenced);
+/// then forgets transactional ids idle past `transactional.id.expiration.ms`.
 pub async fn complete_due(broker: &Arc<Broker>) {
     let b = broker.clone();
     let due = match tokio::task::spawn_blocking(move || b.transactions.due(now_ms())).await {
@@ -164,6 +165,10 @@ pub async fn complete_due(broker: &Arc<Broker>) {
     for ending in due {
         // Failures are logged and retried by the next round.
         let _ = finish(broker, ending).await;
+    }
+    let b = broker.clone();
+    if let Err(e) = tokio::task::spawn_blocking(move || b.transactions.expire(now_ms())).await {
+        tracing::error!("looking for idle transactional ids failed: {e}");
     }
 }
 

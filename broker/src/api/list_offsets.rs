@@ -1,5 +1,6 @@
 //! ListOffsets: earliest (-2), latest (-1), max timestamp (-3) or the first offset at or after a
-//! timestamp (via the time index). Under read_committed, latest is the last stable offset.
+//! timestamp (via the time index). Under read_committed, latest is the last stable offset and a
+//! timestamp's answer at or past it is "not found", as in Kafka: that record may yet be aborted.
 //! In cluster mode ([`handle_cluster`]) from the metadata database and the batches' objects.
 
 use kafka_protocol::error::ResponseError;
@@ -73,7 +74,13 @@ fn lookup(log: &PartitionLog, timestamp: i64, committed: bool) -> Result<Option<
         EARLIEST => Ok(Some((log.log_start_offset(), -1))),
         MAX_TIMESTAMP => Ok(log.max_timestamp().map(|(ts, offset)| (offset, ts))),
         ts if ts < 0 => Err(ResponseError::InvalidRequest.code()),
-        ts => log.offset_for_timestamp(ts).map_err(|e| log_error_code(&e)),
+        ts => {
+            let found = log
+                .offset_for_timestamp(ts)
+                .map_err(|e| log_error_code(&e))?;
+            let stable = log.last_stable_offset();
+            Ok(found.filter(|(offset, _)| !committed || *offset < stable))
+        }
     }
 }
 
@@ -161,4 +168,38 @@ pub(crate) async fn handle_cluster(
         );
     }
     ListOffsetsResponse::default().with_topics(topics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::partition::tests::{config, transactional};
+
+    #[test]
+    fn read_committed_answers_nothing_at_or_past_the_last_stable_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), config()).unwrap();
+        // The test batches carry timestamp 1; the only record is in an open transaction.
+        log.append(transactional(8, 0, &["open"]), 0).unwrap(); // 0
+        assert_eq!(log.last_stable_offset(), 0);
+        assert_eq!(
+            lookup(&log, 1, true).unwrap(),
+            None,
+            "it may yet be aborted"
+        );
+        assert_eq!(lookup(&log, 1, false).unwrap(), Some((0, 1)));
+        assert_eq!(lookup(&log, LATEST, true).unwrap(), Some((0, -1)));
+        assert_eq!(lookup(&log, LATEST, false).unwrap(), Some((1, -1)));
+
+        log.append_marker(8, 0, true, 0, 0).unwrap(); // 1
+        log.append(transactional(9, 0, &["later"]), 0).unwrap(); // 2, open
+        assert_eq!(log.last_stable_offset(), 2);
+        assert_eq!(
+            lookup(&log, 1, true).unwrap(),
+            Some((0, 1)),
+            "committed now"
+        );
+        assert_eq!(lookup(&log, LATEST, true).unwrap(), Some((2, -1)));
+        assert_eq!(lookup(&log, LATEST, false).unwrap(), Some((3, -1)));
+    }
 }

@@ -450,11 +450,17 @@ pub(crate) fn describe_transactions(
                         .with_producer_epoch(-1);
                 }
             };
+            // The producer's own partitions and those its writes' transform outputs joined
+            // (they end with the transaction too), once each.
             let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-            for (t, p) in &meta.partitions {
+            let derived = meta.derived.iter().map(|(t, p, _)| (t, p));
+            for (t, p) in meta.partitions.iter().map(|(t, p)| (t, p)).chain(derived) {
                 // As Kafka: only topics the requester may describe are listed.
                 if broker.authorize(who, Operation::Describe, Resource::topic(t)) {
-                    topics.entry(t).or_default().push(*p);
+                    let partitions = topics.entry(t).or_default();
+                    if !partitions.contains(p) {
+                        partitions.push(*p);
+                    }
                 }
             }
             let topics = topics
@@ -520,4 +526,43 @@ pub(crate) fn list_transactions(
     ListTransactionsResponse::default()
         .with_unknown_state_filters(unknown)
         .with_transaction_states(listed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::txn::InitOutcome;
+
+    #[test]
+    fn describe_lists_the_partitions_transform_outputs_joined() {
+        let (_dir, broker) = crate::broker::test_broker();
+        let c = &broker.transactions;
+        let Ok(InitOutcome::Ready { producer_id, epoch }) =
+            c.init_producer_id("tx", 60_000, None, &broker.producer_ids, 0)
+        else {
+            panic!("expected a producer id");
+        };
+        c.add_partitions("tx", producer_id, epoch, &[("in".to_string(), 0)], 1)
+            .unwrap();
+        let derived = [
+            ("out".to_string(), 2, 1_i64 << 61),
+            ("out".to_string(), 2, (1_i64 << 61) + 1),
+            ("in".to_string(), 0, (1_i64 << 61) + 2),
+        ];
+        c.add_derived("tx", producer_id, epoch, &derived, 1)
+            .unwrap();
+        let request = DescribeTransactionsRequest::default()
+            .with_transactional_ids(vec![TransactionalId(StrBytes::from_static_str("tx"))]);
+        let response = describe_transactions(&broker, &Requester::broker(), 0, request);
+        let topics: Vec<(String, Vec<i32>)> = response.transaction_states[0]
+            .topics
+            .iter()
+            .map(|t| (t.topic.0.to_string(), t.partitions.clone()))
+            .collect();
+        // Each partition once, though two output streams share out-2 and one is an input too.
+        assert_eq!(
+            topics,
+            vec![("in".to_string(), vec![0]), ("out".to_string(), vec![2])]
+        );
+    }
 }

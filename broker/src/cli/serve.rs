@@ -206,12 +206,30 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         .as_ref()
         .map(|c| c.spawn_tasks(stop_rx.clone()))
         .unwrap_or_default();
+    let mut maintenance = None;
     if let Some(c) = &cluster {
         // Groups are coordinated under leases in the cluster from the first request on.
         cluster_tasks.push(crate::cluster::groups::start(
             c,
             &broker.groups,
             stop_rx.clone(),
+        ));
+        // Retention, collection and merging run on whichever broker holds the maintenance
+        // lease; every broker competes for it, so it moves when its holder dies.
+        let mut settings = crate::cluster::maintenance::Settings::new(
+            std::time::Duration::from_millis(crate::cluster::maintenance::DEFAULT_INTERVAL_MS),
+            crate::cluster::node::UPLOAD_PREFIX.to_string(),
+        );
+        let log = &config.topics.log;
+        settings.retention = crate::cluster::db::maintenance::RetentionPolicy {
+            ms: (log.retention_ms >= 0).then_some(log.retention_ms),
+            bytes: (log.retention_bytes >= 0).then_some(log.retention_bytes),
+        };
+        maintenance = Some(crate::cluster::maintenance::spawn(
+            c.db.clone(),
+            c.objects.clone(),
+            c.lease(),
+            settings,
         ));
     }
     // Beyond the default single listener, the stdout line names every listener.
@@ -316,6 +334,9 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     for task in kafka_tasks {
         let _ = task.await;
+    }
+    if let Some(m) = maintenance {
+        m.stop().await;
     }
     if let Some(cluster) = &cluster {
         // What producers are waiting for is committed before the registration goes.

@@ -13,6 +13,8 @@
 //!   linger deadline or size limit, then one commit; producers answered after it.
 //! - [`read`]: fetches: coordinates (cached) and ranged GETs, offsets patched into batch headers
 //!   (outside the CRC).
+//! - [`maintenance`]: the background task of the maintenance lease holder: retention, deleting
+//!   unreferenced and never-committed objects, merging small objects per partition.
 //! - [`groups`]: consumer groups: this broker's fenced group leases, committed offsets in
 //!   PostgreSQL (the coordinator's seam, [`crate::group::RemoteGroups`]).
 //! - [`topic_rules`]: the topic configs cluster mode accepts (the catalog's rules, no
@@ -22,6 +24,7 @@
 pub mod config;
 pub mod db;
 pub mod groups;
+pub mod maintenance;
 pub mod node;
 pub mod objects;
 pub mod placement;

@@ -116,6 +116,10 @@ impl Watermarks {
     }
 }
 
+/// Where uploads go in the bucket: `uploads/<node id>/<uuid>`; the maintenance sweep looks for
+/// never-committed objects under it.
+pub const UPLOAD_PREFIX: &str = "uploads/";
+
 /// A broker in cluster mode.
 pub struct Cluster {
     pub db: Db,
@@ -188,7 +192,11 @@ impl Cluster {
             watermarks: watermarks.clone(),
         });
         let node_id = lease.current.read().node_id;
-        let uploads = UploadBuffer::start(uploader, settings.upload, format!("uploads/{node_id}/"));
+        let uploads = UploadBuffer::start(
+            uploader,
+            settings.upload,
+            format!("{UPLOAD_PREFIX}{node_id}/"),
+        );
         Arc::new(Cluster {
             db: db.clone(),
             objects,

@@ -31,6 +31,9 @@ pub struct TxnConfig {
     /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`: how often timed-out
     /// transactions are looked for.
     pub abort_interval_ms: u64,
+    /// `transactional.id.expiration.ms`: a transactional id with no transaction in progress
+    /// and no transition for this long is forgotten (its next InitProducerId starts afresh).
+    pub id_expiration_ms: i64,
 }
 
 impl Default for TxnConfig {
@@ -38,6 +41,8 @@ impl Default for TxnConfig {
         TxnConfig {
             max_timeout_ms: 900_000,
             abort_interval_ms: 10_000,
+            // Kafka's default: 7 days.
+            id_expiration_ms: 604_800_000,
         }
     }
 }
@@ -442,6 +447,42 @@ impl TransactionCoordinator {
         due
     }
 
+    /// Forgets, durably, the transactional ids idle past `transactional.id.expiration.ms`:
+    /// no transaction ongoing or being ended, no transition for that long. Returns them.
+    pub fn expire(&self, now: i64) -> Vec<String> {
+        let mut inner = self.inner.lock();
+        let expiration = self.config.id_expiration_ms;
+        let mut idle: Vec<String> = inner
+            .txns
+            .iter()
+            .filter(|(id, m)| {
+                !inner.completing.contains(*id)
+                    && matches!(
+                        m.state,
+                        TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort
+                    )
+                    && m.updated_ms.saturating_add(expiration) < now
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        idle.retain(|id| {
+            let Some(meta) = inner.txns.remove(id) else {
+                return false;
+            };
+            if let Err(e) = inner.store.remove(id, &inner.txns) {
+                tracing::error!(transactional_id = %id, "cannot write the transaction log: {e}");
+                inner.txns.insert(id.clone(), meta);
+                return false;
+            }
+            tracing::info!(
+                transactional_id = %id,
+                "forgetting a transactional id idle for more than {expiration} ms"
+            );
+            true
+        });
+        idle
+    }
+
     /// KIP-447: whether a transaction not yet complete holds an offset for `group`'s
     /// `topic`/`partition` (OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT
     /// until it ends, so a new consumer does not start from the offset before it).
@@ -652,6 +693,40 @@ mod tests {
                 .unwrap(),
         );
         assert_eq!((pid2, e2), (pid, e + 2));
+    }
+
+    #[test]
+    fn idle_ids_expire_durably_but_never_with_a_transaction_in_progress() {
+        let f = fixture();
+        let config = TxnConfig {
+            id_expiration_ms: 1000,
+            ..TxnConfig::default()
+        };
+        let c = TransactionCoordinator::open(&f.path, config).unwrap();
+        let (idle, _) = ready(c.init_producer_id("idle", 60_000, None, &f.ids, 0).unwrap());
+        let (pid, e) = ready(c.init_producer_id("busy", 60_000, None, &f.ids, 0).unwrap());
+        c.add_partitions("busy", pid, e, &[t("a", 0)], 500).unwrap();
+        assert!(c.expire(1000).is_empty(), "not idle long enough yet");
+        // "busy" has been quiet as long, but its transaction is ongoing.
+        assert_eq!(c.expire(1600), vec!["idle".to_string()]);
+        assert_eq!(
+            c.list()
+                .iter()
+                .map(|v| v.transactional_id.as_str())
+                .collect::<Vec<_>>(),
+            vec!["busy"]
+        );
+        // Durable: a restart does not bring it back, and its next init starts afresh.
+        drop(c);
+        let c = TransactionCoordinator::open(&f.path, config).unwrap();
+        assert!(c.describe(&["idle".to_string()])[0].1.is_none());
+        let (fresh, epoch) = ready(
+            c.init_producer_id("idle", 60_000, None, &f.ids, 2000)
+                .unwrap(),
+        );
+        assert_ne!(fresh, idle, "a new producer id");
+        assert_eq!(epoch, 0);
+        assert!(c.describe(&["busy".to_string()])[0].1.is_some());
     }
 
     #[test]

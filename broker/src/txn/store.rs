@@ -28,11 +28,13 @@ const COMPACT_MIN_RECORDS: usize = 1024;
 /// are bounded by the request sizes that added them, far below.
 const MAX_RECORD: usize = 64 << 20;
 
-/// One record: a transactional id and its metadata after a transition.
+/// One record: a transactional id and its metadata after a transition, or (`meta` absent) the
+/// id forgotten (`transactional.id.expiration.ms`).
 #[derive(Debug, Serialize, Deserialize)]
 struct Record {
     id: String,
-    meta: TxnMeta,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    meta: Option<TxnMeta>,
 }
 
 /// The open log.
@@ -66,7 +68,10 @@ fn replay(bytes: &[u8]) -> ((HashMap<String, TxnMeta>, usize), usize) {
         crate::meta::framed::walk(bytes, MAX_RECORD, |payload| {
             match serde_json::from_slice::<Record>(payload) {
                 Ok(record) => {
-                    live.insert(record.id, record.meta);
+                    match record.meta {
+                        Some(meta) => live.insert(record.id, meta),
+                        None => live.remove(&record.id),
+                    };
                     records += 1;
                     true
                 }
@@ -104,9 +109,23 @@ impl TxnStore {
         meta: &TxnMeta,
         live: &HashMap<String, TxnMeta>,
     ) -> std::io::Result<()> {
+        self.write(id, Some(meta), live)
+    }
+
+    /// Records that `id` is forgotten and fsyncs it; `live` is without it already.
+    pub fn remove(&self, id: &str, live: &HashMap<String, TxnMeta>) -> std::io::Result<()> {
+        self.write(id, None, live)
+    }
+
+    fn write(
+        &self,
+        id: &str,
+        meta: Option<&TxnMeta>,
+        live: &HashMap<String, TxnMeta>,
+    ) -> std::io::Result<()> {
         let bytes = frame(&Record {
             id: id.to_string(),
-            meta: meta.clone(),
+            meta: meta.cloned(),
         })?;
         let mut inner = self.inner.lock();
         let written = inner
@@ -138,7 +157,7 @@ impl TxnStore {
         for id in ids {
             bytes.extend(frame(&Record {
                 id: id.clone(),
-                meta: live[id].clone(),
+                meta: Some(live[id].clone()),
             })?);
         }
         crate::meta::write_atomically(&self.path, &bytes)?;
@@ -193,7 +212,7 @@ mod tests {
         drop(store);
         let mut torn = frame(&Record {
             id: "a".into(),
-            meta: meta(2),
+            meta: Some(meta(2)),
         })
         .unwrap();
         torn.truncate(torn.len() - 3);

@@ -320,6 +320,69 @@ impl Db {
     }
 }
 
+/// A batch in a small object, as the merge sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmallBatch {
+    pub topic_id: Uuid,
+    pub partition: i32,
+    pub base_offset: i64,
+    pub object_key: String,
+    pub byte_offset: u64,
+    pub byte_length: u32,
+}
+
+impl Db {
+    /// Batches (in partition and offset order, at most `limit`) of partitions whose batches
+    /// sit in at least two objects smaller than `small_below` bytes: what a merge copies into
+    /// one object per partition. A partition in one small object is left alone, so merged
+    /// objects are not merged again and again.
+    pub async fn merge_candidates(
+        &self,
+        small_below: u64,
+        limit: i64,
+    ) -> Result<Vec<SmallBatch>, DbError> {
+        let small_below = to_i64("small object size", small_below)?;
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "WITH small AS (
+                     SELECT b.topic_id, b.partition, b.base_offset, b.object_key,
+                            b.byte_offset, b.byte_length
+                     FROM sluice_batches b JOIN sluice_objects o USING (object_key)
+                     WHERE o.size < $1
+                 ), parts AS (
+                     SELECT topic_id, partition FROM small GROUP BY topic_id, partition
+                     HAVING count(DISTINCT object_key) >= 2
+                 )
+                 SELECT s.topic_id, s.partition, s.base_offset, s.object_key,
+                        s.byte_offset, s.byte_length
+                 FROM small s JOIN parts p USING (topic_id, partition)
+                 ORDER BY s.topic_id, s.partition, s.base_offset
+                 LIMIT $2",
+                &[&small_below, &limit],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let byte_offset: i64 = r.get(4);
+                let byte_length: i32 = r.get(5);
+                Ok(SmallBatch {
+                    topic_id: r.get(0),
+                    partition: r.get(1),
+                    base_offset: r.get(2),
+                    object_key: r.get(3),
+                    byte_offset: u64::try_from(byte_offset).map_err(|_| {
+                        DbError::Corrupt(format!("negative byte offset {byte_offset}"))
+                    })?,
+                    byte_length: u32::try_from(byte_length).map_err(|_| {
+                        DbError::Corrupt(format!("negative byte length {byte_length}"))
+                    })?,
+                })
+            })
+            .collect()
+    }
+}
+
 /// Moves a locked partition's log start from `start` up to `target` (never down) and drops the
 /// batch rows wholly below it. Returns the log start after.
 async fn advance_log_start(
