@@ -2,9 +2,6 @@
 //! (SeaweedFS), driven by stock clients — produced through one broker, consumed through
 //! another; brokers, PostgreSQL and the store killed, paused and restarted under load, and every
 //! acknowledged record read back at its offset.
-//!
-//! Tests marked `#[ignore]` wait for the cluster data path (branch `cluster-data`); each says
-//! why, and is un-ignored as it passes.
 
 mod common;
 
@@ -279,7 +276,6 @@ print("\n".join(got))
 /// The tutorial's kafkajs scripts (tests/node/seed/), with their one broker address replaced
 /// by the three brokers' bootstrap list, and nothing else changed.
 #[test]
-#[ignore = "waits for the cluster data path and group coordination (branches cluster-data, cluster-control)"]
 fn seed_examples_run_against_a_three_broker_bootstrap_list() {
     let Some(cluster) = Cluster::start(3) else {
         return;
@@ -333,7 +329,6 @@ fn seed_examples_run_against_a_three_broker_bootstrap_list() {
 }
 
 #[test]
-#[ignore = "waits for the cluster data path (branch cluster-data)"]
 fn a_broker_killed_under_acks_all_load_loses_no_acknowledged_record() {
     let Some(mut cluster) = Cluster::start(3) else {
         return;
@@ -389,7 +384,6 @@ fn a_broker_killed_under_acks_all_load_loses_no_acknowledged_record() {
 }
 
 #[test]
-#[ignore = "waits for the cluster data path and lease fencing (branch cluster-data)"]
 fn a_paused_broker_resumed_past_its_lease_breaks_no_ordering() {
     let Some(cluster) = Cluster::start(3) else {
         return;
@@ -487,13 +481,11 @@ fn survives_an_engine_restart(restart: impl FnOnce(&mut Cluster), topic: &'stati
 }
 
 #[test]
-#[ignore = "waits for the cluster data path (branch cluster-data)"]
 fn produces_recover_after_postgresql_restarts_under_load() {
     survives_an_engine_restart(Cluster::restart_pg, "pg-restart");
 }
 
 #[test]
-#[ignore = "waits for the cluster data path (branch cluster-data)"]
 fn produces_recover_after_the_object_store_restarts_under_load() {
     survives_an_engine_restart(Cluster::restart_weed, "weed-restart");
 }
