@@ -14,6 +14,7 @@ use common::cluster::Cluster;
 use common::{default_python, eventually, python_importing, run, tool, workspace_root};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -88,7 +89,15 @@ fn read_all(
     let deadline = Instant::now() + TIMEOUT;
     while got.len() < count && Instant::now() < deadline {
         if let Some(message) = consumer.poll(Duration::from_millis(200)) {
-            let m = message.expect("fetched record");
+            let m = match message {
+                Ok(m) => m,
+                // librdkafka reports a connection to a dead broker (one Metadata still lists
+                // until its lease lapses) this way, then goes on through the live ones.
+                Err(KafkaError::MessageConsumption(
+                    RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown,
+                )) => continue,
+                Err(e) => panic!("fetched record: {e}"),
+            };
             got.push((
                 m.offset(),
                 String::from_utf8_lossy(m.key().unwrap_or_default()).to_string(),
