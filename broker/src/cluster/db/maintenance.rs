@@ -133,20 +133,7 @@ impl Db {
     ) -> Result<i64, DbError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let Some(row) = tx
-            .query_opt(
-                "SELECT log_start_offset, high_watermark FROM sluice_partitions
-                 WHERE topic_id = $1 AND partition = $2 FOR UPDATE",
-                &[&topic_id, &partition],
-            )
-            .await?
-        else {
-            return Err(DbError::UnknownPartition {
-                topic_id,
-                partition,
-            });
-        };
-        let (start, high_watermark): (i64, i64) = (row.get(0), row.get(1));
+        let (start, high_watermark) = lock_partition(&tx, topic_id, partition).await?;
         let target = if offset == -1 { high_watermark } else { offset };
         if target < 0 || target > high_watermark {
             return Err(DbError::OffsetOutOfRange {
@@ -170,20 +157,7 @@ impl Db {
     ) -> Result<i64, DbError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let Some(row) = tx
-            .query_opt(
-                "SELECT log_start_offset, high_watermark FROM sluice_partitions
-                 WHERE topic_id = $1 AND partition = $2 FOR UPDATE",
-                &[&topic_id, &partition],
-            )
-            .await?
-        else {
-            return Err(DbError::UnknownPartition {
-                topic_id,
-                partition,
-            });
-        };
-        let (start, high_watermark): (i64, i64) = (row.get(0), row.get(1));
+        let (start, high_watermark) = lock_partition(&tx, topic_id, partition).await?;
         let mut target = start;
         if let Some(ms) = policy.ms.filter(|ms| *ms >= 0) {
             // Kafka deletes from the oldest while expired: the first batch still within the
@@ -381,6 +355,28 @@ impl Db {
             })
             .collect()
     }
+}
+
+/// Locks a partition's row for the rest of `tx` and gives its `(log start, high watermark)`.
+async fn lock_partition(
+    tx: &deadpool_postgres::Transaction<'_>,
+    topic_id: Uuid,
+    partition: i32,
+) -> Result<(i64, i64), DbError> {
+    let Some(row) = tx
+        .query_opt(
+            "SELECT log_start_offset, high_watermark FROM sluice_partitions
+             WHERE topic_id = $1 AND partition = $2 FOR UPDATE",
+            &[&topic_id, &partition],
+        )
+        .await?
+    else {
+        return Err(DbError::UnknownPartition {
+            topic_id,
+            partition,
+        });
+    };
+    Ok((row.get(0), row.get(1)))
 }
 
 /// Moves a locked partition's log start from `start` up to `target` (never down) and drops the
