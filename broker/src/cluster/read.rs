@@ -205,7 +205,8 @@ async fn fetch_bytes(cluster: &Cluster, coords: &[BatchCoord]) -> Result<Bytes, 
         out.extend_from_slice(&bytes);
         for c in &coords[i..j] {
             let len = c.byte_length as usize;
-            patch(&mut out[at..at + len], c.base_offset);
+            // The committed offset goes in the header, outside the CRC: the batch stays valid.
+            set_base_offset(&mut out[at..at + len], c.base_offset);
             at += len;
         }
         i = j;
@@ -267,12 +268,6 @@ async fn records_of(
         .map_err(|e| ReadError::Objects(format!("batch in {}: {e}", coord.object_key)))
 }
 
-/// Writes the batch's committed base offset into its header (bytes 0..8, outside the CRC, so
-/// the batch stays valid).
-pub fn patch(batch: &mut [u8], base_offset: i64) {
-    set_base_offset(batch, base_offset);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,7 +288,7 @@ mod tests {
             Compression::None,
             &BatchMeta::default(),
         );
-        patch(&mut bytes, 41_000);
+        set_base_offset(&mut bytes, 41_000);
         let header = batch::validate(&bytes, 1 << 20).expect("still valid");
         assert_eq!(header.base_offset, 41_000);
         assert_eq!(header.last_offset(), 41_001);
