@@ -217,7 +217,14 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         // Retention, collection and merging run on whichever broker holds the maintenance
         // lease; every broker competes for it, so it moves when its holder dies.
         let mut settings = crate::cluster::maintenance::Settings::new(
-            std::time::Duration::from_millis(crate::cluster::maintenance::DEFAULT_INTERVAL_MS),
+            std::time::Duration::from_millis(
+                config
+                    .cluster
+                    .as_ref()
+                    .map_or(crate::cluster::maintenance::DEFAULT_INTERVAL_MS, |c| {
+                        c.maintenance_interval_ms
+                    }),
+            ),
             crate::cluster::node::UPLOAD_PREFIX.to_string(),
         );
         let log = &config.topics.log;

@@ -51,6 +51,10 @@ const MIN_UPLOAD_MAX_BYTES: u64 = 1024;
 const MAX_UPLOAD_MAX_BYTES: u64 = 5 * 1024 * 1024 * 1024;
 const MIN_LEASE_MS: u64 = 100;
 const MAX_LEASE_MS: u64 = 3_600_000;
+/// Rounds of maintenance closer than a second would only spin on the database; a day apart,
+/// uncommitted objects and small-object merges pile up for a day.
+const MIN_MAINTENANCE_INTERVAL_MS: u64 = 1_000;
+const MAX_MAINTENANCE_INTERVAL_MS: u64 = 86_400_000;
 
 /// Everything cluster mode runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +71,8 @@ pub struct ClusterConfig {
     pub lease_ms: u64,
     /// `cluster.cache.bytes`: the bound of the read cache of object ranges (0: no cache).
     pub cache_bytes: u64,
+    /// `cluster.maintenance.interval.ms`: between rounds of retention, merging and collection.
+    pub maintenance_interval_ms: u64,
 }
 
 impl fmt::Display for ClusterConfig {
@@ -75,13 +81,14 @@ impl fmt::Display for ClusterConfig {
         write!(
             f,
             "metadata={} objects={} cluster.upload.linger.ms={} cluster.upload.max.bytes={} \
-             cluster.lease.ms={} cluster.cache.bytes={}",
+             cluster.lease.ms={} cluster.cache.bytes={} cluster.maintenance.interval.ms={}",
             self.metadata_url,
             self.objects_url,
             self.upload_linger_ms,
             self.upload_max_bytes,
             self.lease_ms,
-            self.cache_bytes
+            self.cache_bytes,
+            self.maintenance_interval_ms
         )
     }
 }
@@ -95,6 +102,7 @@ pub struct ClusterSettings {
     pub upload_max_bytes: Option<u64>,
     pub lease_ms: Option<u64>,
     pub cache_bytes: Option<u64>,
+    pub maintenance_interval_ms: Option<u64>,
 }
 
 impl ClusterSettings {
@@ -125,11 +133,13 @@ impl ClusterSettings {
             "cluster.upload.max.bytes" => self.upload_max_bytes = Some(number()?),
             "cluster.lease.ms" => self.lease_ms = Some(number()?),
             "cluster.cache.bytes" => self.cache_bytes = Some(number()?),
+            "cluster.maintenance.interval.ms" => self.maintenance_interval_ms = Some(number()?),
             _ => {
                 return Err(refuse(
                     key,
                     "unknown cluster setting (cluster.upload.linger.ms, cluster.upload.max.bytes, \
-                     cluster.lease.ms and cluster.cache.bytes are)",
+                     cluster.lease.ms, cluster.cache.bytes and cluster.maintenance.interval.ms \
+                     are)",
                 ))
             }
         }
@@ -145,6 +155,10 @@ impl ClusterSettings {
             ("cluster.upload.max.bytes", self.upload_max_bytes),
             ("cluster.lease.ms", self.lease_ms),
             ("cluster.cache.bytes", self.cache_bytes),
+            (
+                "cluster.maintenance.interval.ms",
+                self.maintenance_interval_ms,
+            ),
         ];
         let (metadata, objects) = match (&self.metadata, &self.objects) {
             (None, None) => {
@@ -179,6 +193,9 @@ impl ClusterSettings {
             upload_max_bytes: self.upload_max_bytes.unwrap_or(DEFAULT_UPLOAD_MAX_BYTES),
             lease_ms: self.lease_ms.unwrap_or(DEFAULT_LEASE_MS),
             cache_bytes: self.cache_bytes.unwrap_or(DEFAULT_CACHE_BYTES),
+            maintenance_interval_ms: self
+                .maintenance_interval_ms
+                .unwrap_or(crate::cluster::maintenance::DEFAULT_INTERVAL_MS),
         };
         in_range(
             "cluster.upload.linger.ms",
@@ -197,6 +214,12 @@ impl ClusterSettings {
             config.lease_ms,
             MIN_LEASE_MS,
             MAX_LEASE_MS,
+        )?;
+        in_range(
+            "cluster.maintenance.interval.ms",
+            config.maintenance_interval_ms,
+            MIN_MAINTENANCE_INTERVAL_MS,
+            MAX_MAINTENANCE_INTERVAL_MS,
         )?;
         // An upload that lingers past the lease would be committed by a broker that may have
         // lost its lease meanwhile: every upload would be fenced.
@@ -687,6 +710,34 @@ mod tests {
         s.upload_linger_ms = Some(0);
         s.cache_bytes = Some(0);
         assert!(s.resolve().unwrap().is_some());
+    }
+
+    #[test]
+    fn maintenance_interval_defaults_to_a_minute_and_is_bounded() {
+        let s = settings(PG, "memory://");
+        let config = s.resolve().unwrap().unwrap();
+        assert_eq!(config.maintenance_interval_ms, 60_000);
+        let mut s = settings(PG, "memory://");
+        s.apply_toml(
+            "cluster.maintenance.interval.ms",
+            &toml::Value::Integer(5_000),
+        )
+        .unwrap();
+        let config = s.resolve().unwrap().unwrap();
+        assert_eq!(config.maintenance_interval_ms, 5_000);
+        assert!(config
+            .to_string()
+            .contains("cluster.maintenance.interval.ms=5000"));
+        s.maintenance_interval_ms = Some(10);
+        let err = s.resolve().unwrap_err();
+        assert_eq!(err.setting, "cluster.maintenance.interval.ms");
+        assert!(err.message.contains("out of range"), "{err}");
+        let single_node = ClusterSettings {
+            maintenance_interval_ms: Some(5_000),
+            ..ClusterSettings::default()
+        };
+        let err = single_node.resolve().unwrap_err();
+        assert_eq!(err.setting, "cluster.maintenance.interval.ms");
     }
 
     #[test]
