@@ -207,7 +207,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         .map(|c| c.spawn_tasks(stop_rx.clone()))
         .unwrap_or_default();
     let mut maintenance = None;
-    if let Some(c) = &cluster {
+    if let (Some(c), Some(cluster_config)) = (&cluster, &config.cluster) {
         // Groups are coordinated under leases in the cluster from the first request on.
         cluster_tasks.push(crate::cluster::groups::start(
             c,
@@ -217,14 +217,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         // Retention, collection and merging run on whichever broker holds the maintenance
         // lease; every broker competes for it, so it moves when its holder dies.
         let mut settings = crate::cluster::maintenance::Settings::new(
-            std::time::Duration::from_millis(
-                config
-                    .cluster
-                    .as_ref()
-                    .map_or(crate::cluster::maintenance::DEFAULT_INTERVAL_MS, |c| {
-                        c.maintenance_interval_ms
-                    }),
-            ),
+            std::time::Duration::from_millis(cluster_config.maintenance_interval_ms),
             crate::cluster::node::UPLOAD_PREFIX.to_string(),
         );
         let log = &config.topics.log;

@@ -677,16 +677,30 @@ mod tests {
         };
         let err = only_objects.resolve().unwrap_err();
         assert!(err.message.contains("--objects needs --metadata"), "{err}");
-        let tuned_single_node = ClusterSettings {
-            lease_ms: Some(5000),
-            ..ClusterSettings::default()
-        };
-        let err = tuned_single_node.resolve().unwrap_err();
-        assert_eq!(err.setting, "cluster.lease.ms");
-        assert!(
-            err.message.contains("only applies in cluster mode"),
-            "{err}"
-        );
+        let tuned_single_node = [
+            (
+                "cluster.lease.ms",
+                ClusterSettings {
+                    lease_ms: Some(5000),
+                    ..ClusterSettings::default()
+                },
+            ),
+            (
+                "cluster.maintenance.interval.ms",
+                ClusterSettings {
+                    maintenance_interval_ms: Some(5000),
+                    ..ClusterSettings::default()
+                },
+            ),
+        ];
+        for (setting, tuned) in tuned_single_node {
+            let err = tuned.resolve().unwrap_err();
+            assert_eq!(err.setting, setting);
+            assert!(
+                err.message.contains("only applies in cluster mode"),
+                "{err}"
+            );
+        }
     }
 
     #[test]
@@ -732,12 +746,6 @@ mod tests {
         let err = s.resolve().unwrap_err();
         assert_eq!(err.setting, "cluster.maintenance.interval.ms");
         assert!(err.message.contains("out of range"), "{err}");
-        let single_node = ClusterSettings {
-            maintenance_interval_ms: Some(5_000),
-            ..ClusterSettings::default()
-        };
-        let err = single_node.resolve().unwrap_err();
-        assert_eq!(err.setting, "cluster.maintenance.interval.ms");
     }
 
     #[test]
