@@ -182,10 +182,17 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         authorizer,
         cluster: cluster.clone(),
     });
-    let connect = Arc::new(
-        Connect::open(&meta_dir)
+    let connect = Arc::new(match &cluster {
+        // The cluster's connectors, in its database; this broker's worker id is its REST
+        // address.
+        Some(c) => Connect::in_cluster(
+            &meta_dir,
+            c.clone(),
+            format!("{}:{}", broker.advertised_host, http_addr.port()),
+        ),
+        None => Connect::open(&meta_dir)
             .with_context(|| format!("cannot load connectors from {}", meta.display()))?,
-    );
+    });
 
     // Transforms a crash interrupted are completed before any client is served.
     {
@@ -212,6 +219,12 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         cluster_tasks.push(crate::cluster::groups::start(
             c,
             &broker.groups,
+            stop_rx.clone(),
+        ));
+        // Connectors are the cluster's; each task runs on the broker holding its lease.
+        cluster_tasks.push(crate::connect::leases::spawn(
+            connect.clone(),
+            broker.clone(),
             stop_rx.clone(),
         ));
         // Retention, collection and merging run on whichever broker holds the maintenance
@@ -339,6 +352,9 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         m.stop().await;
     }
     if let Some(cluster) = &cluster {
+        // Tasks stop here before their leases go with the registration, so a task never runs
+        // on two brokers at once.
+        connect.leave().await;
         // What producers are waiting for is committed before the registration goes.
         cluster.leave().await;
     }

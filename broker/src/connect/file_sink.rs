@@ -8,13 +8,14 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::io::TaskIo;
 use super::{wait_until_running, Connector};
-use crate::broker::{now_ms, Broker};
+use crate::broker::now_ms;
 use crate::group::Committed;
 
 const POLL: Duration = Duration::from_millis(100);
 
-pub(crate) async fn run(broker: Arc<Broker>, c: Arc<Connector>) -> Result<(), String> {
+pub(crate) async fn run(io: TaskIo, c: Arc<Connector>) -> Result<(), String> {
     let mut target = c.target.subscribe();
     let (file, list, regex) = {
         let cfg = c.config.lock();
@@ -35,15 +36,12 @@ pub(crate) async fn run(broker: Arc<Broker>, c: Arc<Connector>) -> Result<(), St
         if !wait_until_running(&c, &mut target).await {
             return Ok(());
         }
-        if let Some(message) = c.refused(&broker) {
+        if let Some(message) = c.refused(io.broker()) {
             return Err(message);
         }
-        let committed = broker.groups.offsets.group(&group);
-        let b = broker.clone();
-        let (l, r, g) = (list.clone(), regex.clone(), committed);
-        let (lines, positions) = tokio::task::spawn_blocking(move || collect(&b, &l, &r, &g))
-            .await
-            .map_err(|e| e.to_string())??;
+        let committed = io.committed(&group).await?;
+        let topics = io.sink_topics(&list, &regex).await?;
+        let (lines, positions) = collect(io.unconsumed(topics, committed, usize::MAX).await?);
         if lines.is_empty() {
             tokio::select! {
                 _ = tokio::time::sleep(POLL) => {}
@@ -51,6 +49,8 @@ pub(crate) async fn run(broker: Arc<Broker>, c: Arc<Connector>) -> Result<(), St
             }
             continue;
         }
+        // A broker that lost the lease must not write what the next holder writes too.
+        io.ensure_held().await?;
         let f = file.clone();
         let count = lines.iter().filter(|&&b| b == b'\n').count();
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
@@ -81,28 +81,17 @@ pub(crate) async fn run(broker: Arc<Broker>, c: Arc<Connector>) -> Result<(), St
                 )
             })
             .collect();
-        broker
-            .groups
-            .offsets
-            .commit(&group, commits)
-            .await
-            .map_err(|e| format!("cannot commit offsets of {group}: {e}"))?;
+        io.commit(&group, commits).await?;
     }
 }
 
 type Positions = BTreeMap<(String, i32), i64>;
 
-/// Reads what is new in every partition: the lines to write and where each partition got to.
-fn collect(
-    broker: &Broker,
-    list: &Option<String>,
-    regex: &Option<regex_lite::Regex>,
-    committed: &crate::group::offsets::GroupOffsets,
-) -> Result<(Vec<u8>, Positions), String> {
+/// What is new in every partition: the lines to write and where each partition got to.
+fn collect(unconsumed: Vec<super::Unconsumed>) -> (Vec<u8>, Positions) {
     let mut lines = Vec::new();
     let mut positions = Positions::new();
-    let topics = super::sink_topics(broker, list, regex);
-    for (topic, p, records) in super::unconsumed(broker, &topics, committed, usize::MAX)? {
+    for (topic, p, records) in unconsumed {
         let next = records.last().map_or(0, |r| r.offset + 1);
         for r in records {
             // Connect's FileStreamSink writes the value's string form; null prints as "null".
@@ -114,5 +103,5 @@ fn collect(
         }
         positions.insert((topic, p), next);
     }
-    Ok((lines, positions))
+    (lines, positions)
 }

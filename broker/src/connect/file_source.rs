@@ -1,37 +1,24 @@
 //! `FileStreamSource`: lines appended to a file become records (null key, the line as value) in a
 //! topic, tail -f style. The file position is saved only after the records are durable, so a line
-//! is never produced twice across restarts, and never lost.
+//! is never lost, and on a single node never produced twice across restarts. In cluster mode the
+//! position lives in PostgreSQL, so whichever broker takes the task over continues from it; the
+//! lines between the last saved position and a holder's death are produced again (at least
+//! once).
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
+use super::io::TaskIo;
 use super::{wait_until_running, Connector};
-use crate::broker::{now_ms, Broker};
+use crate::broker::now_ms;
 use crate::records::NewRecord;
 
 /// Longest read per poll.
 const MAX_READ: usize = 1 << 20;
 /// How often a quiet file is looked at again.
 const POLL: Duration = Duration::from_millis(100);
-
-/// The saved position, keyed by file name as Connect keys source offsets.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Position {
-    filename: String,
-    position: u64,
-}
-
-fn load(path: &Path, file: &str) -> u64 {
-    std::fs::read(path)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Position>(&b).ok())
-        .filter(|p| p.filename == file)
-        .map_or(0, |p| p.position)
-}
 
 /// Complete lines from `position` (without their `\n` / `\r\n`), and the bytes they took.
 /// `Ok(None)` if the file does not exist yet.
@@ -57,12 +44,8 @@ fn read_lines(file: &Path, position: u64) -> std::io::Result<Option<(Vec<String>
     Ok(Some((lines, start + end as u64 + 1 - position)))
 }
 
-/// `offsets` is the file its position is kept in (see [`super::Connect::offsets_path`]).
-pub(crate) async fn run(
-    broker: Arc<Broker>,
-    c: Arc<Connector>,
-    offsets: PathBuf,
-) -> Result<(), String> {
+/// Tails the file into the topic; the position is kept by `io` (see [`TaskIo::position`]).
+pub(crate) async fn run(io: TaskIo, c: Arc<Connector>) -> Result<(), String> {
     let mut target = c.target.subscribe();
     let (file, topic, batch_size) = {
         let cfg = c.config.lock();
@@ -74,13 +57,13 @@ pub(crate) async fn run(
                 .unwrap_or(2000),
         )
     };
-    let mut position = load(&offsets, &file);
+    let mut position = io.position(&file).await?;
     let path = PathBuf::from(&file);
     loop {
         if !wait_until_running(&c, &mut target).await {
             return Ok(());
         }
-        if let Some(message) = c.refused(&broker) {
+        if let Some(message) = c.refused(io.broker()) {
             return Err(message);
         }
         let p = path.clone();
@@ -103,54 +86,22 @@ pub(crate) async fn run(
                 continue;
             }
         };
-        let b = broker.clone();
-        let t = topic.clone();
         let count = lines.len();
-        let produced = tokio::task::spawn_blocking(move || produce(&b, &t, lines, batch_size))
-            .await
-            .map_err(|e| e.to_string())??;
-        for (log, last) in produced {
-            log.wait_durable(last).await.map_err(|e| e.to_string())?;
-        }
-        crate::metrics::connector_records(&c.name, count);
-        position = position.wrapping_add(consumed);
-        let saved = serde_json::to_vec(&Position {
-            filename: file.clone(),
-            position,
-        })
-        .map_err(|e| e.to_string())?;
-        crate::meta::write_atomically(&offsets, &saved)
-            .map_err(|e| format!("cannot save the file position: {e}"))?;
-    }
-}
-
-type Durable = (Arc<crate::log::PartitionLog>, i64);
-
-/// Appends the lines to partition 0 of `topic` (running its transforms); returns what must be
-/// durable before the position may move.
-fn produce(
-    broker: &Broker,
-    topic: &str,
-    lines: Vec<String>,
-    batch_size: usize,
-) -> Result<Vec<Durable>, String> {
-    let now = now_ms();
-    let mut durable = Vec::new();
-    for chunk in lines.chunks(batch_size.max(1)) {
-        let records: Vec<NewRecord> = chunk
-            .iter()
+        let now = now_ms();
+        let records = lines
+            .into_iter()
             .map(|l| NewRecord {
                 timestamp: now,
                 key: None,
-                value: Some(l.as_bytes().to_vec()),
+                value: Some(l.into_bytes()),
                 headers: vec![],
             })
             .collect();
-        let appended = crate::write::append_records(broker, topic, 0, &records, now)
-            .map_err(|e| format!("producing to {topic}: {e}"))?;
-        durable.extend(appended.durable.into_iter().map(|d| (d.log, d.last_offset)));
+        io.append(&topic, records, batch_size).await?;
+        crate::metrics::connector_records(&c.name, count);
+        position = position.wrapping_add(consumed);
+        io.save_position(&file, position).await?;
     }
-    Ok(durable)
 }
 
 #[cfg(test)]

@@ -7,12 +7,19 @@
 //!   group `connect-<name>` so lag tools see its progress.
 //! - [`wasm_sink`]: `sluice.WasmSink`, a sink module with granted capabilities.
 //!
-//! Connectors and their target states persist in `__sluice/connectors.json`; a source's file
-//! position in `__sluice/connect-offsets/`. Each connector runs one task.
+//! - [`io`]: the seam a task reads partitions, writes records and keeps progress through: the
+//!   local log, or the cluster.
+//! - [`leases`]: cluster mode: connectors in PostgreSQL, each task under a fenced lease.
+//!
+//! On a single node connectors and their target states persist in `__sluice/connectors.json`; a
+//! source's file position in `__sluice/connect-offsets/`. In cluster mode both live in
+//! PostgreSQL and every broker sees the same connectors. Each connector runs one task.
 
 pub mod config;
 pub mod file_sink;
 pub mod file_source;
+pub(crate) mod io;
+pub mod leases;
 pub mod wasm_sink;
 
 use std::collections::BTreeMap;
@@ -26,6 +33,7 @@ use tokio::sync::watch;
 use crate::broker::Broker;
 use crate::meta::MetaDir;
 pub use config::{Class, Config, ConfigIssue};
+use io::TaskIo;
 
 /// What the operator asked a connector to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,10 +62,42 @@ pub struct Connector {
     /// Who created or last configured it (`User:NAME`): its reads and writes are bounded by
     /// that principal's ACLs. `None` for connectors saved before Sluice recorded it.
     pub deployer: Mutex<Option<String>>,
+    /// In cluster mode, the worker id of the broker running the task (`None`: unassigned).
+    pub worker: Mutex<Option<String>>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Connector {
+    fn new(name: &str, config: Config, target: Target, deployer: Option<String>) -> Connector {
+        Connector {
+            name: name.to_string(),
+            config: Mutex::new(config),
+            target: watch::Sender::new(target),
+            status: Mutex::new(TaskStatus {
+                state: "UNASSIGNED",
+                trace: None,
+            }),
+            deployer: Mutex::new(deployer),
+            worker: Mutex::new(None),
+            task: Mutex::new(None),
+        }
+    }
+
+    /// Stops the task, if one runs here.
+    fn abort_task(&self) {
+        if let Some(task) = self.task.lock().take() {
+            task.abort();
+        }
+    }
+
+    /// Whether the task here has ended (failed, or its connector went away).
+    fn task_finished(&self) -> bool {
+        self.task
+            .lock()
+            .as_ref()
+            .is_none_or(tokio::task::JoinHandle::is_finished)
+    }
+
     pub fn class(&self) -> Option<Class> {
         self.config
             .lock()
@@ -165,6 +205,9 @@ pub enum ConnectError {
     Forbidden(String),
     #[error("storage error: {0}")]
     Io(#[from] std::io::Error),
+    /// The cluster's metadata database could not be read or written.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// All connectors.
@@ -173,6 +216,8 @@ pub struct Connect {
     /// Where connectors and source positions are kept.
     meta: MetaDir,
     connectors: Mutex<BTreeMap<String, Arc<Connector>>>,
+    /// In cluster mode: where connectors are kept and how their tasks are placed.
+    cluster: Option<Arc<leases::ClusterConnect>>,
 }
 
 impl Connect {
@@ -193,39 +238,86 @@ impl Connect {
         let connectors = saved
             .into_iter()
             .map(|s| {
-                let c = Arc::new(Connector {
-                    name: s.name.clone(),
-                    config: Mutex::new(s.config),
-                    target: watch::Sender::new(s.target),
-                    status: Mutex::new(TaskStatus {
-                        state: "UNASSIGNED",
-                        trace: None,
-                    }),
-                    deployer: Mutex::new(s.deployer),
-                    task: Mutex::new(None),
-                });
+                let c = Arc::new(Connector::new(&s.name, s.config, s.target, s.deployer));
                 (s.name, c)
             })
             .collect();
         Ok(Connect {
             meta: meta.clone(),
             connectors: Mutex::new(connectors),
+            cluster: None,
         })
+    }
+
+    /// The connectors of the cluster `cluster` (none loaded yet: [`leases::spawn`] mirrors them
+    /// from its database); this broker's REST address is `worker_id`.
+    pub fn in_cluster(
+        meta: &MetaDir,
+        cluster: Arc<crate::cluster::node::Cluster>,
+        worker_id: String,
+    ) -> Connect {
+        Connect {
+            meta: meta.clone(),
+            connectors: Mutex::new(BTreeMap::new()),
+            cluster: Some(Arc::new(leases::ClusterConnect::new(cluster, worker_id))),
+        }
+    }
+
+    /// Whether connectors are the cluster's (kept in its database).
+    pub fn is_cluster(&self) -> bool {
+        self.cluster.is_some()
+    }
+
+    /// In cluster mode, this broker's worker id (its REST address).
+    pub fn worker_id(&self) -> Option<String> {
+        self.cluster.as_ref().map(|l| l.worker_id.clone())
+    }
+
+    /// Brings the connectors here in line with the cluster's at once (a no-op on a single node).
+    async fn reconcile(&self, broker: &Arc<Broker>) -> Result<(), ConnectError> {
+        let Some(link) = &self.cluster else {
+            return Ok(());
+        };
+        link.reconcile(self, broker)
+            .await
+            .map_err(|e| ConnectError::Unavailable(e.to_string()))
+    }
+
+    /// In cluster mode, brings this broker's view up to date before it answers a read, so a
+    /// connector created or changed through another broker is seen at once. When the database
+    /// cannot be read, the view of the last reconciliation is answered.
+    pub async fn refresh(&self, broker: &Arc<Broker>) {
+        if let Err(e) = self.reconcile(broker).await {
+            tracing::warn!("answering the connectors as last seen: {e}");
+        }
+    }
+
+    /// In cluster mode: stops every task here and gives their leases up.
+    pub async fn leave(&self) {
+        if let Some(link) = &self.cluster {
+            link.leave(self).await;
+        }
     }
 
     /// Starts every saved connector's task.
     pub fn start_all(&self, broker: &Arc<Broker>) {
         for c in self.list() {
-            start(broker, &c, self.offsets_path(&c.name));
+            start(&c, self.local_io(broker, &c.name));
+        }
+    }
+
+    /// A single-node task's way to the data.
+    fn local_io(&self, broker: &Arc<Broker>, name: &str) -> TaskIo {
+        TaskIo::Local {
+            broker: broker.clone(),
+            offsets: self.offsets_path(name),
         }
     }
 
     /// Stops every task (shutdown): nothing is written after the log is closed.
     pub fn stop_all(&self) {
         for c in self.list() {
-            if let Some(task) = c.task.lock().take() {
-                task.abort();
-            }
+            c.abort_task();
         }
     }
 
@@ -242,7 +334,7 @@ impl Connect {
     }
 
     /// Creates (`create_only`) or creates-or-updates a connector; `true` if it was created.
-    pub fn put(
+    pub async fn put(
         &self,
         broker: &Arc<Broker>,
         name: &str,
@@ -270,6 +362,26 @@ impl Connect {
         if let Some(message) = refusal(broker, name, &config, deployer) {
             return Err(ConnectError::Forbidden(message));
         }
+        if let Some(link) = &self.cluster {
+            if config.get("connector.class").and_then(|c| Class::parse(c)) == Some(Class::WasmSink)
+            {
+                return Err(ConnectError::BadRequest(
+                    "sluice.WasmSink connectors are not supported in cluster mode yet".into(),
+                ));
+            }
+            use crate::cluster::db::connectors::ConnectorDbError;
+            let created = link
+                .cluster
+                .db
+                .put_connector(name, &config, deployer, create_only)
+                .await
+                .map_err(|e| match e {
+                    ConnectorDbError::Exists(n) => ConnectError::Exists(n),
+                    e => ConnectError::Unavailable(e.to_string()),
+                })?;
+            self.reconcile(broker).await?;
+            return Ok((self.get(name)?, created));
+        }
         let existing = self.connectors.lock().get(name).cloned();
         let (connector, created) = match existing {
             Some(_) if create_only => return Err(ConnectError::Exists(name.to_string())),
@@ -279,49 +391,83 @@ impl Connect {
                 (c, false)
             }
             None => {
-                let c = Arc::new(Connector {
-                    name: name.to_string(),
-                    config: Mutex::new(config),
-                    target: watch::Sender::new(Target::Running),
-                    status: Mutex::new(TaskStatus {
-                        state: "UNASSIGNED",
-                        trace: None,
-                    }),
-                    deployer: Mutex::new(Some(deployer.to_string())),
-                    task: Mutex::new(None),
-                });
+                let c = Arc::new(Connector::new(
+                    name,
+                    config,
+                    Target::Running,
+                    Some(deployer.to_string()),
+                ));
                 self.connectors.lock().insert(name.to_string(), c.clone());
                 (c, true)
             }
         };
         self.save()?;
         // A new config means a new task, as Connect reconfigures.
-        start(broker, &connector, self.offsets_path(&connector.name));
+        start(&connector, self.local_io(broker, &connector.name));
         Ok((connector, created))
     }
 
-    pub fn set_target(&self, name: &str, target: Target) -> Result<(), ConnectError> {
+    pub async fn set_target(
+        &self,
+        broker: &Arc<Broker>,
+        name: &str,
+        target: Target,
+    ) -> Result<(), ConnectError> {
+        if let Some(link) = &self.cluster {
+            let found = link
+                .cluster
+                .db
+                .set_connector_target(name, leases::target_name(target))
+                .await
+                .map_err(|e| ConnectError::Unavailable(e.to_string()))?;
+            if !found {
+                return Err(ConnectError::NotFound(name.to_string()));
+            }
+            return self.reconcile(broker).await;
+        }
         let c = self.get(name)?;
         c.target.send_replace(target);
         self.save()?;
         Ok(())
     }
 
-    pub fn restart(&self, broker: &Arc<Broker>, name: &str) -> Result<(), ConnectError> {
+    pub async fn restart(&self, broker: &Arc<Broker>, name: &str) -> Result<(), ConnectError> {
+        if let Some(link) = &self.cluster {
+            let found = link
+                .cluster
+                .db
+                .restart_connector(name)
+                .await
+                .map_err(|e| ConnectError::Unavailable(e.to_string()))?;
+            if !found {
+                return Err(ConnectError::NotFound(name.to_string()));
+            }
+            return self.reconcile(broker).await;
+        }
         let c = self.get(name)?;
-        start(broker, &c, self.offsets_path(&c.name));
+        start(&c, self.local_io(broker, &c.name));
         Ok(())
     }
 
-    pub fn delete(&self, name: &str) -> Result<(), ConnectError> {
+    pub async fn delete(&self, broker: &Arc<Broker>, name: &str) -> Result<(), ConnectError> {
+        if let Some(link) = &self.cluster {
+            let found = link
+                .cluster
+                .db
+                .delete_connector(name)
+                .await
+                .map_err(|e| ConnectError::Unavailable(e.to_string()))?;
+            if !found {
+                return Err(ConnectError::NotFound(name.to_string()));
+            }
+            return self.reconcile(broker).await;
+        }
         let c = self
             .connectors
             .lock()
             .remove(name)
             .ok_or_else(|| ConnectError::NotFound(name.to_string()))?;
-        if let Some(task) = c.task.lock().take() {
-            task.abort();
-        }
+        c.abort_task();
         self.save()?;
         Ok(())
     }
@@ -383,7 +529,6 @@ pub(crate) fn unconsumed(
     committed: &crate::group::offsets::GroupOffsets,
     limit: usize,
 ) -> Result<Vec<Unconsumed>, String> {
-    use crate::records::batch::BatchHeader;
     let mut out = Vec::new();
     for topic in topics {
         let Some(t) = broker.catalog.get(topic) else {
@@ -401,24 +546,8 @@ pub(crate) fn unconsumed(
             let slice = log
                 .read(start, 1 << 20, true)
                 .map_err(|e| format!("reading {topic}-{p}: {e}"))?;
-            let mut rest = &slice.records[..];
-            let mut records = Vec::new();
-            while let Some((_, size)) = BatchHeader::peek_size(rest) {
-                let size = size.min(rest.len());
-                let (header, recs) =
-                    crate::records::record::decode_records(&rest[..size], 256 << 20)
-                        .map_err(|e| format!("reading {topic}-{p}: {e}"))?;
-                rest = &rest[size..];
-                // Transaction markers are not records to deliver.
-                if header.is_control() {
-                    continue;
-                }
-                records.extend(recs.into_iter().filter(|r| r.offset >= start));
-                if records.len() >= limit {
-                    break;
-                }
-            }
-            records.truncate(limit);
+            let records = records_from(&slice.records, start, limit)
+                .map_err(|e| format!("reading {topic}-{p}: {e}"))?;
             if !records.is_empty() {
                 out.push((topic.clone(), p, records));
             }
@@ -427,23 +556,51 @@ pub(crate) fn unconsumed(
     Ok(out)
 }
 
-/// (Re)starts a connector's task.
-fn start(broker: &Arc<Broker>, c: &Arc<Connector>, offsets: PathBuf) {
-    if let Some(old) = c.task.lock().take() {
-        old.abort();
+/// The records at or after `start` in `batches` (whole batches as read), at most `limit`;
+/// transaction markers are not records to deliver.
+pub(crate) fn records_from(
+    batches: &[u8],
+    start: i64,
+    limit: usize,
+) -> Result<Vec<crate::records::record::RecordView>, crate::records::batch::BatchError> {
+    use crate::records::batch::BatchHeader;
+    let mut rest = batches;
+    let mut records = Vec::new();
+    while let Some((_, size)) = BatchHeader::peek_size(rest) {
+        let size = size.min(rest.len());
+        let (header, recs) = crate::records::record::decode_records(&rest[..size], 256 << 20)?;
+        rest = &rest[size..];
+        if header.is_control() {
+            continue;
+        }
+        records.extend(recs.into_iter().filter(|r| r.offset >= start));
+        if records.len() >= limit {
+            break;
+        }
     }
+    records.truncate(limit);
+    Ok(records)
+}
+
+/// (Re)starts a connector's task, reading and writing through `io`.
+fn start(c: &Arc<Connector>, io: TaskIo) {
+    c.abort_task();
     let Some(class) = c.class() else {
         c.set_status("FAILED", Some("unknown connector.class".into()));
         return;
     };
     c.set_status("RUNNING", None);
-    let b = broker.clone();
     let conn = c.clone();
     let handle = tokio::spawn(async move {
-        let result = match class {
-            Class::FileStreamSource => file_source::run(b, conn.clone(), offsets).await,
-            Class::FileStreamSink => file_sink::run(b, conn.clone()).await,
-            Class::WasmSink => wasm_sink::run(b, conn.clone()).await,
+        let result = match (class, &io) {
+            (Class::FileStreamSource, _) => file_source::run(io, conn.clone()).await,
+            (Class::FileStreamSink, _) => file_sink::run(io, conn.clone()).await,
+            (Class::WasmSink, TaskIo::Local { broker, .. }) => {
+                wasm_sink::run(broker.clone(), conn.clone()).await
+            }
+            (Class::WasmSink, TaskIo::Cluster { .. }) => {
+                Err("sluice.WasmSink connectors are not supported in cluster mode yet".into())
+            }
         };
         if let Err(e) = result {
             tracing::error!(connector = %conn.name, "task failed: {e}");

@@ -36,6 +36,7 @@ impl From<ConnectError> for ConnectApiError {
             ConnectError::Invalid(_) | ConnectError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ConnectError::Forbidden(_) => StatusCode::FORBIDDEN,
             ConnectError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ConnectError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         ConnectApiError(status, e.to_string())
     }
@@ -100,19 +101,30 @@ fn info_of(c: &Connector) -> Value {
     })
 }
 
-fn status_of(broker: &Broker, c: &Connector) -> Value {
+/// In cluster mode the task's worker is the broker holding its lease (none while unassigned),
+/// the connector's the broker answering.
+fn status_of(broker: &Broker, connect: &Connect, c: &Connector) -> Value {
     let status = c.status.lock().clone();
     let connector_state = match status.state {
         "FAILED" => "RUNNING",
         s => s,
     };
-    let mut task = json!({"id": 0, "state": status.state, "worker_id": worker(broker)});
+    let here = connect.worker_id().unwrap_or_else(|| worker(broker));
+    let task_worker = if connect.is_cluster() {
+        c.worker.lock().clone()
+    } else {
+        Some(here.clone())
+    };
+    let mut task = json!({"id": 0, "state": status.state});
+    if let Some(w) = task_worker {
+        task["worker_id"] = Value::String(w);
+    }
     if let Some(trace) = status.trace {
         task["trace"] = Value::String(trace);
     }
     json!({
         "name": c.name,
-        "connector": {"state": connector_state, "worker_id": worker(broker)},
+        "connector": {"state": connector_state, "worker_id": here},
         "tasks": [task],
         "type": kind(c),
     })
@@ -128,6 +140,7 @@ async fn list(
         .split('&')
         .filter_map(|kv| kv.strip_prefix("expand="))
         .collect();
+    connect.refresh(&broker).await;
     let connectors = connect.list();
     if expand.is_empty() {
         return Json(Value::Array(
@@ -141,7 +154,7 @@ async fn list(
     for c in connectors {
         let mut entry = Map::new();
         if expand.contains(&"status") {
-            entry.insert("status".into(), status_of(&broker, &c));
+            entry.insert("status".into(), status_of(&broker, &connect, &c));
         }
         if expand.contains(&"info") {
             entry.insert("info".into(), info_of(&c));
@@ -203,22 +216,28 @@ async fn create(
         ));
     };
     let config = config_from(value.get("config").unwrap_or(&Value::Null))?;
-    let (c, _) = connect.put(&broker, &name, config, true, &who.principal)?;
+    let (c, _) = connect
+        .put(&broker, &name, config, true, &who.principal)
+        .await?;
     Ok((StatusCode::CREATED, Json(info_of(&c))))
 }
 
 async fn info(
+    State(broker): State<Arc<Broker>>,
     State(connect): State<Arc<Connect>>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>> {
+    connect.refresh(&broker).await;
     let c = connect.get(&name)?;
     Ok(Json(info_of(&c)))
 }
 
 async fn get_config(
+    State(broker): State<Arc<Broker>>,
     State(connect): State<Arc<Connect>>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>> {
+    connect.refresh(&broker).await;
     let c = connect.get(&name)?;
     let config = c.config.lock().clone();
     Ok(Json(json!(config)))
@@ -232,7 +251,9 @@ async fn put_config(
     raw: std::result::Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>)> {
     let config = config_from(&body(raw)?)?;
-    let (c, created) = connect.put(&broker, &name, config, false, &who.principal)?;
+    let (c, created) = connect
+        .put(&broker, &name, config, false, &who.principal)
+        .await?;
     Ok((
         if created {
             StatusCode::CREATED
@@ -257,6 +278,7 @@ async fn patch_config(
             "config must be a JSON object".into(),
         ));
     };
+    connect.refresh(&broker).await;
     let mut config = connect.get(&name)?.config.lock().clone();
     for (k, v) in map {
         // A null removes the key, as Connect's PATCH does.
@@ -267,7 +289,9 @@ async fn patch_config(
             config.extend(single);
         }
     }
-    let (c, _) = connect.put(&broker, &name, config, false, &who.principal)?;
+    let (c, _) = connect
+        .put(&broker, &name, config, false, &who.principal)
+        .await?;
     Ok(Json(info_of(&c)))
 }
 
@@ -276,14 +300,17 @@ async fn status(
     State(connect): State<Arc<Connect>>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>> {
+    connect.refresh(&broker).await;
     let c = connect.get(&name)?;
-    Ok(Json(status_of(&broker, &c)))
+    Ok(Json(status_of(&broker, &connect, &c)))
 }
 
 async fn tasks(
+    State(broker): State<Arc<Broker>>,
     State(connect): State<Arc<Connect>>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>> {
+    connect.refresh(&broker).await;
     let c = connect.get(&name)?;
     let config = c.config.lock().clone();
     Ok(Json(
@@ -292,23 +319,29 @@ async fn tasks(
 }
 
 async fn pause(
+    State(broker): State<Arc<Broker>>,
     State(connect): State<Arc<Connect>>,
     Path(name): Path<String>,
 ) -> Result<StatusCode> {
-    connect.set_target(&name, Target::Paused)?;
+    connect.set_target(&broker, &name, Target::Paused).await?;
     Ok(StatusCode::ACCEPTED)
 }
 
 async fn resume(
+    State(broker): State<Arc<Broker>>,
     State(connect): State<Arc<Connect>>,
     Path(name): Path<String>,
 ) -> Result<StatusCode> {
-    connect.set_target(&name, Target::Running)?;
+    connect.set_target(&broker, &name, Target::Running).await?;
     Ok(StatusCode::ACCEPTED)
 }
 
-async fn stop(State(connect): State<Arc<Connect>>, Path(name): Path<String>) -> Result<StatusCode> {
-    connect.set_target(&name, Target::Stopped)?;
+async fn stop(
+    State(broker): State<Arc<Broker>>,
+    State(connect): State<Arc<Connect>>,
+    Path(name): Path<String>,
+) -> Result<StatusCode> {
+    connect.set_target(&broker, &name, Target::Stopped).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -317,7 +350,7 @@ async fn restart(
     State(connect): State<Arc<Connect>>,
     Path(name): Path<String>,
 ) -> Result<StatusCode> {
-    connect.restart(&broker, &name)?;
+    connect.restart(&broker, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -333,15 +366,16 @@ async fn restart_task(
             format!("Task {name}-{task} not found"),
         ));
     }
-    connect.restart(&broker, &name)?;
+    connect.restart(&broker, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn remove(
+    State(broker): State<Arc<Broker>>,
     State(connect): State<Arc<Connect>>,
     Path(name): Path<String>,
 ) -> Result<StatusCode> {
-    connect.delete(&name)?;
+    connect.delete(&broker, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -2,12 +2,9 @@
 //! (`sluice_group_leases`) and the committed offsets it writes under that lease
 //! (`sluice_group_offsets`).
 //!
-//! A lease names its holder's node id and broker epoch. It is free once it expires, or once its
-//! holder's registration in `sluice_brokers` lapses or is superseded by a newer epoch, so a dead
-//! coordinator's groups move as soon as the broker itself is known dead. Every write made under
-//! a lease locks the lease row and checks it in the same transaction: a takeover has to update
-//! that row, so it waits for a commit in flight and then sees it, and a commit from a zombie
-//! (lapsed, superseded) coordinator stores nothing.
+//! The lease is [`super::lease`]'s: bound to the holder's broker epoch, free once it expires or
+//! its holder's registration lapses, and every write under it locks and checks it in the same
+//! transaction, so a commit from a zombie (lapsed, superseded) coordinator stores nothing.
 //!
 //! All times are the database's (`now()`), so brokers' clocks never have to agree.
 
@@ -15,6 +12,7 @@ use std::time::Duration;
 
 use tokio_postgres::Client;
 
+use super::lease::{millis, LeaseSql};
 use crate::cluster::types::{BrokerInfo, BrokerLease};
 use crate::group::offsets::GroupOffsets;
 use crate::group::{Committed, GroupMeta};
@@ -57,13 +55,15 @@ pub struct KnownGroup {
     pub coordinator: Option<i32>,
 }
 
-/// Locks the group's lease row when `$2`/`$3` (node id, broker epoch) hold it live.
-const LOCK_HELD_LEASE: &str = "\
-SELECT 1 FROM sluice_group_leases l
-  JOIN sluice_brokers b ON b.node_id = l.node_id AND b.epoch = l.broker_epoch
- WHERE l.group_id = $1 AND l.node_id = $2 AND l.broker_epoch = $3
-   AND l.lease_expires > now() AND b.lease_expires > now()
-   FOR UPDATE OF l";
+/// The statements of the group leases (see [`super::lease`]).
+static LEASE: std::sync::LazyLock<LeaseSql> = std::sync::LazyLock::new(|| {
+    LeaseSql::new(
+        "sluice_group_leases",
+        "group_id",
+        &[],
+        "l.protocol_type, l.generation",
+    )
+});
 
 /// Takes or renews `broker`'s lease on `group` for `ttl`. Succeeds when the group has no lease,
 /// its lease is free (expired, or its holder's registration lapsed or was superseded) or already
@@ -75,23 +75,10 @@ pub async fn acquire_lease(
     broker: BrokerLease,
     ttl: Duration,
 ) -> Result<Option<HeldLease>, GroupDbError> {
-    let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+    let ttl_ms = millis(ttl);
     let row = db
         .query_opt(
-            "INSERT INTO sluice_group_leases AS l (group_id, node_id, broker_epoch, lease_expires)
-             SELECT $1, b.node_id, b.epoch, now() + $4::bigint * interval '1 millisecond'
-               FROM sluice_brokers b
-              WHERE b.node_id = $2 AND b.epoch = $3 AND b.lease_expires > now()
-             ON CONFLICT (group_id) DO UPDATE
-                SET node_id = EXCLUDED.node_id,
-                    broker_epoch = EXCLUDED.broker_epoch,
-                    lease_expires = EXCLUDED.lease_expires
-              WHERE (l.node_id = EXCLUDED.node_id AND l.broker_epoch = EXCLUDED.broker_epoch)
-                 OR l.lease_expires <= now()
-                 OR NOT EXISTS (SELECT 1 FROM sluice_brokers o
-                                 WHERE o.node_id = l.node_id AND o.epoch = l.broker_epoch
-                                   AND o.lease_expires > now())
-             RETURNING l.protocol_type, l.generation",
+            LEASE.acquire.as_str(),
             &[&group, &broker.node_id, &broker.epoch, &ttl_ms],
         )
         .await?;
@@ -115,8 +102,7 @@ pub async fn release_lease(
     broker: BrokerLease,
 ) -> Result<(), GroupDbError> {
     db.execute(
-        "UPDATE sluice_group_leases SET lease_expires = now()
-          WHERE group_id = $1 AND node_id = $2 AND broker_epoch = $3",
+        LEASE.release.as_str(),
         &[&group, &broker.node_id, &broker.epoch],
     )
     .await?;
@@ -125,14 +111,7 @@ pub async fn release_lease(
 
 /// The broker holding a live lease on `group`, if any.
 pub async fn lease_holder(db: &Client, group: &str) -> Result<Option<BrokerInfo>, GroupDbError> {
-    let row = db
-        .query_opt(
-            "SELECT b.node_id, b.host, b.port, b.rack FROM sluice_group_leases l
-               JOIN sluice_brokers b ON b.node_id = l.node_id AND b.epoch = l.broker_epoch
-              WHERE l.group_id = $1 AND l.lease_expires > now() AND b.lease_expires > now()",
-            &[&group],
-        )
-        .await?;
+    let row = db.query_opt(LEASE.holder.as_str(), &[&group]).await?;
     Ok(row.map(|r| BrokerInfo {
         node_id: r.get(0),
         host: r.get(1),
@@ -169,6 +148,19 @@ pub async fn commit_offsets(
 ) -> Result<Vec<bool>, GroupDbError> {
     let tx = db.transaction().await?;
     lock_lease(&tx, group, broker).await?;
+    let stored = store_offsets(&tx, group, offsets).await?;
+    tx.commit().await?;
+    Ok(stored)
+}
+
+/// Upserts committed offsets in the caller's transaction, which holds the lease the writer
+/// needs (the group's, or a connector task's, see [`super::connectors`]). Per entry: stored,
+/// or `false` for a partition no topic of the cluster has.
+pub(crate) async fn store_offsets(
+    tx: &tokio_postgres::Transaction<'_>,
+    group: &str,
+    offsets: &[(String, i32, Committed)],
+) -> Result<Vec<bool>, GroupDbError> {
     let partitions_of = tx
         .prepare("SELECT partitions FROM sluice_topics WHERE name = $1")
         .await?;
@@ -216,7 +208,6 @@ pub async fn commit_offsets(
         .await?;
         stored.push(true);
     }
-    tx.commit().await?;
     Ok(stored)
 }
 
@@ -330,10 +321,13 @@ async fn lock_lease(
     group: &str,
     broker: BrokerLease,
 ) -> Result<(), GroupDbError> {
-    tx.query_opt(LOCK_HELD_LEASE, &[&group, &broker.node_id, &broker.epoch])
-        .await?
-        .map(|_| ())
-        .ok_or(GroupDbError::LeaseLost)
+    tx.query_opt(
+        LEASE.lock_held.as_str(),
+        &[&group, &broker.node_id, &broker.epoch],
+    )
+    .await?
+    .map(|_| ())
+    .ok_or(GroupDbError::LeaseLost)
 }
 
 #[cfg(test)]

@@ -5,7 +5,10 @@
 //! - [`migrations`]: the versioned schema, applied once under an advisory lock.
 //! - [`brokers`]: registrations, leases (epochs that fence a zombie) and the live brokers.
 //! - [`topics`]: topics, partitions, topic configs, producer id allocation.
+//! - [`lease`]: the fenced lease (bound to a broker epoch) that groups and connector tasks share.
 //! - [`groups`]: group coordinator leases and committed offsets.
+//! - [`connectors`]: connector configs and target states, task leases and statuses, source
+//!   positions, sink offsets committed under the task lease.
 //! - [`commit`]: the commit of one upload (offsets, idempotent sequences, notifications).
 //! - [`reads`]: partition offsets and batch coordinates for fetches and ListOffsets.
 //! - [`notify`]: the LISTEN connection turning commit notifications into a broadcast.
@@ -13,7 +16,9 @@
 
 pub mod brokers;
 pub mod commit;
+pub mod connectors;
 pub mod groups;
+pub(crate) mod lease;
 pub mod maintenance;
 pub mod migrations;
 pub mod notify;
