@@ -18,6 +18,19 @@ pub struct Record<'a> {
     pub(crate) key: Option<&'a [u8]>,
     pub(crate) value: Option<&'a [u8]>,
     pub(crate) headers: Headers<'a>,
+    /// The record as it lies in the batch, so a write that keeps most of it can copy it whole.
+    pub(crate) encoded: Encoded<'a>,
+}
+
+/// A record's own encoding in the input batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Encoded<'a> {
+    /// The whole record, length prefix included (checked when the record was read).
+    pub(crate) bytes: &'a [u8],
+    pub(crate) offset_delta: i32,
+    pub(crate) timestamp_delta: i64,
+    /// Where the value's bytes start in `bytes`.
+    pub(crate) value_at: usize,
 }
 
 /// A record's headers, read in place from the batch buffer (iterate, or look one up by key).

@@ -313,8 +313,17 @@ pub(crate) async fn complete(pending: PendingProduce) -> ProduceResponse {
     if acks != -1 {
         return response;
     }
-    for (t, p, log, last_offset) in waits {
-        let code = match tokio::time::timeout(timeout, log.wait_durable(last_offset)).await {
+    // All at once: a transformed write waits for its input and its outputs, each partition's
+    // fsync on its own, and in turn they would add up.
+    let waited = futures_util::future::join_all(waits.into_iter().map(
+        |(t, p, log, last_offset)| async move {
+            let waited = tokio::time::timeout(timeout, log.wait_durable(last_offset)).await;
+            (t, p, waited)
+        },
+    ))
+    .await;
+    for (t, p, waited) in waited {
+        let code = match waited {
             Ok(Ok(())) => continue,
             Ok(Err(e)) => {
                 tracing::error!("flush failed: {e}");

@@ -5,7 +5,9 @@ use sluice_sdk::prelude::*;
 
 #[transform]
 pub fn uppercase(record: Record<'_>, out: &mut Output) -> Result<(), Error> {
-    out.write(record.with_value(record.value().map(|v| v.to_ascii_uppercase())))
+    // Same length out as in: the value is upper-cased where it lands in the output, with no
+    // copy of its own.
+    out.write_edited(&record, |value| value.make_ascii_uppercase())
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! scratch buffer.
 
 use super::CodecError;
-use crate::record::{Header, Headers, Record};
+use crate::record::{Encoded, Header, Headers, Record};
 
 /// Reads a zig-zag varint of at most 10 bytes from the front of `buf`.
 pub fn read_varlong(buf: &mut &[u8]) -> Option<i64> {
@@ -190,6 +190,15 @@ impl<'a> Iterator for RecordReader<'a> {
             key: raw.key,
             value: raw.value,
             headers: raw.headers,
+            encoded: Encoded {
+                bytes: raw.raw,
+                offset_delta: raw.offset_delta,
+                timestamp_delta: raw.timestamp_delta,
+                // Both borrow the same buffer, the value inside the record.
+                value_at: raw
+                    .value
+                    .map_or(0, |v| v.as_ptr() as usize - raw.raw.as_ptr() as usize),
+            },
         }))
     }
 
@@ -223,6 +232,22 @@ pub fn write_record<'h, H>(
 ) where
     H: Iterator<Item = (&'h [u8], Option<&'h [u8]>)> + Clone,
 {
+    write_record_locating_value(out, offset_delta, timestamp_delta, key, value, headers);
+}
+
+/// [`write_record`], returning where in `out` the value's bytes went (`None` for a null
+/// value), so a caller can edit them in place instead of building the value elsewhere first.
+pub fn write_record_locating_value<'h, H>(
+    out: &mut Vec<u8>,
+    offset_delta: i32,
+    timestamp_delta: i64,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: H,
+) -> Option<std::ops::Range<usize>>
+where
+    H: Iterator<Item = (&'h [u8], Option<&'h [u8]>)> + Clone,
+{
     let mut header_count = 0usize;
     let mut headers_len = 0usize;
     for (k, v) in headers.clone() {
@@ -243,12 +268,14 @@ pub fn write_record<'h, H>(
     write_varlong(out, i64::from(offset_delta));
     put_opt(out, key);
     put_opt(out, value);
+    let value_at = value.map(|v| out.len() - v.len()..out.len());
     write_varlong(out, header_count as i64);
     for (k, v) in headers {
         write_varlong(out, k.len() as i64);
         out.extend_from_slice(k);
         put_opt(out, v);
     }
+    value_at
 }
 
 /// A header key as text: Kafka header keys are UTF-8; one that is not reads as U+FFFD.
