@@ -9,7 +9,12 @@
 //! `--cleaner-keys N` measures the log cleaner alone, without a broker: it writes a partition
 //! of `--records` records over N keys (`--segment-bytes` segments) into a temporary directory
 //! and times one cleaning.
+//!
+//! `--cluster 1,3 --linger-ms 5,50,250` starts its own cluster-mode brokers on a throwaway
+//! PostgreSQL and SeaweedFS (see [`cluster`]) for each pair and reports, beside records/s and
+//! latency, the object PUTs and PostgreSQL commits per GB written.
 
+mod cluster;
 mod cpu;
 mod latency;
 mod transactions;
@@ -81,6 +86,19 @@ struct Args {
     /// Key-map memory for the cleaner bench (`log.cleaner.dedupe.buffer.size`).
     #[arg(long, default_value_t = 128 << 20)]
     dedupe_buffer: usize,
+    /// Instead of producing to --broker: start this many cluster-mode brokers (on a throwaway
+    /// PostgreSQL and SeaweedFS) and produce through all of them; a list runs each in turn.
+    #[arg(long, value_delimiter = ',')]
+    cluster: Vec<usize>,
+    /// With --cluster: `cluster.upload.linger.ms` values, each run with every broker count.
+    #[arg(long, default_value = "250", value_delimiter = ',')]
+    linger_ms: Vec<u64>,
+    /// With --cluster: partitions of each run's topic.
+    #[arg(long, default_value_t = 8)]
+    partitions: i32,
+    /// With --cluster: the `sluice` binary (default: the one next to this binary).
+    #[arg(long)]
+    sluice: Option<std::path::PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -112,12 +130,24 @@ fn main() -> anyhow::Result<()> {
     if let Some(size) = args.transaction_size {
         return bench_transactions(&args, size);
     }
+    if !args.cluster.is_empty() {
+        return bench_cluster(&args);
+    }
     if !args.compact_topics.is_empty() {
-        create_compacted(&args)?;
+        let compacted: Vec<NewTopicSpec<'_>> = args
+            .compact_topics
+            .iter()
+            .map(|t| NewTopicSpec {
+                name: t,
+                partitions: 1,
+                config: Some(("cleanup.policy", "compact")),
+            })
+            .collect();
+        create_topics(&args.broker, &compacted)?;
     }
     for topic in &args.topics {
         let cpu_before = args.broker_pid.map(cpu::cpu_seconds).transpose()?;
-        let (rate, latency) = produce(&args, topic)?;
+        let (rate, latency) = produce(&args, &args.broker, topic)?;
         let broker_cpu = match (args.broker_pid, cpu_before) {
             (Some(pid), Some(before)) => {
                 let used = cpu::cpu_seconds(pid)? - before;
@@ -145,12 +175,51 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Produces `--records` records to `topic`: records/s, and the send-to-acknowledgement latency
-/// of every hundredth record.
-fn produce(args: &Args, topic: &str) -> anyhow::Result<(f64, latency::Percentiles)> {
+/// Every (broker count, linger) pair of `--cluster` × `--linger-ms` on one PostgreSQL and one
+/// SeaweedFS, fresh brokers and a topic of `--partitions` partitions for each.
+fn bench_cluster(args: &Args) -> anyhow::Result<()> {
+    let sluice = match &args.sluice {
+        Some(path) => path.clone(),
+        None => cluster::default_sluice()?,
+    };
+    if !sluice.is_file() {
+        bail!(
+            "no sluice binary at {} (build it: cargo build --release -p sluice, or pass --sluice)",
+            sluice.display()
+        );
+    }
+    let engines = cluster::Engines::start()?;
+    for &brokers in &args.cluster {
+        for &linger_ms in &args.linger_ms {
+            let setup = cluster::Setup { brokers, linger_ms };
+            let topic = format!("bench-{brokers}b-{linger_ms}ms");
+            let measured = cluster::measure(
+                &engines,
+                &sluice,
+                setup,
+                &topic,
+                args.partitions,
+                |bootstrap| produce(args, bootstrap, &topic),
+            )?;
+            println!(
+                "cluster brokers={brokers} linger={linger_ms}ms partitions={} records={} size={} acks={}: {measured}",
+                args.partitions, args.records, args.size, args.acks
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Produces `--records` records to `topic` through `bootstrap`: records/s, and the
+/// send-to-acknowledgement latency of every hundredth record.
+fn produce(
+    args: &Args,
+    bootstrap: &str,
+    topic: &str,
+) -> anyhow::Result<(f64, latency::Percentiles)> {
     let mut config = ClientConfig::new();
     config
-        .set("bootstrap.servers", &args.broker)
+        .set("bootstrap.servers", bootstrap)
         .set("acks", &args.acks)
         .set("compression.type", &args.compression)
         .set("linger.ms", "5")
@@ -334,16 +403,30 @@ fn bench_transactions(args: &Args, per_transaction: usize) -> anyhow::Result<()>
 }
 
 /// Creates `--compact-topics` with `cleanup.policy=compact`.
-fn create_compacted(args: &Args) -> anyhow::Result<()> {
+/// A topic for [`create_topics`].
+struct NewTopicSpec<'a> {
+    name: &'a str,
+    partitions: i32,
+    /// One topic config, if any.
+    config: Option<(&'a str, &'a str)>,
+}
+
+/// Creates the topics through librdkafka's admin client.
+fn create_topics(bootstrap: &str, topics: &[NewTopicSpec<'_>]) -> anyhow::Result<()> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &args.broker)
+        .set("bootstrap.servers", bootstrap)
         .create()
         .context("creating admin client")?;
-    let topics: Vec<NewTopic<'_>> = args
-        .compact_topics
+    let topics: Vec<NewTopic<'_>> = topics
         .iter()
-        .map(|t| NewTopic::new(t, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact"))
+        .map(|spec| {
+            let topic = NewTopic::new(spec.name, spec.partitions, TopicReplication::Fixed(1));
+            match spec.config {
+                Some((key, value)) => topic.set(key, value),
+                None => topic,
+            }
+        })
         .collect();
     let results =
         block_on(admin.create_topics(&topics, &AdminOptions::new()))?.context("creating topics")?;
@@ -449,4 +532,35 @@ fn bench_cleaner(args: &Args, keys: usize) -> anyhow::Result<()> {
         rss_after.unwrap_or(0) >> 20,
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_mode_takes_lists_of_broker_counts_and_lingers() {
+        let args = Args::try_parse_from([
+            "sluice-bench",
+            "--cluster",
+            "1,3",
+            "--linger-ms",
+            "5,50,250",
+            "--partitions",
+            "6",
+            "--sluice",
+            "/opt/sluice",
+        ])
+        .unwrap();
+        assert_eq!(args.cluster, [1, 3]);
+        assert_eq!(args.linger_ms, [5, 50, 250]);
+        assert_eq!(args.partitions, 6);
+        assert_eq!(
+            args.sluice.as_deref(),
+            Some(std::path::Path::new("/opt/sluice"))
+        );
+        let plain = Args::try_parse_from(["sluice-bench"]).unwrap();
+        assert!(plain.cluster.is_empty());
+        assert_eq!(plain.linger_ms, [250]);
+    }
 }

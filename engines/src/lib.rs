@@ -1,4 +1,5 @@
-//! Dev only: the real engines cluster mode runs on, started for a test and thrown away after it.
+//! The real engines cluster mode runs on, started for a test (or `sluice-bench --cluster`) and
+//! thrown away after it.
 //! Each listens on unused 127.0.0.1 ports only, keeps its files in a temp dir, can be stopped,
 //! killed and started again on the same dir and ports, and is killed and removed on drop.
 //!

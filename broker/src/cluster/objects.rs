@@ -16,6 +16,7 @@ use object_store::{ClientOptions, ObjectStore, PutMode, PutOptions, PutPayload, 
 use parking_lot::Mutex;
 
 use super::config::ObjectsUrl;
+use crate::metrics::{self, ObjectOp};
 
 /// A request that has not finished in this long failed (a hung store must not hold a produce
 /// forever: the upload fails with a retriable error and the producer retries).
@@ -239,11 +240,13 @@ impl Objects {
     /// Writes `key`, replacing what was there.
     pub async fn put(&self, key: &str, data: Bytes) -> Result<(), ObjectsError> {
         let path = path(key)?;
+        let size = data.len();
         self.cache.lock().forget(key);
         self.store
             .put(&path, PutPayload::from_bytes(data))
             .await
             .map_err(|e| ObjectsError::from_store("put", key, e))?;
+        metrics::object_request(ObjectOp::Put, size);
         Ok(())
     }
 
@@ -252,6 +255,7 @@ impl Objects {
     /// is also what lets the read cache keep ranges without ever checking them again.
     pub async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<(), ObjectsError> {
         let path = path(key)?;
+        let size = data.len();
         self.store
             .put_opts(
                 &path,
@@ -260,6 +264,7 @@ impl Objects {
             )
             .await
             .map_err(|e| ObjectsError::from_store("put_if_absent", key, e))?;
+        metrics::object_request(ObjectOp::Put, size);
         Ok(())
     }
 
@@ -290,6 +295,7 @@ impl Objects {
             }
             Err(e) => return Err(ObjectsError::from_store("get_range", key, e)),
         };
+        metrics::object_request(ObjectOp::Get, bytes.len());
         // Some stores answer a range past the end with what there is: never hand on (or cache)
         // fewer bytes than the coordinates say.
         if bytes.len() as u64 != range.end - range.start {
@@ -307,10 +313,12 @@ impl Objects {
             .get(&path)
             .await
             .map_err(|e| ObjectsError::from_store("get", key, e))?;
-        result
+        let bytes = result
             .bytes()
             .await
-            .map_err(|e| ObjectsError::from_store("get", key, e))
+            .map_err(|e| ObjectsError::from_store("get", key, e))?;
+        metrics::object_request(ObjectOp::Get, bytes.len());
+        Ok(bytes)
     }
 
     /// Removes `key` (and its cached ranges); removing a key that does not exist succeeds.

@@ -331,6 +331,7 @@ async fn commit_loop<S: UploadStore>(store: Arc<S>, mut sealed: mpsc::Receiver<S
         };
         match result {
             Ok(outcomes) => {
+                crate::metrics::upload_committed(upload.commit.object_size);
                 for (range, tx) in upload.waiters {
                     let mine = outcomes.get(range).map(<[BatchOutcome]>::to_vec);
                     let _ = tx.send(mine.ok_or(UploadError::Mismatch {

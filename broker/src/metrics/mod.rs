@@ -110,6 +110,15 @@ pub struct Metrics {
     connections_refused: IntCounterVec,
     throttled: IntCounterVec,
     throttle_ms: IntCounterVec,
+    /// Cluster mode: what the object store and the database are asked for (a provider bills
+    /// per request): successful PUTs and GETs with their bytes, and uploads committed (one
+    /// PostgreSQL transaction each) with their bytes.
+    object_puts: IntCounter,
+    object_put_bytes: IntCounter,
+    object_gets: IntCounter,
+    object_get_bytes: IntCounter,
+    upload_commits: IntCounter,
+    upload_bytes: IntCounter,
 }
 
 /// A Prometheus name or label set that is fixed in this file is valid: registration and vector
@@ -119,6 +128,12 @@ fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> 
     let v = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| bug(name, e));
     register(registry, name, v.clone());
     v
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).unwrap_or_else(|e| bug(name, e));
+    register(registry, name, c.clone());
+    c
 }
 
 fn histogram_vec(
@@ -293,6 +308,36 @@ impl Metrics {
                 "sluice_quota_throttle_milliseconds_total",
                 "Milliseconds clients were held back for being over a quota, by quota key.",
                 &["quota"],
+            ),
+            object_puts: counter(
+                &r,
+                "sluice_cluster_object_puts_total",
+                "Cluster mode: objects written to the object store (uploads and merged objects).",
+            ),
+            object_put_bytes: counter(
+                &r,
+                "sluice_cluster_object_put_bytes_total",
+                "Cluster mode: bytes of the objects counted in sluice_cluster_object_puts_total.",
+            ),
+            object_gets: counter(
+                &r,
+                "sluice_cluster_object_gets_total",
+                "Cluster mode: GETs from the object store (fetch reads that missed the cache, whole objects read by merges).",
+            ),
+            object_get_bytes: counter(
+                &r,
+                "sluice_cluster_object_get_bytes_total",
+                "Cluster mode: bytes returned by the GETs counted in sluice_cluster_object_gets_total.",
+            ),
+            upload_commits: counter(
+                &r,
+                "sluice_cluster_upload_commits_total",
+                "Cluster mode: uploads committed to PostgreSQL (one transaction each).",
+            ),
+            upload_bytes: counter(
+                &r,
+                "sluice_cluster_upload_bytes_total",
+                "Cluster mode: record batch bytes of the uploads counted in sluice_cluster_upload_commits_total.",
             ),
             registry: r,
         }
@@ -679,6 +724,36 @@ pub fn connector_dead_lettered(name: &str) {
     }
 }
 
+/// An object store request that moves data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectOp {
+    Put,
+    Get,
+}
+
+/// Cluster mode: an object store `op` of `bytes` succeeded (once per request, not per batch).
+pub fn object_request(op: ObjectOp, bytes: usize) {
+    if !enabled() {
+        return;
+    }
+    let m = get();
+    let (count, total) = match op {
+        ObjectOp::Put => (&m.object_puts, &m.object_put_bytes),
+        ObjectOp::Get => (&m.object_gets, &m.object_get_bytes),
+    };
+    count.inc();
+    total.inc_by(bytes as u64);
+}
+
+/// Cluster mode: an upload of `bytes` was committed in one PostgreSQL transaction.
+pub fn upload_committed(bytes: u64) {
+    if enabled() {
+        let m = get();
+        m.upload_commits.inc();
+        m.upload_bytes.inc_by(bytes);
+    }
+}
+
 /// Builds the gauge families read from the broker's state at scrape time.
 #[derive(Debug, Default)]
 pub struct Scrape {
@@ -753,7 +828,11 @@ mod tests {
     #[test]
     fn every_metric_is_well_defined_and_encodes() {
         topic_in("t", 100, 2);
+        object_request(ObjectOp::Put, 10);
+        upload_committed(10);
         let text = get().encode(Vec::new());
+        assert!(text.contains("sluice_cluster_object_puts_total"));
+        assert!(text.contains("sluice_cluster_upload_bytes_total"));
         assert!(text.contains("sluice_topic_bytes_in_total{topic=\"t\"}"));
         assert!(text.contains("# TYPE sluice_log_fsync_seconds histogram"));
     }
