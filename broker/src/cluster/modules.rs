@@ -46,13 +46,15 @@ pub async fn publish(
     let bytes = registry
         .module_bytes(hash)
         .ok_or_else(|| ModuleShareError::NotLocal(hash.to_string()))?;
-    objects
-        .put_if_absent(&key(hash), bytes.into())
-        .await
-        .map_err(|source| ModuleShareError::Objects {
+    match objects.put_if_absent(&key(hash), bytes.into()).await {
+        // Stored by an earlier deploy of the same module: the key names these very bytes (and
+        // every fetch checks them against it).
+        Ok(()) | Err(ObjectsError::AlreadyExists { .. }) => Ok(()),
+        Err(source) => Err(ModuleShareError::Objects {
             hash: hash.to_string(),
             source,
-        })
+        }),
+    }
 }
 
 /// Makes module `hash` present in this broker's module directory, fetching it from the object
@@ -92,4 +94,68 @@ pub async fn ensure_local(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The smallest module the engine takes as a transform.
+    fn transform_module() -> Vec<u8> {
+        wat::parse_str(format!(
+            r#"(module (memory (export "memory") 1)
+                (func (export "sluice_abi_version") (result i32) i32.const {})
+                (func (export "sluice_alloc") (param i32) (result i32) i32.const 1024)
+                (func (export "sluice_init") (param i32 i32) (result i64) i64.const 0)
+                (func (export "sluice_on_batch") (param i32 i32) (result i64) i64.const 0))"#,
+            crate::wasm::ABI_VERSION
+        ))
+        .expect("valid WAT")
+    }
+
+    #[tokio::test]
+    async fn a_module_published_by_one_broker_is_fetched_and_checked_by_another() {
+        let objects = Objects::in_memory(1 << 20);
+        let (_a_dir, a) = crate::broker::test_broker();
+        let (_b_dir, b) = crate::broker::test_broker();
+        let b = Arc::new(b);
+        let hash = a.transforms.upload_module(&transform_module()).unwrap();
+        publish(&objects, &a.transforms, &hash).await.unwrap();
+        // Deploying the same module again publishes nothing new and is no error.
+        publish(&objects, &a.transforms, &hash).await.unwrap();
+        assert!(matches!(
+            publish(&objects, &a.transforms, &"0".repeat(64)).await,
+            Err(ModuleShareError::NotLocal(_))
+        ));
+
+        assert!(b.transforms.module_bytes(&hash).is_none());
+        ensure_local(&objects, &b, &hash).await.unwrap();
+        assert_eq!(b.transforms.module_bytes(&hash), Some(transform_module()));
+        ensure_local(&objects, &b, &hash).await.unwrap();
+
+        // Missing, or stored under a name that is not its hash: refused, nothing kept by name.
+        let missing = "1".repeat(64);
+        assert!(matches!(
+            ensure_local(&objects, &b, &missing).await,
+            Err(ModuleShareError::Objects { .. })
+        ));
+        let forged = "2".repeat(64);
+        objects
+            .put(&key(&forged), transform_module().into())
+            .await
+            .unwrap();
+        assert!(matches!(
+            ensure_local(&objects, &b, &forged).await,
+            Err(ModuleShareError::Mismatch { .. })
+        ));
+        assert!(b.transforms.module_bytes(&forged).is_none());
+        objects
+            .put(&key(&forged), bytes::Bytes::from_static(b"not wasm"))
+            .await
+            .unwrap();
+        assert!(matches!(
+            ensure_local(&objects, &b, &forged).await,
+            Err(ModuleShareError::Invalid { .. })
+        ));
+    }
 }
