@@ -26,31 +26,54 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 /// Acknowledged keys, shared with the producer's delivery callback.
 type Acked = Arc<Mutex<Vec<String>>>;
 
-struct Acks(Acked);
+/// The producer's delivery reports: acknowledged keys, and failures' messages.
+struct Acks {
+    acked: Acked,
+    failed: Arc<Mutex<Vec<String>>>,
+}
 
 impl ClientContext for Acks {}
 
 impl ProducerContext for Acks {
     type DeliveryOpaque = ();
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Ok(m) = result {
-            let key = String::from_utf8_lossy(m.key().unwrap_or_default()).to_string();
-            self.0.lock().expect("acks").push(key);
+        match result {
+            Ok(m) => {
+                let key = String::from_utf8_lossy(m.key().unwrap_or_default()).to_string();
+                self.acked.lock().expect("acks").push(key);
+            }
+            Err((e, _)) => self.failed.lock().expect("failures").push(e.to_string()),
         }
     }
 }
 
-fn idempotent_producer(bootstrap: &str) -> (BaseProducer<Acks>, Acked) {
-    let acked = Arc::new(Mutex::new(Vec::new()));
+fn producer_with(bootstrap: &str, idempotent: bool) -> (BaseProducer<Acks>, Acks) {
+    let acks = || Acks {
+        acked: Arc::new(Mutex::new(Vec::new())),
+        failed: Arc::new(Mutex::new(Vec::new())),
+    };
+    let mine = acks();
+    let shared = Acks {
+        acked: mine.acked.clone(),
+        failed: mine.failed.clone(),
+    };
     let producer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("acks", "all")
-        .set("enable.idempotence", "true")
+        .set(
+            "enable.idempotence",
+            if idempotent { "true" } else { "false" },
+        )
         .set("linger.ms", "5")
         .set("message.timeout.ms", "60000")
-        .create_with_context(Acks(acked.clone()))
+        .create_with_context(shared)
         .expect("producer");
-    (producer, acked)
+    (producer, mine)
+}
+
+fn idempotent_producer(bootstrap: &str) -> (BaseProducer<Acks>, Acked) {
+    let (producer, acks) = producer_with(bootstrap, true);
+    (producer, acks.acked)
 }
 
 fn send(producer: &BaseProducer<Acks>, topic: &str, key: &str, value: &str) {
@@ -137,32 +160,37 @@ fn describe(cluster: &Cluster, broker: usize, name: &str) -> (u16, Option<Value>
 /// Deploys the `uppercase` example as `up`: `words` -> `shouted`, through broker `through`'s
 /// admin API (`sluice transform deploy`), and waits until every broker shows it running.
 fn deploy_uppercase(cluster: &Cluster, through: usize) {
-    let module = guest_module("uppercase").to_string_lossy().to_string();
-    let out = transform_cli(
-        &cluster.brokers[through],
-        &[
-            "deploy", &module, "--name", "up", "--input", "words", "--output", "shouted",
-        ],
+    deploy(
+        cluster,
+        through,
+        "uppercase",
+        &["--name", "up", "--input", "words", "--output", "shouted"],
     );
+}
+
+/// Deploys example `module` with `args` through broker `through` and waits until every broker
+/// shows it running.
+fn deploy(cluster: &Cluster, through: usize, module: &str, args: &[&str]) {
+    let module = guest_module(module).to_string_lossy().to_string();
+    let mut all = vec!["deploy", module.as_str()];
+    all.extend_from_slice(args);
+    let out = transform_cli(&cluster.brokers[through], &all);
     assert!(
         out.status.success(),
         "deploy: {}\n{}",
         out.stdout,
         out.stderr
     );
+    let name = args[1];
     for b in 0..cluster.brokers.len() {
         let shown = eventually(TIMEOUT, || {
-            let (code, view) = describe(cluster, b, "up");
+            let (code, view) = describe(cluster, b, name);
             let view = view.filter(|_| code == 200)?;
             (view["state"] == "RUNNING").then_some(view)
         });
-        let view = shown.unwrap_or_else(|| panic!("broker {b} runs up\n{}", cluster.logs()));
-        assert_eq!(view["input"], "words", "broker {b}");
-        assert_eq!(
-            view["outputs"],
-            serde_json::json!(["shouted"]),
-            "broker {b}"
-        );
+        let view = shown.unwrap_or_else(|| panic!("broker {b} runs {name}\n{}", cluster.logs()));
+        assert_eq!(view["input"], args[3], "broker {b}");
+        assert_eq!(view["outputs"][0], args[5], "broker {b}");
     }
 }
 
@@ -357,4 +385,69 @@ fn each_acknowledged_input_has_exactly_one_output_across_a_broker_kill() {
     }
     // Exactly one output per stored input, in input order, none without its input.
     assert_outputs_follow_inputs(&inputs, &outputs);
+}
+
+#[test]
+fn failure_policies_work_in_cluster_mode_dead_letters_committed_with_the_input() {
+    let Some(cluster) = Cluster::start(2) else {
+        return;
+    };
+    // Records whose value holds "bad" make the guest trap.
+    let hostile = |name: &str, input: &str, policy: &str| {
+        deploy(
+            &cluster,
+            0,
+            "hostile",
+            &[
+                "--name",
+                name,
+                "--input",
+                input,
+                "--output",
+                &format!("{input}-out"),
+                "--env",
+                "MODE=trap",
+                "--env",
+                "POISON=bad",
+                "--on-error",
+                policy,
+            ],
+        );
+    };
+    hostile("dl", "mixed", "dead-letter=mixed-dlq");
+    hostile("sk", "skipped", "skip");
+    hostile("rj", "strict", "reject");
+
+    let (producer, acks) = producer_with(cluster.kafka(1), false);
+    for topic in ["mixed", "skipped"] {
+        for (i, v) in ["ok 0", "bad 1", "ok 2", "bad 3"].iter().enumerate() {
+            send(&producer, topic, &format!("k{i}"), v);
+        }
+    }
+    producer.flush(TIMEOUT).expect("every record acknowledged");
+    assert_eq!(acks.acked.lock().expect("acks").len(), 8);
+    let values = |topic: &str| -> Vec<String> {
+        read_all(cluster.kafka(0), topic)
+            .into_iter()
+            .map(|r| r.2)
+            .collect()
+    };
+    assert_eq!(values("mixed-out"), ["ok 0", "ok 2"]);
+    assert_eq!(values("mixed-dlq"), ["bad 1", "bad 3"]);
+    assert_eq!(values("skipped-out"), ["ok 0", "ok 2"]);
+    assert_eq!(values("mixed").len(), 4, "the input is stored whole");
+
+    // Reject: the produce fails and nothing of it is stored; a good record goes through.
+    send(&producer, "strict", "k", "bad record");
+    producer.flush(TIMEOUT).expect("answered");
+    let failed = acks.failed.lock().expect("failures").clone();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(
+        failed[0].contains("InvalidRecord") || failed[0].contains("invalid"),
+        "{failed:?}"
+    );
+    send(&producer, "strict", "k", "good record");
+    producer.flush(TIMEOUT).expect("answered");
+    assert_eq!(values("strict"), ["good record"]);
+    assert_eq!(values("strict-out"), ["good record"]);
 }
