@@ -160,7 +160,7 @@ pub(crate) fn append(
 /// [`append`] in cluster mode: each partition's batches are validated and submitted to the
 /// upload buffer, in request order; [`complete`] waits for their commit.
 pub(crate) async fn append_cluster(
-    broker: &Broker,
+    broker: &Arc<Broker>,
     cluster: &crate::cluster::node::Cluster,
     who: &Requester,
     version: i16,
@@ -202,15 +202,29 @@ pub(crate) async fn append_cluster(
                     set_message(&mut response, version, "no records");
                 }
                 (Ok(Some(meta)), Some(records)) => {
-                    match crate::write::cluster::submit_produced(
-                        broker,
-                        cluster,
-                        transactional_id.as_deref(),
-                        meta,
-                        data.index,
-                        records,
-                        now,
-                    ) {
+                    let submitted = if crate::write::runs_guests(broker, &name) {
+                        crate::write::cluster::submit_transformed(
+                            broker,
+                            cluster,
+                            transactional_id.as_deref(),
+                            meta,
+                            data.index,
+                            records,
+                            now,
+                        )
+                        .await
+                    } else {
+                        crate::write::cluster::submit_produced(
+                            broker,
+                            cluster,
+                            transactional_id.as_deref(),
+                            meta,
+                            data.index,
+                            records,
+                            now,
+                        )
+                    };
+                    match submitted {
                         Ok(answer) => commits.push((t, p, answer)),
                         Err(e) => {
                             tracing::debug!(topic = %name, partition = data.index, "append refused: {e}");

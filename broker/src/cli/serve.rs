@@ -221,6 +221,11 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
             &broker.groups,
             stop_rx.clone(),
         ));
+        // Transform deployments are the cluster's: applied here before clients are served,
+        // then kept in step with every change.
+        cluster_tasks.push(
+            crate::cluster::deployments::start(broker.clone(), c.clone(), stop_rx.clone()).await,
+        );
         // Connectors are the cluster's; each task runs on the broker holding its lease.
         cluster_tasks.push(crate::connect::leases::spawn(
             connect.clone(),

@@ -415,6 +415,7 @@ mod tests {
                 base_sequence: -1,
                 is_transactional: false,
                 is_control: false,
+                follows: None,
             });
             body.extend_from_slice(&data);
             datas.push(Bytes::from(data));

@@ -19,12 +19,16 @@
 //!   PostgreSQL (the coordinator's seam, [`crate::group::RemoteGroups`]).
 //! - [`topic_rules`]: the topic configs cluster mode accepts (the catalog's rules, no
 //!   compaction yet).
+//! - [`modules`]: guest modules shared by hash through the object store.
+//! - [`deployments`]: the cluster's transform deployments applied to every broker's registry.
 //! - [`placement`]: live brokers and the leader shown per partition (rendezvous hashing).
 
 pub mod config;
 pub mod db;
+pub mod deployments;
 pub mod groups;
 pub mod maintenance;
+pub mod modules;
 pub mod node;
 pub mod objects;
 pub mod placement;

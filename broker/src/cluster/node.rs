@@ -134,6 +134,9 @@ pub struct Cluster {
     brokers: Mutex<Option<(Vec<BrokerInfo>, Instant)>>,
     /// Commit notices of every broker (LISTEN/NOTIFY); dropping it stops listening.
     feed: super::db::notify::CommitFeed,
+    /// Serializes this broker's changes to its transform registry from the cluster's
+    /// deployments ([`super::deployments`]): admin calls and reconciles take turns.
+    pub(crate) deployments_turn: tokio::sync::Mutex<()>,
     pub settings: Settings,
 }
 
@@ -207,6 +210,7 @@ impl Cluster {
             topics: Mutex::new(HashMap::new()),
             brokers: Mutex::new(None),
             feed: db.commit_feed(),
+            deployments_turn: tokio::sync::Mutex::new(()),
             settings,
         })
     }
@@ -271,6 +275,11 @@ impl Cluster {
             cache.insert(t.name.clone(), (t.clone(), now));
         }
         Ok(topics)
+    }
+
+    /// Events of the commit feed from now on (commits, deployment changes, resyncs).
+    pub fn events(&self) -> tokio::sync::broadcast::Receiver<CommitEvent> {
+        self.feed.subscribe()
     }
 
     /// Drops a topic from the cache (it was deleted or changed by an admin call).
@@ -506,6 +515,8 @@ async fn listen_notices(cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) 
                     }
                 }
             }
+            // Applied by `cluster::deployments`, which subscribes on its own.
+            Ok(CommitEvent::Deployments) => {}
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }
     }

@@ -47,6 +47,11 @@ pub struct BatchAppend {
     pub base_sequence: i32,
     pub is_transactional: bool,
     pub is_control: bool,
+    /// For a batch the broker derived from an earlier batch of the same upload (a transform's
+    /// output): that batch's index in the upload. It shares the leader's fate in the commit —
+    /// appended only if the leader is, dropped when the leader is a duplicate or refused — so
+    /// outputs exist exactly once per stored input. Always a plain batch (producer id -1).
+    pub follows: Option<usize>,
 }
 
 /// Everything one upload carries, committed in one database transaction.
@@ -75,6 +80,8 @@ pub enum BatchOutcome {
     },
     /// Refused with a Kafka error; nothing of it stored.
     Refused(BatchRefusal),
+    /// A follower ([`BatchAppend::follows`]) whose leader was not appended: not stored.
+    Dropped,
 }
 
 /// Why a batch of an upload was refused.
@@ -118,6 +125,8 @@ pub struct CommitNotice {
 pub enum CommitEvent {
     /// A commit grew a partition.
     Commit(CommitNotice),
+    /// The cluster's transform deployments changed ([`crate::cluster::db::deployments`]).
+    Deployments,
     /// The listening connection was (re)established: notices may have been missed while it
     /// was down, so whoever waits on a watermark re-reads it. A receiver that lagged behind
     /// the broadcast must do the same.

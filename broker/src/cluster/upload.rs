@@ -86,12 +86,28 @@ impl Settings {
     }
 }
 
-/// A partition's validated batches from one produce: `batches` carry byte offsets relative to
-/// `records`.
+/// A partition's validated batches from one produce, and the outputs transforms derived from
+/// them: `batches` carry byte offsets relative to `records` and [`BatchAppend::follows`]
+/// indexes relative to `batches`. They go in the same object and commit.
 #[derive(Debug, Clone)]
 pub struct Submission {
     pub records: Bytes,
     pub batches: Vec<BatchAppend>,
+    /// How many of `batches`, from the first, the producer is answered with (the rest are
+    /// outputs the broker derived from them).
+    pub answered: usize,
+}
+
+impl Submission {
+    /// A produce's batches, all of them answered.
+    pub fn produced(records: Bytes, batches: Vec<BatchAppend>) -> Submission {
+        let answered = batches.len();
+        Submission {
+            records,
+            batches,
+            answered,
+        }
+    }
 }
 
 /// What a producer waits on: the outcome of each of its batches, or why there is none.
@@ -197,9 +213,10 @@ impl UploadBuffer {
         open.batches
             .extend(submission.batches.into_iter().map(|mut b| {
                 b.byte_offset += base;
+                b.follows = b.follows.map(|leader| leader + first);
                 b
             }));
-        let end = open.batches.len();
+        let end = open.batches.len().min(first + submission.answered);
         open.bytes += size;
         open.parts.push(submission.records);
         open.waiters.push((first..end, tx));
@@ -414,9 +431,9 @@ mod tests {
     fn submission(partition: i32, len: usize, records: i32) -> Submission {
         let mut body = vec![0u8; len];
         body[0] = partition as u8;
-        Submission {
-            records: Bytes::from(body),
-            batches: vec![BatchAppend {
+        Submission::produced(
+            Bytes::from(body),
+            vec![BatchAppend {
                 topic_id: uuid::Uuid::nil(),
                 partition,
                 byte_offset: 0,
@@ -429,8 +446,9 @@ mod tests {
                 base_sequence: -1,
                 is_transactional: false,
                 is_control: false,
+                follows: None,
             }],
-        }
+        )
     }
 
     fn base(outcomes: &[BatchOutcome]) -> i64 {

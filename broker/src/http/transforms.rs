@@ -11,6 +11,10 @@
 //! | DELETE | `/v1/transforms/{name}` | removes it (and its changelog topic, if it keeps state) |
 //!
 //! Errors are `{"error_code": <http status>, "message": "..."}`.
+//!
+//! In cluster mode deployments are the cluster's ([`crate::cluster::deployments`]): a deploy,
+//! pause, resume or removal on any broker is stored in PostgreSQL and applied by every broker;
+//! what cluster mode does not run yet (state, tables, backfills, in-place, chains) is a 400.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -27,6 +31,8 @@ use serde_json::{json, Value};
 
 use crate::acl::Requester;
 use crate::broker::Broker;
+use crate::cluster::deployments::ClusterDeployError;
+use crate::cluster::modules::ModuleShareError;
 use crate::transform::{DeployError, Deployment, OnError, Running};
 use crate::wasm::engine::MAX_MODULE_BYTES;
 
@@ -40,6 +46,22 @@ impl IntoResponse for ApiError {
             Json(json!({"error_code": self.0.as_u16(), "message": self.1})),
         )
             .into_response()
+    }
+}
+
+impl From<ClusterDeployError> for ApiError {
+    fn from(e: ClusterDeployError) -> ApiError {
+        match e {
+            ClusterDeployError::Deploy(e) => e.into(),
+            ClusterDeployError::Unsupported(m) => ApiError(StatusCode::BAD_REQUEST, m),
+            ClusterDeployError::Module(e @ ModuleShareError::NotLocal(_)) => {
+                ApiError(StatusCode::NOT_FOUND, e.to_string())
+            }
+            // The object store or the database is down or refused: retry later.
+            e @ (ClusterDeployError::Module(_) | ClusterDeployError::Db(_)) => {
+                ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
+        }
     }
 }
 
@@ -212,6 +234,19 @@ async fn deploy(
     // Code deployed into the broker may read and write only what its deployer may.
     if let Some(refusal) = deployment.refused_by(&broker.authorizer) {
         return Err(ApiError(StatusCode::FORBIDDEN, refusal.message));
+    }
+    if let Some(cluster) = &broker.cluster {
+        if from != StartAt::Latest {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                "from other than latest (a backfill of stored records): not supported in cluster mode yet".into(),
+            ));
+        }
+        let (running, created) =
+            crate::cluster::deployments::deploy(&broker, cluster, deployment).await?;
+        let mut view = describe_running(&broker, &running);
+        view["created_topics"] = json!(created);
+        return Ok((StatusCode::CREATED, Json(view)));
     }
     let b = broker.clone();
     let (running, created) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
@@ -407,7 +442,7 @@ async fn pause(
     State(broker): State<Arc<Broker>>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    broker.transforms.set_paused(&name, true)?;
+    set_paused(&broker, &name, true).await?;
     let running = find(&broker, &name)?;
     Ok(Json(describe_running(&broker, &running)))
 }
@@ -416,15 +451,31 @@ async fn resume(
     State(broker): State<Arc<Broker>>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    broker.transforms.set_paused(&name, false)?;
+    set_paused(&broker, &name, false).await?;
     let running = find(&broker, &name)?;
     Ok(Json(describe_running(&broker, &running)))
+}
+
+/// Pauses or resumes, cluster-wide in cluster mode.
+async fn set_paused(broker: &Arc<Broker>, name: &str, paused: bool) -> Result<(), ApiError> {
+    match &broker.cluster {
+        Some(cluster) => {
+            crate::cluster::deployments::set_paused(broker, cluster, name, paused).await?
+        }
+        None => broker.transforms.set_paused(name, paused)?,
+    }
+    Ok(())
 }
 
 async fn remove(
     State(broker): State<Arc<Broker>>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    if let Some(cluster) = &broker.cluster {
+        // The cluster's, whether or not this broker has applied it yet.
+        crate::cluster::deployments::remove(&broker, cluster, &name).await?;
+        return Ok(StatusCode::NO_CONTENT);
+    }
     let running = find(&broker, &name)?;
     broker.transforms.remove(&name)?;
     if running.state.stateful {

@@ -287,6 +287,15 @@ impl TransformRegistry {
         Ok(self.engine.compile(&bytes)?)
     }
 
+    /// The bytes of an uploaded module as stored here, if this broker has it (cluster mode
+    /// shares them through the object store).
+    pub fn module_bytes(&self, hash: &str) -> Option<Vec<u8>> {
+        if hash.is_empty() || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
+            return None;
+        }
+        std::fs::read(self.module_path(hash)).ok()
+    }
+
     /// Validates and stores an uploaded module; returns its hash.
     pub fn upload_module(&self, bytes: &[u8]) -> Result<String, DeployError> {
         let compiled = self.engine.compile(bytes)?;

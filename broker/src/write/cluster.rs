@@ -3,8 +3,11 @@
 //! `compression.type` and timestamp bounds), described as [`BatchAppend`]s and handed to the
 //! broker's upload buffer, which answers once they are committed.
 //!
+//! A topic with transforms: [`submit_transformed`] ([`super::cluster_transformed`]) runs them
+//! and submits the input with its outputs as one submission, committed together.
+//!
 //! Not in cluster mode yet, and refused by name rather than half done: transactional produce,
-//! topics with transforms, compacted topics, `message.timestamp.type=LogAppendTime`.
+//! compacted topics, `message.timestamp.type=LogAppendTime`.
 
 use bytes::Bytes;
 
@@ -15,8 +18,11 @@ use crate::cluster::types::{BatchAppend, TopicMeta};
 use crate::cluster::upload::{Answer, Submission};
 use crate::log::AppendError;
 
+pub use super::cluster_transformed::submit_transformed;
+
 /// Validates `records` for `topic`/`partition` and submits them to the upload buffer; the
-/// answer arrives after the commit. Called in the order a connection sent its produces.
+/// answer arrives after the commit. Called in the order a connection sent its produces. A topic
+/// with transforms goes through [`submit_transformed`] instead.
 pub fn submit_produced(
     broker: &Broker,
     cluster: &Cluster,
@@ -26,6 +32,30 @@ pub fn submit_produced(
     records: Bytes,
     now: i64,
 ) -> Result<Answer, AppendError> {
+    if broker.transforms.has_topic(&topic.name) {
+        return Err(unsupported(
+            "writes to a topic with transforms from inside the broker",
+        ));
+    }
+    let (records, batches) = prepare(cluster, transactional_id, topic, partition, records, now)?;
+    let appends = appends(topic, partition, &batches);
+    count_in(&topic.name, &records, &batches);
+    Ok(cluster
+        .uploads
+        .submit(Submission::produced(records, appends)))
+}
+
+/// What cluster mode checks of a produced partition's batches before anything runs on them:
+/// the partition exists, the topic's rules are ones cluster mode keeps, the batches are valid
+/// and conformed to the topic (codec, timestamp bounds).
+pub(super) fn prepare(
+    cluster: &Cluster,
+    transactional_id: Option<&str>,
+    topic: &TopicMeta,
+    partition: i32,
+    records: Bytes,
+    now: i64,
+) -> Result<(Bytes, Vec<validate::Batch>), AppendError> {
     if partition < 0 || partition >= topic.partitions {
         return Err(AppendError::UnknownTopicOrPartition(format!(
             "{}/{partition}",
@@ -34,9 +64,6 @@ pub fn submit_produced(
     }
     if transactional_id.is_some() {
         return Err(unsupported("transactional produce"));
-    }
-    if broker.transforms.has_topic(&topic.name) {
-        return Err(unsupported("writes to a topic with transforms"));
     }
     let (log, rules) = crate::catalog::rules_of(&cluster.settings.topics, &topic.configs)
         .map_err(|e| AppendError::InvalidRecord(format!("topic {}: {e}", topic.name)))?;
@@ -53,8 +80,17 @@ pub fn submit_produced(
     {
         return Err(unsupported("transactional batches"));
     }
-    let (records, batches) = validate::conform(records, batches, &rules, now)?;
-    let appends = batches
+    validate::conform(records, batches, &rules, now)
+}
+
+/// The commit's description of validated batches of `topic`/`partition` (byte offsets relative
+/// to their records).
+pub(super) fn appends(
+    topic: &TopicMeta,
+    partition: i32,
+    batches: &[validate::Batch],
+) -> Vec<BatchAppend> {
+    batches
         .iter()
         .map(|b| BatchAppend {
             topic_id: topic.topic_id,
@@ -73,22 +109,23 @@ pub fn submit_produced(
             base_sequence: b.header.base_sequence,
             is_transactional: false,
             is_control: false,
+            follows: None,
         })
-        .collect();
+        .collect()
+}
+
+/// Counts a produce in the topic's metrics.
+pub(super) fn count_in(topic: &str, records: &Bytes, batches: &[validate::Batch]) {
     crate::metrics::topic_in(
-        &topic.name,
+        topic,
         records.len(),
         batches
             .iter()
             .map(|b| u64::try_from(b.header.records_count).unwrap_or(0))
             .sum(),
     );
-    Ok(cluster.uploads.submit(Submission {
-        records,
-        batches: appends,
-    }))
 }
 
-fn unsupported(what: &str) -> AppendError {
+pub(super) fn unsupported(what: &str) -> AppendError {
     AppendError::Unsupported(format!("{what}: not supported in cluster mode yet"))
 }

@@ -26,6 +26,7 @@
 
 mod changelog;
 pub mod cluster;
+mod cluster_transformed;
 pub mod control;
 pub(crate) mod internal;
 mod outputs;

@@ -86,6 +86,9 @@ fn next_sequence(seq: i32, count: i32) -> i32 {
     }
 }
 
+/// An output batch being gathered, with the topic and partition it goes to.
+pub(super) type Destined = ((String, i32), BatchBuilder);
+
 /// A deployment's outputs for one input batch, gathered into one batch per destination
 /// partition as the guest hands its sections over: a section is copied once, from guest memory
 /// into its batch, unless the output topic has fewer partitions than the input's index (then
@@ -98,7 +101,7 @@ pub(super) struct OutputBatches<'a> {
     /// Partition counts of the topics written so far (auto-created on first use, as a producer
     /// would).
     partitions: Vec<(String, i32)>,
-    batches: Vec<((String, i32), BatchBuilder)>,
+    batches: Vec<Destined>,
     /// The first failure to reach an output topic; reported once the guest is done.
     error: Option<AppendError>,
     /// The producer id and epoch of the input batch when it is transactional: its outputs
@@ -107,6 +110,9 @@ pub(super) struct OutputBatches<'a> {
     /// Whether those outputs go in the input's transaction (not when it is known committed:
     /// a re-run then writes what is missing as plain batches of the same streams).
     open: bool,
+    /// In cluster mode, the partition counts of every topic the deployment may write, looked
+    /// up before the guest ran (the local catalog does not hold the cluster's topics).
+    known: Option<&'a [(String, i32)]>,
 }
 
 impl<'a> OutputBatches<'a> {
@@ -124,6 +130,22 @@ impl<'a> OutputBatches<'a> {
             error: None,
             txn: None,
             open: false,
+            known: None,
+        }
+    }
+
+    /// Outputs whose topics' partition counts are `known` (cluster mode): a topic not among
+    /// them fails the outputs.
+    pub(super) fn with_partitions(mut self, known: &'a [(String, i32)]) -> OutputBatches<'a> {
+        self.known = Some(known);
+        self
+    }
+
+    /// The gathered batches by destination partition, or the first failure to reach one.
+    pub(super) fn into_batches(self) -> Result<Vec<Destined>, AppendError> {
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok(self.batches),
         }
     }
 
@@ -173,6 +195,17 @@ impl<'a> OutputBatches<'a> {
     fn partition_count(&mut self, topic: &str) -> Result<i32, AppendError> {
         if let Some((_, n)) = self.partitions.iter().find(|(t, _)| t == topic) {
             return Ok(*n);
+        }
+        if let Some(known) = self.known {
+            return known
+                .iter()
+                .find(|(t, _)| t == topic)
+                .map(|(_, n)| (*n).max(1))
+                .ok_or_else(|| {
+                    AppendError::InvalidRecord(format!(
+                        "output topic '{topic}' is not one of the deployment's"
+                    ))
+                });
         }
         let target = self
             .broker

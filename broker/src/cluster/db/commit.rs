@@ -120,7 +120,7 @@ impl Db {
         lease: &BrokerLease,
         upload: &UploadCommit,
     ) -> Result<Vec<BatchOutcome>, DbError> {
-        for b in &upload.batches {
+        for (i, b) in upload.batches.iter().enumerate() {
             if b.record_count < 1 {
                 return Err(DbError::Invalid(format!(
                     "a batch of {} records in {}",
@@ -128,6 +128,16 @@ impl Db {
                 )));
             }
             to_i64("byte offset", b.byte_offset)?;
+            if let Some(leader) = b.follows {
+                let leads = upload.batches[..i].get(leader);
+                if b.producer_id >= 0 || leads.is_none_or(|l| l.follows.is_some()) {
+                    return Err(DbError::Invalid(format!(
+                        "batch {i} of {} follows {leader}: a follower is a plain batch after \
+                         its leader, which follows nothing",
+                        upload.object_key
+                    )));
+                }
+            }
             i32::try_from(b.byte_length)
                 .map_err(|_| DbError::Invalid(format!("a batch of {} bytes", b.byte_length)))?;
         }
@@ -226,16 +236,24 @@ impl Db {
                 });
             }
         }
-        // `assign` decided every batch but the possible duplicates, decided just above.
+        let mut appended = plan.appended;
+        follow_leaders(
+            &upload.batches,
+            &mut outcomes,
+            &mut partitions,
+            &mut appended,
+        );
+        // `assign` decided every batch but the possible duplicates, decided just above, and
+        // the followers, decided by their leaders.
         let outcomes: Vec<BatchOutcome> = outcomes
             .into_iter()
             .map(|o| o.unwrap_or(BatchOutcome::Refused(BatchRefusal::OutOfOrderSequence)))
             .collect();
-        if plan.appended.is_empty() {
+        if appended.is_empty() {
             // Dropping the transaction rolls it back: not even the object row is kept.
             return Ok(outcomes);
         }
-        write(&tx, upload, &plan.appended, &partitions, &producers).await?;
+        write(&tx, upload, &appended, &partitions, &producers).await?;
         tx.commit().await?;
         Ok(outcomes)
     }
@@ -268,6 +286,11 @@ fn assign(
     // Appended by this very upload, for a retry that lands in the same upload.
     let mut appended_here: HashMap<SequenceKey, i64> = HashMap::new();
     for (i, b) in batches.iter().enumerate() {
+        if b.follows.is_some() {
+            // Decided by its leader's outcome, once every leader's is known.
+            plan.outcomes.push(None);
+            continue;
+        }
         let Some(part) = partitions.get_mut(&(b.topic_id, b.partition)) else {
             plan.outcomes.push(Some(BatchOutcome::Refused(
                 BatchRefusal::UnknownTopicOrPartition,
@@ -323,6 +346,41 @@ fn assign(
         }));
     }
     plan
+}
+
+/// Decides the followers (transform outputs) by their leaders' final outcomes: appended after
+/// the upload's other batches of their partitions when the leader was appended, else dropped,
+/// so an idempotent retry of an input adds none of its outputs again.
+fn follow_leaders(
+    batches: &[BatchAppend],
+    outcomes: &mut [Option<BatchOutcome>],
+    partitions: &mut HashMap<PartitionKey, PartitionState>,
+    appended: &mut Vec<(usize, i64)>,
+) {
+    for (i, b) in batches.iter().enumerate() {
+        let Some(leader) = b.follows else {
+            continue;
+        };
+        let leader_appended = matches!(
+            outcomes.get(leader),
+            Some(Some(BatchOutcome::Appended { .. }))
+        );
+        let decided = match partitions.get_mut(&(b.topic_id, b.partition)) {
+            _ if !leader_appended => BatchOutcome::Dropped,
+            None => BatchOutcome::Refused(BatchRefusal::UnknownTopicOrPartition),
+            Some(part) => {
+                let base_offset = part.high_watermark;
+                part.high_watermark += i64::from(b.record_count);
+                part.grew = true;
+                appended.push((i, base_offset));
+                BatchOutcome::Appended {
+                    base_offset,
+                    log_start_offset: part.log_start_offset,
+                }
+            }
+        };
+        outcomes[i] = Some(decided);
+    }
 }
 
 /// The sequence after `last`: Kafka's sequences wrap from i32::MAX to 0.
@@ -527,6 +585,9 @@ async fn replay(
                 base_offset,
                 log_start_offset,
             }
+        } else if b.follows.is_some() {
+            // Not stored with the upload: its leader was not appended the first time.
+            BatchOutcome::Dropped
         } else if let Some(&base_offset) = duplicates.get(&sequence_key(b)) {
             BatchOutcome::Duplicate {
                 base_offset,
@@ -565,6 +626,7 @@ mod tests {
             base_sequence: -1,
             is_transactional: false,
             is_control: false,
+            follows: None,
         }
     }
 
@@ -670,6 +732,82 @@ mod tests {
         }
         assert_eq!(count(&db, "sluice_objects").await, 30);
         assert_eq!(count(&db, "sluice_batches").await, 120);
+    }
+
+    #[tokio::test]
+    async fn outputs_are_stored_with_their_input_and_dropped_with_its_retry() {
+        let Some(t) = TestDb::if_installed().await else {
+            return;
+        };
+        let db = t.connect().await;
+        let input = db.create_topic("in", 1, &[]).await.unwrap();
+        let output = db.create_topic("out", 1, &[]).await.unwrap();
+        let a = db.register("a", 1, None, LEASE).await.unwrap();
+        let b = db.register("b", 1, None, LEASE).await.unwrap();
+        let follower = |leader, records| BatchAppend {
+            follows: Some(leader),
+            ..batch(&output, 0, records)
+        };
+        // Input batch, its two output batches; a plain write to the output between them.
+        let first = upload(vec![
+            idempotent(&input, 7, 0, 0, 2),
+            batch(&output, 0, 1),
+            follower(0, 2),
+            follower(0, 1),
+        ]);
+        let stored = db.commit_upload(&a, &first).await.unwrap();
+        assert_eq!(base(&stored[0]), 0);
+        // Followers come after the upload's other batches of their partition, in order.
+        assert_eq!(
+            (base(&stored[1]), base(&stored[2]), base(&stored[3])),
+            (0, 1, 3)
+        );
+
+        // The input retried through another broker (its answer was lost): a duplicate, and its
+        // outputs are not stored again; a refused input's outputs are not stored either.
+        let retry = upload(vec![
+            idempotent(&input, 7, 0, 0, 2),
+            follower(0, 2),
+            idempotent(&input, 7, 0, 9, 1),
+            follower(2, 1),
+        ]);
+        let again = db.commit_upload(&b, &retry).await.unwrap();
+        assert_eq!(
+            again,
+            vec![
+                BatchOutcome::Duplicate {
+                    base_offset: 0,
+                    log_start_offset: 0
+                },
+                BatchOutcome::Dropped,
+                BatchOutcome::Refused(BatchRefusal::OutOfOrderSequence),
+                BatchOutcome::Dropped,
+            ]
+        );
+        let hw = |topic: Uuid| {
+            let db = &db;
+            async move {
+                db.partition_offsets(topic, 0)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .high_watermark
+            }
+        };
+        assert_eq!(
+            (hw(input.topic_id).await, hw(output.topic_id).await),
+            (2, 4)
+        );
+        // A retried commit of the same object answers what was stored, followers included.
+        assert_eq!(db.commit_upload(&a, &first).await.unwrap(), stored);
+        assert_eq!(count(&db, "sluice_batches").await, 4);
+
+        // A follower must be a plain batch after a leader that follows nothing.
+        let bad = upload(vec![batch(&input, 0, 1), follower(1, 1)]);
+        assert!(matches!(
+            db.commit_upload(&a, &bad).await,
+            Err(DbError::Invalid(_))
+        ));
     }
 
     #[tokio::test]

@@ -9,6 +9,7 @@
 //! - [`groups`]: group coordinator leases and committed offsets.
 //! - [`connectors`]: connector configs and target states, task leases and statuses, source
 //!   positions, sink offsets committed under the task lease.
+//! - [`deployments`]: transform deployments, cluster-wide, with a notice per change.
 //! - [`commit`]: the commit of one upload (offsets, idempotent sequences, notifications).
 //! - [`reads`]: partition offsets and batch coordinates for fetches and ListOffsets.
 //! - [`notify`]: the LISTEN connection turning commit notifications into a broadcast.
@@ -17,6 +18,7 @@
 pub mod brokers;
 pub mod commit;
 pub mod connectors;
+pub mod deployments;
 pub mod groups;
 pub(crate) mod lease;
 pub mod maintenance;

@@ -1,5 +1,6 @@
 //! The commit feed: one connection of its own LISTENing on `sluice_commits` (which every
-//! commit notifies, one notice per partition it grew), turned into a broadcast of
+//! commit notifies, one notice per partition it grew) and `sluice_deployments` (transform
+//! deployment changes), turned into a broadcast of
 //! [`CommitEvent`]s that long polls wait on. When the database goes away the connection is
 //! made again with backoff, then [`CommitEvent::Resync`] tells readers to re-read what they
 //! may have missed.
@@ -114,7 +115,7 @@ async fn listen(
     // The connection's messages (notices among them) arrive only while it is polled, and the
     // LISTEN below completes only then too: both are driven here.
     let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-    let listen_sql = format!("LISTEN {CHANNEL}");
+    let listen_sql = format!("LISTEN {CHANNEL}; LISTEN {}", super::deployments::CHANNEL);
     let listening = client.batch_execute(&listen_sql);
     tokio::pin!(listening);
     loop {
@@ -143,6 +144,10 @@ async fn listen(
 
 fn forward(message: AsyncMessage, sender: &broadcast::Sender<CommitEvent>) {
     if let AsyncMessage::Notification(n) = message {
+        if n.channel() == super::deployments::CHANNEL {
+            let _ = sender.send(CommitEvent::Deployments);
+            return;
+        }
         if n.channel() != CHANNEL {
             return;
         }
@@ -205,6 +210,7 @@ mod tests {
                 base_sequence: -1,
                 is_transactional: false,
                 is_control: false,
+                follows: None,
             }],
         };
 

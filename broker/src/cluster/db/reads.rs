@@ -178,6 +178,7 @@ mod tests {
                 base_sequence: -1,
                 is_transactional: false,
                 is_control: false,
+                follows: None,
             })
             .collect();
         let up = UploadCommit {
