@@ -207,7 +207,22 @@ impl Broker {
 }
 
 impl Drop for Broker {
+    /// Stops the broker cleanly first (SIGTERM: it deregisters, so the next pair's brokers on
+    /// the same database do not see it in Metadata until its lease lapses), killing it only
+    /// if it has not exited within a deadline.
     fn drop(&mut self) {
+        let term = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        if term.is_ok_and(|s| s.success()) {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if matches!(self.child.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
