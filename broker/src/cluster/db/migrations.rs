@@ -5,7 +5,11 @@
 use super::{Db, DbError};
 
 /// The migrations this binary knows, in order: index 0 is version 1.
-const MIGRATIONS: &[&str] = &[include_str!("schema_v1.sql"), include_str!("schema_v2.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("schema_v1.sql"),
+    include_str!("schema_v2.sql"),
+    include_str!("schema_v3.sql"),
+];
 
 /// The key of the transaction-scoped advisory lock that serializes migrations ("sluice" in
 /// ASCII): any value works as long as every broker uses the same one.
