@@ -950,6 +950,81 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn in_cluster_mode_partitions_grow_in_the_database_and_configs_change_there() {
+        use kafka_protocol::messages::incremental_alter_configs_request::{
+            AlterConfigsResource, AlterableConfig,
+        };
+        use kafka_protocol::messages::IncrementalAlterConfigsRequest;
+        let (_t, _dir, b) = cluster_broker().await;
+        let who = crate::acl::Requester::broker();
+        let cluster = b.cluster.clone().unwrap();
+        cluster.db.create_topic("t", 1, &[]).await.unwrap();
+        let grow = |count: i32, validate_only: bool| {
+            CreatePartitionsRequest::default()
+                .with_validate_only(validate_only)
+                .with_topics(vec![CreatePartitionsTopic::default()
+                    .with_name(TopicName(str_bytes("t")))
+                    .with_count(count)])
+        };
+        let code = |r: &CreatePartitionsResponse| r.results[0].error_code;
+        let preview = create_partitions_in_cluster(b.clone(), who.clone(), 3, grow(4, true)).await;
+        assert_eq!(code(&preview), 0);
+        assert_eq!(cluster.db.topic("t").await.unwrap().unwrap().partitions, 1);
+        let grown = create_partitions_in_cluster(b.clone(), who.clone(), 3, grow(4, false)).await;
+        assert_eq!(code(&grown), 0);
+        assert_eq!(cluster.topic("t").await.unwrap().unwrap().partitions, 4);
+        let same = create_partitions_in_cluster(b.clone(), who.clone(), 3, grow(4, false)).await;
+        assert_eq!(code(&same), ResponseError::InvalidPartitions.code());
+        let fewer = create_partitions_in_cluster(b.clone(), who.clone(), 3, grow(2, false)).await;
+        assert_eq!(code(&fewer), ResponseError::InvalidPartitions.code());
+
+        let set = |name: &str, value: &str| {
+            IncrementalAlterConfigsRequest::default().with_resources(vec![
+                AlterConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(str_bytes("t"))
+                    .with_configs(vec![AlterableConfig::default()
+                        .with_name(str_bytes(name))
+                        .with_config_operation(0)
+                        .with_value(Some(str_bytes(value)))]),
+            ])
+        };
+        let alter = |req| {
+            crate::api::configs::incremental_alter_configs_in_cluster(
+                b.clone(),
+                who.clone(),
+                1,
+                req,
+            )
+        };
+        assert_eq!(
+            alter(set("retention.ms", "1000")).await.responses[0].error_code,
+            0
+        );
+        // The cache was dropped: the next produce sees the new configs.
+        assert_eq!(
+            cluster.topic("t").await.unwrap().unwrap().configs,
+            vec![("retention.ms".into(), "1000".into())]
+        );
+        for (name, value) in [
+            ("retention.ms", "soon"),
+            ("cleanup.policy", "compact"),
+            ("message.timestamp.type", "LogAppendTime"),
+        ] {
+            let refused = alter(set(name, value)).await;
+            assert_eq!(
+                refused.responses[0].error_code,
+                ResponseError::InvalidConfig.code(),
+                "{name}={value}"
+            );
+        }
+        assert_eq!(
+            cluster.db.topic("t").await.unwrap().unwrap().configs,
+            vec![("retention.ms".into(), "1000".into())]
+        );
+    }
+
+    #[tokio::test]
     async fn in_cluster_mode_topics_are_created_in_the_database_and_compaction_is_refused() {
         let (_t, _dir, b) = cluster_broker().await;
         let who = crate::acl::Requester::broker();
