@@ -62,6 +62,8 @@ pub struct Overrides {
     pub metadata: Option<String>,
     /// `--objects` (cluster mode's object store URL).
     pub objects: Option<String>,
+    /// `--rack` (cluster mode's `cluster.rack`).
+    pub rack: Option<String>,
 }
 
 /// How a listener's connections are secured (Kafka's `security.protocol` values).
@@ -289,6 +291,9 @@ impl BrokerConfig {
         }
         if let Some(v) = overrides.objects {
             config.cluster_settings.objects = Some(v);
+        }
+        if let Some(v) = overrides.rack {
+            config.cluster_settings.rack = Some(v);
         }
         config.cluster = config
             .cluster_settings

@@ -1,28 +1,37 @@
 //! Configs: DescribeConfigs, AlterConfigs, IncrementalAlterConfigs.
 //!
-//! Topic configs are dynamic and stored in the catalog; broker configs are static (set by flag,
-//! env or TOML at start) and can only be described.
+//! Topic configs are dynamic and stored in the catalog (in cluster mode, in the metadata
+//! database: the `*_in_cluster` handlers); broker configs are static (set by flag, env or TOML
+//! at start) and can only be described.
 
-// The dispatcher that calls these handlers lives on main; remove once merged with it.
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::{
-    alter_configs_response, incremental_alter_configs_response, AlterConfigsRequest,
-    AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
-    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    alter_configs_request, alter_configs_response, incremental_alter_configs_request,
+    incremental_alter_configs_response, AlterConfigsRequest, AlterConfigsResponse,
+    DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 
 use kafka_protocol::error::ResponseError;
 
-use super::topics::{failure, invalid_request, occurrences, topic_authorization_failed, Failure};
+use super::topics::{
+    db_failure, failure, invalid_request, occurrences, topic_authorization_failed, Failure,
+};
 use super::Broker;
 use crate::acl::{Operation, Requester, Resource};
 use crate::catalog::{
-    broker_config_type, config_def, validate_topic_name, ConfigEntry, ConfigOp, ConfigSource,
+    broker_config_type, config_def, topic_config, validate_topic_name, ConfigEntry, ConfigOp,
+    ConfigSource, TopicError,
 };
+use crate::cluster::node::Cluster;
+use crate::cluster::topic_rules;
 
 /// Kafka's `ConfigResource.Type` codes.
 const RESOURCE_TOPIC: i8 = 2;
@@ -90,6 +99,71 @@ fn topic_name(name: &str) -> Result<&str, Failure> {
     Ok(name)
 }
 
+/// What one DescribeConfigs resource asks for, once its checks passed.
+enum DescribeTarget<'a> {
+    /// A topic's configs: from the catalog, or in cluster mode from the metadata database.
+    Topic(&'a str),
+    /// Entries known already (this broker's configs).
+    Entries(Vec<ConfigEntry>),
+}
+
+/// The config names a DescribeConfigs resource asks for; `None` is every one (Kafka reads an
+/// empty key list like null).
+fn requested_names(r: &DescribeConfigsResource) -> Option<Vec<String>> {
+    r.configuration_keys
+        .as_ref()
+        .filter(|keys| !keys.is_empty())
+        .map(|keys| keys.iter().map(|k| k.to_string()).collect())
+}
+
+/// The checks every DescribeConfigs resource passes first: authorization, a valid topic name,
+/// this broker's id, a supported resource type.
+fn describe_target<'a>(
+    broker: &Broker,
+    who: &Requester,
+    r: &'a DescribeConfigsResource,
+    names: Option<&[String]>,
+) -> Result<DescribeTarget<'a>, Failure> {
+    authorized(
+        broker,
+        who,
+        Operation::DescribeConfigs,
+        r.resource_type,
+        r.resource_name.as_str(),
+    )?;
+    match r.resource_type {
+        RESOURCE_TOPIC => topic_name(r.resource_name.as_str()).map(DescribeTarget::Topic),
+        RESOURCE_BROKER => check_broker_name(broker, r.resource_name.as_str())
+            .map(|()| DescribeTarget::Entries(broker.catalog.describe_broker_configs(names))),
+        t => Err(unsupported_resource(t, "Describing")),
+    }
+}
+
+/// One resource's answer from its entries (or why there are none).
+fn describe_result(
+    broker: &Broker,
+    r: &DescribeConfigsResource,
+    entries: Result<Vec<ConfigEntry>, Failure>,
+    version: i16,
+    req: &DescribeConfigsRequest,
+) -> DescribeConfigsResult {
+    let result = DescribeConfigsResult::default()
+        .with_resource_type(r.resource_type)
+        .with_resource_name(r.resource_name.clone())
+        .with_error_message(None);
+    match entries {
+        Ok(entries) => result.with_configs(
+            entries
+                .into_iter()
+                .map(|e| describe_entry(broker, r.resource_type, e, version, req))
+                .collect(),
+        ),
+        Err((code, msg)) => result
+            .with_error_code(code)
+            .with_error_message(Some(str_bytes(msg))),
+    }
+}
+
 /// DescribeConfigs (v1–4 as decoded by kafka-protocol).
 pub(crate) fn describe_configs(
     broker: &Broker,
@@ -101,48 +175,59 @@ pub(crate) fn describe_configs(
         .resources
         .iter()
         .map(|r| {
-            // Kafka reads an empty key list like null: describe everything.
-            let names: Option<Vec<String>> = r
-                .configuration_keys
-                .as_ref()
-                .filter(|keys| !keys.is_empty())
-                .map(|keys| keys.iter().map(|k| k.to_string()).collect());
+            let names = requested_names(r);
             let names = names.as_deref();
-            let entries = authorized(
-                broker,
-                who,
-                Operation::DescribeConfigs,
-                r.resource_type,
-                r.resource_name.as_str(),
-            )
-            .and_then(|()| match r.resource_type {
-                RESOURCE_TOPIC => topic_name(r.resource_name.as_str()).and_then(|name| {
-                    broker
-                        .catalog
-                        .describe_configs(name, names)
-                        .map_err(|e| failure(&e))
-                }),
-                RESOURCE_BROKER => check_broker_name(broker, r.resource_name.as_str())
-                    .map(|()| broker.catalog.describe_broker_configs(names)),
-                t => Err(unsupported_resource(t, "Describing")),
+            let entries = describe_target(broker, who, r, names).and_then(|target| match target {
+                DescribeTarget::Topic(name) => broker
+                    .catalog
+                    .describe_configs(name, names)
+                    .map_err(|e| failure(&e)),
+                DescribeTarget::Entries(entries) => Ok(entries),
             });
-            let result = DescribeConfigsResult::default()
-                .with_resource_type(r.resource_type)
-                .with_resource_name(r.resource_name.clone())
-                .with_error_message(None);
-            match entries {
-                Ok(entries) => result.with_configs(
-                    entries
-                        .into_iter()
-                        .map(|e| describe_entry(broker, r.resource_type, e, version, &req))
-                        .collect(),
-                ),
-                Err((code, msg)) => result
-                    .with_error_code(code)
-                    .with_error_message(Some(str_bytes(msg))),
-            }
+            describe_result(broker, r, entries, version, &req)
         })
         .collect();
+    DescribeConfigsResponse::default()
+        .with_throttle_time_ms(0)
+        .with_results(results)
+}
+
+/// DescribeConfigs in cluster mode: a topic's configs as the metadata database holds them (so
+/// every broker answers the same), described with the same sources, synonyms and documentation
+/// as on a single node; BROKER resources are this broker's.
+pub(crate) async fn describe_configs_in_cluster(
+    broker: Arc<Broker>,
+    who: Requester,
+    version: i16,
+    req: DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
+    let Some(cluster) = broker.cluster.clone() else {
+        return describe_configs(&broker, &who, version, req);
+    };
+    let mut results = Vec::with_capacity(req.resources.len());
+    for r in &req.resources {
+        let names = requested_names(r);
+        let names = names.as_deref();
+        let entries = match describe_target(&broker, &who, r, names) {
+            Ok(DescribeTarget::Topic(name)) => match cluster.db.topic(name).await {
+                Ok(Some(meta)) => {
+                    let dynamic: BTreeMap<String, String> = meta.configs.into_iter().collect();
+                    Ok(topic_config::describe(
+                        &cluster.settings.topics,
+                        &dynamic,
+                        names,
+                    ))
+                }
+                Ok(None) => Err(failure(&TopicError::UnknownTopicOrPartition(
+                    name.to_owned(),
+                ))),
+                Err(e) => Err(db_failure(&e)),
+            },
+            Ok(DescribeTarget::Entries(entries)) => Ok(entries),
+            Err(refused) => Err(refused),
+        };
+        results.push(describe_result(&broker, r, entries, version, &req));
+    }
     DescribeConfigsResponse::default()
         .with_throttle_time_ms(0)
         .with_results(results)
@@ -216,6 +301,56 @@ fn duplicate_resources<'a>(
     move |t, n| counts.get(&(t, n.to_owned())).copied().unwrap_or(0) > 1
 }
 
+/// The checks every AlterConfigs / IncrementalAlterConfigs resource passes first: named once,
+/// authorized, a TOPIC with a valid name (broker configs are static, other types unsupported).
+/// The topic to alter.
+fn topic_to_alter<'a>(
+    broker: &Broker,
+    who: &Requester,
+    is_dup: &impl Fn(i8, &str) -> bool,
+    resource_type: i8,
+    name: &'a str,
+) -> Result<&'a str, Failure> {
+    if is_dup(resource_type, name) {
+        return Err(invalid_request("Duplicate resource in request."));
+    }
+    authorized(broker, who, Operation::AlterConfigs, resource_type, name)?;
+    match resource_type {
+        RESOURCE_TOPIC => topic_name(name),
+        RESOURCE_BROKER => {
+            check_broker_name(broker, name).and_then(|()| Err(broker_configs_are_static()))
+        }
+        t => Err(unsupported_resource(t, "Altering")),
+    }
+}
+
+/// An AlterConfigs resource's configs. A null value in this legacy API means "not set", i.e.
+/// back to the default.
+fn legacy_configs(
+    r: &alter_configs_request::AlterConfigsResource,
+) -> Vec<(String, Option<String>)> {
+    r.configs
+        .iter()
+        .filter_map(|c| {
+            c.value
+                .as_ref()
+                .map(|v| (c.name.to_string(), Some(v.to_string())))
+        })
+        .collect()
+}
+
+fn alter_response(
+    r: &alter_configs_request::AlterConfigsResource,
+    outcome: Result<(), Failure>,
+) -> alter_configs_response::AlterConfigsResourceResponse {
+    let (code, msg) = split(outcome);
+    alter_configs_response::AlterConfigsResourceResponse::default()
+        .with_error_code(code)
+        .with_error_message(msg)
+        .with_resource_type(r.resource_type)
+        .with_resource_name(r.resource_name.clone())
+}
+
 /// AlterConfigs (v0–2): replaces a topic's whole set of dynamic configs.
 pub(crate) fn alter_configs(
     broker: &Broker,
@@ -233,50 +368,93 @@ pub(crate) fn alter_configs(
         .resources
         .iter()
         .map(|r| {
-            let outcome = if is_dup(r.resource_type, r.resource_name.as_str()) {
-                Err(invalid_request("Duplicate resource in request."))
-            } else if let Err(refused) = authorized(
+            let outcome = topic_to_alter(
                 broker,
                 who,
-                Operation::AlterConfigs,
+                &is_dup,
                 r.resource_type,
                 r.resource_name.as_str(),
-            ) {
-                Err(refused)
-            } else {
-                match r.resource_type {
-                    RESOURCE_TOPIC => topic_name(r.resource_name.as_str()).and_then(|name| {
-                        // A null value in this legacy API means "not set", i.e. back to the default.
-                        let configs: Vec<(String, Option<String>)> = r
-                            .configs
-                            .iter()
-                            .filter_map(|c| {
-                                c.value
-                                    .as_ref()
-                                    .map(|v| (c.name.to_string(), Some(v.to_string())))
-                            })
-                            .collect();
-                        broker
-                            .catalog
-                            .replace_configs(name, &configs, req.validate_only)
-                            .map_err(|e| failure(&e))
-                    }),
-                    RESOURCE_BROKER => check_broker_name(broker, r.resource_name.as_str())
-                        .and_then(|()| Err(broker_configs_are_static())),
-                    t => Err(unsupported_resource(t, "Altering")),
-                }
-            };
-            let (code, msg) = split(outcome);
-            alter_configs_response::AlterConfigsResourceResponse::default()
-                .with_error_code(code)
-                .with_error_message(msg)
-                .with_resource_type(r.resource_type)
-                .with_resource_name(r.resource_name.clone())
+            )
+            .and_then(|name| {
+                broker
+                    .catalog
+                    .replace_configs(name, &legacy_configs(r), req.validate_only)
+                    .map_err(|e| failure(&e))
+            });
+            alter_response(r, outcome)
         })
         .collect();
     AlterConfigsResponse::default()
         .with_throttle_time_ms(0)
         .with_responses(responses)
+}
+
+/// AlterConfigs in cluster mode: the topic's configs in the metadata database are replaced
+/// (validated as on a single node, then for what cluster mode refuses), and every broker is
+/// told.
+pub(crate) async fn alter_configs_in_cluster(
+    broker: Arc<Broker>,
+    who: Requester,
+    version: i16,
+    req: AlterConfigsRequest,
+) -> AlterConfigsResponse {
+    let Some(cluster) = broker.cluster.clone() else {
+        return alter_configs(&broker, &who, version, req);
+    };
+    let is_dup = duplicate_resources(
+        req.resources
+            .iter()
+            .map(|r| (r.resource_type, r.resource_name.as_str())),
+    );
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for r in &req.resources {
+        let outcome = match topic_to_alter(
+            &broker,
+            &who,
+            &is_dup,
+            r.resource_type,
+            r.resource_name.as_str(),
+        ) {
+            Ok(name) => match topic_config::validate_config_set(&legacy_configs(r)) {
+                Ok(set) => {
+                    let defaults = &cluster.settings.topics;
+                    change_in_cluster(&cluster, name, req.validate_only, |_| {
+                        topic_rules::check_altered(defaults, set)
+                    })
+                    .await
+                }
+                Err(e) => Err(failure(&e)),
+            },
+            Err(refused) => Err(refused),
+        };
+        responses.push(alter_response(r, outcome));
+    }
+    AlterConfigsResponse::default()
+        .with_throttle_time_ms(0)
+        .with_responses(responses)
+}
+
+/// Changes a topic's configs in the metadata database with `change` (its current configs in,
+/// the whole new set out), then drops it from this broker's cache (the others hear the
+/// notice).
+async fn change_in_cluster(
+    cluster: &Cluster,
+    name: &str,
+    validate_only: bool,
+    change: impl FnOnce(BTreeMap<String, String>) -> Result<Vec<(String, String)>, TopicError>,
+) -> Result<(), Failure> {
+    let outcome = cluster
+        .db
+        .change_configs(name, !validate_only, |current| {
+            change(current.configs.iter().cloned().collect())
+        })
+        .await
+        .map_err(|e| db_failure(&e))?;
+    outcome.map_err(|e| failure(&e))?;
+    if !validate_only {
+        cluster.forget_topic(name);
+    }
+    Ok(())
 }
 
 fn split(outcome: Result<(), Failure>) -> (i16, Option<StrBytes>) {
@@ -305,6 +483,32 @@ fn config_op(name: &str, op: i8, value: Option<&str>) -> Result<ConfigOp, Failur
     }
 }
 
+/// An IncrementalAlterConfigs resource's operations; a config named twice is refused.
+fn incremental_ops(
+    r: &incremental_alter_configs_request::AlterConfigsResource,
+) -> Result<Vec<ConfigOp>, Failure> {
+    let names = occurrences(r.configs.iter().map(|c| c.name.as_str()));
+    if names.values().any(|n| *n > 1) {
+        return Err(invalid_request("Error due to duplicate config keys"));
+    }
+    r.configs
+        .iter()
+        .map(|c| config_op(c.name.as_str(), c.config_operation, c.value.as_deref()))
+        .collect()
+}
+
+fn incremental_response(
+    r: &incremental_alter_configs_request::AlterConfigsResource,
+    outcome: Result<(), Failure>,
+) -> incremental_alter_configs_response::AlterConfigsResourceResponse {
+    let (code, msg) = split(outcome);
+    incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+        .with_error_code(code)
+        .with_error_message(msg)
+        .with_resource_type(r.resource_type)
+        .with_resource_name(r.resource_name.clone())
+}
+
 /// IncrementalAlterConfigs (v0–1).
 pub(crate) fn incremental_alter_configs(
     broker: &Broker,
@@ -322,48 +526,69 @@ pub(crate) fn incremental_alter_configs(
         .resources
         .iter()
         .map(|r| {
-            let outcome = if is_dup(r.resource_type, r.resource_name.as_str()) {
-                Err(invalid_request("Duplicate resource in request."))
-            } else if let Err(refused) = authorized(
+            let outcome = topic_to_alter(
                 broker,
                 who,
-                Operation::AlterConfigs,
+                &is_dup,
                 r.resource_type,
                 r.resource_name.as_str(),
-            ) {
-                Err(refused)
-            } else {
-                match r.resource_type {
-                    RESOURCE_TOPIC => topic_name(r.resource_name.as_str()).and_then(|name| {
-                        let names = occurrences(r.configs.iter().map(|c| c.name.as_str()));
-                        if names.values().any(|n| *n > 1) {
-                            return Err(invalid_request("Error due to duplicate config keys"));
-                        }
-                        let ops = r
-                            .configs
-                            .iter()
-                            .map(|c| {
-                                config_op(c.name.as_str(), c.config_operation, c.value.as_deref())
-                            })
-                            .collect::<Result<Vec<_>, _>>()?;
-                        broker
-                            .catalog
-                            .alter_configs(name, &ops, req.validate_only)
-                            .map_err(|e| failure(&e))
-                    }),
-                    RESOURCE_BROKER => check_broker_name(broker, r.resource_name.as_str())
-                        .and_then(|()| Err(broker_configs_are_static())),
-                    t => Err(unsupported_resource(t, "Altering")),
-                }
-            };
-            let (code, msg) = split(outcome);
-            incremental_alter_configs_response::AlterConfigsResourceResponse::default()
-                .with_error_code(code)
-                .with_error_message(msg)
-                .with_resource_type(r.resource_type)
-                .with_resource_name(r.resource_name.clone())
+            )
+            .and_then(|name| {
+                let ops = incremental_ops(r)?;
+                broker
+                    .catalog
+                    .alter_configs(name, &ops, req.validate_only)
+                    .map_err(|e| failure(&e))
+            });
+            incremental_response(r, outcome)
         })
         .collect();
+    IncrementalAlterConfigsResponse::default()
+        .with_throttle_time_ms(0)
+        .with_responses(responses)
+}
+
+/// IncrementalAlterConfigs in cluster mode: the operations apply to the configs the metadata
+/// database holds (under its row lock, so concurrent alterations through other brokers are not
+/// lost), validated as on a single node and for what cluster mode refuses; every broker is
+/// told.
+pub(crate) async fn incremental_alter_configs_in_cluster(
+    broker: Arc<Broker>,
+    who: Requester,
+    version: i16,
+    req: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    let Some(cluster) = broker.cluster.clone() else {
+        return incremental_alter_configs(&broker, &who, version, req);
+    };
+    let is_dup = duplicate_resources(
+        req.resources
+            .iter()
+            .map(|r| (r.resource_type, r.resource_name.as_str())),
+    );
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for r in &req.resources {
+        let checked = topic_to_alter(
+            &broker,
+            &who,
+            &is_dup,
+            r.resource_type,
+            r.resource_name.as_str(),
+        )
+        .and_then(|name| Ok((name, incremental_ops(r)?)));
+        let outcome = match checked {
+            Ok((name, ops)) => {
+                let defaults = &cluster.settings.topics;
+                change_in_cluster(&cluster, name, req.validate_only, |current| {
+                    let next = topic_config::apply_ops(&current, &ops, defaults)?;
+                    topic_rules::check_altered(defaults, next)
+                })
+                .await
+            }
+            Err(refused) => Err(refused),
+        };
+        responses.push(incremental_response(r, outcome));
+    }
     IncrementalAlterConfigsResponse::default()
         .with_throttle_time_ms(0)
         .with_responses(responses)
@@ -374,8 +599,6 @@ mod tests {
     use super::*;
     use crate::broker::test_broker as broker;
     use kafka_protocol::error::ResponseError;
-    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
-    use kafka_protocol::messages::{alter_configs_request, incremental_alter_configs_request};
     use kafka_protocol::protocol::Encodable;
 
     fn describe_req(resources: Vec<(i8, &str)>) -> DescribeConfigsRequest {

@@ -91,6 +91,45 @@ pub(crate) async fn handle(
 /// A partition asked for in cluster mode: its topic id, or the error code answered for it.
 type ClusterTarget = Result<uuid::Uuid, i16>;
 
+/// KIP-392: for each partition of a fetch from a consumer in `rack_id`, the broker of its rack
+/// it should read from instead of this one (`None`: read here). A consumer in this broker's
+/// rack, or in a rack without a live broker, reads here.
+async fn read_replicas(
+    cluster: &crate::cluster::node::Cluster,
+    request: &FetchRequest,
+) -> Vec<Option<i32>> {
+    let partitions = request.topics.iter().map(|t| t.partitions.len()).sum();
+    let client_rack = request.rack_id.as_str();
+    if client_rack.is_empty() || cluster.settings.rack.as_deref() == Some(client_rack) {
+        return vec![None; partitions];
+    }
+    let brokers = match cluster.live_brokers().await {
+        Ok(brokers) => brokers,
+        Err(_) => return vec![None; partitions],
+    };
+    let placed: Vec<crate::cluster::placement::Placed<'_>> = brokers
+        .iter()
+        .map(|b| (b.node_id, b.rack.as_deref()))
+        .collect();
+    let me = cluster.node_id();
+    request
+        .topics
+        .iter()
+        .flat_map(|t| {
+            let placed = &placed;
+            t.partitions.iter().map(move |p| {
+                crate::cluster::placement::preferred_read_replica(
+                    t.topic.0.as_str(),
+                    p.partition,
+                    placed,
+                    client_rack,
+                )
+                .filter(|node| *node != me)
+            })
+        })
+        .collect()
+}
+
 /// [`handle`] in cluster mode: coordinates and bytes through [`crate::cluster::read`]; the
 /// long poll waits on the partitions' watermark watches, which commit notices move.
 async fn handle_cluster(
@@ -132,12 +171,16 @@ async fn handle_cluster(
             targets.push(target);
         }
     }
+    let elsewhere = read_replicas(cluster, &request).await;
     loop {
         for w in &mut watchers {
             w.borrow_and_update();
         }
-        let (response, bytes, errors) = read_cluster_once(cluster, &request, &targets).await;
-        if bytes >= min_bytes || errors || watchers.is_empty() {
+        let (response, bytes, errors) =
+            read_cluster_once(cluster, &request, &targets, &elsewhere).await;
+        // A consumer sent to its rack's broker is told at once, not after a long poll.
+        let redirected = elsewhere.iter().any(Option::is_some);
+        if bytes >= min_bytes || errors || redirected || watchers.is_empty() {
             return response;
         }
         let changes = watchers.iter_mut().map(|w| Box::pin(w.changed()));
@@ -155,6 +198,7 @@ async fn read_cluster_once(
     cluster: &crate::cluster::node::Cluster,
     request: &FetchRequest,
     targets: &[ClusterTarget],
+    elsewhere: &[Option<i32>],
 ) -> (FetchResponse, usize, bool) {
     use crate::cluster::read::{read, ReadError};
     let mut budget = if request.max_bytes > 0 {
@@ -170,6 +214,7 @@ async fn read_cluster_once(
         .map(|t| FetchableTopicResponse::default().with_topic(t.topic.clone()))
         .collect();
     let mut next = targets.iter();
+    let mut redirects = elsewhere.iter();
     for (t, topic) in request.topics.iter().enumerate() {
         for p in &topic.partitions {
             let mut data = PartitionData::default()
@@ -179,8 +224,19 @@ async fn read_cluster_once(
                 .with_log_start_offset(-1)
                 .with_aborted_transactions(Some(Vec::new()))
                 .with_preferred_read_replica(BrokerId(-1));
-            match next.next() {
-                Some(Ok(topic_id)) => {
+            let redirect = redirects.next().copied().flatten();
+            match (next.next(), redirect) {
+                (Some(Ok(topic_id)), Some(node)) => {
+                    // No records: the consumer reads them from the replica in its rack.
+                    data.preferred_read_replica = BrokerId(node);
+                    if let Ok(Some(offsets)) = cluster.offsets(*topic_id, p.partition).await {
+                        data.high_watermark = offsets.high_watermark;
+                        data.last_stable_offset = offsets.high_watermark;
+                        data.log_start_offset = offsets.log_start_offset;
+                    }
+                    data.records = Some(bytes::Bytes::new());
+                }
+                (Some(Ok(topic_id)), None) => {
                     let limit = (p.partition_max_bytes.max(0) as usize).min(budget);
                     match read(
                         cluster,
@@ -226,11 +282,11 @@ async fn read_cluster_once(
                         }
                     }
                 }
-                Some(Err(code)) => {
+                (Some(Err(code)), _) => {
                     data.error_code = *code;
                     errors = true;
                 }
-                None => {
+                (None, _) => {
                     data.error_code = ResponseError::UnknownTopicOrPartition.code();
                     errors = true;
                 }

@@ -367,9 +367,9 @@ pub(crate) fn list_groups(
 }
 
 /// ListGroups in cluster mode: the groups this broker coordinates, in their state here, and
-/// every group no broker coordinates now (Empty: it has no members anywhere). A group another
-/// broker coordinates is listed by that broker, so the union over brokers (what admin clients
-/// gather) names each group once with its true state.
+/// of the groups no broker coordinates now (Empty: no members anywhere) those rendezvous
+/// hashing places here. A group is listed by one broker only, so the union over brokers (what
+/// admin clients gather) names every group of the cluster once, with its true state.
 pub(crate) async fn list_groups_in_cluster(
     broker: Arc<Broker>,
     who: Requester,
@@ -383,9 +383,26 @@ pub(crate) async fn list_groups_in_cluster(
         Ok(known) => known,
         Err(e) => return ListGroupsResponse::default().with_error_code(e.code().code()),
     };
+    // Kafka's ListGroups is answered per coordinator, and every stock admin client asks every
+    // broker and concatenates the answers: each group is listed by exactly one broker, its
+    // coordinator, or for a group no broker coordinates (committed offsets only, Empty) the
+    // broker FindCoordinator would name for it.
+    let live: Vec<i32> = match &broker.cluster {
+        Some(cluster) => match cluster.live_brokers().await {
+            Ok(brokers) => brokers.iter().map(|b| b.node_id).collect(),
+            Err(e) => {
+                tracing::warn!("cannot list the live brokers: {e}");
+                vec![broker.node_id]
+            }
+        },
+        None => vec![broker.node_id],
+    };
+    let placed_here = |group: &str| {
+        crate::cluster::placement::group_coordinator(group, &live) == Some(broker.node_id)
+    };
     let mut listed: Vec<(String, String, State)> = known
         .into_iter()
-        .filter(|g| g.here || !g.coordinated)
+        .filter(|g| g.here || (!g.coordinated && placed_here(&g.group_id)))
         .map(|g| {
             let protocol_type = g.protocol_type.unwrap_or_else(|| "consumer".into());
             let state = if g.here {

@@ -143,11 +143,15 @@ pub(crate) async fn handle_cluster(
                 node_id: me,
                 host: broker.advertised_host.clone(),
                 port: broker.advertised_port,
-                rack: None,
+                rack: cluster.settings.rack.clone(),
             }]
         }
     };
     let live: Vec<i32> = brokers.iter().map(|b| b.node_id).collect();
+    let placed: Vec<crate::cluster::placement::Placed<'_>> = brokers
+        .iter()
+        .map(|b| (b.node_id, b.rack.as_deref()))
+        .collect();
     let named = |name: &str, code: i16| {
         MetadataResponseTopic::default()
             .with_name(Some(TopicName(StrBytes::from_string(name.to_string()))))
@@ -157,16 +161,23 @@ pub(crate) async fn handle_cluster(
     let describe = |meta: &TopicMeta| {
         let partitions = (0..meta.partitions)
             .map(|index| {
-                let node = BrokerId(
-                    crate::cluster::placement::leader(&meta.name, index, &live).unwrap_or(me),
-                );
+                // The leader first, then one replica per other rack: a consumer with
+                // `client.rack` accepts a preferred read replica only among these (KIP-392).
+                let mut replicas: Vec<BrokerId> =
+                    crate::cluster::placement::replicas(&meta.name, index, &placed)
+                        .into_iter()
+                        .map(BrokerId)
+                        .collect();
+                if replicas.is_empty() {
+                    replicas.push(BrokerId(me));
+                }
                 MetadataResponsePartition::default()
                     .with_error_code(0)
                     .with_partition_index(index)
-                    .with_leader_id(node)
+                    .with_leader_id(replicas[0])
                     .with_leader_epoch(if version >= 7 { 0 } else { -1 })
-                    .with_replica_nodes(vec![node])
-                    .with_isr_nodes(vec![node])
+                    .with_replica_nodes(replicas.clone())
+                    .with_isr_nodes(replicas)
             })
             .collect();
         MetadataResponseTopic::default()

@@ -11,6 +11,7 @@ pub(crate) mod api_versions;
 pub(crate) mod client_quotas;
 pub(crate) mod configs;
 pub(crate) mod delete_records;
+pub(crate) mod describe_cluster;
 pub(crate) mod describe_producers;
 pub(crate) mod fetch;
 pub(crate) mod group_offsets;

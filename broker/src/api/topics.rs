@@ -1,8 +1,7 @@
-//! Topic administration: CreateTopics, DeleteTopics, CreatePartitions.
+//! Topic administration: CreateTopics, DeleteTopics, CreatePartitions; in cluster mode (the
+//! `*_in_cluster` handlers) on the metadata database.
 //!
 //! Each topic in a request is answered on its own; one bad topic never fails the others.
-
-// The dispatcher that calls these handlers lives on main; remove once merged with it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -358,16 +357,77 @@ pub(crate) fn create_partitions(
                         .map_err(|e| failure(&e))
                 })
             };
-            let (code, msg) = match outcome {
-                Ok(()) => (0, None),
-                Err((code, msg)) => (code, Some(str_bytes(msg))),
-            };
-            CreatePartitionsTopicResult::default()
-                .with_name(t.name.clone())
-                .with_error_code(code)
-                .with_error_message(msg)
+            partitions_result(t.name.as_str(), outcome)
         })
         .collect();
+    CreatePartitionsResponse::default()
+        .with_throttle_time_ms(0)
+        .with_results(results)
+}
+
+fn partitions_result(name: &str, outcome: Result<(), Failure>) -> CreatePartitionsTopicResult {
+    let (code, msg) = match outcome {
+        Ok(()) => (0, None),
+        Err((code, msg)) => (code, Some(str_bytes(msg))),
+    };
+    CreatePartitionsTopicResult::default()
+        .with_name(TopicName(str_bytes(name)))
+        .with_error_code(code)
+        .with_error_message(msg)
+}
+
+/// CreatePartitions in cluster mode: the topic grows in the metadata database (validated as on
+/// a single node), and every broker is told; the new partitions are served at once everywhere.
+pub(crate) async fn create_partitions_in_cluster(
+    broker: Arc<Broker>,
+    who: Requester,
+    version: i16,
+    req: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
+    let Some(cluster) = broker.cluster.clone() else {
+        return create_partitions(&broker, &who, version, req);
+    };
+    let counts = occurrences(req.topics.iter().map(|t| t.name.as_str()));
+    let mut results = Vec::with_capacity(req.topics.len());
+    for t in &req.topics {
+        let name = t.name.as_str();
+        let outcome: Result<(), Failure> = async {
+            if counts.get(name).copied().unwrap_or(0) > 1 {
+                return Err(invalid_request("Duplicate topic in request."));
+            }
+            if !broker.authorize(&who, Operation::Alter, Resource::topic(name)) {
+                return Err(topic_authorization_failed());
+            }
+            if t.assignments.as_ref().is_some_and(|a| !a.is_empty()) {
+                return Err((
+                    ResponseError::InvalidReplicaAssignment.code(),
+                    "manual replica assignments are not supported in cluster mode: every broker \
+                     serves every partition"
+                        .into(),
+                ));
+            }
+            let meta = cluster
+                .db
+                .topic(name)
+                .await
+                .map_err(|e| db_failure(&e))?
+                .ok_or_else(|| failure(&TopicError::UnknownTopicOrPartition(name.to_owned())))?;
+            crate::catalog::check_partition_growth(meta.partitions, t.count)
+                .map_err(|e| failure(&e))?;
+            if req.validate_only {
+                return Ok(());
+            }
+            cluster
+                .db
+                .create_partitions(name, t.count)
+                .await
+                .map_err(|e| db_failure(&e))?;
+            cluster.forget_topic(name);
+            Ok(())
+        }
+        .await;
+        results.push(partitions_result(name, outcome));
+    }
     CreatePartitionsResponse::default()
         .with_throttle_time_ms(0)
         .with_results(results)
@@ -414,7 +474,7 @@ fn check_partition_assignments(
 }
 
 /// The Kafka error code and message for a metadata database error of topic administration.
-fn db_failure(e: &crate::cluster::db::DbError) -> Failure {
+pub(crate) fn db_failure(e: &crate::cluster::db::DbError) -> Failure {
     use crate::cluster::db::DbError as E;
     let code = match e {
         E::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists,
@@ -887,6 +947,81 @@ mod tests {
         let (dir, mut broker) = crate::broker::test_broker();
         broker.cluster = Some(cluster);
         (t, dir, Arc::new(broker))
+    }
+
+    #[tokio::test]
+    async fn in_cluster_mode_partitions_grow_in_the_database_and_configs_change_there() {
+        use kafka_protocol::messages::incremental_alter_configs_request::{
+            AlterConfigsResource, AlterableConfig,
+        };
+        use kafka_protocol::messages::IncrementalAlterConfigsRequest;
+        let (_t, _dir, b) = cluster_broker().await;
+        let who = crate::acl::Requester::broker();
+        let cluster = b.cluster.clone().unwrap();
+        cluster.db.create_topic("t", 1, &[]).await.unwrap();
+        let grow = |count: i32, validate_only: bool| {
+            CreatePartitionsRequest::default()
+                .with_validate_only(validate_only)
+                .with_topics(vec![CreatePartitionsTopic::default()
+                    .with_name(TopicName(str_bytes("t")))
+                    .with_count(count)])
+        };
+        let code = |r: &CreatePartitionsResponse| r.results[0].error_code;
+        let preview = create_partitions_in_cluster(b.clone(), who.clone(), 3, grow(4, true)).await;
+        assert_eq!(code(&preview), 0);
+        assert_eq!(cluster.db.topic("t").await.unwrap().unwrap().partitions, 1);
+        let grown = create_partitions_in_cluster(b.clone(), who.clone(), 3, grow(4, false)).await;
+        assert_eq!(code(&grown), 0);
+        assert_eq!(cluster.topic("t").await.unwrap().unwrap().partitions, 4);
+        let same = create_partitions_in_cluster(b.clone(), who.clone(), 3, grow(4, false)).await;
+        assert_eq!(code(&same), ResponseError::InvalidPartitions.code());
+        let fewer = create_partitions_in_cluster(b.clone(), who.clone(), 3, grow(2, false)).await;
+        assert_eq!(code(&fewer), ResponseError::InvalidPartitions.code());
+
+        let set = |name: &str, value: &str| {
+            IncrementalAlterConfigsRequest::default().with_resources(vec![
+                AlterConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(str_bytes("t"))
+                    .with_configs(vec![AlterableConfig::default()
+                        .with_name(str_bytes(name))
+                        .with_config_operation(0)
+                        .with_value(Some(str_bytes(value)))]),
+            ])
+        };
+        let alter = |req| {
+            crate::api::configs::incremental_alter_configs_in_cluster(
+                b.clone(),
+                who.clone(),
+                1,
+                req,
+            )
+        };
+        assert_eq!(
+            alter(set("retention.ms", "1000")).await.responses[0].error_code,
+            0
+        );
+        // The cache was dropped: the next produce sees the new configs.
+        assert_eq!(
+            cluster.topic("t").await.unwrap().unwrap().configs,
+            vec![("retention.ms".into(), "1000".into())]
+        );
+        for (name, value) in [
+            ("retention.ms", "soon"),
+            ("cleanup.policy", "compact"),
+            ("message.timestamp.type", "LogAppendTime"),
+        ] {
+            let refused = alter(set(name, value)).await;
+            assert_eq!(
+                refused.responses[0].error_code,
+                ResponseError::InvalidConfig.code(),
+                "{name}={value}"
+            );
+        }
+        assert_eq!(
+            cluster.db.topic("t").await.unwrap().unwrap().configs,
+            vec![("retention.ms".into(), "1000".into())]
+        );
     }
 
     #[tokio::test]

@@ -67,6 +67,27 @@ pub const MAX_PARTITIONS: i32 = 10_000;
 /// Kafka's longest topic name (a partition directory name must fit the file-name limit).
 const MAX_TOPIC_NAME_LEN: usize = 249;
 
+/// Checks that a topic of `current` partitions may grow to `total` (CreatePartitions):
+/// partitions are only added, up to [`MAX_PARTITIONS`]; refused with Kafka's messages.
+pub fn check_partition_growth(current: i32, total: i32) -> Result<(), TopicError> {
+    if total == current {
+        return Err(TopicError::InvalidPartitions(format!(
+            "Topic already has {current} partitions."
+        )));
+    }
+    if total < current {
+        return Err(TopicError::InvalidPartitions(format!(
+            "Topic currently has {current} partitions, which is higher than the requested {total}; partitions can only be added."
+        )));
+    }
+    if total > MAX_PARTITIONS {
+        return Err(TopicError::InvalidPartitions(format!(
+            "Number of partitions {total} is more than the maximum of {MAX_PARTITIONS}"
+        )));
+    }
+    Ok(())
+}
+
 /// Broker-wide topic defaults (`num.partitions`, `log.segment.bytes`, ...), from the broker config.
 #[derive(Debug, Clone)]
 pub struct TopicDefaults {
@@ -612,21 +633,7 @@ impl Catalog {
             .get(name)
             .ok_or_else(|| TopicError::UnknownTopicOrPartition(name.to_owned()))?;
         let current = topic.partition_count();
-        if total == current {
-            return Err(TopicError::InvalidPartitions(format!(
-                "Topic already has {current} partitions."
-            )));
-        }
-        if total < current {
-            return Err(TopicError::InvalidPartitions(format!(
-                "Topic currently has {current} partitions, which is higher than the requested {total}; partitions can only be added."
-            )));
-        }
-        if total > MAX_PARTITIONS {
-            return Err(TopicError::InvalidPartitions(format!(
-                "Number of partitions {total} is more than the maximum of {MAX_PARTITIONS}"
-            )));
-        }
+        check_partition_growth(current, total)?;
         if validate_only {
             return Ok(());
         }

@@ -96,6 +96,10 @@ struct ServeArgs {
     /// credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY); needs --metadata.
     #[arg(long, env = "SLUICE_OBJECTS")]
     objects: Option<String>,
+    /// Cluster mode: the rack (or zone) this broker is in (`cluster.rack`, Kafka's
+    /// `broker.rack`), shown in Metadata; consumers with `client.rack` read from it.
+    #[arg(long, env = "SLUICE_RACK")]
+    rack: Option<String>,
 }
 
 fn parse_flush(text: &str) -> Result<FlushPolicy, String> {
@@ -120,6 +124,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 metrics_enabled: args.metrics_enabled,
                 metadata: args.metadata,
                 objects: args.objects,
+                rack: args.rack,
             };
             serve::serve(args.config.as_deref(), overrides)
         }

@@ -166,6 +166,15 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         listeners[0].context.advertised_port,
     )
     .await?;
+    // In cluster mode every broker answers the cluster's one id, not its data dir's.
+    let cluster_id = match &cluster {
+        Some(c) => {
+            c.db.cluster_id(&cluster_id)
+                .await
+                .context("cannot read the cluster id from the metadata database")?
+        }
+        None => cluster_id,
+    };
     let broker = Arc::new(Broker {
         catalog,
         node_id: cluster.as_ref().map_or(1, |c| c.node_id()),
@@ -243,10 +252,14 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
             ms: (log.retention_ms >= 0).then_some(log.retention_ms),
             bytes: (log.retention_bytes >= 0).then_some(log.retention_bytes),
         };
+        let lease: crate::cluster::types::LeaseSource = {
+            let c = c.clone();
+            Arc::new(move || c.lease())
+        };
         maintenance = Some(crate::cluster::maintenance::spawn(
             c.db.clone(),
             c.objects.clone(),
-            c.lease(),
+            lease,
             settings,
         ));
     }
@@ -409,7 +422,7 @@ async fn join_cluster(
     let settings = crate::cluster::node::Settings {
         advertised_host: host.to_string(),
         advertised_port: port,
-        rack: None,
+        rack: cluster.rack.clone(),
         lease: Duration::from_millis(cluster.lease_ms),
         upload: crate::cluster::upload::Settings::new(
             Duration::from_millis(cluster.upload_linger_ms),

@@ -73,6 +73,9 @@ pub struct ClusterConfig {
     pub cache_bytes: u64,
     /// `cluster.maintenance.interval.ms`: between rounds of retention, merging and collection.
     pub maintenance_interval_ms: u64,
+    /// `cluster.rack` (or Kafka's `broker.rack`): the rack or zone this broker is in, shown in
+    /// Metadata; leaders and read replicas are spread over racks.
+    pub rack: Option<String>,
 }
 
 impl fmt::Display for ClusterConfig {
@@ -89,7 +92,11 @@ impl fmt::Display for ClusterConfig {
             self.lease_ms,
             self.cache_bytes,
             self.maintenance_interval_ms
-        )
+        )?;
+        if let Some(rack) = &self.rack {
+            write!(f, " cluster.rack={rack}")?;
+        }
+        Ok(())
     }
 }
 
@@ -103,12 +110,33 @@ pub struct ClusterSettings {
     pub lease_ms: Option<u64>,
     pub cache_bytes: Option<u64>,
     pub maintenance_interval_ms: Option<u64>,
+    pub rack: Option<String>,
+}
+
+/// The longest rack name accepted: room for any zone name, short enough for every Metadata.
+const MAX_RACK_LEN: usize = 255;
+
+/// Checks a rack name: not empty, at most [`MAX_RACK_LEN`] bytes, no control characters.
+fn check_rack(rack: &str) -> Result<(), String> {
+    if rack.trim().is_empty() {
+        return Err("is empty; leave it out for no rack".into());
+    }
+    if rack.len() > MAX_RACK_LEN {
+        return Err(format!(
+            "is {} bytes long; at most {MAX_RACK_LEN}",
+            rack.len()
+        ));
+    }
+    if rack.chars().any(char::is_control) {
+        return Err("holds a control character".into());
+    }
+    Ok(())
 }
 
 impl ClusterSettings {
     /// Whether `key` is a cluster setting of the TOML file.
     pub fn is_setting(key: &str) -> bool {
-        matches!(key, "metadata" | "objects") || key.starts_with("cluster.")
+        matches!(key, "metadata" | "objects" | "broker.rack") || key.starts_with("cluster.")
     }
 
     /// Applies one TOML `key = value` (a key for which [`ClusterSettings::is_setting`] holds).
@@ -134,12 +162,14 @@ impl ClusterSettings {
             "cluster.lease.ms" => self.lease_ms = Some(number()?),
             "cluster.cache.bytes" => self.cache_bytes = Some(number()?),
             "cluster.maintenance.interval.ms" => self.maintenance_interval_ms = Some(number()?),
+            // Kafka's name for it is accepted too, so a Kafka broker's file carries over.
+            "cluster.rack" | "broker.rack" => self.rack = Some(text()?),
             _ => {
                 return Err(refuse(
                     key,
                     "unknown cluster setting (cluster.upload.linger.ms, cluster.upload.max.bytes, \
-                     cluster.lease.ms, cluster.cache.bytes and cluster.maintenance.interval.ms \
-                     are)",
+                     cluster.lease.ms, cluster.cache.bytes, cluster.maintenance.interval.ms and \
+                     cluster.rack are)",
                 ))
             }
         }
@@ -162,7 +192,8 @@ impl ClusterSettings {
         ];
         let (metadata, objects) = match (&self.metadata, &self.objects) {
             (None, None) => {
-                if let Some((setting, _)) = tuned.iter().find(|(_, v)| v.is_some()) {
+                let rack = self.rack.as_ref().map(|_| ("cluster.rack", Some(0_u64)));
+                if let Some((setting, _)) = tuned.iter().chain(&rack).find(|(_, v)| v.is_some()) {
                     return Err(refuse(
                         setting,
                         "only applies in cluster mode: give --metadata and --objects too",
@@ -196,7 +227,11 @@ impl ClusterSettings {
             maintenance_interval_ms: self
                 .maintenance_interval_ms
                 .unwrap_or(crate::cluster::maintenance::DEFAULT_INTERVAL_MS),
+            rack: self.rack.clone(),
         };
+        if let Some(rack) = &config.rack {
+            check_rack(rack).map_err(|m| refuse("cluster.rack", format!("'{rack}' {m}")))?;
+        }
         in_range(
             "cluster.upload.linger.ms",
             config.upload_linger_ms,
@@ -692,6 +727,13 @@ mod tests {
                     ..ClusterSettings::default()
                 },
             ),
+            (
+                "cluster.rack",
+                ClusterSettings {
+                    rack: Some("zone-a".into()),
+                    ..ClusterSettings::default()
+                },
+            ),
         ];
         for (setting, tuned) in tuned_single_node {
             let err = tuned.resolve().unwrap_err();
@@ -701,6 +743,27 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn the_rack_is_taken_under_either_name_and_checked() {
+        let mut s = settings(PG, "memory://");
+        assert_eq!(s.resolve().unwrap().unwrap().rack, None);
+        for key in ["cluster.rack", "broker.rack"] {
+            assert!(ClusterSettings::is_setting(key));
+            s.apply_toml(key, &toml::Value::String("zone-b".into()))
+                .unwrap();
+            let config = s.resolve().unwrap().unwrap();
+            assert_eq!(config.rack.as_deref(), Some("zone-b"));
+            assert!(config.to_string().contains("cluster.rack=zone-b"));
+        }
+        for bad in ["", " ", "a\nb"] {
+            s.rack = Some(bad.into());
+            let err = s.resolve().unwrap_err();
+            assert_eq!(err.setting, "cluster.rack");
+        }
+        s.rack = Some("x".repeat(MAX_RACK_LEN + 1));
+        assert!(s.resolve().unwrap_err().message.contains("at most"));
     }
 
     #[test]

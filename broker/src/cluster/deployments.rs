@@ -145,7 +145,11 @@ pub async fn start(
         loop {
             tokio::select! {
                 event = events.recv() => match event {
-                    Ok(CommitEvent::Commit(_)) => continue,
+                    Ok(
+                        CommitEvent::Commit(_)
+                        | CommitEvent::TopicChanged(_)
+                        | CommitEvent::LogStartMoved { .. },
+                    ) => continue,
                     Ok(CommitEvent::Deployments | CommitEvent::Resync)
                     | Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => return,

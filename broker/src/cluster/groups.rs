@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use super::db::groups::{self as db, GroupDbError};
 use super::db::Db;
 use super::placement::group_coordinator;
-use super::types::{BrokerInfo, BrokerLease};
+use super::types::BrokerInfo;
 use crate::group::remote::{Claim, CoordinatorAddress, RemoteError, RemoteGroup};
 use crate::group::{Committed, GroupCoordinator, GroupMeta, GroupOffsets, RemoteGroups};
 
@@ -47,10 +47,16 @@ pub struct ClusterGroups {
     active: Mutex<Vec<(String, Option<GroupMeta>)>>,
     /// The metadata last written per group, so a rebalance is recorded once.
     recorded: Mutex<HashMap<String, GroupMeta>>,
+    /// Until when this broker's own registration is surely current: the database frees a
+    /// lapsed broker's group leases, so none is believed held past it (a paused broker
+    /// answers NOT_COORDINATOR instead of serving a group another broker may have taken).
+    registered_until: RegistrationBound,
 }
 
-/// Where [`ClusterGroups`] reads this broker's current registration.
-pub type LeaseSource = Arc<dyn Fn() -> BrokerLease + Send + Sync>;
+/// Where [`ClusterGroups`] reads until when this broker's registration is surely current.
+pub type RegistrationBound = Arc<dyn Fn() -> Instant + Send + Sync>;
+
+pub use super::types::LeaseSource;
 
 impl std::fmt::Debug for ClusterGroups {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -88,7 +94,16 @@ impl ClusterGroups {
             held: Mutex::new(HashMap::new()),
             active: Mutex::new(Vec::new()),
             recorded: Mutex::new(HashMap::new()),
+            // Until told otherwise ([`ClusterGroups::bounded_by`]), the group lease's own
+            // length is the only bound.
+            registered_until: Arc::new(|| Instant::now() + Duration::from_secs(3600)),
         }
+    }
+
+    /// Believes no group lease held past `until` (this broker's registration's bound).
+    pub fn bounded_by(mut self, until: RegistrationBound) -> ClusterGroups {
+        self.registered_until = until;
+        self
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, RemoteError> {
@@ -108,7 +123,8 @@ impl ClusterGroups {
                 let fresh = leases
                     .get(group)
                     .is_none_or(|(until, epoch)| *until <= started || *epoch != broker.epoch);
-                let until = started + self.ttl.saturating_sub(SAFETY_MARGIN);
+                let until = (started + self.ttl.saturating_sub(SAFETY_MARGIN))
+                    .min((self.registered_until)());
                 leases.insert(group.to_string(), (until, broker.epoch));
                 Ok(Some((
                     fresh,
@@ -189,9 +205,14 @@ impl RemoteGroups for ClusterGroups {
     }
 
     fn holds(&self, group: &str) -> bool {
-        self.held.lock().get(group).is_some_and(|(until, epoch)| {
-            *until > Instant::now() && *epoch == (self.broker)().epoch
-        })
+        let now = Instant::now();
+        if (self.registered_until)() <= now {
+            return false;
+        }
+        self.held
+            .lock()
+            .get(group)
+            .is_some_and(|(until, epoch)| *until > now && *epoch == (self.broker)().epoch)
     }
 
     fn keep(&self, active: Vec<(String, Option<GroupMeta>)>) {
@@ -312,7 +333,12 @@ pub fn start(
         let cluster = cluster.clone();
         Arc::new(move || cluster.lease())
     };
-    let groups = Arc::new(ClusterGroups::new(cluster.db.clone(), lease));
+    let registered_until: RegistrationBound = {
+        let cluster = cluster.clone();
+        Arc::new(move || cluster.registration_valid_until())
+    };
+    let groups =
+        Arc::new(ClusterGroups::new(cluster.db.clone(), lease).bounded_by(registered_until));
     coordinator.set_remote(groups.clone());
     tokio::spawn(run_renewals(groups, stop))
 }
@@ -339,6 +365,7 @@ mod tests {
 
     use super::*;
     use crate::cluster::db::testing::TestDb;
+    use crate::cluster::types::BrokerLease;
     use crate::group::{GroupConfig, JoinParams};
 
     /// A broker's group coordinator in cluster mode: registered in `db`, its groups under
@@ -409,6 +436,41 @@ mod tests {
                 commit_timestamp: 0,
             },
         )]
+    }
+
+    #[tokio::test]
+    async fn a_coordinator_whose_registration_may_have_lapsed_stops_serving_its_groups() {
+        let Some(t) = TestDb::if_installed().await else {
+            return;
+        };
+        let db = t.connect().await;
+        let lease = db
+            .register("127.0.0.1", 9001, None, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let until = Arc::new(Mutex::new(Instant::now() + Duration::from_secs(60)));
+        let bound: RegistrationBound = {
+            let until = until.clone();
+            Arc::new(move || *until.lock())
+        };
+        let remote =
+            ClusterGroups::new(db.clone(), Arc::new(move || lease)).bounded_by(bound.clone());
+        remote.claim("g").await.unwrap();
+        assert!(remote.holds("g"));
+        // Paused past its registration (SIGSTOP, a frozen VM): the database may have freed
+        // the group for another broker, so it is not served here, though its own group
+        // lease would still run for seconds.
+        *until.lock() = Instant::now();
+        assert!(!remote.holds("g"));
+        // A lease taken near the registration's end is believed only until then.
+        *until.lock() = Instant::now() + Duration::from_millis(200);
+        remote.claim("g").await.unwrap();
+        assert!(remote.holds("g"));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while remote.holds("g") {
+            assert!(Instant::now() < deadline, "held past the registration");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     #[tokio::test]

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::cluster::db::maintenance::{BatchMove, RetentionPolicy, SmallBatch};
 use crate::cluster::db::{Db, DbError};
 use crate::cluster::objects::{Objects, ObjectsError};
-use crate::cluster::types::BrokerLease;
+use crate::cluster::types::{BrokerLease, LeaseSource};
 
 /// `cluster.maintenance.interval.ms`: a minute. Kafka checks retention every five minutes
 /// (`log.retention.check.interval.ms`); here a round also merges the small objects of the last
@@ -102,7 +102,7 @@ pub struct Round {
 pub struct Maintenance {
     task: JoinHandle<()>,
     db: Db,
-    lease: BrokerLease,
+    lease: LeaseSource,
 }
 
 impl Maintenance {
@@ -111,22 +111,25 @@ impl Maintenance {
     pub async fn stop(self) {
         self.task.abort();
         let _ = self.task.await;
-        if let Err(e) = self.db.release_maintenance(&self.lease).await {
+        if let Err(e) = self.db.release_maintenance(&(self.lease)()).await {
             tracing::warn!("releasing the maintenance lease: {e}");
         }
     }
 }
 
-/// Starts the maintenance task of the broker registered as `lease`.
-pub fn spawn(db: Db, objects: Objects, lease: BrokerLease, settings: Settings) -> Maintenance {
+/// Starts the maintenance task of this broker; every round runs under the registration
+/// `lease` gives at that moment, so the job goes on (and competes for the lease again) after
+/// the broker registered again under a new epoch.
+pub fn spawn(db: Db, objects: Objects, lease: LeaseSource, settings: Settings) -> Maintenance {
     let task = {
         let db = db.clone();
+        let lease = lease.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(settings.interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                match run_round(&db, &objects, &lease, &settings).await {
+                match run_round(&db, &objects, &lease(), &settings).await {
                     Ok(Some(round)) if round != Round::default() => {
                         tracing::info!(?round, "maintenance round");
                     }
@@ -371,6 +374,7 @@ async fn merge_small(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
     use std::time::Instant;
 
     use super::*;
@@ -688,7 +692,7 @@ mod tests {
         assert!(run_round(&db, &objects, &a, &s).await.unwrap().is_none());
         assert_eq!(coords(&db, topic, 0).await.len(), 1);
         // B takes over; the spawned task of the new A does not run while B holds it.
-        let task_a2 = spawn(db.clone(), objects.clone(), a2, s.clone());
+        let task_a2 = spawn(db.clone(), objects.clone(), Arc::new(move || a2), s.clone());
         let round = run_round(&db, &objects, &b, &s).await.unwrap().unwrap();
         assert_eq!(round.retention_moved, 1);
         assert!(coords(&db, topic, 0).await.is_empty());
@@ -704,6 +708,41 @@ mod tests {
         assert!(!db.acquire_maintenance(&b, LEASE).await.unwrap());
         // Stopping it releases the lease at once.
         task_a2.stop().await;
+        assert!(db.acquire_maintenance(&b, LEASE).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn the_task_goes_on_under_the_new_registration_after_the_broker_registers_again() {
+        let Some(t) = TestDb::if_installed().await else {
+            return;
+        };
+        let (db, a, topic) = setup(&t, 1).await;
+        let objects = Objects::in_memory(0);
+        let current = Arc::new(parking_lot::Mutex::new(a));
+        let source: LeaseSource = {
+            let current = current.clone();
+            Arc::new(move || *current.lock())
+        };
+        let task = spawn(db.clone(), objects.clone(), source, settings());
+        // The broker's registration lapses and it registers again (what the lease renewal
+        // does after a pause): the running task must follow, not keep the dead epoch.
+        let a2 = db.register("a", 1, None, LEASE).await.unwrap();
+        *current.lock() = a2;
+        let day = 24 * 3600 * 1000;
+        upload(&db, &objects, &a2, topic, &[(0, now_ms() - 8 * day, 10)]).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !coords(&db, topic, 0).await.is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "retention never ran under the new registration"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // It holds the lease under the new epoch: another broker cannot take it, and
+        // stopping releases the new epoch's lease.
+        let b = db.register("b", 1, None, LEASE).await.unwrap();
+        assert!(!db.acquire_maintenance(&b, LEASE).await.unwrap());
+        task.stop().await;
         assert!(db.acquire_maintenance(&b, LEASE).await.unwrap());
     }
 

@@ -54,6 +54,10 @@ struct LeaseState {
     /// Set when a renewal or a commit found the lease superseded or lapsed; cleared once
     /// registered again. While set, nothing is committed.
     fenced: AtomicBool,
+    /// Until when the registration is surely current: its length after the moment the last
+    /// registration or renewal was sent (the database's expiry is at least that late). What
+    /// this broker holds under its registration (group leases) is believed no longer.
+    valid_until: Mutex<Instant>,
 }
 
 /// The per-partition watermark watches: fetches long-poll on them, commit notices (and this
@@ -72,6 +76,21 @@ impl Watermarks {
                 let moved = high_watermark > o.high_watermark;
                 if moved {
                     o.high_watermark = high_watermark;
+                }
+                moved
+            });
+        }
+    }
+
+    /// Moves the partition's log start forward (DeleteRecords or retention on some broker);
+    /// the high watermark is at least the new log start. Unknown partitions are ignored.
+    pub(crate) fn advance_log_start(&self, topic_id: Uuid, partition: i32, log_start_offset: i64) {
+        if let Some(tx) = self.partitions.lock().get(&(topic_id, partition)) {
+            tx.send_if_modified(|o| {
+                let moved = log_start_offset > o.log_start_offset;
+                if moved {
+                    o.log_start_offset = log_start_offset;
+                    o.high_watermark = o.high_watermark.max(log_start_offset);
                 }
                 moved
             });
@@ -169,6 +188,7 @@ impl Cluster {
         // database is touched (and its schema migrated).
         let objects = Objects::open(&config.objects_url, config.cache_bytes)?;
         let db = Db::connect_config(config.metadata_url.pg_config()).await?;
+        let sent = Instant::now();
         let lease = db
             .register(
                 &settings.advertised_host,
@@ -178,7 +198,10 @@ impl Cluster {
             )
             .await?;
         tracing::info!(node_id = lease.node_id, epoch = lease.epoch, db = %db.target(), objects = %objects.url(), "joined the cluster");
-        Ok(Self::with(db, objects, lease, settings))
+        let valid_until = sent + settings.lease;
+        let cluster = Self::with(db, objects, lease, settings);
+        *cluster.lease.valid_until.lock() = valid_until;
+        Ok(cluster)
     }
 
     /// A cluster handle over an open database and object store, registered as `lease`.
@@ -186,6 +209,8 @@ impl Cluster {
         let lease = Arc::new(LeaseState {
             current: RwLock::new(lease),
             fenced: AtomicBool::new(false),
+            // The caller registered just now; `join` sets the exact bound.
+            valid_until: Mutex::new(Instant::now() + settings.lease),
         });
         let watermarks = Arc::new(Watermarks::default());
         let uploader = Arc::new(Uploader {
@@ -218,6 +243,16 @@ impl Cluster {
     /// This broker's current registration.
     pub fn lease(&self) -> BrokerLease {
         *self.lease.current.read()
+    }
+
+    /// Until when this broker's registration is surely current (unless fenced meanwhile):
+    /// past it, the database may already have freed what was held under it.
+    pub fn registration_valid_until(&self) -> Instant {
+        if self.lease.fenced.load(Ordering::Acquire) {
+            // Fenced: nothing is held under the old registration any more.
+            return Instant::now();
+        }
+        *self.lease.valid_until.lock()
     }
 
     /// This broker's node id in the cluster.
@@ -436,6 +471,7 @@ async fn renew_lease(cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) {
         }
         let fenced = cluster.lease.fenced.load(Ordering::Acquire);
         if !fenced {
+            let sent = Instant::now();
             match cluster
                 .db
                 .heartbeat(&cluster.lease(), cluster.settings.lease)
@@ -443,6 +479,7 @@ async fn renew_lease(cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) {
             {
                 Ok(()) => {
                     renewed = Instant::now();
+                    *cluster.lease.valid_until.lock() = sent + cluster.settings.lease;
                     continue;
                 }
                 Err(DbError::Fenced) => {
@@ -460,6 +497,7 @@ async fn renew_lease(cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) {
             }
         }
         let s = &cluster.settings;
+        let sent = Instant::now();
         match cluster
             .db
             .register(
@@ -477,6 +515,7 @@ async fn renew_lease(cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) {
                     "registered again"
                 );
                 *cluster.lease.current.write() = lease;
+                *cluster.lease.valid_until.lock() = sent + s.lease;
                 cluster.lease.fenced.store(false, Ordering::Release);
                 renewed = Instant::now();
             }
@@ -491,8 +530,9 @@ async fn renew_lease(cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Moves the watermark watches on every commit notice; after the listener reconnected
-/// (notices may have been missed) re-reads every watched partition from the database.
+/// Moves the watermark watches on every commit notice and log start notice, drops a changed
+/// topic from the cache; after the listener reconnected (notices may have been missed)
+/// re-reads every watched partition from the database and forgets every cached topic.
 async fn listen_notices(cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) {
     let mut notices = cluster.feed.subscribe();
     loop {
@@ -508,7 +548,17 @@ async fn listen_notices(cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) 
             })) => cluster
                 .watermarks
                 .advance(topic_id, partition, high_watermark),
+            Ok(CommitEvent::TopicChanged(name)) => cluster.forget_topic(&name),
+            Ok(CommitEvent::LogStartMoved {
+                topic_id,
+                partition,
+                log_start_offset,
+            }) => cluster
+                .watermarks
+                .advance_log_start(topic_id, partition, log_start_offset),
             Ok(CommitEvent::Resync) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                // Topic changes may have been missed too: every topic is looked up again.
+                cluster.topics.lock().clear();
                 for (topic_id, partition) in cluster.watermarks.known() {
                     if let Err(e) = cluster.refresh_offsets(topic_id, partition).await {
                         tracing::debug!("cannot re-read offsets after a resync: {e}");

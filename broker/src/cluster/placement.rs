@@ -1,9 +1,12 @@
 //! Who leads what: the live brokers and, per partition, the leader Metadata shows (rendezvous
-//! hashing over live brokers). Any broker serves any partition; this only spreads load.
+//! hashing over live brokers) and its replicas, one per rack. Any broker serves any partition;
+//! this only spreads load, and lets a consumer read in its own rack (KIP-392).
 //!
 //! Rendezvous (highest random weight) hashing: every broker scores every partition and the top
 //! score leads. When a broker leaves, only the partitions it led move (each to its own next
 //! best), and every broker computes the same answer from the same live set, with no state.
+//! Rack aware: each rack's own top scorer is the partition's replica in that rack, so leaders
+//! spread over the racks as over the brokers, and every rack holds a replica of every partition.
 
 /// The node id Metadata names as `topic`/`partition`'s leader among `live` node ids; `None`
 /// when no broker is live.
@@ -11,6 +14,43 @@ pub fn leader(topic: &str, partition: i32, live: &[i32]) -> Option<i32> {
     let key = partition_key(topic, partition);
     live.iter()
         .copied()
+        .max_by_key(|&node| (score(key, node), node))
+}
+
+/// A live broker as placement sees it: its node id and rack.
+pub type Placed<'a> = (i32, Option<&'a str>);
+
+/// The node ids Metadata lists as `topic`/`partition`'s replicas (and in-sync replicas): its
+/// [`leader`] first, then the top scorer of every other rack with a live broker (brokers
+/// without a rack count as one rack of their own). Empty when no broker is live.
+pub fn replicas(topic: &str, partition: i32, live: &[Placed<'_>]) -> Vec<i32> {
+    let key = partition_key(topic, partition);
+    let mut best: Vec<(Option<&str>, (u64, i32))> = Vec::new();
+    for &(node, rack) in live {
+        let weight = (score(key, node), node);
+        match best.iter_mut().find(|(r, _)| *r == rack) {
+            Some((_, top)) if weight > *top => *top = weight,
+            Some(_) => {}
+            None => best.push((rack, weight)),
+        }
+    }
+    // The overall top scorer (the leader) first; the other racks' in score order.
+    best.sort_by_key(|b| std::cmp::Reverse(b.1));
+    best.into_iter().map(|(_, (_, node))| node).collect()
+}
+
+/// The broker a consumer in `client_rack` should fetch `topic`/`partition` from (KIP-392): the
+/// partition's replica in that rack, when one is live; `None` when its rack has no broker.
+pub fn preferred_read_replica(
+    topic: &str,
+    partition: i32,
+    live: &[Placed<'_>],
+    client_rack: &str,
+) -> Option<i32> {
+    let key = partition_key(topic, partition);
+    live.iter()
+        .filter(|(_, rack)| *rack == Some(client_rack))
+        .map(|&(node, _)| node)
         .max_by_key(|&node| (score(key, node), node))
 }
 
@@ -86,6 +126,46 @@ mod tests {
         (0..600)
             .map(|p| leader("orders", p, live).unwrap_or(-1))
             .collect()
+    }
+
+    #[test]
+    fn every_rack_holds_a_replica_led_by_the_partitions_leader() {
+        let live = [
+            (1, Some("a")),
+            (2, Some("a")),
+            (3, Some("b")),
+            (4, Some("b")),
+            (5, Some("c")),
+        ];
+        let ids: Vec<i32> = live.iter().map(|(n, _)| *n).collect();
+        let rack_of = |node: i32| live.iter().find(|(n, _)| *n == node).and_then(|(_, r)| *r);
+        let mut led_per_rack = std::collections::HashMap::new();
+        for p in 0..600 {
+            let replicas = replicas("orders", p, &live);
+            assert_eq!(replicas.first().copied(), leader("orders", p, &ids));
+            let mut racks: Vec<_> = replicas.iter().map(|&n| rack_of(n)).collect();
+            racks.sort();
+            assert_eq!(racks, [Some("a"), Some("b"), Some("c")], "partition {p}");
+            *led_per_rack.entry(rack_of(replicas[0])).or_insert(0) += 1;
+            // A consumer in a rack is pointed at that rack's replica.
+            for rack in ["a", "b", "c"] {
+                let preferred = preferred_read_replica("orders", p, &live, rack).unwrap();
+                assert_eq!(rack_of(preferred), Some(rack));
+                assert!(replicas.contains(&preferred));
+            }
+        }
+        // Leaders spread over racks as over brokers: 2/5, 2/5, 1/5 of 600.
+        for (rack, want) in [(Some("a"), 240), (Some("b"), 240), (Some("c"), 120)] {
+            let n = led_per_rack[&rack];
+            assert!((want - 60..=want + 60).contains(&n), "{rack:?} leads {n}");
+        }
+        assert_eq!(
+            preferred_read_replica("orders", 0, &live, "elsewhere"),
+            None
+        );
+        assert!(replicas("orders", 0, &[]).is_empty());
+        // Without racks: the leader alone.
+        assert_eq!(replicas("t", 0, &[(1, None), (2, None)]).len(), 1);
     }
 
     #[test]

@@ -11,6 +11,11 @@ pub struct BrokerLease {
     pub epoch: i64,
 }
 
+/// Where a background job reads this broker's current registration (it changes when the
+/// broker registers again after its own lease lapsed), so what it holds is bound to the epoch
+/// in force rather than to the one it started under.
+pub type LeaseSource = std::sync::Arc<dyn Fn() -> BrokerLease + Send + Sync>;
+
 /// A live broker as Metadata shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerInfo {
@@ -121,12 +126,22 @@ pub struct CommitNotice {
 }
 
 /// What the commit feed ([`crate::cluster::db::notify`]) broadcasts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommitEvent {
     /// A commit grew a partition.
     Commit(CommitNotice),
     /// The cluster's transform deployments changed ([`crate::cluster::db::deployments`]).
     Deployments,
+    /// A topic's configs or partition count changed, or it was deleted (an admin call on some
+    /// broker): whoever caches it looks it up again.
+    TopicChanged(String),
+    /// A partition's log start offset moved up (DeleteRecords, retention): reads below it are
+    /// out of range from now on.
+    LogStartMoved {
+        topic_id: Uuid,
+        partition: i32,
+        log_start_offset: i64,
+    },
     /// The listening connection was (re)established: notices may have been missed while it
     /// was down, so whoever waits on a watermark re-reads it. A receiver that lagged behind
     /// the broadcast must do the same.

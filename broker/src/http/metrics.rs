@@ -2,6 +2,7 @@
 //! [`crate::metrics`]; the state gauges (partition logs, groups, deployments, connectors) are read
 //! from the broker here, at scrape time, so they cost nothing on the write path.
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 
 use axum::extract::State;
@@ -29,16 +30,37 @@ const GROUP_STATES: &[&str] = &[
 const TASK_STATES: &[&str] = &["RUNNING", "PAUSED", "STOPPED", "FAILED", "UNASSIGNED"];
 
 pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let text = tokio::task::spawn_blocking(move || scrape(&state))
+    let existing = match &state.broker.cluster {
+        None => Existing::Catalog,
+        Some(cluster) => match cluster.all_topics().await {
+            Ok(all) => Existing::Cluster(all.into_iter().map(|t| t.name).collect()),
+            Err(_) => Existing::Unknown,
+        },
+    };
+    let text = tokio::task::spawn_blocking(move || scrape(&state, existing))
         .await
         .unwrap_or_default();
     ([(CONTENT_TYPE, metrics::CONTENT_TYPE)], text)
 }
 
-fn scrape(state: &AppState) -> String {
+/// The topics whose counters a scrape keeps (those of deleted topics go).
+enum Existing {
+    /// The local catalog's (single node).
+    Catalog,
+    /// The cluster's, from the metadata database (the local catalog is empty in cluster mode).
+    Cluster(HashSet<String>),
+    /// The database cannot say: every counter stays.
+    Unknown,
+}
+
+fn scrape(state: &AppState, existing: Existing) -> String {
     let broker = &state.broker;
     let topics = broker.catalog.list();
-    metrics::get().retain_topics(|t| broker.catalog.get(t).is_some());
+    match existing {
+        Existing::Catalog => metrics::get().retain_topics(|t| broker.catalog.get(t).is_some()),
+        Existing::Cluster(known) => metrics::get().retain_topics(|t| known.contains(t)),
+        Existing::Unknown => {}
+    }
     let mut scrape = Scrape::default();
 
     let tp = &["topic", "partition"];

@@ -85,6 +85,7 @@ error_codes! {
     }
     AlterClientQuotasResponse => |r, each| { r.entries.iter().for_each(|e| each(e.error_code)) }
     DescribeClientQuotasResponse => |r, each| { each(r.error_code) }
+    DescribeClusterResponse => |r, each| { each(r.error_code) }
     CreateAclsResponse => |r, each| { r.results.iter().for_each(|a| each(a.error_code)) }
     DescribeAclsResponse => |r, each| { each(r.error_code) }
     DeleteAclsResponse => |r, each| {

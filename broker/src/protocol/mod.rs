@@ -253,6 +253,29 @@ pub fn handle_request(
             }
             now(&ctx, response)?
         }
+        ApiKey::DescribeCluster => {
+            let request = ctx.decode(body)?;
+            let broker = broker.clone();
+            let listener = session.listener.clone();
+            let who = who.clone();
+            later(ctx, async move {
+                let mut response = match broker.cluster.clone() {
+                    Some(cluster) => {
+                        api::describe_cluster::handle_cluster(&broker, &cluster, &who, v, request)
+                            .await
+                    }
+                    None => api::describe_cluster::handle(&broker, &who, v, request),
+                };
+                // This broker as the listener the client came in on advertises itself.
+                for entry in &mut response.brokers {
+                    if entry.broker_id.0 == broker.node_id {
+                        entry.host = StrBytes::from_string(listener.advertised_host.clone());
+                        entry.port = listener.advertised_port;
+                    }
+                }
+                response
+            })
+        }
         ApiKey::SaslHandshake => now(&ctx, api::sasl::handshake(session, v, ctx.decode(body)?))?,
         ApiKey::SaslAuthenticate => {
             let (response, delay) = api::sasl::authenticate(session, ctx.decode(body)?);
@@ -339,6 +362,10 @@ pub fn handle_request(
             &ctx,
             api::describe_producers::handle(b, w, v, ctx.decode(body)?),
         )?,
+        ApiKey::DeleteRecords if b.cluster.is_some() => later(
+            ctx,
+            api::delete_records::handle_cluster(broker.clone(), who.clone(), v, ctx.decode(body)?),
+        ),
         ApiKey::DeleteRecords => now(
             &ctx,
             api::delete_records::handle(b, w, v, ctx.decode(body)?),
@@ -401,6 +428,42 @@ pub fn handle_request(
         ),
         ApiKey::CreateTopics => now(&ctx, api::topics::create_topics(b, w, v, ctx.decode(body)?))?,
         ApiKey::DeleteTopics => now(&ctx, api::topics::delete_topics(b, w, v, ctx.decode(body)?))?,
+        ApiKey::DescribeConfigs if b.cluster.is_some() => later(
+            ctx,
+            api::configs::describe_configs_in_cluster(
+                broker.clone(),
+                who.clone(),
+                v,
+                ctx.decode(body)?,
+            ),
+        ),
+        ApiKey::AlterConfigs if b.cluster.is_some() => later(
+            ctx,
+            api::configs::alter_configs_in_cluster(
+                broker.clone(),
+                who.clone(),
+                v,
+                ctx.decode(body)?,
+            ),
+        ),
+        ApiKey::IncrementalAlterConfigs if b.cluster.is_some() => later(
+            ctx,
+            api::configs::incremental_alter_configs_in_cluster(
+                broker.clone(),
+                who.clone(),
+                v,
+                ctx.decode(body)?,
+            ),
+        ),
+        ApiKey::CreatePartitions if b.cluster.is_some() => later(
+            ctx,
+            api::topics::create_partitions_in_cluster(
+                broker.clone(),
+                who.clone(),
+                v,
+                ctx.decode(body)?,
+            ),
+        ),
         ApiKey::CreatePartitions => now(
             &ctx,
             api::topics::create_partitions(b, w, v, ctx.decode(body)?),
@@ -679,6 +742,7 @@ pub fn decode_only(frame: Bytes) -> Result<(), RequestError> {
         ApiKey::CreateAcls => ctx.decode::<CreateAclsRequest>(body).map(drop),
         ApiKey::DescribeAcls => ctx.decode::<DescribeAclsRequest>(body).map(drop),
         ApiKey::DeleteAcls => ctx.decode::<DeleteAclsRequest>(body).map(drop),
+        ApiKey::DescribeCluster => ctx.decode::<DescribeClusterRequest>(body).map(drop),
         _ => Ok(()),
     }
 }

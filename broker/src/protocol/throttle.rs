@@ -92,6 +92,7 @@ throttled!(
     DescribeAclsResponse,
     DeleteAclsResponse,
     DescribeProducersResponse,
+    DescribeClusterResponse,
 );
 
 /// The SASL responses have no throttle field (and are exempt from quotas).

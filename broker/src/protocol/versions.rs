@@ -51,6 +51,7 @@ pub const SERVED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeAcls, 1, 3),
     (ApiKey::CreateAcls, 1, 3),
     (ApiKey::DeleteAcls, 1, 3),
+    (ApiKey::DescribeCluster, 0, 1),
 ];
 
 /// The served range of `api`, if we implement it at all.
@@ -137,6 +138,7 @@ mod tests {
             ApiKey::DescribeAcls => both::<DescribeAclsRequest, DescribeAclsResponse>(),
             ApiKey::CreateAcls => both::<CreateAclsRequest, CreateAclsResponse>(),
             ApiKey::DeleteAcls => both::<DeleteAclsRequest, DeleteAclsResponse>(),
+            ApiKey::DescribeCluster => both::<DescribeClusterRequest, DescribeClusterResponse>(),
             other => panic!("{other:?} is served but has no codec range here"),
         }
     }

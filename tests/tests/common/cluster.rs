@@ -49,17 +49,34 @@ impl Cluster {
         Some(cluster)
     }
 
+    /// One broker per rack in `racks` (its `--rack`), with [`FAST`] settings; `None` as
+    /// [`Cluster::start`].
+    pub fn start_in_racks(racks: &[&str]) -> Option<Cluster> {
+        let mut cluster = Cluster::start_with(0, FAST)?;
+        for rack in racks {
+            cluster.add_broker_with(&["--rack", rack]);
+        }
+        Some(cluster)
+    }
+
     /// Starts one more broker (waited for until it reports its ports); returns its index.
     pub fn add_broker(&mut self) -> usize {
+        self.add_broker_with(&[])
+    }
+
+    /// [`Cluster::add_broker`] with more `sluice serve` arguments.
+    pub fn add_broker_with(&mut self, extra: &[&str]) -> usize {
+        let mut args = vec![
+            "--metadata".into(),
+            self.pg.url(),
+            "--objects".into(),
+            self.weed.objects_url(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
         let options = Options {
             kafka_port: Some(unused_port()),
             toml: self.toml.clone(),
-            args: vec![
-                "--metadata".into(),
-                self.pg.url(),
-                "--objects".into(),
-                self.weed.objects_url(),
-            ],
+            args,
             env: self
                 .weed
                 .env()

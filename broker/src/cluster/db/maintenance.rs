@@ -379,8 +379,9 @@ async fn lock_partition(
     Ok((row.get(0), row.get(1)))
 }
 
-/// Moves a locked partition's log start from `start` up to `target` (never down) and drops the
-/// batch rows wholly below it. Returns the log start after.
+/// Moves a locked partition's log start from `start` up to `target` (never down), drops the
+/// batch rows wholly below it and tells every broker (a log-start notice, sent on commit), so
+/// no fetch anywhere reads below it. Returns the log start after.
 async fn advance_log_start(
     tx: &deadpool_postgres::Transaction<'_>,
     topic_id: Uuid,
@@ -401,6 +402,13 @@ async fn advance_log_start(
         "DELETE FROM sluice_batches
          WHERE topic_id = $1 AND partition = $2 AND last_offset < $3",
         &[&topic_id, &partition, &target],
+    )
+    .await?;
+    tx.execute(
+        super::notify::NOTIFY_ONE_SQL,
+        &[&super::notify::log_start_payload(
+            topic_id, partition, target,
+        )],
     )
     .await?;
     Ok(target)

@@ -4,6 +4,7 @@
 //!
 //! - [`migrations`]: the versioned schema, applied once under an advisory lock.
 //! - [`brokers`]: registrations, leases (epochs that fence a zombie) and the live brokers.
+//! - [`cluster`]: the cluster id, one for every broker.
 //! - [`topics`]: topics, partitions, topic configs, producer id allocation.
 //! - [`lease`]: the fenced lease (bound to a broker epoch) that groups and connector tasks share.
 //! - [`groups`]: group coordinator leases and committed offsets.
@@ -16,6 +17,7 @@
 //! - [`maintenance`]: retention, record deletion, orphaned objects, object rewrites.
 
 pub mod brokers;
+pub mod cluster;
 pub mod commit;
 pub mod connectors;
 pub mod deployments;

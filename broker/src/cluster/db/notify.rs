@@ -1,7 +1,8 @@
 //! The commit feed: one connection of its own LISTENing on `sluice_commits` (which every
-//! commit notifies, one notice per partition it grew) and `sluice_deployments` (transform
-//! deployment changes), turned into a broadcast of
-//! [`CommitEvent`]s that long polls wait on. When the database goes away the connection is
+//! commit notifies, one notice per partition it grew; admin calls add a notice per topic they
+//! change and per log start they move) and `sluice_deployments` (transform deployment
+//! changes), turned into a broadcast of [`CommitEvent`]s that long polls and caches wait on.
+//! When the database goes away the connection is
 //! made again with backoff, then [`CommitEvent::Resync`] tells readers to re-read what they
 //! may have missed.
 
@@ -31,7 +32,43 @@ pub fn notice_payload(n: &CommitNotice) -> String {
     format!("{} {} {}", n.topic_id, n.partition, n.high_watermark)
 }
 
-/// The notice of a payload; `None` for one that is not ours (anyone may NOTIFY the channel).
+/// Notifies one payload on [`CHANNEL`] (delivered when the transaction it runs in commits).
+pub(crate) const NOTIFY_ONE_SQL: &str = "SELECT pg_notify('sluice_commits', $1)";
+
+/// The tag that starts a topic-change payload: `topic NAME` (a topic name has no spaces).
+const TOPIC_TAG: &str = "topic ";
+/// The tag that starts a log-start payload: `start TOPIC_ID PARTITION LOG_START_OFFSET`.
+const LOG_START_TAG: &str = "start ";
+
+/// A topic-change notice's payload.
+pub fn topic_changed_payload(name: &str) -> String {
+    format!("{TOPIC_TAG}{name}")
+}
+
+/// A log-start notice's payload.
+pub fn log_start_payload(topic_id: Uuid, partition: i32, log_start_offset: i64) -> String {
+    format!("{LOG_START_TAG}{topic_id} {partition} {log_start_offset}")
+}
+
+/// The event of any payload on the channel; `None` for one that is not ours.
+pub fn parse_event(payload: &str) -> Option<CommitEvent> {
+    if let Some(name) = payload.strip_prefix(TOPIC_TAG) {
+        return (!name.is_empty() && !name.contains(' '))
+            .then(|| CommitEvent::TopicChanged(name.to_string()));
+    }
+    if let Some(rest) = payload.strip_prefix(LOG_START_TAG) {
+        // The same three fields as a commit notice, the last one the new log start.
+        return parse_notice(rest).map(|n| CommitEvent::LogStartMoved {
+            topic_id: n.topic_id,
+            partition: n.partition,
+            log_start_offset: n.high_watermark,
+        });
+    }
+    parse_notice(payload).map(CommitEvent::Commit)
+}
+
+/// The notice of a commit payload; `None` for one that is not ours (anyone may NOTIFY the
+/// channel).
 pub fn parse_notice(payload: &str) -> Option<CommitNotice> {
     let mut parts = payload.split(' ');
     let topic_id = Uuid::parse_str(parts.next()?).ok()?;
@@ -151,9 +188,9 @@ fn forward(message: AsyncMessage, sender: &broadcast::Sender<CommitEvent>) {
         if n.channel() != CHANNEL {
             return;
         }
-        match parse_notice(n.payload()) {
-            Some(notice) => {
-                let _ = sender.send(CommitEvent::Commit(notice));
+        match parse_event(n.payload()) {
+            Some(event) => {
+                let _ = sender.send(event);
             }
             None => tracing::debug!(payload = n.payload(), "ignored a foreign commit notice"),
         }
@@ -269,5 +306,24 @@ mod tests {
         assert_eq!(parse_notice("hello"), None);
         assert_eq!(parse_notice(&format!("{} 1 2 3", n.topic_id)), None);
         assert_eq!(parse_notice(&format!("{} x 2", n.topic_id)), None);
+        assert_eq!(
+            parse_event(&notice_payload(&n)),
+            Some(CommitEvent::Commit(n))
+        );
+        assert_eq!(
+            parse_event(&topic_changed_payload("orders")),
+            Some(CommitEvent::TopicChanged("orders".into()))
+        );
+        assert_eq!(
+            parse_event(&log_start_payload(n.topic_id, 3, 42)),
+            Some(CommitEvent::LogStartMoved {
+                topic_id: n.topic_id,
+                partition: 3,
+                log_start_offset: 42
+            })
+        );
+        assert_eq!(parse_event("topic "), None);
+        assert_eq!(parse_event("topic a b"), None);
+        assert_eq!(parse_event("start nope 1 2"), None);
     }
 }

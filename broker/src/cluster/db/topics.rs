@@ -6,6 +6,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+use super::notify::{topic_changed_payload, NOTIFY_ONE_SQL};
 use super::{Db, DbError};
 use crate::cluster::types::TopicMeta;
 
@@ -58,17 +59,21 @@ impl Db {
     /// Deletes `name` with its partitions, batch coordinates and producer state; the objects
     /// its batches were in become unreferenced and maintenance deletes them. Returns its id.
     pub async fn delete_topic(&self, name: &str) -> Result<Uuid, DbError> {
-        let client = self.client().await?;
-        let row = client
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let row = tx
             .query_opt(
                 "DELETE FROM sluice_topics WHERE name = $1 RETURNING topic_id",
                 &[&name],
             )
             .await?;
-        match row {
-            Some(r) => Ok(r.get(0)),
-            None => Err(DbError::UnknownTopic(name.to_string())),
-        }
+        let Some(row) = row else {
+            return Err(DbError::UnknownTopic(name.to_string()));
+        };
+        tx.execute(NOTIFY_ONE_SQL, &[&topic_changed_payload(name)])
+            .await?;
+        tx.commit().await?;
+        Ok(row.get(0))
     }
 
     /// Every topic, by name.
@@ -131,6 +136,53 @@ impl Db {
         }
     }
 
+    /// Changes the configs of `name` atomically: `change` gets the topic as stored (its row
+    /// locked) and answers the whole new set of configs, or refuses. Unless `commit` is false
+    /// (a `validate_only` request) the new set is stored and every broker is told (a
+    /// topic-change notice). The outer error is the database's, the inner one `change`'s.
+    pub async fn change_configs<E>(
+        &self,
+        name: &str,
+        commit: bool,
+        change: impl FnOnce(&TopicMeta) -> Result<Vec<(String, String)>, E>,
+    ) -> Result<Result<TopicMeta, E>, DbError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let Some(row) = tx
+            .query_opt(
+                &format!("SELECT {TOPIC_COLUMNS} FROM sluice_topics WHERE name = $1 FOR UPDATE"),
+                &[&name],
+            )
+            .await?
+        else {
+            return Err(DbError::UnknownTopic(name.to_string()));
+        };
+        let current = topic_from_row(&row)?;
+        let next = match change(&current) {
+            Ok(next) => next,
+            Err(e) => return Ok(Err(e)),
+        };
+        if !commit {
+            return Ok(Ok(TopicMeta {
+                configs: next,
+                ..current
+            }));
+        }
+        let row = tx
+            .query_one(
+                &format!(
+                    "UPDATE sluice_topics SET configs = $2 WHERE topic_id = $1
+                     RETURNING {TOPIC_COLUMNS}"
+                ),
+                &[&current.topic_id, &configs_json(&next)],
+            )
+            .await?;
+        tx.execute(NOTIFY_ONE_SQL, &[&topic_changed_payload(name)])
+            .await?;
+        tx.commit().await?;
+        Ok(Ok(topic_from_row(&row)?))
+    }
+
     /// Grows `name` to `new_count` partitions (the new ones empty); fewer or as many as it has
     /// is [`DbError::InvalidPartitions`].
     pub async fn create_partitions(
@@ -172,6 +224,8 @@ impl Db {
             &[&topic_id, &current, &new_count],
         )
         .await?;
+        tx.execute(NOTIFY_ONE_SQL, &[&topic_changed_payload(name)])
+            .await?;
         tx.commit().await?;
         topic_from_row(&row)
     }
@@ -225,6 +279,7 @@ fn topic_from_row(row: &Row) -> Result<TopicMeta, DbError> {
 mod tests {
     use super::*;
     use crate::cluster::db::testing::TestDb;
+    use crate::cluster::types::CommitEvent;
 
     fn kv(k: &str, v: &str) -> (String, String) {
         (k.to_string(), v.to_string())
@@ -285,6 +340,74 @@ mod tests {
         ));
         assert!(matches!(
             db.set_configs("a", &[], &[]).await,
+            Err(DbError::UnknownTopic(_))
+        ));
+    }
+
+    async fn next(events: &mut tokio::sync::broadcast::Receiver<CommitEvent>) -> CommitEvent {
+        tokio::time::timeout(std::time::Duration::from_secs(30), events.recv())
+            .await
+            .expect("an event in time")
+            .expect("the feed is open")
+    }
+
+    #[tokio::test]
+    async fn configs_change_under_the_row_lock_and_every_broker_is_told() {
+        let Some(t) = TestDb::if_installed().await else {
+            return;
+        };
+        let db = t.connect().await;
+        db.create_topic("a", 1, &[kv("retention.ms", "1000")])
+            .await
+            .unwrap();
+        let feed = db.commit_feed();
+        let mut events = feed.subscribe();
+        assert_eq!(next(&mut events).await, CommitEvent::Resync);
+
+        // Refused: nothing stored.
+        let refused = db
+            .change_configs("a", true, |_| Err::<Vec<(String, String)>, _>("no"))
+            .await
+            .unwrap();
+        assert_eq!(refused.unwrap_err(), "no");
+        // Validated only: answered as it would be, nothing stored.
+        let preview = db
+            .change_configs("a", false, |_| Ok::<_, ()>(vec![kv("retention.ms", "5")]))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(preview.configs, vec![kv("retention.ms", "5")]);
+        assert_eq!(
+            db.topic("a").await.unwrap().unwrap().configs,
+            vec![kv("retention.ms", "1000")]
+        );
+        // Stored: the change sees the configs as they were, and the others hear of it.
+        let changed = db
+            .change_configs("a", true, |current| {
+                assert_eq!(current.configs, vec![kv("retention.ms", "1000")]);
+                Ok::<_, ()>(vec![kv("max.message.bytes", "100")])
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(changed.configs, vec![kv("max.message.bytes", "100")]);
+        assert_eq!(db.topic("a").await.unwrap().unwrap(), changed);
+        assert_eq!(
+            next(&mut events).await,
+            CommitEvent::TopicChanged("a".into())
+        );
+        db.create_partitions("a", 2).await.unwrap();
+        assert_eq!(
+            next(&mut events).await,
+            CommitEvent::TopicChanged("a".into())
+        );
+        db.delete_topic("a").await.unwrap();
+        assert_eq!(
+            next(&mut events).await,
+            CommitEvent::TopicChanged("a".into())
+        );
+        assert!(matches!(
+            db.change_configs("a", true, |_| Ok::<_, ()>(vec![])).await,
             Err(DbError::UnknownTopic(_))
         ));
     }
