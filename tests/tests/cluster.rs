@@ -112,17 +112,7 @@ fn read_all(
 fn produce_all(producer: &BaseProducer<Acks>, topic: &str, count: usize) {
     for i in 0..count {
         let (key, value) = (format!("k{i}"), format!("v{i}"));
-        let mut record = BaseRecord::to(topic).key(&key).payload(&value);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    record = r;
-                    producer.poll(Duration::from_millis(5));
-                }
-            }
-        }
-        producer.poll(Duration::ZERO);
+        common::send_queued(producer, BaseRecord::to(topic).key(&key).payload(&value));
     }
     producer.flush(TIMEOUT).expect("every record acknowledged");
 }

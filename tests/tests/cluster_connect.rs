@@ -57,17 +57,7 @@ fn produce(bootstrap: &str, topic: &str, values: &[String]) {
         .create()
         .expect("producer");
     for v in values {
-        let mut record = BaseRecord::<(), String>::to(topic).payload(v);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    record = r;
-                    producer.poll(Duration::from_millis(5));
-                }
-            }
-        }
-        producer.poll(Duration::ZERO);
+        common::send_queued(&producer, BaseRecord::<(), String>::to(topic).payload(v));
     }
     producer.flush(TIMEOUT).expect("every record acknowledged");
 }

@@ -79,17 +79,7 @@ fn producer(bootstrap: &str, acks: &Acks) -> BaseProducer<Acks> {
 fn send_range(producer: &BaseProducer<Acks>, from: usize, to: usize) {
     for i in from..to {
         let (key, value) = (format!("k{i}"), format!("v{i}"));
-        let mut record = BaseRecord::to(TOPIC).key(&key).payload(&value);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    record = r;
-                    producer.poll(Duration::from_millis(5));
-                }
-            }
-        }
-        producer.poll(Duration::ZERO);
+        common::send_queued(producer, BaseRecord::to(TOPIC).key(&key).payload(&value));
     }
 }
 

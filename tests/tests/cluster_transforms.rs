@@ -77,17 +77,7 @@ fn idempotent_producer(bootstrap: &str) -> (BaseProducer<Acks>, Acked) {
 }
 
 fn send(producer: &BaseProducer<Acks>, topic: &str, key: &str, value: &str) {
-    let mut record = BaseRecord::to(topic).key(key).payload(value);
-    loop {
-        match producer.send(record) {
-            Ok(()) => break,
-            Err((_, r)) => {
-                record = r;
-                producer.poll(Duration::from_millis(5));
-            }
-        }
-    }
-    producer.poll(Duration::ZERO);
+    common::send_queued(producer, BaseRecord::to(topic).key(key).payload(value));
 }
 
 fn consumer(bootstrap: &str) -> BaseConsumer {

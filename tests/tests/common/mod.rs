@@ -507,3 +507,25 @@ pub fn python_importing(python: &str, modules: &str) -> Option<String> {
 pub fn default_python() -> String {
     std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string())
 }
+
+/// Sends `record` through a librdkafka producer, serving delivery reports while its queue is
+/// full (a load test outruns the queue), then serves the reports ready now.
+pub fn send_queued<'a, C, K, P>(
+    producer: &rdkafka::producer::BaseProducer<C>,
+    mut record: rdkafka::producer::BaseRecord<'a, K, P, C::DeliveryOpaque>,
+) where
+    C: rdkafka::producer::ProducerContext,
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    loop {
+        match producer.send(record) {
+            Ok(()) => break,
+            Err((_, r)) => {
+                record = r;
+                producer.poll(Duration::from_millis(5));
+            }
+        }
+    }
+    producer.poll(Duration::ZERO);
+}
