@@ -202,28 +202,16 @@ pub(crate) async fn append_cluster(
                     set_message(&mut response, version, "no records");
                 }
                 (Ok(Some(meta)), Some(records)) => {
-                    let submitted = if crate::write::runs_guests(broker, &name) {
-                        crate::write::cluster::submit_transformed(
-                            broker,
-                            cluster,
-                            transactional_id.as_deref(),
-                            meta,
-                            data.index,
-                            records,
-                            now,
-                        )
-                        .await
-                    } else {
-                        crate::write::cluster::submit_produced(
-                            broker,
-                            cluster,
-                            transactional_id.as_deref(),
-                            meta,
-                            data.index,
-                            records,
-                            now,
-                        )
-                    };
+                    let submitted = crate::write::cluster::submit(
+                        broker,
+                        cluster,
+                        transactional_id.as_deref(),
+                        meta,
+                        data.index,
+                        records,
+                        now,
+                    )
+                    .await;
                     match submitted {
                         Ok(answer) => commits.push((t, p, answer)),
                         Err(e) => {

@@ -65,7 +65,7 @@ pub async fn ensure_local(
     broker: &Arc<Broker>,
     hash: &str,
 ) -> Result<(), ModuleShareError> {
-    if broker.transforms.module_bytes(hash).is_some() {
+    if broker.transforms.has_module(hash) {
         return Ok(());
     }
     let bytes = objects

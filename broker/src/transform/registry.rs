@@ -296,6 +296,13 @@ impl TransformRegistry {
         std::fs::read(self.module_path(hash)).ok()
     }
 
+    /// Whether this broker has module `hash` stored (without reading it).
+    pub fn has_module(&self, hash: &str) -> bool {
+        !hash.is_empty()
+            && hash.chars().all(|c| c.is_ascii_hexdigit())
+            && self.module_path(hash).is_file()
+    }
+
     /// Validates and stores an uploaded module; returns its hash.
     pub fn upload_module(&self, bytes: &[u8]) -> Result<String, DeployError> {
         let compiled = self.engine.compile(bytes)?;

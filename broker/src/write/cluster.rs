@@ -9,6 +9,8 @@
 //! Not in cluster mode yet, and refused by name rather than half done: transactional produce,
 //! compacted topics, `message.timestamp.type=LogAppendTime`.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use super::validate;
@@ -19,6 +21,41 @@ use crate::cluster::upload::{Answer, Submission};
 use crate::log::AppendError;
 
 pub use super::cluster_transformed::submit_transformed;
+
+/// A produce in cluster mode: through the topic's transforms when it has any
+/// ([`submit_transformed`]), else straight to the upload buffer ([`submit_produced`]).
+pub async fn submit(
+    broker: &Arc<Broker>,
+    cluster: &Cluster,
+    transactional_id: Option<&str>,
+    topic: &TopicMeta,
+    partition: i32,
+    records: Bytes,
+    now: i64,
+) -> Result<Answer, AppendError> {
+    if super::runs_guests(broker, &topic.name) {
+        submit_transformed(
+            broker,
+            cluster,
+            transactional_id,
+            topic,
+            partition,
+            records,
+            now,
+        )
+        .await
+    } else {
+        submit_produced(
+            broker,
+            cluster,
+            transactional_id,
+            topic,
+            partition,
+            records,
+            now,
+        )
+    }
+}
 
 /// Validates `records` for `topic`/`partition` and submits them to the upload buffer; the
 /// answer arrives after the commit. Called in the order a connection sent its produces. A topic
